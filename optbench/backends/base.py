@@ -1,0 +1,148 @@
+"""Backend contract and registry.
+
+A backend turns an artifact (a torch module or an ONNX file) into a :class:`Session` that
+runs inputs. It declares what it consumes, what it supports, and how to wait for its
+device; it never reads a clock (``optbench.measure`` does). Adding a backend is one module
+with one ``@register`` decorator; the plan, the sweep and measurement do not change.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from optbench.errors import SpecError
+
+_REGISTRY: dict[str, type["Backend"]] = {}
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a variant asks a backend for, as known at plan time."""
+
+    precision: str
+    device: str
+    batch_size: int
+    dims: dict[str, int]
+    transform: str
+    int8: dict | None
+    model_source: str
+
+
+@dataclass
+class Artifact:
+    """What the worker hands a backend: a module for torch-side backends, a file for ONNX-side ones."""
+
+    module: Any | None = None
+    onnx_path: Path | None = None
+    settings: dict | None = None
+    inputs: list | None = None  # the spec's InputSpecs
+
+
+class Session(ABC):
+    """A built, runnable model. ``prepare`` moves inputs where the backend wants them (untimed)."""
+
+    @abstractmethod
+    def prepare(self, feeds: dict[str, np.ndarray]) -> Any: ...
+
+    @abstractmethod
+    def run(self, bound: Any) -> Any: ...
+
+    def synchronize(self) -> None:
+        """Block until the device finished the last ``run`` (no-op for synchronous backends)."""
+
+    @abstractmethod
+    def to_numpy(self, result: Any) -> np.ndarray: ...
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        out = self.run(self.prepare(feeds))
+        self.synchronize()
+        return self.to_numpy(out)
+
+    def close(self) -> None:
+        """Release device resources."""
+
+
+class Backend(ABC):
+    name: ClassVar[str]
+    consumes: ClassVar[Literal["torch", "onnx"]]
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(self, options: BaseModel) -> None:
+        self.options = options
+
+    # -------- declared capabilities
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why this backend cannot run in this environment (missing package, no device), or None."""
+        return None
+
+    @classmethod
+    def device_of(cls, options: BaseModel) -> str:
+        """The device the variant runs on, resolved at plan time ('cpu', 'cuda')."""
+        return "cpu"
+
+    @classmethod
+    def skip_reason(cls, target: Target, options: BaseModel) -> str | None:
+        """Why this backend cannot build ``target`` (e.g. fp16 on a CPU), or None."""
+        return None
+
+    @classmethod
+    def describe(cls, options: BaseModel, target: Target) -> dict[str, Any]:
+        """Settings worth recording in the result row (how the precision was realised, ...)."""
+        return {}
+
+    @classmethod
+    def parse_options(cls, raw: dict, where: str) -> BaseModel:
+        try:
+            return cls.Options.model_validate(raw)
+        except ValidationError as e:
+            err = e.errors(include_url=False)[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            allowed = ", ".join(cls.Options.model_fields) or "none"
+            raise SpecError(f"bad option for backend '{cls.name}': {err['msg']}", field=f"{where}.{loc}",
+                            expected=f"options {allowed}", found=repr(err.get("input"))) from None
+
+    # -------- building
+    @abstractmethod
+    def build(self, artifact: Artifact, target: Target) -> Session: ...
+
+
+def register(cls: type[Backend]) -> type[Backend]:
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _discover() -> None:
+    import optbench.backends as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name != "base":
+            importlib.import_module(f"optbench.backends.{info.name}")
+
+
+def get_backend(name: str) -> type[Backend]:
+    _discover()
+    if name not in _REGISTRY:
+        import difflib
+
+        hint = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        raise SpecError(f"unknown backend '{name}'" + (f"; did you mean '{hint[0]}'?" if hint else ""),
+                        field="backends", expected=f"one of {sorted(_REGISTRY)}", found=repr(name))
+    return _REGISTRY[name]
+
+
+def all_backends() -> dict[str, type[Backend]]:
+    _discover()
+    return dict(sorted(_REGISTRY.items()))

@@ -1,0 +1,147 @@
+"""PyTorch eager backend (CPU, CUDA) under ``torch.inference_mode``."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from optbench.backends.base import Artifact, Backend, Session, Target, register
+
+_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device; checks for a driver first so CPU hosts never import torch here."""
+    import os
+    import shutil
+
+    if not (os.path.exists("/dev/nvidiactl") or shutil.which("nvidia-smi")):
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+class TorchOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when present, else cpu.")
+    cast: Literal["weights", "autocast"] = Field(
+        "weights", description="fp16/bf16 by casting the module and inputs, or by torch.autocast (fp32 weights).")
+    tf32: bool = Field(False, description="Allow TF32 matmul/conv for fp32 on CUDA.")
+    channels_last: bool = Field(False, description="channels_last memory format (convnets).")
+    threads: int | None = Field(None, ge=1, description="torch.set_num_threads on CPU; torch's default when absent.")
+
+
+def first_tensor(out: Any):
+    """The first tensor of a model output (tensor, tuple, dict or ModelOutput)."""
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (list, tuple)) and out:
+        return first_tensor(out[0])
+    raise TypeError(f"model output of type {type(out).__name__} holds no tensor")
+
+
+class TorchSession(Session):
+    def __init__(self, module, device: str, dtype, autocast: bool, channels_last: bool) -> None:
+        import torch
+
+        self.torch, self.device, self.dtype, self.autocast = torch, torch.device(device), dtype, autocast
+        self.channels_last = channels_last
+        self.module = module
+
+    def prepare(self, feeds: dict[str, np.ndarray]) -> dict:
+        bound = {}
+        for k, v in feeds.items():
+            t = self.torch.from_numpy(np.ascontiguousarray(v)).to(self.device)
+            if t.is_floating_point() and not self.autocast:
+                t = t.to(self.dtype)
+            if self.channels_last and t.dim() == 4:
+                t = t.contiguous(memory_format=self.torch.channels_last)
+            bound[k] = t
+        return bound
+
+    def run(self, bound: dict) -> Any:
+        with self.torch.inference_mode():
+            if self.autocast:
+                with self.torch.autocast(self.device.type, dtype=self.dtype):
+                    return self.module(**bound)
+            return self.module(**bound)
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize(self.device)
+
+    def to_numpy(self, result: Any) -> np.ndarray:
+        return first_tensor(result).detach().float().cpu().numpy()
+
+    def close(self) -> None:
+        self.module = None
+        if self.device.type == "cuda":
+            self.torch.cuda.empty_cache()
+
+
+@register
+class TorchEager(Backend):
+    name = "torch"
+    consumes = "torch"
+    Options = TorchOptions
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        try:
+            import torch  # noqa: F401
+        except ImportError as e:
+            return f"torch cannot be imported: {e}"
+        return None
+
+    @classmethod
+    def device_of(cls, options: TorchOptions) -> str:
+        return ("cuda" if cuda_available() else "cpu") if options.device == "auto" else options.device
+
+    @classmethod
+    def skip_reason(cls, target: Target, options: TorchOptions) -> str | None:
+        if target.model_source == "onnx":
+            return "the model is an ONNX file: there is no torch module to run"
+        if target.device == "cuda" and not cuda_available():
+            return "no CUDA device visible to torch"
+        if target.precision == "int8":
+            return "torch eager has no int8 execution path; int8 runs as Q/DQ ONNX on onnxruntime or TensorRT"
+        if target.precision == "fp16" and target.device == "cpu":
+            return "fp16 on CPU torch has no fast kernels (use bf16 on CPU, fp16 on CUDA)"
+        return None
+
+    @classmethod
+    def describe(cls, options: TorchOptions, target: Target) -> dict[str, Any]:
+        how = "fp32" if target.precision == "fp32" else f"{options.cast} {target.precision}"
+        d = {"precision_mode": how}
+        if target.device == "cuda":
+            d["tf32"] = options.tf32
+        if options.channels_last:
+            d["channels_last"] = True
+        return d
+
+    def build(self, artifact: Artifact, target: Target) -> Session:
+        import torch
+
+        o = self.options
+        if o.threads and target.device == "cpu":
+            torch.set_num_threads(o.threads)
+        if target.device == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = o.tf32
+            torch.backends.cudnn.allow_tf32 = o.tf32
+        dtype = getattr(torch, _DTYPES[target.precision])
+        module = artifact.module.to(target.device)
+        if target.precision != "fp32" and o.cast == "weights":
+            module = module.to(dtype)
+        if o.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        return TorchSession(module.eval(), target.device, dtype, o.cast == "autocast" and target.precision != "fp32",
+                            o.channels_last)

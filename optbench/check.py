@@ -1,0 +1,285 @@
+"""Pass or fail: accuracy budgets, failed variants, and the latency gate against a baseline run.
+
+Only this module decides. ``optbench check`` exits 0 when everything holds, 1 when anything is
+violated, 2 for a usage or spec error. Every violation says the variant, the metric, the
+value, the budget, and the setting that would have passed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optbench.errors import OptbenchError, RunDirError
+from optbench.spec.defaults import config_defaults
+
+# budget key → (row column, direction, label); "max": value must be <= budget
+METRICS = {
+    "rel_l2_max": ("drift_rel_l2", "max"),
+    "max_abs_max": ("drift_max_abs", "max"),
+    "cosine_min": ("drift_cosine", "min"),
+    "top1_min": ("top1_agreement", "min"),
+    "accuracy_drop_max": ("accuracy_drop", "max"),
+}
+KNOWN_KEYS = set(METRICS) | {"rel_l2_noise_x"}
+
+
+@dataclass
+class Result:
+    variant: str
+    check: str
+    passed: bool
+    message: str = ""
+    warning: bool = False
+
+
+@dataclass
+class Report:
+    results: list[Result] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def violations(self) -> list[Result]:
+        return [r for r in self.results if not r.passed and not r.warning]
+
+    @property
+    def warnings(self) -> list[Result]:
+        return [r for r in self.results if not r.passed and r.warning]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.violations else 0
+
+
+# ---------------------------------------------------------------- budgets
+def parse_overrides(items: list[str]) -> dict[str, dict[str, float]]:
+    """``[SELECTOR.]KEY=VALUE`` → {selector or '*': {key: value}}."""
+    out: dict[str, dict[str, float]] = {}
+    for item in items:
+        if "=" not in item:
+            raise OptbenchError(f"--budget takes [SELECTOR.]KEY=VALUE, found {item!r}")
+        lhs, value = item.split("=", 1)
+        selector, _, key = lhs.rpartition(".")
+        _known(key, "--budget")
+        try:
+            out.setdefault(selector or "*", {})[key] = float(value)
+        except ValueError:
+            raise OptbenchError(f"--budget {lhs}: expected a number, found {value!r}") from None
+    return out
+
+
+def _known(key: str, where: str) -> None:
+    if key not in KNOWN_KEYS:
+        import difflib
+
+        hint = difflib.get_close_matches(key, sorted(KNOWN_KEYS), n=1)
+        raise OptbenchError(f"{where}: unknown budget key '{key}'" + (f"; did you mean '{hint[0]}'?" if hint else ""),
+                            expected=f"one of {sorted(KNOWN_KEYS)}", found=repr(key))
+
+
+def budget_for(row: dict, spec_budgets: dict, overrides: dict) -> dict[str, float]:
+    defaults = config_defaults("budgets")
+    budget: dict[str, float] = dict(defaults.get(row["precision"], {}))
+    if row.get("transform") not in (None, "none"):
+        budget = {k: v for k, v in budget.items() if k == "accuracy_drop_max"} | defaults.get("transformed", {})
+        if row["precision"] == "int8":
+            budget["accuracy_drop_max"] = defaults["transformed"]["accuracy_drop_max"] + \
+                defaults["int8"].get("accuracy_drop_max", 0)
+    for layer in (spec_budgets, overrides):
+        for selector, values in layer.items():
+            if selector in ("*", row["precision"]) or fnmatch.fnmatch(row["variant_id"], selector):
+                for k in values:
+                    _known(k, f"budgets.{selector}")
+                budget.update(values)
+    return budget
+
+
+def noise_floor(rows: list[dict]) -> float | None:
+    """drift_rel_l2 of fp32 ONNX Runtime vs the fp32 torch reference on the same inputs."""
+    vals = [r["drift_rel_l2"] for r in rows if r.get("status") == "ok" and r["precision"] == "fp32"
+            and r.get("transform") == "none" and r.get("backend", "").startswith("onnxruntime")
+            and r.get("drift_rel_l2") is not None]
+    return max(vals) if vals else None
+
+
+def check_accuracy(row: dict, budget: dict, noise: float | None, ref_accuracy: float | None) -> list[Result]:
+    out = []
+    values = dict(row)
+    if ref_accuracy is not None and row.get("task_accuracy") is not None:
+        values["accuracy_drop"] = ref_accuracy - row["task_accuracy"]
+    for key, limit in budget.items():
+        if key not in METRICS:
+            continue
+        column, direction = METRICS[key]
+        value = values.get(column)
+        if value is None:
+            continue
+        effective = limit
+        note = ""
+        if key == "rel_l2_max" and noise is not None and "rel_l2_noise_x" in budget:
+            effective = max(limit, budget["rel_l2_noise_x"] * noise)
+            note = f" (max of {limit:g} and {budget['rel_l2_noise_x']:g}x noise floor {noise:.3g})"
+        ok = value <= effective if direction == "max" else value >= effective
+        if isinstance(value, float) and math.isnan(value):
+            ok = False
+        msg = "" if ok else (
+            f"{column} = {value:.6g} {'>' if direction == 'max' else '<'} budget {effective:.6g}{note}; "
+            f"would pass with {key}={_passing(value, direction)}")
+        out.append(Result(row["variant_id"], key, ok, msg))
+    return out
+
+
+def _passing(value: float, direction: str) -> str:
+    """The loosest round setting that the value meets."""
+    if value == 0:
+        return "0"
+    exp = math.floor(math.log10(abs(value))) - 1
+    step = 10.0 ** exp
+    bound = math.ceil(value / step) * step if direction == "max" else math.floor(value / step) * step
+    return f"{bound:.{max(0, -exp)}f}" if exp < 0 else f"{bound:g}"
+
+
+# ---------------------------------------------------------------- latency gate
+def env_differences(a: dict, b: dict) -> list[str]:
+    diffs = []
+    for key in ("cpu", "python"):
+        if a.get(key) != b.get(key):
+            diffs.append(f"{key}: {b.get(key)} → {a.get(key)}")
+    ga = [g.get("name") for g in a.get("gpus", [])]
+    gb = [g.get("name") for g in b.get("gpus", [])]
+    if ga != gb:
+        diffs.append(f"gpus: {gb} → {ga}")
+    la, lb = a.get("libraries", {}), b.get("libraries", {})
+    for lib in sorted(set(la) | set(lb)):
+        if la.get(lib) != lb.get(lib):
+            diffs.append(f"{lib}: {lb.get(lib)} → {la.get(lib)}")
+    return diffs
+
+
+def check_latency(rows: dict[str, dict], base: dict[str, dict], tolerance: float, confidence: float,
+                  warn_only: bool) -> list[Result]:
+    from optbench.measure.compare import median_ratio
+
+    out = []
+    for vid, row in rows.items():
+        old = base.get(vid)
+        if row.get("status") != "ok" or not old or old.get("status") != "ok":
+            continue
+        if not row.get("samples_ms") or not old.get("samples_ms"):
+            continue
+        est = median_ratio(row["samples_ms"], old["samples_ms"], confidence=confidence)
+        slower = est.ratio > 1 + tolerance and est.low > 1.0
+        msg = "" if not slower else (
+            f"latency p50 {est.ratio:.3f}x the baseline ({confidence:.0%} CI {est.low:.3f}-{est.high:.3f}, "
+            f"Mann-Whitney p={est.p_value:.2g}) > tolerance {tolerance:.0%}; would pass with tolerance={est.ratio - 1:.2f}")
+        out.append(Result(vid, "latency", not slower, msg, warning=slower and warn_only))
+    return out
+
+
+# ---------------------------------------------------------------- the whole check
+def _load_run(run_dir: Path) -> tuple[dict[str, dict], dict, dict]:
+    from optbench.store import final_rows
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "results.jsonl").exists():
+        raise RunDirError(f"{run_dir} holds no results.jsonl; is it a run directory?")
+    rows = final_rows(run_dir)
+    env = json.loads((run_dir / "env.json").read_text()) if (run_dir / "env.json").exists() else {}
+    ref = json.loads((run_dir / "reference.json").read_text()) if (run_dir / "reference.json").exists() else {}
+    return rows, env, ref
+
+
+def check_run(run_dir: Path, baseline: Path | None = None, overrides: dict | None = None,
+              strict_env: bool = False, tolerance: float | None = None) -> Report:
+    import yaml
+
+    rows, env, ref = _load_run(run_dir)
+    spec_path = Path(run_dir) / "spec.yaml"
+    spec = yaml.safe_load(spec_path.read_text()) if spec_path.exists() else {}
+    spec_budgets, optional = spec.get("budgets") or {}, spec.get("optional") or []
+    planned = json.loads((Path(run_dir) / "plan.json").read_text()) if (Path(run_dir) / "plan.json").exists() else list(rows)
+    report = Report()
+    noise = noise_floor(list(rows.values()))
+    report.notes.append(f"noise floor (fp32 onnxruntime vs torch rel_l2): {noise:.3g}" if noise is not None
+                        else "noise floor: no fp32 onnxruntime row in this run")
+    for vid in planned:
+        is_optional = any(fnmatch.fnmatch(vid, p) for p in optional)
+        row = rows.get(vid)
+        if row is None:
+            report.results.append(Result(vid, "status", is_optional, "variant has no result row (missing)"))
+            continue
+        if row["status"] in ("failed", "timeout"):
+            err = (row.get("error") or "").splitlines()[0][:200] if row.get("error") else ""
+            report.results.append(Result(vid, "status", is_optional, f"variant {row['status']}: {err}"))
+            continue
+        if row["status"] != "ok":
+            continue
+        report.results.append(Result(vid, "status", True))
+        budget = budget_for(row, spec_budgets, overrides or {})
+        report.results += check_accuracy(row, budget, noise, ref.get("reference_task_accuracy"))
+    if baseline is not None:
+        base_rows, base_env, _ = _load_run(baseline)
+        diffs = env_differences(env, base_env)
+        warn_only = bool(diffs) and not strict_env
+        if diffs:
+            report.notes.append("baseline ran elsewhere (" + "; ".join(diffs[:5]) + ")" +
+                                (": latency differences are warnings" if warn_only else ""))
+        lat = config_defaults("budgets")["latency"]
+        report.results += check_latency(rows, base_rows, tolerance if tolerance is not None else lat["tolerance"],
+                                        lat["confidence"], warn_only)
+        gone = sorted(set(base_rows) - set(rows))
+        if gone:
+            report.notes.append(f"{len(gone)} baseline variant(s) not in this run: {', '.join(gone[:5])}")
+    return report
+
+
+def write_junit(report: Report, path: Path, name: str) -> None:
+    import xml.etree.ElementTree as ET
+
+    suite = ET.Element("testsuite", name=f"optbench.{name}", tests=str(len(report.results)),
+                       failures=str(len(report.violations)), errors="0",
+                       skipped=str(len(report.warnings)))
+    for r in report.results:
+        case = ET.SubElement(suite, "testcase", classname=f"optbench.{name}.{r.variant}", name=r.check)
+        if not r.passed and r.warning:
+            ET.SubElement(case, "skipped", message=r.message)
+        elif not r.passed:
+            ET.SubElement(case, "failure", message=r.message, type="BudgetViolation").text = r.message
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+# ---------------------------------------------------------------- CLI
+def cmd_check(args) -> int:
+    overrides = parse_overrides(args.budget or [])
+    report = check_run(Path(args.run_dir), Path(args.baseline) if args.baseline else None, overrides,
+                       strict_env=args.strict_env, tolerance=args.tolerance)
+    for note in report.notes:
+        print(f"note: {note}")
+    for r in report.warnings:
+        print(f"WARN {r.variant}: {r.check}: {r.message}")
+    for r in report.violations:
+        print(f"FAIL {r.variant}: {r.check}: {r.message}")
+    if args.junit:
+        write_junit(report, Path(args.junit), Path(args.run_dir).name)
+    passed = sum(r.passed for r in report.results)
+    print(f"{passed}/{len(report.results)} checks passed, {len(report.violations)} violation(s), "
+          f"{len(report.warnings)} warning(s)")
+    return report.exit_code
+
+
+def add_commands(sub) -> None:
+    c = sub.add_parser("check", help="budgets and baseline gate → exit 0 (pass), 1 (violation), 2 (usage error)")
+    c.add_argument("run_dir")
+    c.add_argument("--baseline", help="run directory to compare latency with")
+    c.add_argument("--budget", action="append", metavar="[SELECTOR.]KEY=VALUE", help="override a budget (repeatable)")
+    c.add_argument("--tolerance", type=float, help="latency slowdown tolerated (fraction; default from configs)")
+    c.add_argument("--strict-env", action="store_true", help="fail latency even when hardware/versions differ")
+    c.add_argument("--junit", help="write JUnit XML here")
+    c.set_defaults(fn=cmd_check)
+

@@ -1,0 +1,168 @@
+"""Command line: run · plan · env · schema · report · compare · check."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from optbench.errors import OptbenchError
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if v != v:
+            return "nan"
+        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.0f}"
+    if isinstance(v, dict):
+        return "x".join(f"{k}{x}" for k, x in v.items()) or "-"
+    return str(v)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from optbench.plan import plan
+    from optbench.spec import load_spec
+
+    variants = plan(load_spec(args.spec))
+    rows = [{"variant_id": v.id, "status": v.status, "reason": v.reason or ""} for v in variants]
+    if args.json:
+        print(json.dumps([v.to_dict() for v in variants], indent=1))
+    else:
+        print(_table(rows, ["variant_id", "status", "reason"]))
+        n = sum(v.status == "planned" for v in variants)
+        print(f"\n{len(variants)} variants: {n} planned, {len(variants) - n} skipped")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from optbench.spec import load_spec
+    from optbench.store import load_results
+    from optbench.sweep import RunOptions, run_sweep
+
+    spec = load_spec(args.spec)
+    if args.run_dir:
+        run_dir = Path(args.run_dir)
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(args.out) / f"{spec.name}-{stamp}"
+    opts = RunOptions(run_dir=run_dir, spec_path=Path(args.spec), force=args.force, resume=args.resume,
+                      cache_dir=Path(args.cache_dir) if args.cache_dir else None, no_cache=args.no_cache,
+                      quiet=args.quiet)
+    run_sweep(spec, opts)
+    df = load_results(run_dir)
+    cols = ["variant_id", "status", "latency_ms_p50", "throughput_items_s", "drift_rel_l2", "task_accuracy"]
+    print(_table(df[cols].to_dict("records"), cols))
+    _maybe_report(run_dir, args)
+    print(f"\nrun directory: {run_dir}")
+    failed = int((df["status"].isin(["failed", "timeout"])).sum())
+    if failed:
+        print(f"{failed} variant(s) failed; see the 'error' column of {run_dir / 'results.csv'}")
+    return 0
+
+
+def _maybe_report(run_dir: Path, args: argparse.Namespace) -> None:
+    if not args.no_report:
+        from optbench.report import write_report
+
+        print(f"report: {write_report(run_dir)}")
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from optbench.cache import ArtifactCache
+    from optbench.env import backend_table, collect_env
+
+    env = collect_env()
+    cache = ArtifactCache(Path(args.cache_dir) if args.cache_dir else None)
+    env["cache"] = {"path": str(cache.root), "bytes": cache.size_bytes()}
+    env["backends"] = backend_table()
+    if args.json:
+        print(json.dumps(env, indent=2))
+        return 0
+    print(f"python      {env['python']}  ({env['platform']})")
+    print(f"cpu         {env['cpu']}  x{env['cpu_count']}")
+    for g in env["gpus"] or [{"name": "none", "driver": "-"}]:
+        print(f"gpu         {g['name']}  driver {g['driver']}")
+    print(f"commit      {env['commit']}")
+    print("libraries   " + ", ".join(f"{k} {v}" for k, v in env["libraries"].items()))
+    print(f"cache       {cache.root}  ({env['cache']['bytes'] / 2**20:.1f} MiB)")
+    print("\n" + _table(env["backends"], ["backend", "available", "reason"]))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from optbench.spec.models import Spec
+
+    print(json.dumps(Spec.model_json_schema(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="optbench", description="Benchmark and optimise deep-learning inference.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="build and measure every variant of a spec")
+    r.add_argument("spec")
+    where = r.add_mutually_exclusive_group()
+    where.add_argument("--run-dir", help="run directory (default: OUT/NAME-TIMESTAMP)")
+    where.add_argument("--out", default="results", help="root of new run directories (default: results)")
+    r.add_argument("--force", action="store_true", help="overwrite a run directory that holds results")
+    r.add_argument("--resume", action="store_true", help="run only the variants without a final row")
+    r.add_argument("--cache-dir", help="artifact cache (default: $OPTBENCH_CACHE or ~/.cache/optbench)")
+    r.add_argument("--no-cache", action="store_true", help="rebuild every artifact")
+    r.add_argument("--no-report", action="store_true", help="do not write report.html")
+    r.add_argument("--quiet", action="store_true", help="no progress output")
+    r.set_defaults(fn=cmd_run)
+
+    pl = sub.add_parser("plan", help="list the variants of a spec; build nothing")
+    pl.add_argument("spec")
+    pl.add_argument("--json", action="store_true")
+    pl.set_defaults(fn=cmd_plan)
+
+    e = sub.add_parser("env", help="versions, CPU/GPU, backends and why any is unavailable")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--cache-dir")
+    e.set_defaults(fn=cmd_env)
+
+    s = sub.add_parser("schema", help="JSON schema of the spec")
+    s.set_defaults(fn=cmd_schema)
+    _extensions(sub)
+    return p
+
+
+def _extensions(sub) -> None:
+    """Commands that live in their own modules (report, compare, check)."""
+    from optbench import check
+    from optbench.report import cli as report_cli
+
+    check.add_commands(sub)
+    report_cli.add_commands(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except OptbenchError as e:
+        print(f"optbench: error: {e.format()}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("optbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Built-in data sources: synthetic, digits, npz, text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from optbench.data import Items, source
+from optbench.errors import SpecError
+from optbench.spec.load import resolve_path
+from optbench.spec.models import Spec
+
+
+def _max_dims(spec: Spec) -> dict[str, int]:
+    dims: dict[str, int] = {}
+    for shape in spec.variants.shapes or []:
+        for k, v in shape.items():
+            dims[k] = max(dims.get(k, 0), v)
+    return dims
+
+
+@source("synthetic")
+def synthetic(spec: Spec, spec_dir: Path, count: int, tokenizer=None) -> Items:
+    rng = np.random.default_rng(spec.seed)
+    dims = _max_dims(spec)
+    count = max(count, spec.data.eval + spec.data.calibration + 64)
+    out = {}
+    for inp in spec.inputs:
+        shape = [count] + [d if isinstance(d, int) else dims.get(d, spec.data.seq_len) for d in inp.shape[1:]]
+        if inp.dtype.startswith("float"):
+            out[inp.name] = rng.standard_normal(shape).astype(inp.dtype)
+        elif inp.dtype == "bool":
+            out[inp.name] = np.ones(shape, dtype=bool)
+        else:
+            lo, hi = inp.range or (0, 2)
+            out[inp.name] = rng.integers(lo, hi, size=shape).astype(inp.dtype)
+    return Items(out)
+
+
+@source("digits")
+def digits(spec: Spec, spec_dir: Path, count: int, tokenizer=None) -> Items:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = (d.images.astype(np.float32) / 16.0)[:, None, :, :]
+    name = spec.inputs[0].name
+    return Items({name: images}, d.target.astype(np.int64))
+
+
+@source("npz")
+def npz(spec: Spec, spec_dir: Path, count: int, tokenizer=None) -> Items:
+    path = resolve_path(spec.data.path, spec_dir / "spec.yaml")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (ValueError, OSError) as e:
+        raise SpecError(f"cannot read npz file: {e}", file=str(path), field="data.path") from None
+    labels = None
+    if spec.data.labels:
+        if spec.data.labels not in arrays:
+            raise SpecError("labels array not in the npz file", file=str(path), field="data.labels",
+                            expected=f"one of {sorted(arrays)}", found=repr(spec.data.labels))
+        labels = arrays.pop(spec.data.labels)
+    lengths = {k: len(v) for k, v in arrays.items() if v.ndim}
+    if len(set(lengths.values())) > 1 or (labels is not None and len(labels) not in lengths.values()):
+        raise SpecError("npz arrays differ in their first (item) dimension", file=str(path), field="data.path",
+                        found=str(lengths))
+    return Items(arrays, labels)
+
+
+@source("text")
+def text(spec: Spec, spec_dir: Path, count: int, tokenizer=None) -> Items:
+    if tokenizer is None:
+        raise SpecError("data source 'text' needs a model with a tokenizer (source: transformers)", field="data.source")
+    path = resolve_path(spec.data.path, spec_dir / "spec.yaml")
+    sentences = [s.strip() for s in Path(path).read_text().splitlines() if s.strip()]
+    seq = max(_max_dims(spec).get("seq", spec.data.seq_len if hasattr(spec.data, "seq_len") else 128), 8)
+    enc = tokenizer(sentences, padding="max_length", truncation=True, max_length=seq, return_tensors="np")
+    names = {i.name for i in spec.inputs}
+    out = {k: np.asarray(v).astype(np.int64) for k, v in enc.items() if k in names}
+    return Items(out)

@@ -1,0 +1,1 @@
+"""Export: torch → ONNX, simplification, precision conversion of ONNX graphs."""

@@ -1,0 +1,23 @@
+"""Precision conversion of ONNX graphs (fp16), keeping I/O types and fragile ops in fp32."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# Reductions and exponentials whose fp16 versions lose accuracy (LayerNorm statistics,
+# Softmax sums, Pow in variance, Erf in GELU): kept in fp32 with casts around them.
+FP32_OPS = ["LayerNormalization", "SimplifiedLayerNormalization", "SkipLayerNormalization", "Softmax",
+            "ReduceMean", "ReduceSum", "Pow", "Sqrt", "Erf", "Exp", "Log", "Div"]
+
+
+def convert_fp16(src: Path, dst: Path) -> dict[str, Any]:
+    import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    model = onnx.load(str(src))
+    blocked = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS))
+    converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked)
+    onnx.save(converted, str(dst))
+    kept = sorted({n.op_type for n in model.graph.node if n.op_type in blocked})
+    return {"fp16": "graph conversion, fp32 I/O", "fp32_ops_kept": kept}

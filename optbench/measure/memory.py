@@ -1,0 +1,24 @@
+"""Memory and size readings (bytes)."""
+
+from __future__ import annotations
+
+import resource
+import sys
+from pathlib import Path
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process (each variant runs in its own process)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def path_bytes(path: Path | None) -> int | None:
+    """Bytes on disk of a file, or of every file under a folder (ONNX external data)."""
+    if path is None or not Path(path).exists():
+        return None
+    p = Path(path)
+    if p.is_file():
+        extra = sum(f.stat().st_size for f in p.parent.glob(p.name + ".data"))
+        return p.stat().st_size + extra
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())

@@ -1,0 +1,143 @@
+"""Build and measure one variant: model → transform → artifact → backend session → measurement + drift.
+
+Runs inside a worker process. Every artifact goes through the content-addressed cache,
+so variants that share a build (the same ONNX file at another batch size) build it once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optbench.backends import Artifact, get_backend
+from optbench.measure import drift_metrics, measure_session, timed
+from optbench.measure.memory import path_bytes, peak_rss_bytes
+from optbench.plan import Variant
+from optbench.transforms import apply_transform, count_params
+from optbench.worker import Context, dims_key
+
+
+def load_base_module(ctx: Context) -> Any:
+    import torch
+
+    if ctx.spec.model.source == "python":
+        from optbench.models import import_entrypoint
+
+        import_entrypoint(ctx.spec.model.entrypoint, ctx.spec_dir)  # classes the pickle refers to
+    return torch.load(ctx.prepared["model_path"], map_location="cpu", weights_only=False).eval()
+
+
+def transformed_module(ctx: Context, v: Variant) -> tuple[Any, dict]:
+    import json
+
+    import torch
+
+    base = load_base_module(ctx)
+    if v.transform == "none":
+        return base, {}
+    tspec = next(t for t in ctx.spec.variants.transforms if t != "none" and t.name == v.transform)
+    key = ctx.cache.key("transform", [ctx.prepared["identity"], tspec.model_dump(mode="json"), ctx.spec.seed])
+
+    def build(folder: Path) -> None:
+        module, facts = apply_transform(base, tspec, ctx)
+        torch.save(module, folder / "model.pt")
+        (folder / "facts.json").write_text(json.dumps(facts))
+
+    path, _ = ctx.cache.get_or_build(key, "model.pt", build)
+    facts = json.loads((path.parent / "facts.json").read_text())
+    return torch.load(path, map_location="cpu", weights_only=False).eval(), facts
+
+
+def onnx_artifact(ctx: Context, v: Variant, module: Any) -> tuple[Path, dict]:
+    """The fp32 ONNX export, then the precision conversion the variant asks for."""
+    from optbench.export.onnx import export_onnx
+
+    spec, info = ctx.spec, {}
+    if module is None:
+        fp32 = Path(ctx.prepared["model_path"])
+    else:
+        sample = next(ctx.splits.eval.at_shape(spec.inputs, v.dims).batches(max(2, v.batch_size)))[0]
+        key = ctx.cache.key("onnx", [ctx.prepared["identity"], v.transform, spec.export.model_dump(mode="json"),
+                                     [i.model_dump(mode="json") for i in spec.inputs], _tspec(ctx, v)])
+
+        def build(folder: Path) -> None:
+            info.update(export_onnx(module, spec.inputs, sample, folder / "model.onnx", spec.export,
+                                    ctx.prepared["output_names"]))
+
+        fp32, cached = ctx.cache.get_or_build(key, "model.onnx", build)
+        info["export_cached"] = cached
+    if v.precision == "fp16":
+        from optbench.export.precision import convert_fp16
+
+        key = ctx.cache.key("fp16", [str(fp32), _file_key(fp32)])
+        path, _ = ctx.cache.get_or_build(key, "model.onnx", lambda d: info.update(convert_fp16(fp32, d / "model.onnx")))
+        return path, info
+    if v.precision == "int8":
+        from optbench.transforms.quantize import quantize_onnx
+
+        key = ctx.cache.key("int8", [_file_key(fp32), v.int8])
+        path, _ = ctx.cache.get_or_build(
+            key, "model.onnx", lambda d: info.update(quantize_onnx(ctx, fp32, d / "model.onnx", v, module)))
+        return path, info
+    return fp32, info
+
+
+def _tspec(ctx: Context, v: Variant) -> Any:
+    return next((t.model_dump(mode="json") for t in ctx.spec.variants.transforms if t != "none" and t.name == v.transform), None)
+
+
+def _file_key(path: Path) -> str:
+    from optbench.models import file_digest
+
+    return file_digest(path)
+
+
+def module_bytes(module: Any) -> int:
+    tensors = list(module.parameters()) + list(module.buffers())
+    return int(sum(t.numel() * t.element_size() for t in tensors))
+
+
+def measure_variant(ctx: Context, vdict: dict) -> dict:
+    v = Variant(**vdict)
+    cls = get_backend(v.backend_name)
+    backend = cls(cls.Options.model_validate(v.options))
+    target = v.target
+    row: dict[str, Any] = {"settings": dict(v.settings)}
+    module, facts = (None, {}) if ctx.spec.model.source == "onnx" else transformed_module(ctx, v)
+    row.update({k: facts.pop(k) for k in ("params", "sparsity") if k in facts})
+    row["settings"].update(facts)
+    if module is not None and "params" not in row:
+        row["params"] = count_params(module)
+    if cls.consumes == "torch":
+        artifact = Artifact(module=module, inputs=ctx.spec.inputs)
+        row["model_bytes"] = module_bytes(module)
+    else:
+        (path, info), export_s = timed(lambda: onnx_artifact(ctx, v, module))
+        row["settings"].update(info)
+        row["export_s"] = export_s
+        row["model_bytes"] = path_bytes(path)
+        artifact = Artifact(onnx_path=path, inputs=ctx.spec.inputs)
+    session, row["build_s"] = timed(lambda: backend.build(artifact, target))
+    try:
+        items = ctx.splits.eval.at_shape(ctx.spec.inputs, v.dims)
+        outputs = np.concatenate([session.infer(feeds)[:real] for feeds, real in items.batches(v.batch_size)])
+        with np.load(ctx.run_dir / "work" / "reference.npz") as refs:
+            ref = refs[dims_key(v.dims)]
+        row.update(drift_metrics(outputs, ref, ctx.splits.eval.labels))
+        feeds = next(items.batches(v.batch_size))[0]
+        m = measure_session(session, feeds, v.batch_size, ctx.spec.measure)
+        row.update(m.summary())
+        row.update(throughput_items_s=m.throughput, iterations=len(m.samples_ms), samples_ms=list(m.samples_ms),
+                   warnings=m.warnings, gpu_peak_bytes=session_peak(session))
+    finally:
+        session.close()
+    row["peak_rss_bytes"] = peak_rss_bytes()
+    row["status"] = "ok"
+    return row
+
+
+def session_peak(session: Any) -> int | None:
+    peak = getattr(session, "device_peak_bytes", None)
+    return peak() if callable(peak) else None

@@ -1,0 +1,105 @@
+"""Expand a spec's axes into variants with stable ids; mark what a backend cannot do as skipped."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from optbench.backends import Target, get_backend
+from optbench.errors import SpecError
+from optbench.spec.models import Int8Settings, Spec, TransformSpec
+
+
+@dataclass(frozen=True)
+class Variant:
+    id: str
+    backend: str                 # the spec's key (label or name)
+    backend_name: str            # the registered backend
+    options: dict[str, Any]
+    device: str
+    precision: str
+    transform: str
+    batch_size: int
+    dims: dict[str, int]
+    int8: dict[str, Any] | None = None
+    status: str = "planned"      # planned | skipped
+    reason: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape_label(self) -> str:
+        return "x".join(f"{k}{v}" for k, v in sorted(self.dims.items()))
+
+    @property
+    def target(self) -> Target:
+        return Target(self.precision, self.device, self.batch_size, dict(self.dims), self.transform, self.int8,
+                      "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def int8_label(s: Int8Settings) -> str:
+    if s.mode == "dynamic":
+        return "dyn"
+    if s.mode == "modelopt":
+        return "mtq"
+    return f"{s.method}{'-pc' if s.per_channel else ''}-{s.activations}"
+
+
+def _points(spec: Spec) -> list[tuple[int, dict[str, int]]]:
+    shapes = spec.variants.shapes or [{}]
+    out: list[tuple[int, dict[str, int]]] = []
+    for shape in shapes:
+        dims = {k: v for k, v in shape.items() if k != "batch"}
+        batches = [shape["batch"]] if "batch" in shape else spec.variants.batch_size
+        for b in batches:
+            if (b, dims) not in out:
+                out.append((b, dims))
+    return out
+
+
+def _digest(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def plan(spec: Spec) -> list[Variant]:
+    """Every combination of transform × precision (× int8 settings) × backend × batch × shape."""
+    variants: list[Variant] = []
+    base = {"model": spec.model.model_dump(mode="json"), "inputs": [i.model_dump(mode="json") for i in spec.inputs],
+            "export": spec.export.model_dump(mode="json"), "seed": spec.seed}
+    for i, b in enumerate(spec.backends):
+        cls = get_backend(b.name)
+        options = cls.parse_options(b.options, f"backends.{i}.options")
+        unavailable = cls.unavailable_reason()
+        device = cls.device_of(options)
+        for transform in spec.variants.transforms:
+            tname = "none" if transform == "none" else transform.name
+            tdump = transform if transform == "none" else transform.model_dump(mode="json")
+            for precision in spec.variants.precision:
+                q_settings = spec.variants.int8 if precision == "int8" else [None]
+                for q, (batch, dims) in itertools.product(q_settings, _points(spec)):
+                    qd = q.model_dump(mode="json") if q else None
+                    target = Target(precision, device, batch, dims, tname, qd, spec.model.source)
+                    reason = unavailable or cls.skip_reason(target, options)
+                    if reason is None and isinstance(transform, TransformSpec) and spec.model.source == "onnx":
+                        reason = "transforms need a torch model; this model is an ONNX file"
+                    prec_label = precision + (f"-{int8_label(q)}" if q else "")
+                    shape = "".join(f".{k}{v}" for k, v in sorted(dims.items()))
+                    payload = {**base, "backend": b.name, "options": options.model_dump(mode="json"),
+                               "device": device, "precision": precision, "int8": qd, "transform": tdump,
+                               "batch": batch, "dims": dims}
+                    vid = f"{b.key}.{prec_label}.{tname}.bs{batch}{shape}-{_digest(payload)}"
+                    variants.append(Variant(
+                        id=vid, backend=b.key, backend_name=b.name, options=options.model_dump(mode="json"),
+                        device=device, precision=precision, transform=tname, batch_size=batch, dims=dims, int8=qd,
+                        status="skipped" if reason else "planned", reason=reason,
+                        settings=cls.describe(options, target)))
+    ids = [v.id for v in variants]
+    if len(set(ids)) != len(ids):
+        dup = sorted({x for x in ids if ids.count(x) > 1})
+        raise SpecError("the spec produces duplicate variants", field="variants", found=", ".join(dup))
+    return variants

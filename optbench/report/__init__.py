@@ -1,0 +1,113 @@
+"""The run report: one self-contained HTML file (inline CSS, plots as data-URI SVG), plus Markdown and CSV."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from optbench.check import budget_for, check_accuracy, noise_floor
+from optbench.errors import RunDirError
+
+ACCURACY_BUDGETS = (0.0, 0.01, 0.03)  # task-accuracy drops the report names a best variant under
+
+
+def load_run(run_dir: Path) -> dict:
+    from optbench.store import load_results
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "results.jsonl").exists():
+        raise RunDirError(f"{run_dir} holds no results.jsonl; is it a run directory?")
+    df = load_results(run_dir)
+    read = lambda name, fn: fn((run_dir / name).read_text()) if (run_dir / name).exists() else {}  # noqa: E731
+    return {"dir": run_dir, "df": df, "env": read("env.json", json.loads), "ref": read("reference.json", json.loads),
+            "spec": read("spec.yaml", yaml.safe_load), "spec_text": read("spec.yaml", str)}
+
+
+def _int8_label(v) -> str:
+    from optbench.plan import int8_label
+    from optbench.spec.models import Int8Settings
+
+    return int8_label(Int8Settings.model_validate(v)) if isinstance(v, dict) else ""
+
+
+def enrich(df: pd.DataFrame) -> pd.DataFrame:
+    from optbench.report.plots import series_label
+
+    df = df.copy()
+    df["int8_label"] = df["int8"].map(_int8_label)
+    df["series"] = df.apply(series_label, axis=1)
+    df["shape_label"] = df["shape"].map(lambda s: "x".join(f"{k}{v}" for k, v in (s or {}).items()) or "-")
+    df["shape_sort"] = df["shape"].map(lambda s: tuple(sorted((s or {}).values())))
+    df["ms_per_item"] = df["latency_ms_p50"] / df["batch_size"]
+    base = df[(df.status == "ok") & (df.backend == "torch") & (df.precision == "fp32") & (df.transform == "none")]
+    lookup = {(r.batch_size, r.shape_label): r.latency_ms_p50 for r in base.itertuples()}
+    df["speedup"] = [lookup.get((r.batch_size, r.shape_label), float("nan")) / r.latency_ms_p50
+                     if r.status == "ok" else float("nan") for r in df.itertuples()]
+    return df
+
+
+def accuracy_metric(ok: pd.DataFrame) -> str:
+    for m in ("task_accuracy", "top1_agreement", "drift_cosine"):
+        if m in ok and ok[m].notna().any():
+            return m
+    return "drift_cosine"
+
+
+def pareto_frontier(ok: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Variants no other variant beats on both latency per item (lower) and the metric (higher)."""
+    d = ok.dropna(subset=[metric, "ms_per_item"]).sort_values(["ms_per_item", metric], ascending=[True, False])
+    keep, best = [], -float("inf")
+    for idx, r in d.iterrows():
+        if r[metric] > best:
+            keep.append(idx)
+            best = r[metric]
+    return d.loc[keep]
+
+
+def best_under_budgets(ok: pd.DataFrame, metric: str, reference: float | None) -> list[dict]:
+    top = reference if reference is not None else ok[metric].max()
+    out = []
+    for drop in ACCURACY_BUDGETS:
+        fits = ok[ok[metric] >= top - drop - 1e-12]
+        if fits.empty:
+            out.append({"budget": drop, "variant": None})
+            continue
+        r = fits.sort_values("ms_per_item").iloc[0]
+        out.append({"budget": drop, "variant": r["variant_id"], "ms_per_item": r["ms_per_item"], "value": r[metric]})
+    return out
+
+
+def verdicts(df: pd.DataFrame, run: dict) -> dict[tuple[str, str], bool]:
+    """(variant, metric column) → within budget, as ``optbench check`` decides it."""
+    from optbench.check import METRICS
+
+    rows = df.to_dict("records")
+    noise = noise_floor(rows)
+    out = {}
+    for row in rows:
+        if row["status"] != "ok":
+            continue
+        budget = budget_for(row, run["spec"].get("budgets") or {}, {})
+        for res in check_accuracy(row, budget, noise, run["ref"].get("reference_task_accuracy")):
+            column = METRICS[res.check][0]
+            out[(row["variant_id"], "task_accuracy" if column == "accuracy_drop" else column)] = res.passed
+    return out
+
+
+def write_report(run_dir: Path, out: Path | None = None, fmt: str = "html") -> Path:
+    from optbench.report.render import render_csv, render_html, render_md
+
+    run = load_run(Path(run_dir))
+    out = Path(out) if out else Path(run_dir) / {"html": "report.html", "md": "report.md", "csv": "report.csv"}[fmt]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = {"html": render_html, "md": render_md, "csv": render_csv}[fmt](run)
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
+def generated_at() -> str:
+    return datetime.now().strftime("%Y-%m-%d %H:%M")

@@ -1,0 +1,119 @@
+"""Render a loaded run as HTML (jinja2, autoescaped), Markdown or CSV."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import jinja2
+import pandas as pd
+
+from optbench.report import (
+    accuracy_metric,
+    best_under_budgets,
+    enrich,
+    generated_at,
+    pareto_frontier,
+    verdicts,
+)
+from optbench.report import plots
+
+SUMMARY = [("variant_id", "variant"), ("backend", "backend"), ("device", "device"), ("precision", "precision"),
+           ("transform", "transform"), ("batch_size", "batch"), ("shape_label", "shape"), ("status", "status"),
+           ("latency_ms_p50", "p50 ms"), ("latency_ms_p99", "p99 ms"), ("gpu_ms_p50", "GPU p50 ms"),
+           ("throughput_items_s", "items/s"), ("speedup", "speedup vs torch fp32"), ("model_bytes", "model MiB"),
+           ("drift_rel_l2", "rel L2"), ("drift_cosine", "cosine"), ("top1_agreement", "top-1 agree"),
+           ("task_accuracy", "task acc")]
+DRIFT = ["drift_max_abs", "drift_mean_abs", "drift_rel_l2", "drift_cosine", "top1_agreement", "task_accuracy"]
+
+
+def fmt(v, col: str = "") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if col == "model_bytes":
+        return f"{v / 2**20:.2f}"
+    if col == "speedup":
+        return f"{v:.2f}×"
+    if isinstance(v, float):
+        if v == 0:
+            return "0"
+        return f"{v:.3g}" if abs(v) < 1e-2 or abs(v) >= 1e4 else f"{v:.4g}"
+    return str(v)
+
+
+def _env():
+    loader = jinja2.FileSystemLoader(Path(__file__).parent / "templates")
+    env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters["fmt"] = fmt
+    return env
+
+
+def context(run: dict) -> dict:
+    df = enrich(run["df"])
+    ok = df[df.status == "ok"]
+    ok_plot = ok.dropna(subset=["latency_ms_p50"])
+    metric = accuracy_metric(ok)
+    frontier = pareto_frontier(ok_plot, metric) if not ok_plot.empty else ok_plot
+    figures = []
+    if not ok_plot.empty:
+        for title, uri in [
+            ("Latency vs batch size", plots.latency_vs_batch(ok_plot)),
+            ("Throughput", plots.throughput_bars(ok_plot)),
+            ("Accuracy vs latency (Pareto)", plots.pareto(ok_plot, metric, frontier)),
+            ("Peak memory", plots.memory_bars(ok_plot)),
+            ("Latency vs shape", plots.latency_vs_shape(ok_plot)),
+        ]:
+            if uri:
+                figures.append({"title": title, "uri": uri})
+    verdict = verdicts(df, run)
+    rows = []
+    for r in df.to_dict("records"):
+        cells = []
+        for col, _ in SUMMARY:
+            ok_flag = verdict.get((r["variant_id"], col))
+            cls = "" if ok_flag is None else ("pass" if ok_flag else "fail")
+            raw = r.get(col)
+            sort = raw if isinstance(raw, (int, float)) and not (isinstance(raw, float) and math.isnan(raw)) else ""
+            cells.append({"text": fmt(raw, col), "cls": cls, "sort": sort})
+        rows.append(cells)
+    env = run["env"]
+    return {
+        "name": run["spec"].get("name", run["dir"].name), "description": run["spec"].get("description"),
+        "generated": generated_at(), "env": env, "ref": run["ref"], "columns": [c[1] for c in SUMMARY],
+        "rows": rows, "figures": figures, "metric": metric,
+        "frontier": frontier[["variant_id", "ms_per_item", metric]].to_dict("records") if not frontier.empty else [],
+        "best": best_under_budgets(ok, metric, run["ref"].get("reference_task_accuracy")
+                                   if metric == "task_accuracy" else None) if not ok.empty else [],
+        "drift": ok[["variant_id"] + DRIFT].to_dict("records"), "drift_cols": DRIFT,
+        "problems": df[df.status.isin(["failed", "timeout", "skipped"])][["variant_id", "status", "error"]].to_dict("records"),
+        "warnings": [(r["variant_id"], w) for r in ok.to_dict("records") for w in (r.get("warnings") or [])],
+        "spec_text": run["spec_text"], "counts": df.status.value_counts().to_dict(),
+        "has_gpu_time": ok["gpu_ms_p50"].notna().any() if "gpu_ms_p50" in ok else False,
+    }
+
+
+def render_html(run: dict) -> str:
+    return _env().get_template("report.html.j2").render(**context(run))
+
+
+def render_md(run: dict) -> str:
+    df = enrich(run["df"])
+    cols = ["variant_id", "status", "latency_ms_p50", "throughput_items_s", "speedup", "drift_rel_l2", "task_accuracy"]
+    head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
+    body = "".join("| " + " | ".join(_md(fmt(r[c], c)) for c in cols) + " |\n" for r in df.to_dict("records"))
+    counts = ", ".join(f"{v} {k}" for k, v in df.status.value_counts().items())
+    name = _md(str(run["spec"].get("name", "")))
+    return f"## optbench: {name}\n\n{counts} · host: {_md(str(run['env'].get('cpu', '')))}\n\n{head}{body}"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+
+
+def render_csv(run: dict) -> str:
+    df = run["df"].drop(columns=["samples_ms"])
+    return df.to_csv(index=False)
+
+
+def frame(run: dict) -> pd.DataFrame:
+    return enrich(run["df"])

@@ -1,0 +1,244 @@
+"""Pydantic models of the experiment spec.
+
+Every model forbids unknown keys and describes every field, so ``optbench schema`` is a
+usable editor schema and a typo is an error rather than a silently ignored setting.
+Defaults that users tune (measurement, export, budgets) live in ``configs/``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+
+from optbench.spec.defaults import config_defaults
+
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
+DType = Literal["float32", "float16", "int64", "int32", "bool"]
+SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- model sources
+class TorchvisionModel(Strict):
+    source: Literal["torchvision"] = Field(description="Build a torchvision classification model by name.")
+    name: str = Field(description="torchvision model name, e.g. resnet18.")
+    weights: str | None = Field(None, description="Local state_dict file (.pt/.pth); random init when absent.")
+    num_classes: PositiveInt | None = Field(None, description="Classifier width; the torchvision default when absent.")
+
+
+class PythonModel(Strict):
+    source: Literal["python"] = Field(description="Call a Python function that returns an nn.Module.")
+    entrypoint: str = Field(description="'path/to/file.py:function' or 'package.module:function'.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments passed to the function.")
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _has_function(cls, v: str) -> str:
+        if v.count(":") != 1 or not all(v.split(":")):
+            raise ValueError(f"expected 'path/or/module:function', found {v!r}")
+        return v
+
+
+class OnnxModel(Strict):
+    source: Literal["onnx"] = Field(description="An existing ONNX file; the reference is then ONNX Runtime CPU fp32.")
+    path: str = Field(description="Path of the .onnx file.")
+
+
+class TransformersModel(Strict):
+    source: Literal["transformers"] = Field(description="A local Hugging Face model directory, loaded offline.")
+    path: str = Field(description="Directory with config.json and weights, or 'package:NAME' for a directory shipped in an installed package.")
+    pooling: Literal["mean", "cls", "none"] = Field(
+        "mean", description="How token states become one output per item: mean over the attention mask, the first token, or none (last_hidden_state).")
+    normalize: bool = Field(True, description="L2-normalise the pooled embedding (sentence-transformers style).")
+
+
+ModelSpec = Annotated[Union[TorchvisionModel, PythonModel, OnnxModel, TransformersModel],
+                      Field(discriminator="source")]
+
+
+# ---------------------------------------------------------------- inputs and data
+class InputSpec(Strict):
+    name: str = Field(description="Input name; also the ONNX graph input name.")
+    shape: list[int | str] = Field(min_length=1, description="Dimensions; a name (batch, seq) is a dynamic axis.")
+    dtype: DType = Field("float32", description="Element type.")
+    range: tuple[int, int] | None = Field(None, description="[low, high) for synthetic integer inputs (token ids).")
+
+    @field_validator("shape")
+    @classmethod
+    def _dims(cls, v: list[int | str]) -> list[int | str]:
+        for d in v:
+            if isinstance(d, int) and d <= 0:
+                raise ValueError(f"dimensions must be positive, found {d}")
+            if isinstance(d, str) and not SYMBOL.match(d):
+                raise ValueError(f"a symbolic dimension must be an identifier, found {d!r}")
+        return v
+
+    @property
+    def symbols(self) -> list[str]:
+        return [d for d in self.shape if isinstance(d, str)]
+
+
+class _Splits(Strict):
+    calibration: PositiveInt = Field(256, description="Items in the calibration split (int8 calibration).")
+    eval: PositiveInt = Field(512, description="Items in the evaluation split (accuracy drift).")
+    train: int | None = Field(None, ge=0, description="Items in the training split (fine-tune, distillation); all the rest when absent.")
+
+
+class SyntheticData(_Splits):
+    source: Literal["synthetic"] = Field(description="Seeded random inputs; no labels.")
+    seq_len: PositiveInt = Field(128, description="Length used for a 'seq' dimension when generating items.")
+
+
+class DigitsData(_Splits):
+    source: Literal["digits"] = Field(description="scikit-learn's bundled 8x8 digits (1,797 labelled images).")
+
+
+class NpzData(_Splits):
+    source: Literal["npz"] = Field(description="Arrays from an .npz file, one per input name.")
+    path: str = Field(description="Path of the .npz file.")
+    labels: str | None = Field(None, description="Name of the array holding integer labels, if any.")
+
+
+class TextData(_Splits):
+    source: Literal["text"] = Field(description="Sentences from a text file (one per line), tokenized by the model's tokenizer.")
+    path: str = Field(description="Text file, one sentence per line.")
+
+
+DataSpec = Annotated[Union[SyntheticData, DigitsData, NpzData, TextData], Field(discriminator="source")]
+
+
+# ---------------------------------------------------------------- variants
+class Int8Settings(Strict):
+    mode: Literal["static", "dynamic", "modelopt"] = Field(
+        "static", description="static: ORT calibrated QDQ; dynamic: ORT dynamic (weights only, activations at run time); modelopt: PyTorch PTQ exported as Q/DQ ONNX.")
+    method: Literal["minmax", "entropy", "percentile"] = Field("minmax", description="Calibration method (static).")
+    per_channel: bool = Field(True, description="Per-channel weight scales.")
+    samples: PositiveInt = Field(256, description="Calibration items drawn from the calibration split.")
+    activations: Literal["u8", "s8"] = Field("u8", description="Activation type; U8 is the fast choice on x86 VNNI.")
+
+
+class PruneSettings(Strict):
+    method: Literal["l1-structured", "magnitude"] = Field(description="Structured channel pruning or unstructured magnitude sparsity.")
+    amount: float = Field(gt=0, lt=1, description="Fraction of channels (structured) or weights (magnitude) removed.")
+    finetune_epochs: int = Field(0, ge=0, description="Epochs of fine-tuning on the training split afterwards.")
+
+
+class DistillSettings(Strict):
+    student: ModelSpec = Field(description="The student model; the spec's model is the teacher.")
+    epochs: PositiveInt = Field(10, description="Training epochs over the training split.")
+    temperature: float = Field(4.0, gt=0, description="Softmax temperature of the KD loss.")
+    alpha: float = Field(0.5, ge=0, le=1, description="Weight of the KD term; 1-alpha weights the label loss.")
+    lr: float = Field(3e-3, gt=0, description="Adam learning rate.")
+
+
+class TransformSpec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Label of this transform in ids and reports.")
+    prune: PruneSettings | None = Field(None, description="Pruning settings.")
+    distill: DistillSettings | None = Field(None, description="Distillation settings.")
+
+    @model_validator(mode="after")
+    def _one(self) -> "TransformSpec":
+        if (self.prune is None) == (self.distill is None):
+            raise ValueError("a transform sets exactly one of 'prune' or 'distill'")
+        return self
+
+
+class VariantAxes(Strict):
+    precision: list[Precision] = Field(["fp32"], min_length=1, description="Precisions to build.")
+    batch_size: list[PositiveInt] = Field([1], min_length=1, description="Batch sizes bound to the 'batch' dimension.")
+    shapes: list[dict[str, PositiveInt]] | None = Field(
+        None, min_length=1, description="Values of the other symbolic dims to measure, e.g. [{seq: 16}, {seq: 128}]; "
+        "a 'batch' key here overrides batch_size for that shape.")
+    transforms: list[Literal["none"] | TransformSpec] = Field(
+        ["none"], min_length=1, description="Model transforms; 'none' is the model as given.")
+    int8: list[Int8Settings] = Field(default_factory=lambda: [Int8Settings()], min_length=1,
+                                     description="Quantization settings swept for int8 variants.")
+
+
+# ---------------------------------------------------------------- backends, measurement, export
+class BackendSpec(Strict):
+    name: str = Field(description="Registered backend name (see 'optbench env').")
+    options: dict[str, Any] = Field(default_factory=dict, description="Backend options, validated by the backend.")
+    label: str | None = Field(None, description="Name in ids and reports when one backend appears twice.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_forms(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return {"name": v}
+        if isinstance(v, dict) and "name" in v:
+            known = {"name", "options", "label"}
+            extra = {k: val for k, val in v.items() if k not in known}
+            if extra:
+                return {**{k: v[k] for k in known if k in v}, "options": {**v.get("options", {}), **extra}}
+        return v
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+
+def _measure_default(field: str) -> Any:
+    return config_defaults("measure")[field]
+
+
+class MeasureSettings(Strict):
+    warmup_s: float = Field(default_factory=lambda: _measure_default("warmup_s"), ge=0, description="Warm-up seconds before timing (at least one call).")
+    min_iters: PositiveInt = Field(default_factory=lambda: _measure_default("min_iters"), description="Timed iterations at least.")
+    min_duration_s: float = Field(default_factory=lambda: _measure_default("min_duration_s"), ge=0, description="Timed seconds at least.")
+    max_iters: PositiveInt = Field(default_factory=lambda: _measure_default("max_iters"), description="Timed iterations at most.")
+    cv_warn: float = Field(default_factory=lambda: _measure_default("cv_warn"), gt=0, description="Coefficient of variation above which the row warns.")
+    timeout_s: float = Field(default_factory=lambda: _measure_default("timeout_s"), gt=0, description="Wall-clock limit of one variant's worker process.")
+    memory_limit_mb: PositiveInt | None = Field(None, description="Address-space cap of each worker process (MiB); none when absent.")
+
+
+class ExportSettings(Strict):
+    opset: int = Field(default_factory=lambda: config_defaults("export")["opset"], ge=7, le=23, description="ONNX opset.")
+    simplify: bool = Field(default_factory=lambda: config_defaults("export")["simplify"], description="Run onnxsim after export.")
+
+
+class Spec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Experiment name; names the run directory.")
+    seed: int = Field(0, description="Seed of data splits, synthetic data and training.")
+    description: str | None = Field(None, description="Free text shown in the report.")
+    model: ModelSpec = Field(description="The model under test (and the reference).")
+    inputs: list[InputSpec] = Field(min_length=1, description="Model inputs in call order.")
+    data: DataSpec = Field(description="Where inputs come from; calibration/eval/train splits are disjoint.")
+    variants: VariantAxes = Field(default_factory=VariantAxes, description="Axes expanded into variants.")
+    backends: list[BackendSpec] = Field(min_length=1, description="Backends to build each variant on.")
+    measure: MeasureSettings = Field(default_factory=MeasureSettings, description="Timing settings.")
+    export: ExportSettings = Field(default_factory=ExportSettings, description="torch → ONNX export settings.")
+    budgets: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Accuracy budgets per precision or variant pattern, over configs/budgets.yaml.")
+    optional: list[str] = Field(default_factory=list, description="Variant id patterns whose failure is not a violation.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Spec":
+        names = [i.name for i in self.inputs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"input names must be unique, found {names}")
+        keys = [b.key for b in self.backends]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"backends appear twice: {keys}; give one a 'label'")
+        for field in ("precision", "batch_size"):
+            vals = getattr(self.variants, field)
+            if len(set(vals)) != len(vals):
+                raise ValueError(f"variants.{field} lists a value twice: {vals}")
+        symbols = {s for i in self.inputs for s in i.symbols} - {"batch"}
+        given = {k for s in (self.variants.shapes or []) for k in s} - {"batch"}
+        if given - symbols:
+            raise ValueError(f"variants.shapes names {sorted(given - symbols)}, which no input has; inputs have {sorted(symbols) or 'none'}")
+        for shape in self.variants.shapes or []:
+            if missing := symbols - set(shape):
+                raise ValueError(f"variants.shapes entry {shape} leaves {sorted(missing)} unset")
+        if symbols and not self.variants.shapes:
+            raise ValueError(f"inputs have dynamic dims {sorted(symbols)}; list their values in variants.shapes")
+        tnames = ["none" if t == "none" else t.name for t in self.variants.transforms]
+        if len(set(tnames)) != len(tnames):
+            raise ValueError(f"variants.transforms names repeat: {tnames}")
+        return self

@@ -1,0 +1,111 @@
+"""Run directories and result rows.
+
+Rows are appended to ``results.jsonl`` one at a time, flushed and fsynced, so a killed
+sweep loses at most the row being written; a torn last line is dropped on read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from optbench.errors import RunDirError
+
+SCHEMA_VERSION = 1
+RESULTS = "results.jsonl"
+FINAL_STATUSES = ("ok", "failed", "timeout", "skipped")
+
+COLUMNS = [
+    "variant_id", "model", "backend", "device", "precision", "int8", "transform", "batch_size", "shape", "status",
+    "error", "warnings", "latency_ms_p50", "latency_ms_p90", "latency_ms_p95", "latency_ms_p99", "latency_ms_mean",
+    "latency_ms_std", "latency_ms_min", "latency_ms_max", "latency_ms_cv", "gpu_ms_p50", "gpu_ms_p90", "gpu_ms_p99",
+    "throughput_items_s", "iterations", "peak_rss_bytes", "gpu_peak_bytes", "model_bytes", "params", "sparsity",
+    "build_s", "export_s", "cached", "drift_max_abs", "drift_mean_abs", "drift_rel_l2", "drift_cosine",
+    "top1_agreement", "task_accuracy", "reference", "settings", "samples_ms", "exit_code", "signal",
+    "schema_version", "commit", "host",
+]
+
+
+def append_row(run_dir: Path, row: dict[str, Any]) -> None:
+    line = json.dumps(row, default=_json_default, allow_nan=True) + "\n"
+    with open(Path(run_dir) / RESULTS, "a", encoding="utf-8") as f:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def read_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """All complete rows; a torn (unterminated or unparsable) last line is dropped."""
+    path = Path(run_dir) / RESULTS
+    if not path.exists():
+        return []
+    rows = []
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i >= len(lines) - 2:  # torn tail from a kill mid-write
+                continue
+            raise RunDirError(f"{path}:{i + 1}: corrupt result row") from None
+    return rows
+
+
+def repair_tail(run_dir: Path) -> None:
+    """Cut a torn last line so appends start on a fresh line (used by --resume)."""
+    path = Path(run_dir) / RESULTS
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        with open(path, "r+b") as f:
+            f.truncate(cut)
+
+
+def final_rows(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """The last final row per variant id."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in read_rows(run_dir):
+        if row.get("status") in FINAL_STATUSES:
+            out[row["variant_id"]] = row
+    return out
+
+
+def load_results(run_dir: str | Path):
+    """The run's rows as a pandas DataFrame (one row per variant, the columns of :data:`COLUMNS` first)."""
+    import pandas as pd
+
+    run_dir = Path(run_dir)
+    if not (run_dir / RESULTS).exists():
+        raise RunDirError(f"{run_dir} holds no {RESULTS}; is it a run directory?")
+    rows = list(final_rows(run_dir).values())
+    df = pd.DataFrame(rows)
+    for col in COLUMNS:
+        if col not in df.columns:
+            df[col] = None
+    return df[COLUMNS + [c for c in df.columns if c not in COLUMNS]]
+
+
+def write_csv(run_dir: Path) -> Path:
+    df = load_results(run_dir).drop(columns=["samples_ms"])
+    for col in ("settings", "warnings", "int8", "shape"):
+        df[col] = df[col].map(lambda v: json.dumps(v) if isinstance(v, (dict, list)) else v)
+    path = Path(run_dir) / "results.csv"
+    df.to_csv(path, index=False)
+    return path

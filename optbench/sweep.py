@@ -1,0 +1,233 @@
+"""Run a plan: one isolated worker process per variant, a time limit each, rows written as they finish.
+
+The executor is local processes; a failed, crashed or hung worker becomes a row with its
+status, exit code or signal and the tail of its stderr, and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from optbench.cache import ArtifactCache
+from optbench.env import collect_env, host_summary
+from optbench.errors import OptbenchError, RunDirError
+from optbench.plan import Variant, plan
+from optbench.spec.models import Spec
+from optbench.store import SCHEMA_VERSION, append_row, final_rows, repair_tail, write_csv
+
+
+@dataclass
+class RunOptions:
+    run_dir: Path
+    spec_path: Path
+    force: bool = False
+    resume: bool = False
+    cache_dir: Path | None = None
+    no_cache: bool = False
+    quiet: bool = False
+
+
+def open_run_dir(spec: Spec, variants: list[Variant], opts: RunOptions) -> dict[str, dict]:
+    """Create or reopen the run directory; returns the rows already final (resume)."""
+    d = opts.run_dir
+    has_results = (d / "results.jsonl").exists()
+    if opts.resume:
+        if not has_results:
+            raise RunDirError(f"--resume: {d} holds no results.jsonl to resume")
+        planned = json.loads((d / "plan.json").read_text()) if (d / "plan.json").exists() else []
+        new_ids = [v.id for v in variants]
+        if sorted(planned) != sorted(new_ids):
+            gone = sorted(set(planned) - set(new_ids))[:3]
+            raise RunDirError(f"--resume: the spec changed the variant ids of {d} (e.g. {gone or sorted(set(new_ids) - set(planned))[:3]}); "
+                              "start a new run directory or use --force")
+        repair_tail(d)
+        return final_rows(d)
+    if has_results and not opts.force:
+        raise RunDirError(f"{d} already holds results; pass --force to overwrite or --resume to finish it")
+    d.mkdir(parents=True, exist_ok=True)
+    for name in ("results.jsonl", "results.csv", "report.html"):
+        (d / name).unlink(missing_ok=True)
+    (d / "spec.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    (d / "plan.json").write_text(json.dumps([v.id for v in variants], indent=1))
+    return {}
+
+
+def run_sweep(spec: Spec, opts: RunOptions) -> Path:
+    variants = plan(spec)
+    done = open_run_dir(spec, variants, opts)
+    env = collect_env()
+    (opts.run_dir / "env.json").write_text(json.dumps(env, indent=2))
+    cache = ArtifactCache(opts.cache_dir, enabled=not opts.no_cache)
+    progress = Progress(len(variants), quiet=opts.quiet)
+    base = _row_base(spec, env)
+    todo = [v for v in variants if v.id not in done]
+    prepared: dict | None = None
+    interrupted = False
+    try:
+        for v in variants:
+            if v.id in done:
+                progress.step(v.id, done[v.id]["status"])
+                continue
+            progress.show(v.id)
+            if v.status == "skipped":
+                row = {"status": "skipped", "error": v.reason}
+            else:
+                if prepared is None:
+                    prepared = _prepare(spec, opts, cache)
+                row = _run_one(spec, opts, cache, v, prepared)
+            append_row(opts.run_dir, {**base, **_variant_cols(v, spec), **row,
+                                      "reference": (prepared or {}).get("reference")})
+            progress.step(v.id, row["status"])
+    except KeyboardInterrupt:
+        interrupted = True
+    progress.finish()
+    if interrupted:
+        cmd = f"optbench run {opts.spec_path} --run-dir {opts.run_dir} --resume"
+        raise OptbenchError(f"interrupted; rows written so far are kept. Resume with: {cmd}")
+    if todo or not (opts.run_dir / "results.csv").exists():
+        write_csv(opts.run_dir)
+    return opts.run_dir
+
+
+def _row_base(spec: Spec, env: dict) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, "commit": env.get("commit"), "host": host_summary(env),
+            "model": _model_name(spec)}
+
+
+def _model_name(spec: Spec) -> str:
+    m = spec.model
+    return {"torchvision": getattr(m, "name", ""), "python": getattr(m, "entrypoint", ""),
+            "onnx": Path(getattr(m, "path", "")).name, "transformers": getattr(m, "path", "")}[m.source]
+
+
+def _variant_cols(v: Variant, spec: Spec) -> dict[str, Any]:
+    return {"variant_id": v.id, "backend": v.backend, "device": v.device, "precision": v.precision, "int8": v.int8,
+            "transform": v.transform, "batch_size": v.batch_size, "shape": dict(v.dims), "settings": v.settings,
+            "error": None}
+
+
+# ---------------------------------------------------------------- worker processes
+def _job(spec: Spec, opts: RunOptions, cache: ArtifactCache, mode: str, **extra) -> dict:
+    return {"mode": mode, "spec": spec.model_dump(mode="json"), "spec_dir": str(opts.spec_path.parent.resolve()),
+            "run_dir": str(opts.run_dir.resolve()), "cache_dir": str(cache.root.resolve()),
+            "no_cache": opts.no_cache, **extra}
+
+
+_PRELOAD = ["optbench.worker", "optbench.pipeline", "numpy", "onnx", "onnxruntime", "torch"]
+
+
+def _context():
+    """A forkserver that imported the heavy libraries once (never touching a GPU); each job is a fresh fork of it."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
+
+
+def spawn(job: dict, timeout_s: float, memory_limit_mb: int | None, log: Path) -> tuple[dict | None, dict]:
+    """Run one job in its own process; return (its output or None, what happened to the process)."""
+    from optbench.worker import child_main
+
+    with tempfile.TemporaryDirectory(prefix="optbench-job-") as tmp:
+        job_path, out = Path(tmp) / "job.json", Path(tmp) / "out.json"
+        job_path.write_text(json.dumps({**job, "out": str(out)}))
+        proc = _context().Process(target=child_main, args=(str(job_path), str(log), memory_limit_mb), daemon=True)
+        proc.start()
+        try:
+            proc.join(timeout_s)
+            timed_out = proc.exitcode is None
+            if timed_out:
+                proc.kill()
+                proc.join()
+        except KeyboardInterrupt:
+            proc.kill()
+            proc.join()
+            raise
+        result = json.loads(out.read_text()) if out.exists() else None
+    return result, {"exit_code": proc.exitcode, "timed_out": timed_out}
+
+
+def _tail(log: Path, n: int = 1500) -> str:
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return ""
+    return text[-n:].strip()
+
+
+def _prepare(spec: Spec, opts: RunOptions, cache: ArtifactCache) -> dict:
+    log = opts.run_dir / "logs" / "prepare.log"
+    log.parent.mkdir(exist_ok=True)
+    result, proc = spawn(_job(spec, opts, cache, "prepare"), spec.measure.timeout_s, None, log)
+    if result is None or result.get("status") == "failed":
+        why = (result or {}).get("error") or _crash_reason(proc, spec.measure.timeout_s)
+        tail = "" if result else f"; log tail: {_tail(log, 300)!r}"
+        raise OptbenchError(f"preparing the model and reference failed: {why}{tail} (see {log})")
+    (opts.run_dir / "work" / "prepare.json").write_text(json.dumps(result))
+    public = {k: v for k, v in result.items() if k != "model_path"}
+    (opts.run_dir / "reference.json").write_text(json.dumps(public, indent=2))
+    return result
+
+
+def _crash_reason(proc: dict, timeout_s: float) -> str:
+    if proc["timed_out"]:
+        return f"timed out after {timeout_s:g} s"
+    code = proc["exit_code"]
+    if code < 0:
+        return f"killed by signal {signal.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
+def _run_one(spec: Spec, opts: RunOptions, cache: ArtifactCache, v: Variant, prepared: dict) -> dict:
+    log = opts.run_dir / "logs" / f"{v.id}.log"
+    result, proc = spawn(_job(spec, opts, cache, "variant", variant=v.to_dict()), spec.measure.timeout_s,
+                         spec.measure.memory_limit_mb, log)
+    code = proc["exit_code"]
+    row: dict[str, Any] = {"exit_code": code, "signal": signal.Signals(-code).name if code < 0 else None}
+    if proc["timed_out"]:
+        row.update(status="timeout", error=f"timed out after {spec.measure.timeout_s:g} s; {_tail(log, 500)}".strip())
+    elif result is None:
+        row.update(status="failed", error=f"worker {_crash_reason(proc, spec.measure.timeout_s)}; stderr tail: {_tail(log)}")
+    else:
+        result.pop("traceback", None)
+        result.pop("user_error", None)
+        row.update(result)
+    return row
+
+
+# ---------------------------------------------------------------- progress
+class Progress:
+    def __init__(self, total: int, quiet: bool = False) -> None:
+        self.total, self.done, self.quiet = total, 0, quiet
+        self.tty = sys.stderr.isatty()
+
+    def _bar(self) -> str:
+        width = 24
+        filled = int(width * self.done / max(self.total, 1))
+        return f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
+
+    def show(self, vid: str) -> None:
+        if not self.quiet:
+            end = "\r" if self.tty else "\n"
+            sys.stderr.write(f"\033[K{self._bar()} {vid}{end}" if self.tty else f"{self._bar()} running {vid}{end}")
+            sys.stderr.flush()
+
+    def step(self, vid: str, status: str) -> None:
+        self.done += 1
+        if not self.quiet:
+            prefix = "\033[K" if self.tty else ""
+            sys.stderr.write(f"{prefix}{self._bar()} {vid}: {status}\n")
+            sys.stderr.flush()
+
+    def finish(self) -> None:
+        if not self.quiet and self.tty:
+            sys.stderr.write("\033[K")

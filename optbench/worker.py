@@ -1,0 +1,200 @@
+"""One isolated process per job: ``python -m optbench.worker JOB.json``.
+
+``prepare`` loads data and the model once, saves the model, the splits and the reference
+outputs to files; ``variant`` builds and measures one variant from those files and writes
+its result row. A crash, a hang or an OOM here costs this variant only: the sweep turns the
+missing output into a failed row.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optbench.cache import ArtifactCache
+from optbench.data import Items, Splits
+from optbench.spec.models import Spec
+
+REF_BATCH = 64
+
+
+# ---------------------------------------------------------------- files shared with the workers
+def save_splits(path: Path, splits: Splits) -> None:
+    arrays = {}
+    for split in ("train", "calibration", "eval"):
+        items: Items = getattr(splits, split)
+        for k, v in items.inputs.items():
+            arrays[f"{split}/{k}"] = v
+        if items.labels is not None:
+            arrays[f"{split}/__labels__"] = items.labels
+    np.savez(path, **arrays)
+
+
+def load_splits_file(path: Path) -> Splits:
+    with np.load(path) as f:
+        parts: dict[str, dict] = {"train": {}, "calibration": {}, "eval": {}}
+        labels: dict[str, Any] = {}
+        for key in f.files:
+            split, name = key.split("/", 1)
+            if name == "__labels__":
+                labels[split] = f[key]
+            else:
+                parts[split][name] = f[key]
+    return Splits(*(Items(parts[s], labels.get(s)) for s in ("train", "calibration", "eval")))
+
+
+def dims_key(dims: dict[str, int]) -> str:
+    return "x".join(f"{k}{v}" for k, v in sorted(dims.items())) or "static"
+
+
+@dataclass
+class Context:
+    spec: Spec
+    spec_dir: Path
+    run_dir: Path
+    cache: ArtifactCache
+    splits: Splits
+    prepared: dict
+
+    @property
+    def work(self) -> Path:
+        return self.run_dir / "work"
+
+
+def reference_outputs(session_infer, items: Items, batch: int = REF_BATCH) -> np.ndarray:
+    outs = []
+    for feeds, real in items.batches(batch):
+        outs.append(session_infer(feeds)[:real])
+    return np.concatenate(outs)
+
+
+# ---------------------------------------------------------------- prepare
+def prepare(job: dict) -> dict:
+    import torch
+
+    from optbench.data import load_splits
+    from optbench.models import load_model
+    from optbench.spec.load import validate
+
+    spec_dir, run_dir = Path(job["spec_dir"]), Path(job["run_dir"])
+    spec: Spec = validate(job["spec"], {}, str(run_dir / "spec.yaml"))
+    cache = ArtifactCache(Path(job["cache_dir"]), enabled=not job.get("no_cache"))
+    work = run_dir / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    if spec.model.source == "transformers":
+        loaded = load_model(spec.model, spec_dir, seed=spec.seed)
+        splits = load_splits(spec, spec_dir, tokenizer=loaded.tokenizer)
+    else:
+        splits = load_splits(spec, spec_dir)
+        loaded = load_model(spec.model, spec_dir, train=splits.train, seed=spec.seed)
+    save_splits(work / "data.npz", splits)
+    info: dict[str, Any] = {"identity": loaded.identity, "output_names": loaded.output_names}
+    if loaded.module is not None:
+        path, _ = cache.get_or_build(cache.key("model", loaded.identity), "model.pt",
+                                     lambda d: torch.save(loaded.module, d / "model.pt"))
+        info.update(model_path=str(path), reference="torch fp32 cpu", params=int(sum(p.numel() for p in loaded.module.parameters())))
+        infer = _torch_infer(loaded.module)
+    else:
+        info.update(model_path=str(loaded.onnx_path), reference="onnxruntime fp32 cpu (the model is an ONNX file)")
+        infer = _ort_infer(loaded.onnx_path)
+    refs, accuracy = {}, None
+    from optbench.measure.drift import task_accuracy
+
+    for dims in _all_dims(spec):
+        items = splits.eval.at_shape(spec.inputs, dims)
+        out = reference_outputs(infer, items)
+        refs[dims_key(dims)] = out
+        accuracy = task_accuracy(out, splits.eval.labels) if accuracy is None else accuracy
+    np.savez(work / "reference.npz", **refs)
+    info["reference_task_accuracy"] = accuracy
+    info["output_shape"] = list(next(iter(refs.values())).shape[1:])
+    return info
+
+
+def _all_dims(spec: Spec) -> list[dict[str, int]]:
+    out: list[dict[str, int]] = []
+    for shape in spec.variants.shapes or [{}]:
+        d = {k: v for k, v in shape.items() if k != "batch"}
+        if d not in out:
+            out.append(d)
+    return out
+
+
+def _torch_infer(module):
+    import torch
+
+    from optbench.backends.torch_eager import first_tensor
+
+    def infer(feeds):
+        with torch.inference_mode():
+            return first_tensor(module(**{k: torch.from_numpy(v) for k, v in feeds.items()})).float().numpy()
+    return infer
+
+
+def _ort_infer(path):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = {i.name for i in sess.get_inputs()}
+    return lambda feeds: np.asarray(sess.run(None, {k: v for k, v in feeds.items() if k in names})[0], dtype=np.float32)
+
+
+# ---------------------------------------------------------------- one variant
+def run_variant(job: dict) -> dict:
+    from optbench.pipeline import measure_variant
+
+    spec_dir, run_dir = Path(job["spec_dir"]), Path(job["run_dir"])
+    from optbench.spec.load import validate
+
+    spec = validate(job["spec"], {}, str(run_dir / "spec.yaml"))
+    ctx = Context(spec, spec_dir, run_dir, ArtifactCache(Path(job["cache_dir"]), enabled=not job.get("no_cache")),
+                  load_splits_file(run_dir / "work" / "data.npz"), json.loads((run_dir / "work" / "prepare.json").read_text()))
+    return measure_variant(ctx, job["variant"])
+
+
+def main(argv: list[str]) -> int:
+    job = json.loads(Path(argv[0]).read_text())
+    out = Path(job["out"])
+    try:
+        result = prepare(job) if job["mode"] == "prepare" else run_variant(job)
+        status = 0
+    except Exception as e:  # the worker's whole job is to turn any failure into a reported one
+        from optbench.errors import OptbenchError
+
+        message = e.format() if isinstance(e, OptbenchError) else f"{e.__class__.__name__}: {e}"
+        result = {"status": "failed", "error": message.strip()[:2000],
+                  "user_error": isinstance(e, OptbenchError), "traceback": traceback.format_exc()[-4000:]}
+        status = 3
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, default=str))
+    tmp.replace(out)
+    return status
+
+
+def child_main(job_path: str, log_path: str, memory_limit_mb: int | None) -> None:
+    """Entry of a job's process: stdout/stderr to the job's log, an address-space cap, then the job."""
+    import os
+
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    if memory_limit_mb:
+        import resource
+
+        cap = memory_limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    code = main([job_path])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

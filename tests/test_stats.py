@@ -1,0 +1,93 @@
+"""Statistics and the timing loop, checked with an injected fake clock (no real timing)."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from optbench.measure import Measurement, measure_session
+
+
+class FakeClock:
+    """Advances by the scripted duration of each call the fake session makes."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeSession:
+    def __init__(self, clock: FakeClock, durations_s: list[float]) -> None:
+        self.clock, self.durations, self.calls, self.syncs = clock, durations_s, 0, 0
+
+    def prepare(self, feeds):
+        return feeds
+
+    def run(self, bound):
+        self.clock.now += self.durations[self.calls % len(self.durations)]
+        self.calls += 1
+
+    def synchronize(self):
+        self.syncs += 1
+
+
+def settings(**kw):
+    base = dict(warmup_s=0.0, min_iters=10, min_duration_s=0.0, max_iters=1000, cv_warn=0.1)
+    return SimpleNamespace(**{**base, **kw})
+
+
+def test_samples_are_per_call_durations_in_ms():
+    clock = FakeClock()
+    m = measure_session(FakeSession(clock, [0.002]), {}, 4, settings(min_iters=5), clock=clock)
+    assert len(m.samples_ms) == 5
+    assert m.samples_ms == pytest.approx((2.0,) * 5)
+    assert m.throughput == pytest.approx(4 / 0.002)
+
+
+def test_min_duration_extends_past_min_iters():
+    clock = FakeClock()
+    m = measure_session(FakeSession(clock, [0.01]), {}, 1, settings(min_iters=3, min_duration_s=0.5), clock=clock)
+    assert len(m.samples_ms) == 50
+
+
+def test_max_iters_caps_samples_and_warmup_runs_once_at_least():
+    clock = FakeClock()
+    s = FakeSession(clock, [0.001])
+    m = measure_session(s, {}, 1, settings(min_iters=10, min_duration_s=100.0, max_iters=20), clock=clock)
+    assert len(m.samples_ms) == 20
+    assert s.calls == 21  # one warm-up call
+    assert s.syncs == s.calls  # every call is followed by synchronize()
+
+
+def test_warmup_time_is_not_sampled():
+    clock = FakeClock()
+    s = FakeSession(clock, [0.1])
+    measure_session(s, {}, 1, settings(warmup_s=0.35, min_iters=2), clock=clock)
+    assert s.calls == 4 + 2
+
+
+def test_percentiles_mean_std_cv():
+    samples = tuple(float(x) for x in range(1, 101))
+    m = Measurement(samples, batch_size=1)
+    s = m.summary()
+    assert s["latency_ms_p50"] == pytest.approx(np.percentile(samples, 50))
+    assert s["latency_ms_p99"] == pytest.approx(np.percentile(samples, 99))
+    assert s["latency_ms_mean"] == pytest.approx(50.5)
+    assert s["latency_ms_std"] == pytest.approx(np.std(samples, ddof=1))
+    assert s["latency_ms_min"] == 1.0 and s["latency_ms_max"] == 100.0
+    assert m.cv == pytest.approx(np.std(samples, ddof=1) / 50.5)
+
+
+def test_noisy_measurement_warns_and_steady_does_not():
+    clock = FakeClock()
+    noisy = measure_session(FakeSession(clock, [0.001, 0.003]), {}, 1, settings(), clock=clock)
+    assert noisy.warnings and "CV" in noisy.warnings[0]
+    steady = measure_session(FakeSession(clock, [0.001, 0.00101]), {}, 1, settings(), clock=clock)
+    assert steady.warnings == []
+
+
+def test_empty_measurement_is_an_error():
+    with pytest.raises(ValueError):
+        Measurement((), 1).percentile(50)
