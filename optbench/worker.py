@@ -177,6 +177,14 @@ def main(argv: list[str]) -> int:
     return status
 
 
+def _vm_size_bytes() -> int:
+    """Address space already mapped (the preloaded libraries); the memory cap is counted on top of it."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def child_main(job_path: str, log_path: str, memory_limit_mb: int | None) -> None:
     """Entry of a job's process: stdout/stderr to the job's log, an address-space cap, then the job."""
     import os
@@ -188,7 +196,7 @@ def child_main(job_path: str, log_path: str, memory_limit_mb: int | None) -> Non
     if memory_limit_mb:
         import resource
 
-        cap = memory_limit_mb * 1024 * 1024
+        cap = _vm_size_bytes() + memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     code = main([job_path])
     sys.stdout.flush()

@@ -50,3 +50,33 @@ def write_spec(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
     p = tmp_path / name
     p.write_text(text)
     return p
+
+
+SMALL = """\
+name: small
+model: {source: python, entrypoint: "experiments/models/digits.py:build", kwargs: {epochs: 4, width: 8}}
+inputs: [{name: image, shape: [batch, 1, 8, 8], dtype: float32}]
+data: {source: digits, calibration: 128, eval: 256}
+variants:
+  precision: [fp32, int8]
+  batch_size: [1, 16]
+  transforms:
+    - none
+    - {name: pruned, prune: {method: l1-structured, amount: 0.5, finetune_epochs: 2}}
+    - name: distilled
+      distill: {student: {source: python, entrypoint: "experiments/models/digits.py:build_student"}, epochs: 6, alpha: 0.7}
+backends: [{name: torch, device: cpu}, onnxruntime]
+measure: {warmup_s: 0.05, min_iters: 15, min_duration_s: 0.2}
+"""
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory, cache_dir):
+    """One real sweep shared by the end-to-end, transform, check and report tests (the slow part of the suite)."""
+    from optbench.cli import main
+
+    tmp = tmp_path_factory.mktemp("small")
+    spec = write_spec(tmp, SMALL)
+    run_dir = tmp / "run"
+    assert main(["run", str(spec), "--run-dir", str(run_dir), "--quiet"]) == 0
+    return run_dir

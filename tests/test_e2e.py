@@ -1,4 +1,4 @@
-"""One end-to-end CLI run of a tiny spec: real digits data, real torch and ONNX Runtime on the CPU."""
+"""End-to-end CLI run (the shared small sweep): real digits data, real torch and ONNX Runtime on the CPU."""
 
 import json
 
@@ -6,27 +6,10 @@ import pytest
 
 import optbench
 from optbench.cli import main
-from tests.conftest import write_spec
-
-TINY = """\
-name: tiny
-model: {source: python, entrypoint: "experiments/models/digits.py:build", kwargs: {epochs: 3, width: 8}}
-inputs: [{name: image, shape: [batch, 1, 8, 8], dtype: float32}]
-data: {source: digits, calibration: 64, eval: 128}
-variants: {precision: [fp32, fp16], batch_size: [1, 16]}
-backends: [{name: torch, device: cpu}, onnxruntime]
-measure: {warmup_s: 0.05, min_iters: 5, min_duration_s: 0.1}
-"""
-
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, cache_dir):
-    tmp = tmp_path_factory.mktemp("e2e")
-    spec = write_spec(tmp, TINY)
-    run_dir = tmp / "run"
-    code = main(["run", str(spec), "--run-dir", str(run_dir), "--quiet", "--no-report"])
-    assert code == 0
-    return run_dir
+def tiny_run(small_run):
+    return small_run
 
 
 def test_run_directory_layout(tiny_run):
@@ -38,12 +21,12 @@ def test_run_directory_layout(tiny_run):
 
 def test_one_row_per_variant_with_statuses(tiny_run):
     df = optbench.load_results(tiny_run)
-    assert len(df) == len(json.loads((tiny_run / "plan.json").read_text())) == 8
+    assert len(df) == len(json.loads((tiny_run / "plan.json").read_text())) == 24
     ok = df[df.status == "ok"]
     assert set(ok.backend) == {"torch", "onnxruntime"}
-    assert set(ok[ok.backend == "onnxruntime"].precision) == {"fp32", "fp16"}
+    assert set(ok[ok.backend == "onnxruntime"].precision) == {"fp32", "int8"}
     skipped = df[df.status == "skipped"]
-    assert set(zip(skipped.backend, skipped.precision)) == {("torch", "fp16")}
+    assert set(zip(skipped.backend, skipped.precision)) == {("torch", "int8")}
     assert df[df.status == "skipped"].error.str.len().min() > 10
     assert (df.schema_version == 1).all()
 
@@ -59,10 +42,9 @@ def test_measurements_and_drift(tiny_run):
     assert (ort.drift_rel_l2 < 1e-4).all() and (ort.top1_agreement == 1.0).all()
     assert (ort.model_bytes > 0).all() and (ort.build_s > 0).all()
     torch_rows = ok[ok.backend == "torch"]
-    assert (torch_rows.drift_max_abs == 0).all()
+    plain = torch_rows[torch_rows.transform == "none"]
+    assert (plain.drift_rel_l2 < 1e-5).all()  # same module; only batch-size kernel differences
     assert ok.task_accuracy.notna().all()
-    fp16 = ok[ok.precision == "fp16"]
-    assert (fp16.drift_rel_l2 < 1e-2).all() and fp16.settings.map(lambda s: "fp32 I/O" in s["fp16"]).all()
 
 
 def test_existing_run_dir_is_not_overwritten(tiny_run, capsys):

@@ -194,7 +194,7 @@ class MeasureSettings(Strict):
     max_iters: PositiveInt = Field(default_factory=lambda: _measure_default("max_iters"), description="Timed iterations at most.")
     cv_warn: float = Field(default_factory=lambda: _measure_default("cv_warn"), gt=0, description="Coefficient of variation above which the row warns.")
     timeout_s: float = Field(default_factory=lambda: _measure_default("timeout_s"), gt=0, description="Wall-clock limit of one variant's worker process.")
-    memory_limit_mb: PositiveInt | None = Field(None, description="Address-space cap of each worker process (MiB); none when absent.")
+    memory_limit_mb: PositiveInt | None = Field(None, description="Memory (MiB of address space) a worker may map beyond the libraries it starts with; no cap when absent.")
 
 
 class ExportSettings(Strict):

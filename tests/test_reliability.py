@@ -1,0 +1,88 @@
+"""Isolation of crashing, hanging and over-allocating variants; kill -9 and --resume; the artifact cache."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optbench
+from optbench.cli import main
+from tests.conftest import write_spec
+
+FAULTY = """\
+name: faulty
+model: {source: python, entrypoint: "tests/models/faulty.py:build"}
+inputs: [{name: x, shape: [batch, 4]}]
+data: {source: synthetic, calibration: 8, eval: 10}
+variants: {batch_size: [1, 2, 3, 4, 5]}
+backends: [{name: torch, device: cpu}]
+measure: {warmup_s: 0.0, min_iters: 60, min_duration_s: 0.0, timeout_s: 30, memory_limit_mb: 2048}
+"""
+
+
+def test_each_kind_of_fault_costs_only_its_variant(tmp_path, cache_dir):
+    run = tmp_path / "run"
+    assert main(["run", str(write_spec(tmp_path, FAULTY)), "--run-dir", str(run), "--quiet", "--no-report"]) == 0
+    df = optbench.load_results(run).set_index("batch_size")
+    assert len(df) == 5
+    assert df.loc[1, "status"] == "ok" and df.loc[1, "latency_ms_p50"] > 0
+    assert df.loc[2, "status"] == "failed" and df.loc[2, "signal"] == "SIGSEGV"
+    assert "SIGSEGV" in df.loc[2, "error"]
+    assert df.loc[3, "status"] == "timeout" and "timed out after 30 s" in df.loc[3, "error"]
+    assert df.loc[4, "status"] == "failed" and "MemoryError" in df.loc[4, "error"]
+    assert df.loc[5, "status"] == "failed" and "injected failure during measurement" in df.loc[5, "error"]
+
+
+SLOWISH = """\
+name: resume
+model: {source: python, entrypoint: "tests/models/faulty.py:build"}
+inputs: [{name: x, shape: [batch, 4]}]
+data: {source: synthetic, calibration: 8, eval: 8}
+variants: {batch_size: [1, 6, 7, 8, 9, 10]}
+backends: [{name: torch, device: cpu}, onnxruntime]
+measure: {warmup_s: 0.0, min_iters: 5, min_duration_s: 1.5}
+"""
+
+
+def _rows(run):
+    path = run / "results.jsonl"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_kill_9_then_resume_gives_one_row_per_variant(tmp_path, cache_dir):
+    spec = write_spec(tmp_path, SLOWISH)
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "optbench", "run", str(spec), "--run-dir", str(run), "--quiet", "--no-report"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while len(_rows(run)) < 3 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    written = len(_rows(run))
+    assert 3 <= written < 12
+    with open(run / "results.jsonl", "a") as f:
+        f.write('{"variant_id": "torn')  # as if killed mid-write
+    assert main(["run", str(spec), "--run-dir", str(run), "--quiet", "--no-report"]) == 2  # refuses without --resume
+    assert main(["run", str(spec), "--run-dir", str(run), "--resume", "--quiet", "--no-report"]) == 0
+    ids = [json.loads(line)["variant_id"] for line in _rows(run)]
+    planned = json.loads((run / "plan.json").read_text())
+    assert sorted(ids) == sorted(planned) and len(ids) == len(set(ids)) == 12
+    assert (optbench.load_results(run).status == "ok").all()
+    # a changed spec cannot resume into this directory
+    changed = write_spec(tmp_path, SLOWISH.replace("[1, 6, 7, 8, 9, 10]", "[1, 6]"), "changed.yaml")
+    assert main(["run", str(changed), "--run-dir", str(run), "--resume", "--quiet"]) == 2
+    # a rerun with an unchanged spec builds nothing
+    again = tmp_path / "again"
+    assert main(["run", str(spec), "--run-dir", str(again), "--quiet", "--no-report"]) == 0
+    ort = optbench.load_results(again)
+    ort = ort[ort.backend == "onnxruntime"]
+    assert ort.settings.map(lambda s: s.get("export_cached")).all()
+
+
+BROKEN_INPUTS = [
+    ("entrypoint raises", "tests/models/faulty.py:build_raises", "the entrypoint raised RuntimeError"),
+    ("entrypoint returns no module", "tests/models/faulty.py:build_not_module", "must return a torch.nn.Module"),
+]

@@ -1,0 +1,74 @@
+"""Transforms on the small run (tiny digits CNN): int8, structured pruning, distillation; and unit checks."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import optbench
+from optbench.transforms import count_params
+
+
+def _rows(run):
+    df = optbench.load_results(run)
+    return df[df.status == "ok"].set_index(["backend", "precision", "transform", "batch_size"])
+
+
+def test_every_planned_variant_is_ok(small_run):
+    df = optbench.load_results(small_run)
+    bad = df[~df.status.isin(["ok", "skipped"])]
+    assert bad.empty, bad[["variant_id", "error"]].to_string()
+    assert (df[df.status == "ok"].task_accuracy > 0.8).all()
+
+
+def test_int8_is_static_qdq_and_smaller(small_run):
+    r = _rows(small_run)
+    fp32 = r.loc[("onnxruntime", "fp32", "none", 16)]
+    int8 = r.loc[("onnxruntime", "int8", "none", 16)]
+    assert int8.model_bytes < 0.5 * fp32.model_bytes
+    assert int8.top1_agreement >= 0.95
+    assert "static QDQ" in int8.settings["int8"] and int8.settings["activations"] == "U8"
+
+
+def test_structured_pruning_makes_a_smaller_dense_model(small_run):
+    r = _rows(small_run)
+    base, pruned = r.loc[("torch", "fp32", "none", 16)], r.loc[("torch", "fp32", "pruned", 16)]
+    assert pruned.params < 0.5 * base.params
+    assert pruned.model_bytes <= 0.7 * base.model_bytes
+    assert r.loc[("onnxruntime", "fp32", "pruned", 16)].model_bytes <= 0.7 * r.loc[("onnxruntime", "fp32", "none", 16)].model_bytes
+    assert pruned.task_accuracy is not None
+
+
+def test_distilled_student_is_small_and_reports_accuracy_and_drift(small_run):
+    r = _rows(small_run)
+    base, student = r.loc[("torch", "fp32", "none", 16)], r.loc[("torch", "fp32", "distilled", 16)]
+    assert student.params <= 0.5 * base.params
+    assert student.settings["teacher_params"] == base.params
+    assert 0 < student.task_accuracy <= 1 and student.top1_agreement is not None
+
+
+def test_magnitude_pruning_reports_sparsity_and_keeps_shapes():
+    from types import SimpleNamespace
+
+    from optbench.data import Items, Splits
+    from optbench.spec.models import PruneSettings
+    from optbench.transforms.prune import prune
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    rng = np.random.default_rng(0)
+    items = Items({"input": rng.standard_normal((64, 1, 8, 8)).astype(np.float32)}, rng.integers(0, 10, 64))
+    ctx = SimpleNamespace(splits=Splits(items, items, items), spec=SimpleNamespace(seed=0))
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input):
+            return self.m(input)
+
+    before = Wrap(copy.deepcopy(model))
+    pruned, facts = prune(before, PruneSettings(method="magnitude", amount=0.6, finetune_epochs=1), ctx)
+    assert facts["sparsity"] == pytest.approx(0.6, abs=0.02)  # the fine-tune keeps the zeros
+    assert count_params(pruned) == count_params(before)
