@@ -119,16 +119,20 @@ def measure_variant(ctx: Context, vdict: dict) -> dict:
         row["export_s"] = export_s
         row["model_bytes"] = path_bytes(path)
         artifact = Artifact(onnx_path=path, inputs=ctx.spec.inputs)
+    items = ctx.splits.eval.at_shape(ctx.spec.inputs, v.dims)
+    artifact.sample = next(items.batches(v.batch_size))[0]
+    artifact.cache_dir = ctx.cache.root
     session, row["build_s"] = timed(lambda: backend.build(artifact, target))
     try:
-        items = ctx.splits.eval.at_shape(ctx.spec.inputs, v.dims)
         outputs = np.concatenate([session.infer(feeds)[:real] for feeds, real in items.batches(v.batch_size)])
         with np.load(ctx.run_dir / "work" / "reference.npz") as refs:
             ref = refs[dims_key(v.dims)]
         row.update(drift_metrics(outputs, ref, ctx.splits.eval.labels))
-        feeds = next(items.batches(v.batch_size))[0]
-        m = measure_session(session, feeds, v.batch_size, ctx.spec.measure)
+        m, dev = measure_session(session, artifact.sample, v.batch_size, ctx.spec.measure)
         row.update(m.summary())
+        if dev is not None:
+            row.update({k: val for k, val in dev.summary("gpu_ms").items()}, gpu_samples_ms=list(dev.samples_ms))
+            row["settings"]["timing"] = "latency_ms_*: host clock around call + synchronize; gpu_ms_*: CUDA events"
         row.update(throughput_items_s=m.throughput, iterations=len(m.samples_ms), samples_ms=list(m.samples_ms),
                    warnings=m.warnings, gpu_peak_bytes=session_peak(session))
     finally:

@@ -40,7 +40,7 @@ def settings(**kw):
 
 def test_samples_are_per_call_durations_in_ms():
     clock = FakeClock()
-    m = measure_session(FakeSession(clock, [0.002]), {}, 4, settings(min_iters=5), clock=clock)
+    m, _ = measure_session(FakeSession(clock, [0.002]), {}, 4, settings(min_iters=5), clock=clock)
     assert len(m.samples_ms) == 5
     assert m.samples_ms == pytest.approx((2.0,) * 5)
     assert m.throughput == pytest.approx(4 / 0.002)
@@ -48,14 +48,14 @@ def test_samples_are_per_call_durations_in_ms():
 
 def test_min_duration_extends_past_min_iters():
     clock = FakeClock()
-    m = measure_session(FakeSession(clock, [0.01]), {}, 1, settings(min_iters=3, min_duration_s=0.5), clock=clock)
+    m, _ = measure_session(FakeSession(clock, [0.01]), {}, 1, settings(min_iters=3, min_duration_s=0.5), clock=clock)
     assert len(m.samples_ms) == 50
 
 
 def test_max_iters_caps_samples_and_warmup_runs_once_at_least():
     clock = FakeClock()
     s = FakeSession(clock, [0.001])
-    m = measure_session(s, {}, 1, settings(min_iters=10, min_duration_s=100.0, max_iters=20), clock=clock)
+    m, _ = measure_session(s, {}, 1, settings(min_iters=10, min_duration_s=100.0, max_iters=20), clock=clock)
     assert len(m.samples_ms) == 20
     assert s.calls == 21  # one warm-up call
     assert s.syncs == s.calls  # every call is followed by synchronize()
@@ -64,7 +64,7 @@ def test_max_iters_caps_samples_and_warmup_runs_once_at_least():
 def test_warmup_time_is_not_sampled():
     clock = FakeClock()
     s = FakeSession(clock, [0.1])
-    measure_session(s, {}, 1, settings(warmup_s=0.35, min_iters=2), clock=clock)
+    _ = measure_session(s, {}, 1, settings(warmup_s=0.35, min_iters=2), clock=clock)
     assert s.calls == 4 + 2
 
 
@@ -82,12 +82,38 @@ def test_percentiles_mean_std_cv():
 
 def test_noisy_measurement_warns_and_steady_does_not():
     clock = FakeClock()
-    noisy = measure_session(FakeSession(clock, [0.001, 0.003]), {}, 1, settings(), clock=clock)
+    noisy, _ = measure_session(FakeSession(clock, [0.001, 0.003]), {}, 1, settings(), clock=clock)
     assert noisy.warnings and "CV" in noisy.warnings[0]
-    steady = measure_session(FakeSession(clock, [0.001, 0.00101]), {}, 1, settings(), clock=clock)
+    steady, _ = measure_session(FakeSession(clock, [0.001, 0.00101]), {}, 1, settings(), clock=clock)
     assert steady.warnings == []
 
 
 def test_empty_measurement_is_an_error():
     with pytest.raises(ValueError):
         Measurement((), 1).percentile(50)
+
+
+class FakeEvent:
+    def __init__(self, clock, log):
+        self.clock, self.log = clock, log
+
+    def record(self):
+        self.t = self.clock.now
+
+    def elapsed_time(self, end):
+        return (end.t - self.t) * 1000.0 * 0.5  # the "device" part is half of each call
+
+
+class FakeDeviceSession(FakeSession):
+    def device_events(self):
+        return FakeEvent(self.clock, []), FakeEvent(self.clock, [])
+
+
+def test_device_events_give_device_samples_beside_host_samples():
+    clock = FakeClock()
+    host, device = measure_session(FakeDeviceSession(clock, [0.004]), {}, 1, settings(min_iters=6), clock=clock)
+    assert len(device.samples_ms) == len(host.samples_ms) == 6
+    assert device.summary("gpu_ms")["gpu_ms_p50"] == pytest.approx(2.0)
+    assert host.percentile(50) == pytest.approx(4.0)
+    _, none = measure_session(FakeSession(clock, [0.004]), {}, 1, settings(min_iters=6), clock=clock)
+    assert none is None

@@ -48,6 +48,8 @@ class Artifact:
     onnx_path: Path | None = None
     settings: dict | None = None
     inputs: list | None = None  # the spec's InputSpecs
+    sample: dict | None = None  # one batch at the variant's shape (warm-up / compilation inside build)
+    cache_dir: Path | None = None  # the artifact cache, for backends with caches of their own
 
 
 class Session(ABC):

@@ -82,6 +82,17 @@ class TorchSession(Session):
     def to_numpy(self, result: Any) -> np.ndarray:
         return first_tensor(result).detach().float().cpu().numpy()
 
+    def device_events(self):
+        """A fresh (start, end) CUDA event pair for device time, or None on the CPU."""
+        if self.device.type != "cuda":
+            return None
+        return (self.torch.cuda.Event(enable_timing=True), self.torch.cuda.Event(enable_timing=True))
+
+    def device_peak_bytes(self) -> int | None:
+        if self.device.type != "cuda":
+            return None
+        return int(self.torch.cuda.max_memory_allocated(self.device))
+
     def close(self) -> None:
         self.module = None
         if self.device.type == "cuda":

@@ -19,8 +19,11 @@ T = TypeVar("T")
 
 
 def measure_session(session: Any, feeds: dict, batch_size: int, settings: Any,
-                    clock: Clock = time.perf_counter) -> Measurement:
+                    clock: Clock = time.perf_counter) -> tuple[Measurement, Measurement | None]:
+    """Host-clock samples of call + synchronize, and device-time samples where the session offers events."""
     bound = session.prepare(feeds)
+    make_events = getattr(session, "device_events", None)
+    device: list[float] = []
     start = clock()
     while True:  # warm-up: at least one call, then until warmup_s has passed
         session.run(bound)
@@ -30,15 +33,23 @@ def measure_session(session: Any, feeds: dict, batch_size: int, settings: Any,
     samples: list[float] = []
     begin = clock()
     while len(samples) < settings.max_iters:
+        events = make_events() if make_events else None
         t0 = clock()
+        if events:
+            events[0].record()
         session.run(bound)
+        if events:
+            events[1].record()
         session.synchronize()
         t1 = clock()
         samples.append((t1 - t0) * 1000.0)
+        if events:
+            device.append(events[0].elapsed_time(events[1]))
         if len(samples) >= settings.min_iters and t1 - begin >= settings.min_duration_s:
             break
     used = {k: getattr(settings, k) for k in ("warmup_s", "min_iters", "min_duration_s", "max_iters")}
-    return Measurement(tuple(samples), batch_size, used, cv_warn=settings.cv_warn)
+    host = Measurement(tuple(samples), batch_size, used, cv_warn=settings.cv_warn)
+    return host, (Measurement(tuple(device), batch_size, used, cv_warn=settings.cv_warn) if device else None)
 
 
 def timed(fn: Callable[[], T], clock: Clock = time.perf_counter) -> tuple[T, float]:

@@ -1,0 +1,69 @@
+"""torch.compile (inductor) backend: compile time is build time; dynamo is reset per variant (one process each).
+
+Inductor's on-disk caches (FX graph and autotune caches) live under the artifact cache, so a rerun of an
+unchanged spec does not pay max-autotune again.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from optbench.backends.base import Artifact, Backend, Session, Target, register
+from optbench.backends.torch_eager import TorchEager, TorchOptions, TorchSession
+
+
+class CompileOptions(TorchOptions):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = Field(
+        "default", description="torch.compile mode.")
+    dynamic: bool | None = Field(None, description="torch.compile(dynamic=...); None lets dynamo decide.")
+    only: list[str] | None = Field(
+        None, description="Variant-id patterns (fnmatch on 'precision.bsN') to compile; others are skipped (expensive modes).")
+
+
+@register
+class TorchCompile(Backend):
+    name = "torch-compile"
+    consumes = "torch"
+    Options = CompileOptions
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        return TorchEager.unavailable_reason()
+
+    @classmethod
+    def device_of(cls, options: BaseModel) -> str:
+        return TorchEager.device_of(options)
+
+    @classmethod
+    def skip_reason(cls, target: Target, options: CompileOptions) -> str | None:
+        import fnmatch
+
+        if why := TorchEager.skip_reason(target, options):
+            return why
+        if options.mode == "reduce-overhead" and target.device == "cpu":
+            return "mode 'reduce-overhead' is CUDA graphs, which need a CUDA device"
+        key = f"{target.precision}.bs{target.batch_size}"
+        if options.only and not any(fnmatch.fnmatch(key, p) for p in options.only):
+            return f"mode '{options.mode}' restricted by options.only to {options.only}"
+        return None
+
+    @classmethod
+    def describe(cls, options: CompileOptions, target: Target) -> dict[str, Any]:
+        return {**TorchEager.describe(options, target), "compile_mode": options.mode}
+
+    def build(self, artifact: Artifact, target: Target) -> Session:
+        import torch
+
+        if artifact.cache_dir is not None:  # inductor's FX-graph and autotune caches survive the process
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(artifact.cache_dir / "inductor"))
+        torch._dynamo.reset()
+        eager = TorchEager(self.options).build(artifact, target)
+        compiled = torch.compile(eager.module, mode=self.options.mode, dynamic=self.options.dynamic)
+        session = TorchSession(compiled, str(eager.device), eager.dtype, eager.autocast, eager.channels_last)
+        if artifact.sample is not None:
+            session.infer(artifact.sample)  # compile now, so compile time is build time
+        return session
