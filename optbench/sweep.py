@@ -121,7 +121,11 @@ def _job(spec: Spec, opts: RunOptions, cache: ArtifactCache, mode: str, **extra)
             "no_cache": opts.no_cache, **extra}
 
 
-_PRELOAD = ["optbench.worker", "optbench.pipeline", "numpy", "onnx", "onnxruntime", "torch"]
+# Imported once by the forkserver, so a variant's process starts with them loaded (sympy alone takes
+# seconds to import, and both the ONNX exporter and ORT's quantizer pull it in).
+_PRELOAD = ["optbench.worker", "optbench.pipeline", "numpy", "onnx", "onnxruntime", "torch", "sympy", "torch.onnx",
+            "onnxruntime.quantization", "onnxsim", "torch_pruning", "optbench.backends.torch_eager",
+            "optbench.backends.onnxruntime", "optbench.transforms.quantize"]
 
 
 def _context():

@@ -133,7 +133,7 @@ def _torch_infer(module):
 
     def infer(feeds):
         with torch.inference_mode():
-            return first_tensor(module(**{k: torch.from_numpy(v) for k, v in feeds.items()})).float().numpy()
+            return first_tensor(module(*(torch.from_numpy(v) for v in feeds.values()))).float().numpy()
     return infer
 
 

@@ -72,8 +72,8 @@ class TorchSession(Session):
         with self.torch.inference_mode():
             if self.autocast:
                 with self.torch.autocast(self.device.type, dtype=self.dtype):
-                    return self.module(**bound)
-            return self.module(**bound)
+                    return self.module(*bound.values())
+            return self.module(*bound.values())
 
     def synchronize(self) -> None:
         if self.device.type == "cuda":

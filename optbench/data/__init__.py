@@ -73,6 +73,7 @@ def load_splits(spec: Spec, spec_dir: Path, tokenizer=None) -> Splits:
     need = d.eval + d.calibration + (d.train or 0)
     items = _SOURCES[d.source](spec, spec_dir, need, tokenizer=tokenizer)
     _check_inputs(items, spec)
+    items.inputs = {i.name: items.inputs[i.name] for i in spec.inputs}  # call order; extra arrays dropped
     n = len(items)
     if n < d.eval + d.calibration + (d.train or 0):
         raise SpecError(f"data source '{d.source}' has {n} items, fewer than eval+calibration+train", field="data",

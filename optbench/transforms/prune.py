@@ -12,11 +12,11 @@ from optbench.transforms import count_params, transform
 from optbench.transforms.train import train_against
 
 
-def _example(ctx: Any) -> dict:
+def _example(ctx: Any) -> tuple:
     import torch
 
     items = ctx.splits.eval
-    return {k: torch.from_numpy(np.ascontiguousarray(v[:2])) for k, v in items.inputs.items()}
+    return tuple(torch.from_numpy(np.ascontiguousarray(v[:2])) for v in items.inputs.values())
 
 
 def _output_layers(model: Any) -> list:

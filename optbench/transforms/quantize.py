@@ -99,7 +99,7 @@ def _modelopt(ctx: Any, dst: Path, variant: Any, module: Any, s: Any) -> dict[st
     def forward_loop(m) -> None:
         with torch.no_grad():
             for i in range(0, n, 8):
-                m(**{k: torch.from_numpy(v[i : i + 8]) for k, v in items.inputs.items()})
+                m(*(torch.from_numpy(v[i : i + 8]) for v in items.inputs.values()))
 
     model = mtq.quantize(model, cfg, forward_loop)
     sample = next(items.batches(max(2, variant.batch_size)))[0]

@@ -39,8 +39,8 @@ def train_against(student: Any, teacher: Any, items: Any, *, epochs: int, lr: fl
         for idx in torch.randperm(n, generator=g).split(batch):
             xb = {k: v[idx] for k, v in feeds.items()}
             with torch.no_grad():
-                t_out = first_tensor(teacher(**xb)).float()
-            s_out = first_tensor(student(**xb)).float()
+                t_out = first_tensor(teacher(*xb.values())).float()
+            s_out = first_tensor(student(*xb.values())).float()
             loss = kd_loss(s_out, t_out, labels[idx] if labels is not None else None, temperature, alpha)
             opt.zero_grad()
             loss.backward()
@@ -58,7 +58,7 @@ def accuracy(module: Any, items: Any) -> float | None:
     if items.labels is None or len(items) == 0:
         return None
     with torch.no_grad():
-        out = first_tensor(module(**{k: torch.from_numpy(v) for k, v in items.inputs.items()}))
+        out = first_tensor(module(*(torch.from_numpy(v) for v in items.inputs.values())))
     if out.dim() != 2:
         return None
     return float((out.argmax(1).numpy() == items.labels).mean())
