@@ -66,7 +66,7 @@ variants:
     - name: distilled
       distill: {student: {source: python, entrypoint: "experiments/models/digits.py:build_student"}, epochs: 6, alpha: 0.7}
 backends: [{name: torch, device: cpu}, onnxruntime]
-measure: {warmup_s: 0.05, min_iters: 15, min_duration_s: 0.2}
+measure: {warmup_s: 0.05, min_iters: 15, min_duration_s: 0.2, max_iters: 300}
 """
 
 
