@@ -12,7 +12,6 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from optbench.errors import OptbenchError, RunDirError
 from optbench.spec.defaults import config_defaults

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +60,7 @@ def to_pytest_benchmark(run_dir: str | Path, path: str | Path) -> Path:
                          "python_version": env.get("python"), "cpu": {"brand_raw": env.get("cpu")}},
         "commit_info": {"id": env.get("commit"), "dirty": str(env.get("commit", "")).endswith("-dirty")},
         "benchmarks": benches,
-        "datetime": datetime.now(timezone.utc).isoformat(),
+        "datetime": datetime.now(UTC).isoformat(),
         "version": "5.1.0",
     }
     Path(path).write_text(json.dumps(doc, indent=2))

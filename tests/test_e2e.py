@@ -7,6 +7,7 @@ import pytest
 import optbench
 from optbench.cli import main
 
+
 @pytest.fixture(scope="module")
 def tiny_run(small_run):
     return small_run

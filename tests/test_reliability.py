@@ -82,7 +82,12 @@ def test_kill_9_then_resume_gives_one_row_per_variant(tmp_path, cache_dir):
     assert ort.settings.map(lambda s: s.get("export_cached")).all()
 
 
-BROKEN_INPUTS = [
-    ("entrypoint raises", "tests/models/faulty.py:build_raises", "the entrypoint raised RuntimeError"),
-    ("entrypoint returns no module", "tests/models/faulty.py:build_not_module", "must return a torch.nn.Module"),
-]
+def test_entrypoint_failures_are_one_line_errors(tmp_path, capsys, cache_dir):
+    for name, fragment in (("build_raises", "the entrypoint raised RuntimeError: the entrypoint itself fails"),
+                           ("build_not_module", "must return a torch.nn.Module")):
+        spec = write_spec(tmp_path, FAULTY.replace("faulty.py:build", f"faulty.py:{name}"), f"{name}.yaml")
+        run = tmp_path / name
+        assert main(["run", str(spec), "--run-dir", str(run), "--quiet", "--no-report"]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in lines[0]
+        assert not (run / "results.jsonl").exists()

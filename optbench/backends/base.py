@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from optbench.errors import SpecError
 
-_REGISTRY: dict[str, type["Backend"]] = {}
+_REGISTRY: dict[str, type[Backend]] = {}
 
 
 class NoOptions(BaseModel):

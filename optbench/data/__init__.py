@@ -16,7 +16,7 @@ import numpy as np
 from optbench.errors import SpecError
 from optbench.spec.models import InputSpec, Spec
 
-_SOURCES: dict[str, Callable[..., "Items"]] = {}
+_SOURCES: dict[str, Callable[..., Items]] = {}
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Items:
     def __len__(self) -> int:
         return len(next(iter(self.inputs.values())))
 
-    def take(self, index: np.ndarray) -> "Items":
+    def take(self, index: np.ndarray) -> Items:
         labels = None if self.labels is None else self.labels[index]
         return Items({k: v[index] for k, v in self.inputs.items()}, labels)
 
@@ -39,7 +39,7 @@ class Items:
             real = min(size, n - start)
             yield {k: v[idx] for k, v in self.inputs.items()}, real
 
-    def at_shape(self, inputs: list[InputSpec], dims: dict[str, int]) -> "Items":
+    def at_shape(self, inputs: list[InputSpec], dims: dict[str, int]) -> Items:
         """Slice symbolic dims other than batch to the values in ``dims``."""
         out = {}
         for spec in inputs:

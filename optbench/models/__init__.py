@@ -17,7 +17,7 @@ from typing import Any
 
 from optbench.errors import SpecError
 
-_SOURCES: dict[str, Callable[..., "LoadedModel"]] = {}
+_SOURCES: dict[str, Callable[..., LoadedModel]] = {}
 
 
 @dataclass

@@ -14,9 +14,9 @@ from optbench.report import (
     enrich,
     generated_at,
     pareto_frontier,
+    plots,
     verdicts,
 )
-from optbench.report import plots
 
 SUMMARY = [("variant_id", "variant"), ("backend", "backend"), ("device", "device"), ("precision", "precision"),
            ("transform", "transform"), ("batch_size", "batch"), ("shape_label", "shape"), ("status", "status"),

@@ -196,7 +196,21 @@ def check_files(spec: Spec, spec_path: Path, lines: dict[tuple, int]) -> None:
                         field="data.path", found=repr(spec.data.path))
     if model.source == "python":
         check_entrypoint(model.entrypoint, spec_path, file, line_of(lines, ("model", "entrypoint")))
+    if model.source == "onnx":
+        check_onnx(resolve_path(model.path, spec_path), file, line_of(lines, ("model", "path")))
     check_data(spec, spec_path, lines)
+
+
+def check_onnx(path: Path, file: str, line: int | None) -> None:
+    """A file given as ONNX must parse and pass the ONNX checker (catches non-ONNX and truncated files)."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(onnx.load(str(path), load_external_data=False))
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [e.__class__.__name__])[0][:160]
+        raise SpecError(f"not a valid ONNX model ({first})", file=file, line=line, field="model.path",
+                        found=repr(str(path))) from None
 
 
 def check_data(spec: Spec, spec_path: Path, lines: dict[tuple, int]) -> None:

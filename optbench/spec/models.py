@@ -8,7 +8,7 @@ Defaults that users tune (measurement, export, budgets) live in ``configs/``.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
@@ -57,7 +57,7 @@ class TransformersModel(Strict):
     normalize: bool = Field(True, description="L2-normalise the pooled embedding (sentence-transformers style).")
 
 
-ModelSpec = Annotated[Union[TorchvisionModel, PythonModel, OnnxModel, TransformersModel],
+ModelSpec = Annotated[TorchvisionModel | PythonModel | OnnxModel | TransformersModel,
                       Field(discriminator="source")]
 
 
@@ -109,7 +109,7 @@ class TextData(_Splits):
     path: str = Field(description="Text file, one sentence per line.")
 
 
-DataSpec = Annotated[Union[SyntheticData, DigitsData, NpzData, TextData], Field(discriminator="source")]
+DataSpec = Annotated[SyntheticData | DigitsData | NpzData | TextData, Field(discriminator="source")]
 
 
 # ---------------------------------------------------------------- variants
@@ -142,7 +142,7 @@ class TransformSpec(Strict):
     distill: DistillSettings | None = Field(None, description="Distillation settings.")
 
     @model_validator(mode="after")
-    def _one(self) -> "TransformSpec":
+    def _one(self) -> TransformSpec:
         if (self.prune is None) == (self.distill is None):
             raise ValueError("a transform sets exactly one of 'prune' or 'distill'")
         return self
@@ -218,7 +218,7 @@ class Spec(Strict):
     optional: list[str] = Field(default_factory=list, description="Variant id patterns whose failure is not a violation.")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Spec":
+    def _consistent(self) -> Spec:
         names = [i.name for i in self.inputs]
         if len(set(names)) != len(names):
             raise ValueError(f"input names must be unique, found {names}")
