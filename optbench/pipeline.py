@@ -50,8 +50,8 @@ def transformed_module(ctx: Context, v: Variant) -> tuple[Any, dict]:
     return torch.load(path, map_location="cpu", weights_only=False).eval(), facts
 
 
-def onnx_artifact(ctx: Context, v: Variant, module: Any) -> tuple[Path, dict]:
-    """The fp32 ONNX export, then the precision conversion the variant asks for."""
+def onnx_artifact(ctx: Context, v: Variant, module: Any, precision: str) -> tuple[Path, dict]:
+    """The fp32 ONNX export, then the conversion to ``precision`` (fp16 graph, int8 Q/DQ) the backend asks for."""
     from optbench.export.onnx import export_onnx
 
     spec, info = ctx.spec, {}
@@ -68,13 +68,13 @@ def onnx_artifact(ctx: Context, v: Variant, module: Any) -> tuple[Path, dict]:
 
         fp32, cached = ctx.cache.get_or_build(key, "model.onnx", build)
         info["export_cached"] = cached
-    if v.precision == "fp16":
+    if precision == "fp16":
         from optbench.export.precision import convert_fp16
 
         key = ctx.cache.key("fp16", [str(fp32), _file_key(fp32)])
         path, _ = ctx.cache.get_or_build(key, "model.onnx", lambda d: info.update(convert_fp16(fp32, d / "model.onnx")))
         return path, info
-    if v.precision == "int8":
+    if precision == "int8":
         from optbench.transforms.quantize import quantize_onnx
 
         key = ctx.cache.key("int8", [_file_key(fp32), v.int8])
@@ -82,6 +82,12 @@ def onnx_artifact(ctx: Context, v: Variant, module: Any) -> tuple[Path, dict]:
             key, "model.onnx", lambda d: info.update(quantize_onnx(ctx, fp32, d / "model.onnx", v, module)))
         return path, info
     return fp32, info
+
+
+def spec_points(spec: Any) -> list:
+    from optbench.plan import points
+
+    return points(spec)
 
 
 def _tspec(ctx: Context, v: Variant) -> Any:
@@ -114,7 +120,8 @@ def measure_variant(ctx: Context, vdict: dict) -> dict:
         artifact = Artifact(module=module, inputs=ctx.spec.inputs)
         row["model_bytes"] = module_bytes(module)
     else:
-        (path, info), export_s = timed(lambda: onnx_artifact(ctx, v, module))
+        precision = cls.onnx_precision(target, backend.options)
+        (path, info), export_s = timed(lambda: onnx_artifact(ctx, v, module, precision))
         row["settings"].update(info)
         row["export_s"] = export_s
         row["model_bytes"] = path_bytes(path)
@@ -122,6 +129,13 @@ def measure_variant(ctx: Context, vdict: dict) -> dict:
     items = ctx.splits.eval.at_shape(ctx.spec.inputs, v.dims)
     artifact.sample = next(items.batches(v.batch_size))[0]
     artifact.cache_dir = ctx.cache.root
+    artifact.points = spec_points(ctx.spec)
+    if v.precision == "int8":
+        from optbench.transforms.quantize import calibration_batches
+
+        q = v.int8 or {}
+        cal = ctx.splits.calibration.at_shape(ctx.spec.inputs, v.dims)
+        artifact.calibration = calibration_batches(cal, q.get("samples", 256), batch=v.batch_size)
     session, row["build_s"] = timed(lambda: backend.build(artifact, target))
     try:
         outputs = np.concatenate([session.infer(feeds)[:real] for feeds, real in items.batches(v.batch_size)])

@@ -50,7 +50,7 @@ def int8_label(s: Int8Settings) -> str:
     return f"{s.method}{'-pc' if s.per_channel else ''}-{s.activations}"
 
 
-def _points(spec: Spec) -> list[tuple[int, dict[str, int]]]:
+def points(spec: Spec) -> list[tuple[int, dict[str, int]]]:
     shapes = spec.variants.shapes or [{}]
     out: list[tuple[int, dict[str, int]]] = []
     for shape in shapes:
@@ -81,7 +81,7 @@ def plan(spec: Spec) -> list[Variant]:
             tdump = transform if transform == "none" else transform.model_dump(mode="json")
             for precision in spec.variants.precision:
                 q_settings = spec.variants.int8 if precision == "int8" else [None]
-                for q, (batch, dims) in itertools.product(q_settings, _points(spec)):
+                for q, (batch, dims) in itertools.product(q_settings, points(spec)):
                     qd = q.model_dump(mode="json") if q else None
                     target = Target(precision, device, batch, dims, tname, qd, spec.model.source)
                     reason = unavailable or cls.skip_reason(target, options)

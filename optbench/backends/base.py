@@ -50,6 +50,8 @@ class Artifact:
     inputs: list | None = None  # the spec's InputSpecs
     sample: dict | None = None  # one batch at the variant's shape (warm-up / compilation inside build)
     cache_dir: Path | None = None  # the artifact cache, for backends with caches of their own
+    points: list | None = None  # every (batch, dims) of the spec: the dynamic range an engine must cover
+    calibration: list | None = None  # calibration batches, for backends that calibrate themselves
 
 
 class Session(ABC):
@@ -99,6 +101,12 @@ class Backend(ABC):
     def skip_reason(cls, target: Target, options: BaseModel) -> str | None:
         """Why this backend cannot build ``target`` (e.g. fp16 on a CPU), or None."""
         return None
+
+    @classmethod
+    def onnx_precision(cls, target: Target, options: BaseModel) -> str:
+        """Which ONNX an ONNX-consuming backend wants: the variant's precision, or fp32 where the
+        backend realises the precision itself (builder flags, its own calibration)."""
+        return target.precision
 
     @classmethod
     def describe(cls, options: BaseModel, target: Target) -> dict[str, Any]:

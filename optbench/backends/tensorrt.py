@@ -1,0 +1,327 @@
+"""TensorRT backend: ONNX → engine (fp32/TF32, fp16, bf16, int8), one optimization profile per dynamic range.
+
+The translation from a variant to builder settings (:func:`plan_build`) is pure Python and unit-tested;
+:class:`TensorRT.build` applies it through the documented TensorRT 10/11 Python API (``Builder``,
+``OnnxParser``, ``IBuilderConfig``, ``IOptimizationProfile``, ``execute_async_v3``). Where ``tensorrt``
+cannot be imported the backend is unavailable with the reason, and its variants are planned as skipped.
+
+int8: explicit quantization (a Q/DQ ONNX from the int8 settings; TensorRT needs symmetric S8 activations,
+so ``activations: s8`` or ``mode: modelopt``) or, where the installed TensorRT still has it (< 11) and the
+network is weakly typed, implicit calibration fed from the calibration split with a calibration cache.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from optbench.backends.base import Artifact, Backend, Session, Target, register
+
+
+class TrtOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    workspace_mb: int = Field(4096, ge=16, description="Builder workspace memory pool limit (MiB).")
+    optimization_level: int = Field(3, ge=0, le=5, description="builder_optimization_level (0-5).")
+    tf32: bool = Field(True, description="Allow TF32 for fp32 variants.")
+    sparsity: bool = Field(False, description="Allow 2:4 structured-sparse kernels (SPARSE_WEIGHTS).")
+    cuda_graph: bool = Field(False, description="Capture execute_async_v3 in a CUDA graph (static shapes).")
+    timing_cache: bool = Field(True, description="Reuse a timing cache kept beside the engines.")
+    typing: Literal["auto", "strong", "weak"] = Field(
+        "auto", description="auto: strongly typed on TensorRT >= 11 (its default), weakly typed before.")
+    int8_calibration: Literal["explicit", "implicit"] = Field(
+        "explicit", description="int8 from Q/DQ ONNX (explicit) or builder calibration (implicit; TensorRT < 11, weak typing).")
+
+
+def _trt():
+    try:
+        import tensorrt as trt
+
+        return trt, "tensorrt"
+    except ImportError:
+        import tensorrt_rtx as trt  # TensorRT for RTX: same API, RTX GPUs only
+
+        return trt, "tensorrt_rtx"
+
+
+def compute_capability() -> tuple[int, int] | None:
+    if not shutil.which("nvidia-smi"):
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10).stdout.split()
+        major, minor = out[0].split(".")
+        return int(major), int(minor)
+    except (OSError, subprocess.TimeoutExpired, IndexError, ValueError):
+        return None
+
+
+def unavailable(flavour_probe=_trt, cc_probe=compute_capability) -> str | None:
+    try:
+        trt, flavour = flavour_probe()
+    except ImportError:
+        return "tensorrt cannot be imported (install the 'tensorrt' extra on a CUDA host)"
+    if flavour == "tensorrt_rtx" and cc_probe() == (9, 0):
+        return "only TensorRT-RTX is installed, and it refuses compute capability 9.0 (H100/H200); install tensorrt"
+    if cc_probe() is None:
+        return f"{flavour} {getattr(trt, '__version__', '?')} is installed but no NVIDIA GPU is visible"
+    return None
+
+
+@dataclass
+class BuildPlan:
+    """Everything the builder is told, recorded beside the engine and in the row."""
+
+    trt_major: int
+    strongly_typed: bool
+    onnx_precision: str                      # which ONNX the backend consumes: fp32 | fp16 | int8 (Q/DQ)
+    builder_flags: list[str] = field(default_factory=list)
+    network_flags: list[str] = field(default_factory=list)
+    profiles: dict[str, tuple[list[int], list[int], list[int]]] = field(default_factory=dict)
+    workspace_bytes: int = 0
+    optimization_level: int = 3
+    calibrator: bool = False
+    timing_cache: bool = True
+    cuda_graph: bool = False
+
+
+def profile_for(inputs: list, points: list[tuple[int, dict[str, int]]]) -> dict[str, tuple[list[int], list[int], list[int]]]:
+    """min / opt / max per input over the spec's (batch, dims) points; opt is the upper median of each dim."""
+    out = {}
+    for inp in inputs:
+        mins, opts, maxs = [], [], []
+        for d in inp.shape:
+            if isinstance(d, int):
+                mins.append(d), opts.append(d), maxs.append(d)
+                continue
+            values = sorted({b if d == "batch" else dims[d] for b, dims in points})
+            mins.append(values[0]), opts.append(values[len(values) // 2]), maxs.append(values[-1])
+        out[inp.name] = (mins, opts, maxs)
+    return out
+
+
+def plan_build(options: TrtOptions, target: Target, inputs: list, points: list, trt_major: int) -> BuildPlan:
+    """Translate a variant into TensorRT builder settings (raises ValueError for impossible combinations)."""
+    strong = {"strong": True, "weak": False, "auto": trt_major >= 11}[options.typing]
+    p = target.precision
+    plan = BuildPlan(trt_major, strong, "fp32", workspace_bytes=options.workspace_mb * 2**20,
+                     optimization_level=options.optimization_level, timing_cache=options.timing_cache,
+                     cuda_graph=options.cuda_graph, profiles=profile_for(inputs, points))
+    if strong:
+        plan.network_flags.append("STRONGLY_TYPED")
+    if p == "int8":
+        q = target.int8 or {}
+        if options.int8_calibration == "implicit":
+            if trt_major >= 11:
+                raise ValueError("TensorRT 11 removed implicit int8 calibration; use int8_calibration: explicit")
+            if strong:
+                raise ValueError("implicit int8 calibration needs a weakly typed network (typing: weak)")
+            plan.builder_flags += ["INT8", "FP16"]
+            plan.calibrator = True
+        else:
+            if q.get("mode") == "static" and q.get("activations") == "u8":
+                raise ValueError("TensorRT's explicit quantization needs symmetric S8 activations "
+                                 "(int8 activations: s8, or mode: modelopt)")
+            if q.get("mode") == "dynamic":
+                raise ValueError("TensorRT has no dynamic (run-time) int8 quantization; use static or modelopt")
+            plan.onnx_precision = "int8"
+            if not strong:
+                plan.builder_flags += ["INT8", "FP16"]
+    elif p == "fp16":
+        if strong:
+            plan.onnx_precision = "fp16"  # types come from the graph: the fp16-converted ONNX
+        else:
+            plan.builder_flags.append("FP16")
+    elif p == "bf16":
+        if strong:
+            raise ValueError("a strongly typed bf16 engine needs a bf16 ONNX graph, which optbench does not make; "
+                             "use typing: weak (TensorRT 10)")
+        plan.builder_flags.append("BF16")
+    if p == "fp32" and options.tf32:
+        plan.builder_flags.append("TF32")
+    if options.sparsity:
+        plan.builder_flags.append("SPARSE_WEIGHTS")
+    return plan
+
+
+def installed_major() -> int:
+    trt, _ = _trt()
+    return int(str(trt.__version__).split(".")[0])
+
+
+@register
+class TensorRT(Backend):
+    name = "tensorrt"
+    consumes = "onnx"
+    Options = TrtOptions
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        return unavailable()
+
+    @classmethod
+    def device_of(cls, options: BaseModel) -> str:
+        return "cuda"
+
+    @classmethod
+    def skip_reason(cls, target: Target, options: TrtOptions) -> str | None:
+        try:
+            plan_build(options, target, [], [], installed_major())
+        except ValueError as e:
+            return str(e)
+        return None
+
+    @classmethod
+    def onnx_precision(cls, target: Target, options: TrtOptions) -> str:
+        return plan_build(options, target, [], [], installed_major()).onnx_precision
+
+    @classmethod
+    def describe(cls, options: TrtOptions, target: Target) -> dict[str, Any]:
+        return {"workspace_mb": options.workspace_mb, "optimization_level": options.optimization_level,
+                "typing": options.typing, "sparsity": options.sparsity, "cuda_graph": options.cuda_graph}
+
+    def build(self, artifact: Artifact, target: Target) -> Session:
+        from optbench.cache import ArtifactCache
+
+        trt, flavour = _trt()
+        plan = plan_build(self.options, target, artifact.inputs, artifact.points or [(target.batch_size, target.dims)],
+                          installed_major())
+        cache = ArtifactCache(artifact.cache_dir)
+        key = cache.key("trt-engine", [str(artifact.onnx_path), asdict(plan), flavour, trt.__version__,
+                                        _file_digest(artifact.onnx_path)])
+        path, cached = cache.get_or_build(key, "model.engine", lambda d: _build_engine(trt, artifact, plan, d))
+        return TrtSession(trt, path.read_bytes(), plan, artifact.inputs)
+
+
+def _file_digest(path: Path) -> str:
+    from optbench.models import file_digest
+
+    return file_digest(Path(path))
+
+
+class _Logger:
+    @staticmethod
+    def make(trt):
+        return trt.Logger(trt.Logger.WARNING)
+
+
+def _build_engine(trt, artifact: Artifact, plan: BuildPlan, folder: Path) -> None:
+    logger = _Logger.make(trt)
+    builder = trt.Builder(logger)
+    flags = 0
+    for name in plan.network_flags:
+        flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(Path(artifact.onnx_path).read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT could not parse the ONNX file: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_bytes)
+    config.builder_optimization_level = plan.optimization_level
+    for name in plan.builder_flags:
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    profile = builder.create_optimization_profile()
+    for name, (lo, opt, hi) in plan.profiles.items():
+        profile.set_shape(name, lo, opt, hi)
+    config.add_optimization_profile(profile)
+    timing_path = Path(artifact.cache_dir or folder) / "trt-timing.cache"
+    if plan.timing_cache:
+        cache = config.create_timing_cache(timing_path.read_bytes() if timing_path.exists() else b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
+    if plan.calibrator:
+        config.int8_calibrator = make_calibrator(trt, artifact, folder / "calibration.cache")
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError("TensorRT failed to build the engine (see the variant's log)")
+    (folder / "model.engine").write_bytes(bytes(serialized))
+    if plan.timing_cache:
+        timing_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+    (folder / "builder.json").write_text(json.dumps(asdict(plan), indent=1))
+
+
+def make_calibrator(trt, artifact: Artifact, cache_path: Path):
+    """IInt8EntropyCalibrator2 over the calibration batches, with a calibration cache file."""
+    import torch
+
+    batches = artifact.calibration or []
+
+    class Calibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self) -> None:
+            super().__init__()
+            self.index, self.buffers = 0, {}
+
+        def get_batch_size(self) -> int:
+            return len(next(iter(batches[0].values()))) if batches else 1
+
+        def get_batch(self, names):
+            if self.index >= len(batches):
+                return None
+            feeds = batches[self.index]
+            self.index += 1
+            self.buffers = {n: torch.from_numpy(np.ascontiguousarray(feeds[n])).cuda() for n in names}
+            return [int(self.buffers[n].data_ptr()) for n in names]
+
+        def read_calibration_cache(self):
+            return cache_path.read_bytes() if cache_path.exists() else None
+
+        def write_calibration_cache(self, cache) -> None:
+            cache_path.write_bytes(bytes(cache))
+
+    return Calibrator()
+
+
+class TrtSession(Session):
+    """Runs a deserialized engine with execute_async_v3 on device buffers (torch tensors) and one stream."""
+
+    def __init__(self, trt, engine_bytes: bytes, plan: BuildPlan, inputs: list) -> None:
+        import torch
+
+        self.torch, self.plan = torch, plan
+        self.runtime = trt.Runtime(_Logger.make(trt))
+        self.engine = self.runtime.deserialize_cuda_engine(engine_bytes)
+        self.context = self.engine.create_execution_context()
+        self.stream = torch.cuda.Stream()
+        self.input_names = [i.name for i in inputs]
+        self.names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.trt = trt
+        self.engine_bytes = len(engine_bytes)
+
+    def prepare(self, feeds: dict[str, np.ndarray]) -> dict:
+        torch, trt = self.torch, self.trt
+        bound = {}
+        for name in self.names:
+            if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                t = torch.from_numpy(np.ascontiguousarray(feeds[name])).cuda()
+                self.context.set_input_shape(name, tuple(t.shape))
+                bound[name] = t
+        for name in self.names:
+            if self.engine.get_tensor_mode(name) == trt.TensorIOMode.OUTPUT:
+                shape = tuple(self.context.get_tensor_shape(name))
+                dtype = {trt.float32: torch.float32, trt.float16: torch.float16}.get(
+                    self.engine.get_tensor_dtype(name), torch.float32)
+                bound[name] = torch.empty(shape, dtype=dtype, device="cuda")
+        for name, t in bound.items():
+            self.context.set_tensor_address(name, int(t.data_ptr()))
+        return bound
+
+    def run(self, bound: dict) -> dict:
+        self.context.execute_async_v3(self.stream.cuda_stream)
+        return bound
+
+    def synchronize(self) -> None:
+        self.stream.synchronize()
+
+    def to_numpy(self, result: dict) -> np.ndarray:
+        name = next(n for n in self.names if self.engine.get_tensor_mode(n) == self.trt.TensorIOMode.OUTPUT)
+        return result[name].float().cpu().numpy()
+
+    def device_peak_bytes(self) -> int | None:
+        size = getattr(self.engine, "device_memory_size_v2", None)
+        return int(size) if size is not None else None
