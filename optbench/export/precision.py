@@ -18,6 +18,17 @@ def convert_fp16(src: Path, dst: Path) -> dict[str, Any]:
     model = onnx.load(str(src))
     blocked = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS))
     converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked)
+    _unique_node_names(converted.graph)
+    onnx.checker.check_model(converted)
     onnx.save(converted, str(dst))
     kept = sorted({n.op_type for n in model.graph.node if n.op_type in blocked})
     return {"fp16": "graph conversion, fp32 I/O", "fp32_ops_kept": kept}
+
+
+def _unique_node_names(graph) -> None:
+    """The converter can insert Cast nodes under a name already in the graph, which ORT rejects."""
+    seen: set[str] = set()
+    for i, node in enumerate(graph.node):
+        if node.name and node.name in seen:
+            node.name = f"{node.name}_{i}"
+        seen.add(node.name)
