@@ -19,7 +19,6 @@ def convert_fp16(src: Path, dst: Path) -> dict[str, Any]:
     blocked = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS))
     converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked)
     _unique_node_names(converted.graph)
-    onnx.checker.check_model(converted)
     onnx.save(converted, str(dst))
     kept = sorted({n.op_type for n in model.graph.node if n.op_type in blocked})
     return {"fp16": "graph conversion, fp32 I/O", "fp32_ops_kept": kept}
