@@ -71,7 +71,9 @@ def onnx_artifact(ctx: Context, v: Variant, module: Any, precision: str) -> tupl
     if precision == "fp16":
         from optbench.export.precision import convert_fp16
 
-        key = ctx.cache.key("fp16", [str(fp32), _file_key(fp32)])
+        from optbench.export.precision import RECIPE as FP16_RECIPE
+
+        key = ctx.cache.key("fp16", [_file_key(fp32), FP16_RECIPE])
         path, _ = ctx.cache.get_or_build(key, "model.onnx", lambda d: info.update(convert_fp16(fp32, d / "model.onnx")))
         return path, info
     if precision == "int8":

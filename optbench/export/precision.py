@@ -11,6 +11,10 @@ FP32_OPS = ["LayerNormalization", "SimplifiedLayerNormalization", "SkipLayerNorm
             "ReduceMean", "ReduceSum", "Pow", "Sqrt", "Erf", "Exp", "Log", "Div"]
 
 
+# Part of the cache key of converted graphs: bump it when the conversion changes, so no stale artifact is reused.
+RECIPE = "fp16-v2: keep_io_types, FP32_OPS blocked, unique node names"
+
+
 def convert_fp16(src: Path, dst: Path) -> dict[str, Any]:
     import onnx
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
