@@ -61,29 +61,35 @@ def onnx_artifact(ctx: Context, v: Variant, module: Any, precision: str) -> tupl
         sample = next(ctx.splits.eval.at_shape(spec.inputs, v.dims).batches(max(2, v.batch_size)))[0]
         key = ctx.cache.key("onnx", [ctx.prepared["identity"], v.transform, spec.export.model_dump(mode="json"),
                                      [i.model_dump(mode="json") for i in spec.inputs], _tspec(ctx, v)])
-
-        def build(folder: Path) -> None:
-            info.update(export_onnx(module, spec.inputs, sample, folder / "model.onnx", spec.export,
-                                    ctx.prepared["output_names"]))
-
-        fp32, cached = ctx.cache.get_or_build(key, "model.onnx", build)
-        info["export_cached"] = cached
+        fp32, facts, cached = _cached(ctx, key, lambda out: export_onnx(
+            module, spec.inputs, sample, out, spec.export, ctx.prepared["output_names"]))
+        info.update(facts, export_cached=cached)
     if precision == "fp16":
-        from optbench.export.precision import convert_fp16
+        from optbench.export.precision import RECIPE, convert_fp16
 
-        from optbench.export.precision import RECIPE as FP16_RECIPE
-
-        key = ctx.cache.key("fp16", [_file_key(fp32), FP16_RECIPE])
-        path, _ = ctx.cache.get_or_build(key, "model.onnx", lambda d: info.update(convert_fp16(fp32, d / "model.onnx")))
-        return path, info
+        path, facts, _ = _cached(ctx, ctx.cache.key("fp16", [_file_key(fp32), RECIPE]),
+                                 lambda out: convert_fp16(fp32, out))
+        return path, {**info, **facts}
     if precision == "int8":
         from optbench.transforms.quantize import quantize_onnx
 
-        key = ctx.cache.key("int8", [_file_key(fp32), v.int8])
-        path, _ = ctx.cache.get_or_build(
-            key, "model.onnx", lambda d: info.update(quantize_onnx(ctx, fp32, d / "model.onnx", v, module)))
-        return path, info
+        key = ctx.cache.key("int8", [_file_key(fp32), v.int8, v.dims])
+        path, facts, _ = _cached(ctx, key, lambda out: quantize_onnx(ctx, fp32, out, v, module))
+        return path, {**info, **facts}
     return fp32, info
+
+
+def _cached(ctx: Context, key: str, make) -> tuple[Path, dict, bool]:
+    """An ONNX artifact from the cache (or built by ``make(path) -> facts``), with the facts of its build."""
+    import json
+
+    def build(folder: Path) -> None:
+        facts = make(folder / "model.onnx") or {}
+        (folder / "facts.json").write_text(json.dumps(facts, default=str))
+
+    path, cached = ctx.cache.get_or_build(key, "model.onnx", build)
+    facts_file = path.parent / "facts.json"
+    return path, (json.loads(facts_file.read_text()) if facts_file.exists() else {}), cached
 
 
 def spec_points(spec: Any) -> list:

@@ -39,11 +39,11 @@ def test_measurements_and_drift(tiny_run):
     assert (ok.latency_ms_p50 <= ok.latency_ms_p99).all()
     assert (ok.throughput_items_s > 0).all() and (ok.peak_rss_bytes > 0).all()
     assert all(len(s) == n for s, n in zip(ok.samples_ms, ok.iterations))
-    ort = ok[(ok.backend == "onnxruntime") & (ok.precision == "fp32") & (ok.transform == "none")]
+    ort = ok[(ok.backend == "onnxruntime") & (ok.precision == "fp32") & (ok["transform"] == "none")]
     assert (ort.drift_rel_l2 < 1e-4).all() and (ort.top1_agreement == 1.0).all()
     assert (ort.model_bytes > 0).all() and (ort.build_s > 0).all()
     torch_rows = ok[ok.backend == "torch"]
-    plain = torch_rows[torch_rows.transform == "none"]
+    plain = torch_rows[torch_rows["transform"] == "none"]
     assert (plain.drift_rel_l2 < 1e-5).all()  # same module; only batch-size kernel differences
     assert ok.task_accuracy.notna().all()
 

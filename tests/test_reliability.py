@@ -37,7 +37,7 @@ def test_each_kind_of_fault_costs_only_its_variant(tmp_path, cache_dir):
 
 SLOWISH = """\
 name: resume
-model: {source: python, entrypoint: "tests/models/faulty.py:build"}
+model: {source: python, entrypoint: "tests/models/faulty.py:build_plain"}
 inputs: [{name: x, shape: [batch, 4]}]
 data: {source: synthetic, calibration: 8, eval: 8}
 variants: {batch_size: [1, 6, 7, 8, 9, 10]}

@@ -41,3 +41,17 @@ def build_raises():
 
 def build_not_module():
     return 42
+
+
+class Plain(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def build_plain():
+    torch.manual_seed(0)
+    return Plain()
