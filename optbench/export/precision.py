@@ -12,7 +12,7 @@ FP32_OPS = ["LayerNormalization", "SimplifiedLayerNormalization", "SkipLayerNorm
 
 
 # Part of the cache key of converted graphs: bump it when the conversion changes, so no stale artifact is reused.
-RECIPE = "fp16-v2: keep_io_types, FP32_OPS blocked, unique node names"
+RECIPE = "fp16-v3: keep_io_types, FP32_OPS blocked, duplicate casts dropped, unique node names"
 
 
 def convert_fp16(src: Path, dst: Path) -> dict[str, Any]:
@@ -22,6 +22,7 @@ def convert_fp16(src: Path, dst: Path) -> dict[str, Any]:
     model = onnx.load(str(src))
     blocked = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS))
     converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked)
+    _drop_duplicate_casts(converted.graph)
     _unique_node_names(converted.graph)
     onnx.save(converted, str(dst))
     kept = sorted({n.op_type for n in model.graph.node if n.op_type in blocked})
@@ -35,3 +36,20 @@ def _unique_node_names(graph) -> None:
         if node.name and node.name in seen:
             node.name = f"{node.name}_{i}"
         seen.add(node.name)
+
+
+def _drop_duplicate_casts(graph) -> None:
+    """Some converter versions insert the same Cast twice (same input, same type, same output name)."""
+    defined: dict[str, object] = {}
+    keep = []
+    for node in graph.node:
+        first = defined.get(node.output[0]) if node.output else None
+        if first is not None and node.op_type == first.op_type == "Cast" and list(node.input) == list(first.input) \
+                and node.attribute == first.attribute:
+            continue
+        for out in node.output:
+            defined.setdefault(out, node)
+        keep.append(node)
+    if len(keep) != len(graph.node):
+        del graph.node[:]
+        graph.node.extend(keep)
