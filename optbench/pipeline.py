@@ -14,7 +14,7 @@ import numpy as np
 from optbench.backends import Artifact, get_backend
 from optbench.measure import drift_metrics, measure_session, timed
 from optbench.measure.memory import path_bytes, peak_rss_bytes
-from optbench.plan import Variant
+from optbench.plan import Variant, points
 from optbench.transforms import apply_transform, count_params
 from optbench.worker import Context, dims_key
 
@@ -92,12 +92,6 @@ def _cached(ctx: Context, key: str, make) -> tuple[Path, dict, bool]:
     return path, (json.loads(facts_file.read_text()) if facts_file.exists() else {}), cached
 
 
-def spec_points(spec: Any) -> list:
-    from optbench.plan import points
-
-    return points(spec)
-
-
 def _tspec(ctx: Context, v: Variant) -> Any:
     return next((t.model_dump(mode="json") for t in ctx.spec.variants.transforms if t != "none" and t.name == v.transform), None)
 
@@ -137,7 +131,7 @@ def measure_variant(ctx: Context, vdict: dict) -> dict:
     items = ctx.splits.eval.at_shape(ctx.spec.inputs, v.dims)
     artifact.sample = next(items.batches(v.batch_size))[0]
     artifact.cache_dir = ctx.cache.root
-    artifact.points = spec_points(ctx.spec)
+    artifact.points = points(ctx.spec)
     if v.precision == "int8":
         from optbench.transforms.quantize import calibration_batches
 

@@ -205,14 +205,12 @@ def _file_digest(path: Path) -> str:
     return file_digest(Path(path))
 
 
-class _Logger:
-    @staticmethod
-    def make(trt):
-        return trt.Logger(trt.Logger.WARNING)
+def _logger(trt):
+    return trt.Logger(trt.Logger.WARNING)
 
 
 def _build_engine(trt, artifact: Artifact, plan: BuildPlan, folder: Path) -> None:
-    logger = _Logger.make(trt)
+    logger = _logger(trt)
     builder = trt.Builder(logger)
     flags = 0
     for name in plan.network_flags:
@@ -284,7 +282,7 @@ class TrtSession(Session):
         import torch
 
         self.torch, self.plan = torch, plan
-        self.runtime = trt.Runtime(_Logger.make(trt))
+        self.runtime = trt.Runtime(_logger(trt))
         self.engine = self.runtime.deserialize_cuda_engine(engine_bytes)
         self.context = self.engine.create_execution_context()
         self.stream = torch.cuda.Stream()

@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 
 import jinja2
-import pandas as pd
 
 from optbench.report import (
     accuracy_metric,
@@ -114,6 +113,3 @@ def render_csv(run: dict) -> str:
     df = run["df"].drop(columns=["samples_ms"])
     return df.to_csv(index=False)
 
-
-def frame(run: dict) -> pd.DataFrame:
-    return enrich(run["df"])
