@@ -13,6 +13,7 @@ import numpy as np
 
 from optbench.backends import Artifact, get_backend
 from optbench.measure import drift_metrics, measure_session, timed
+from optbench.measure.gpu import GpuMonitor
 from optbench.measure.memory import path_bytes, peak_rss_bytes
 from optbench.plan import Variant, points
 from optbench.transforms import apply_transform, count_params
@@ -138,7 +139,44 @@ def measure_variant(ctx: Context, vdict: dict) -> dict:
         q = v.int8 or {}
         cal = ctx.splits.calibration.at_shape(ctx.spec.inputs, v.dims)
         artifact.calibration = calibration_batches(cal, q.get("samples", 256), batch=v.batch_size)
-    session, row["build_s"] = timed(lambda: backend.build(artifact, target))
+    monitor = gpu_monitor(target.device)
+    try:
+        _build_and_measure(ctx, v, backend, artifact, items, row, monitor)
+    finally:
+        if monitor is not None:
+            monitor.stop()
+    if monitor is not None:
+        gpu = monitor.summary()
+        row["settings"]["gpu_state"] = gpu["states"]
+        row["gpu_process_peak_bytes"] = gpu["process_peak_bytes"]
+        if gpu.get("note"):
+            row["settings"]["gpu_memory_note"] = gpu["note"]
+        if row.get("gpu_peak_bytes") is None and gpu["process_peak_bytes"] is not None:
+            row["gpu_peak_bytes"] = gpu["process_peak_bytes"]
+            row["settings"]["gpu_memory"] = "NVML per-process peak (polled every 10 ms; includes the CUDA context)"
+        row["warnings"] = list(row.get("warnings") or []) + monitor.warnings()
+    elif target.device == "cuda":
+        row["settings"]["gpu_memory_note"] = f"no NVML readings: {GpuMonitor.why}"
+    row["peak_rss_bytes"] = peak_rss_bytes()
+    row["status"] = "ok"
+    return row
+
+
+def gpu_monitor(device: str) -> GpuMonitor | None:
+    """An NVML monitor of the GPU this process uses, started; None on the CPU or without NVML."""
+    import os
+
+    if not device.startswith("cuda"):
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    index = int(visible) if visible.isdigit() else 0
+    monitor = GpuMonitor.open(index)
+    return monitor.start() if monitor is not None else None
+
+
+def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifact, items: Any, row: dict,
+                       monitor: GpuMonitor | None) -> None:
+    session, row["build_s"] = timed(lambda: backend.build(artifact, v.target))
     if getattr(session, "artifact_bytes", None):  # what the backend runs, when it is not the ONNX file
         row["settings"]["onnx_bytes"] = row.get("model_bytes")
         row["model_bytes"] = session.artifact_bytes
@@ -147,18 +185,26 @@ def measure_variant(ctx: Context, vdict: dict) -> dict:
         with np.load(ctx.run_dir / "work" / "reference.npz") as refs:
             ref = refs[dims_key(v.dims)]
         row.update(drift_metrics(outputs, ref, ctx.splits.eval.labels))
+        if monitor is not None:
+            monitor.pause()  # no polling thread while latency is sampled
         m, dev = measure_session(session, artifact.sample, v.batch_size, ctx.spec.measure)
+        if monitor is not None:
+            monitor.state("after_timing")
+            monitor.resume()
         row.update(m.summary())
         if dev is not None:
             row.update({k: val for k, val in dev.summary("gpu_ms").items()}, gpu_samples_ms=list(dev.samples_ms))
             row["settings"]["timing"] = "latency_ms_*: host clock around call + synchronize; gpu_ms_*: CUDA events"
         row.update(throughput_items_s=m.throughput, iterations=len(m.samples_ms), samples_ms=list(m.samples_ms),
-                   warnings=m.warnings, gpu_peak_bytes=session_peak(session))
+                   warnings=m.warnings)
+        peak = session_peak(session)
+        if peak is not None:
+            row["gpu_peak_bytes"] = peak
+            row["settings"]["gpu_memory"] = "torch allocator peak (torch.cuda.max_memory_allocated)"
+        else:
+            row["gpu_peak_bytes"] = None
     finally:
         session.close()
-    row["peak_rss_bytes"] = peak_rss_bytes()
-    row["status"] = "ok"
-    return row
 
 
 def session_peak(session: Any) -> int | None:

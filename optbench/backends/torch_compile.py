@@ -20,6 +20,9 @@ class CompileOptions(TorchOptions):
     mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = Field(
         "default", description="torch.compile mode.")
     dynamic: bool | None = Field(None, description="torch.compile(dynamic=...); None lets dynamo decide.")
+    freezing: bool = Field(
+        False, description="Inductor freezing: weights become constants, so conv+BN fold and weights are "
+                           "pre-laid-out (inference only; more memory while compiling).")
     only: list[str] | None = Field(
         None, description="Variant-id patterns (fnmatch on 'precision.bsN') to compile; others are skipped (expensive modes).")
 
@@ -53,7 +56,7 @@ class TorchCompile(Backend):
 
     @classmethod
     def describe(cls, options: CompileOptions, target: Target) -> dict[str, Any]:
-        return {**TorchEager.describe(options, target), "compile_mode": options.mode}
+        return {**TorchEager.describe(options, target), "compile_mode": options.mode, "freezing": options.freezing}
 
     def build(self, artifact: Artifact, target: Target) -> Session:
         import torch
@@ -61,6 +64,9 @@ class TorchCompile(Backend):
         if artifact.cache_dir is not None:  # inductor's FX-graph and autotune caches survive the process
             os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(artifact.cache_dir / "inductor"))
         torch._dynamo.reset()
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = self.options.freezing  # one process per variant: it cannot leak to others
         eager = TorchEager(self.options).build(artifact, target)
         compiled = torch.compile(eager.module, mode=self.options.mode, dynamic=self.options.dynamic)
         session = TorchSession(compiled, str(eager.device), eager.dtype, eager.autocast, eager.channels_last)

@@ -87,8 +87,32 @@ def context(run: dict) -> dict:
         "problems": df[df.status.isin(["failed", "timeout", "skipped"])][["variant_id", "status", "error"]].to_dict("records"),
         "warnings": [(r["variant_id"], w) for r in ok.to_dict("records") for w in (r.get("warnings") or [])],
         "spec_text": run["spec_text"], "counts": df.status.value_counts().to_dict(),
+        "gpu_rows": gpu_rows(ok),
         "has_gpu_time": ok["gpu_ms_p50"].notna().any() if "gpu_ms_p50" in ok else False,
     }
+
+
+def gpu_rows(ok) -> list[dict]:
+    """Per-variant GPU memory (and where it came from) and the GPU's state after the timing loop."""
+    out = []
+    for r in ok.to_dict("records"):
+        settings = r.get("settings") if isinstance(r.get("settings"), dict) else {}
+        states = settings.get("gpu_state") or {}
+        if not states and not settings.get("gpu_memory"):
+            continue
+        s = states.get("after_timing") or states.get("end") or {}
+        proc = r.get("gpu_process_peak_bytes")
+        peak = r.get("gpu_peak_bytes")
+        out.append({
+            "variant_id": r["variant_id"],
+            "peak_mib": peak / 2**20 if isinstance(peak, (int, float)) and peak == peak else None,
+            "source": settings.get("gpu_memory") or settings.get("gpu_memory_note") or "–",
+            "process_mib": proc / 2**20 if isinstance(proc, (int, float)) and proc == proc else None,
+            "sm": s.get("sm_clock_mhz", "–"), "sm_max": s.get("max_sm_clock_mhz", "–"),
+            "temp": s.get("temperature_c", "–"), "power": s.get("power_w"),
+            "reasons": ", ".join(x for x in (s.get("clock_event_reasons") or []) if x != "gpu_idle") or "none",
+        })
+    return out
 
 
 def render_html(run: dict) -> str:

@@ -106,7 +106,7 @@ def _modelopt(ctx: Any, dst: Path, variant: Any, module: Any, s: Any) -> dict[st
     info = export_onnx(model, ctx.spec.inputs, sample, dst, ctx.spec.export.model_copy(update={"simplify": False}),
                        ctx.prepared["output_names"])
     return {"int8": f"modelopt PTQ (INT8_DEFAULT_CFG, {s.method}) exported as Q/DQ ONNX on {n} items",
-            "per_channel": s.per_channel, **info}
+            "per_channel": s.per_channel, "activations": "S8", "weights": "S8", **info}
 
 
 def calibration_batches(items, samples: int, batch: int = 8) -> list[dict[str, np.ndarray]]:

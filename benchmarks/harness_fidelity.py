@@ -1,0 +1,194 @@
+"""Harness fidelity: optbench's p50 against a minimal hand-written timing loop, on the same built session.
+
+For each case, a backend session is built once through optbench's backends; then, in alternating rounds,
+optbench's harness (``optbench.measure.measure_session``) and a bare loop time the same model object:
+
+- torch: ``module(x)`` under ``torch.inference_mode``; on CUDA with a CUDA event pair around the bare call
+  (device time) and the host clock around call + ``torch.cuda.synchronize()``;
+- onnxruntime: ``InferenceSession.run`` (CPU) or ``run_with_iobinding`` on a binding made here (CUDA).
+
+The ratio optbench p50 / hand p50 (median over rounds) should lie within ±3 %. Run it as a script::
+
+    python benchmarks/harness_fidelity.py --device cpu  [--rounds 5] [--out fidelity.json]
+    python benchmarks/harness_fidelity.py --device cuda
+
+It prints one line per case and a table last, and writes the figures as JSON when ``--out`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from optbench.backends import Artifact, get_backend  # noqa: E402
+from optbench.backends.base import Target  # noqa: E402
+from optbench.export.onnx import export_onnx  # noqa: E402
+from optbench.measure import measure_session  # noqa: E402
+from optbench.spec.models import ExportSettings, InputSpec, MeasureSettings  # noqa: E402
+
+TOLERANCE = 0.03
+
+
+def hand_torch(module, x, device: str, iters: int) -> tuple[float, float | None]:
+    """p50 ms of the bare call: host clock (call + synchronize) and, on CUDA, CUDA events."""
+    import torch
+
+    host, dev = [], []
+    with torch.inference_mode():
+        for _ in range(3):
+            module(x)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        for _ in range(iters):
+            if device == "cuda":
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                t0 = time.perf_counter()
+                start.record()
+                module(x)
+                end.record()
+                torch.cuda.synchronize()
+                t1 = time.perf_counter()
+                dev.append(start.elapsed_time(end))
+            else:
+                t0 = time.perf_counter()
+                module(x)
+                t1 = time.perf_counter()
+            host.append((t1 - t0) * 1e3)
+    return statistics.median(host), (statistics.median(dev) if dev else None)
+
+
+def hand_ort(sess, feeds: dict, device: str, iters: int) -> float:
+    import onnxruntime as ort
+
+    out_names = [o.name for o in sess.get_outputs()]
+    if device == "cuda":
+        binding = sess.io_binding()
+        for k, v in feeds.items():
+            binding.bind_ortvalue_input(k, ort.OrtValue.ortvalue_from_numpy(v, "cuda", 0))
+        for n in out_names:
+            binding.bind_output(n, "cuda", 0)
+        call = lambda: sess.run_with_iobinding(binding)  # noqa: E731
+    else:
+        call = lambda: sess.run(out_names[:1], feeds)  # noqa: E731
+    for _ in range(3):
+        call()
+    host = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        call()
+        host.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(host)
+
+
+def cases(device: str) -> list[dict]:
+    if device == "cuda":
+        return [
+            {"label": "torch resnet50 fp16 bs8 (cuda)", "backend": "torch", "model": "resnet50", "batch": 8,
+             "precision": "fp16", "options": {"device": "cuda", "channels_last": True}},
+            {"label": "torch resnet50 fp16 bs64 (cuda)", "backend": "torch", "model": "resnet50", "batch": 64,
+             "precision": "fp16", "options": {"device": "cuda", "channels_last": True}},
+            {"label": "onnxruntime resnet50 fp32 bs8 (cuda, io binding)", "backend": "onnxruntime",
+             "model": "resnet50", "batch": 8, "precision": "fp32",
+             "options": {"provider": "cuda", "cudnn_conv_algo_search": "HEURISTIC"}},
+        ]
+    return [
+        {"label": "torch resnet18 fp32 bs1 (cpu)", "backend": "torch", "model": "resnet18", "batch": 1,
+         "precision": "fp32", "options": {"device": "cpu"}},
+        {"label": "onnxruntime resnet18 fp32 bs1 (cpu)", "backend": "onnxruntime", "model": "resnet18", "batch": 1,
+         "precision": "fp32", "options": {"provider": "cpu"}},
+    ]
+
+
+def run_case(case: dict, rounds: int, iters: int, workdir: Path) -> dict:
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    module = getattr(torchvision.models, case["model"])(weights=None).eval()
+    inputs = [InputSpec(name="image", shape=["batch", 3, 224, 224])]
+    sample = {"image": np.random.default_rng(0).standard_normal((case["batch"], 3, 224, 224), dtype=np.float32)}
+    cls = get_backend(case["backend"])
+    options = cls.Options.model_validate(case["options"])
+    target = Target(precision=case["precision"], device=cls.device_of(options), batch_size=case["batch"],
+                    dims={"batch": case["batch"]}, transform="none", int8=None, model_source="torchvision")
+    if cls.consumes == "torch":
+        artifact = Artifact(module=module, inputs=inputs, sample=sample)
+    else:
+        path = workdir / f"{case['model']}.onnx"
+        if not path.exists():
+            export_onnx(module, inputs, sample, path, ExportSettings(), ["logits"])
+        artifact = Artifact(onnx_path=path, inputs=inputs, sample=sample)
+    session = cls(options).build(artifact, target)
+    settings = MeasureSettings(warmup_s=0.5, min_iters=iters, min_duration_s=0.0, max_iters=iters)
+    ours, hand, ours_dev, hand_dev = [], [], [], []
+    for _ in range(rounds):  # alternate, so slow drifts (clocks, caches, other load) hit both alike
+        host, dev = measure_session(session, sample, case["batch"], settings)
+        ours.append(host.percentile(50))
+        if dev is not None:
+            ours_dev.append(dev.percentile(50))
+        if cls.consumes == "torch":
+            bound = session.prepare(sample)
+            h, d = hand_torch(session.module, next(iter(bound.values())), target.device, iters)
+            if d is not None:
+                hand_dev.append(d)
+        else:
+            h = hand_ort(session.sess, sample, target.device, iters)
+        hand.append(h)
+    session.close()
+    out = {"case": case["label"], "optbench_p50_ms": statistics.median(ours), "hand_p50_ms": statistics.median(hand),
+           "rounds": rounds, "iters_per_round": iters}
+    out["ratio"] = out["optbench_p50_ms"] / out["hand_p50_ms"]
+    if ours_dev and hand_dev:
+        out.update(optbench_gpu_p50_ms=statistics.median(ours_dev), hand_gpu_p50_ms=statistics.median(hand_dev))
+        out["gpu_ratio"] = out["optbench_gpu_p50_ms"] / out["hand_gpu_p50_ms"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--iters", type=int, default=50)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    if args.device == "cuda":
+        try:
+            import onnxruntime
+
+            onnxruntime.preload_dlls()
+        except Exception:
+            pass
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in cases(args.device):
+            reason = get_backend(case["backend"]).unavailable_reason()
+            if reason:
+                print(f"skip {case['label']}: {reason}")
+                continue
+            r = run_case(case, args.rounds, args.iters, Path(tmp))
+            results.append(r)
+            print(json.dumps(r), flush=True)
+    print(f"\n{'case':<52} {'optbench p50':>13} {'hand p50':>10} {'ratio':>7} {'gpu ratio':>9}  within ±3%")
+    ok = True
+    for r in results:
+        within = abs(r["ratio"] - 1) <= TOLERANCE and abs(r.get("gpu_ratio", 1) - 1) <= TOLERANCE
+        ok &= within
+        gr = f"{r['gpu_ratio']:.3f}" if "gpu_ratio" in r else "–"
+        print(f"{r['case']:<52} {r['optbench_p50_ms']:>11.3f}ms {r['hand_p50_ms']:>8.3f}ms {r['ratio']:>7.3f} {gr:>9}  "
+              f"{'yes' if within else 'NO'}")
+    if args.out:
+        args.out.write_text(json.dumps({"device": args.device, "results": results}, indent=2))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
