@@ -38,20 +38,26 @@ def quantize_onnx(ctx: Any, src: Path, dst: Path, variant: Any, module: Any) -> 
     s = Int8Settings.model_validate(variant.int8)
     if s.mode == "modelopt":
         return _modelopt(ctx, dst, variant, module, s)
+    import contextlib
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    src, dst = Path(src).resolve(), Path(dst).resolve()
     pre = dst.parent / "pre.onnx"
-    try:
-        quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
-    except Exception:  # pre-processing is an optimisation; quantize the original when it fails
-        pre = src
-    if s.mode == "dynamic":
-        quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, per_channel=s.per_channel)
-        _cleanup(pre, src)
-        return {"int8": "onnxruntime dynamic (weights S8, activations quantized at run time)",
-                "per_channel": s.per_channel}
-    return _static(ctx, pre, src, dst, variant, s)
+    # ORT's shape inference writes temporary files (sym_shape_infer_temp.onnx, <uuid>.data) into the working
+    # directory for larger models: work inside the artifact's own folder so none lands in the user's.
+    with contextlib.chdir(dst.parent):
+        try:
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
+        except Exception:  # pre-processing is an optimisation; quantize the original when it fails
+            pre = src
+        if s.mode == "dynamic":
+            quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, per_channel=s.per_channel)
+            _cleanup(pre, src)
+            return {"int8": "onnxruntime dynamic (weights S8, activations quantized at run time)",
+                    "per_channel": s.per_channel}
+        return _static(ctx, pre, src, dst, variant, s)
 
 
 def _static(ctx: Any, pre: Path, src: Path, dst: Path, variant: Any, s: Any) -> dict[str, Any]:
