@@ -43,3 +43,15 @@ def test_shapes_axis(tmp_path):
     variants = plan(load_spec(write_spec(tmp_path, text)))
     points = {(v.batch_size, v.dims["side"]) for v in variants}
     assert points == {(1, 16), (1, 32), (8, 32)}
+
+
+def test_only_restricts_torch_backends_to_chosen_variants(tmp_path):
+    text = SPEC.replace("backends: [{name: torch, device: cpu}, onnxruntime]",
+                        "backends:\n  - {name: torch, device: cpu, only: ['fp32.bs4']}\n"
+                        "  - {name: torch-compile, device: cpu, only: ['*.bs1'], label: c}")
+    variants = plan(load_spec(write_spec(tmp_path, text)))
+    kept = {(v.backend, v.precision, v.batch_size) for v in variants if v.status != "skipped"}
+    assert kept == {("torch", "fp32", 4), ("c", "fp32", 1)}
+    why = {(v.backend, v.precision, v.batch_size): v.reason for v in variants if v.status == "skipped"}
+    assert "restricted by options.only to ['fp32.bs4']" in why[("torch", "fp32", 1)]
+    assert "fp16 on CPU" in why[("c", "fp16", 1)]  # the precision's own reason comes first

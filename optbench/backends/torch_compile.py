@@ -23,8 +23,6 @@ class CompileOptions(TorchOptions):
     freezing: bool = Field(
         False, description="Inductor freezing: weights become constants, so conv+BN fold and weights are "
                            "pre-laid-out (inference only; more memory while compiling).")
-    only: list[str] | None = Field(
-        None, description="Variant-id patterns (fnmatch on 'precision.bsN') to compile; others are skipped (expensive modes).")
 
 
 @register
@@ -43,16 +41,9 @@ class TorchCompile(Backend):
 
     @classmethod
     def skip_reason(cls, target: Target, options: CompileOptions) -> str | None:
-        import fnmatch
-
-        if why := TorchEager.skip_reason(target, options):
-            return why
         if options.mode == "reduce-overhead" and target.device == "cpu":
             return "mode 'reduce-overhead' is CUDA graphs, which need a CUDA device"
-        key = f"{target.precision}.bs{target.batch_size}"
-        if options.only and not any(fnmatch.fnmatch(key, p) for p in options.only):
-            return f"mode '{options.mode}' restricted by options.only to {options.only}"
-        return None
+        return TorchEager.skip_reason(target, options)
 
     @classmethod
     def describe(cls, options: CompileOptions, target: Target) -> dict[str, Any]:

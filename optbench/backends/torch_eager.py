@@ -26,6 +26,16 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def only_reason(target: Target, options: "TorchOptions") -> str | None:
+    """Why ``options.only`` leaves this precision/batch out, or None when it is kept."""
+    import fnmatch
+
+    key = f"{target.precision}.bs{target.batch_size}"
+    if options.only and not any(fnmatch.fnmatch(key, p) for p in options.only):
+        return f"{key} restricted by options.only to {options.only}"
+    return None
+
+
 class TorchOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when present, else cpu.")
@@ -34,6 +44,12 @@ class TorchOptions(BaseModel):
     tf32: bool = Field(False, description="Allow TF32 matmul/conv for fp32 on CUDA.")
     channels_last: bool = Field(False, description="channels_last memory format (convnets).")
     threads: int | None = Field(None, ge=1, description="torch.set_num_threads on CPU; torch's default when absent.")
+    cudnn_benchmark: bool = Field(
+        False, description="torch.backends.cudnn.benchmark on CUDA: cuDNN times its convolution algorithms for each "
+                           "new input shape during warm-up and keeps the fastest (the default picks by heuristics).")
+    only: list[str] | None = Field(
+        None, description="Variant-id patterns (fnmatch on 'precision.bsN') this backend runs; others are planned as "
+                          "skipped (for expensive modes or one-off settings).")
 
 
 def first_tensor(out: Any):
@@ -127,7 +143,7 @@ class TorchEager(Backend):
             return "torch eager has no int8 execution path; int8 runs as Q/DQ ONNX on onnxruntime or TensorRT"
         if target.precision == "fp16" and target.device == "cpu":
             return "fp16 on CPU torch has no fast kernels (use bf16 on CPU, fp16 on CUDA)"
-        return None
+        return only_reason(target, options)
 
     @classmethod
     def describe(cls, options: TorchOptions, target: Target) -> dict[str, Any]:
@@ -135,6 +151,7 @@ class TorchEager(Backend):
         d = {"precision_mode": how}
         if target.device == "cuda":
             d["tf32"] = options.tf32
+            d["cudnn_benchmark"] = options.cudnn_benchmark
         if options.channels_last:
             d["channels_last"] = True
         return d
@@ -148,6 +165,7 @@ class TorchEager(Backend):
         if target.device == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = o.tf32
             torch.backends.cudnn.allow_tf32 = o.tf32
+            torch.backends.cudnn.benchmark = o.cudnn_benchmark  # one process per variant: it cannot leak
         dtype = getattr(torch, _DTYPES[target.precision])
         module = artifact.module.to(target.device)
         if target.precision != "fp32" and o.cast == "weights":
