@@ -43,11 +43,12 @@ class Variant:
 
 
 def int8_label(s: Int8Settings) -> str:
+    ops = ("-" + "_".join(op.lower() for op in s.op_types)) if s.op_types else ""
     if s.mode == "dynamic":
-        return "dyn"
+        return "dyn" + ops
     if s.mode == "modelopt":
         return "mtq"
-    return f"{s.method}{'-pc' if s.per_channel else ''}-{s.activations}"
+    return f"{s.method}{'-pc' if s.per_channel else ''}-{s.activations}{ops}"
 
 
 def points(spec: Spec) -> list[tuple[int, dict[str, int]]]:
@@ -69,8 +70,11 @@ def _digest(payload: Any) -> str:
 def plan(spec: Spec) -> list[Variant]:
     """Every combination of transform × precision (× int8 settings) × backend × batch × shape."""
     variants: list[Variant] = []
-    base = {"model": spec.model.model_dump(mode="json"), "inputs": [i.model_dump(mode="json") for i in spec.inputs],
-            "export": spec.export.model_dump(mode="json"), "seed": spec.seed}
+    # ids hash what a variant is made of; settings at their defaults are left out of the hash, so adding a new
+    # option to a backend or transform does not rename the variants of every existing spec
+    dump = {"mode": "json", "exclude_defaults": True}
+    base = {"model": spec.model.model_dump(**dump), "inputs": [i.model_dump(**dump) for i in spec.inputs],
+            "export": spec.export.model_dump(**dump), "seed": spec.seed}
     for i, b in enumerate(spec.backends):
         cls = get_backend(b.name)
         options = cls.parse_options(b.options, f"backends.{i}.options")
@@ -78,7 +82,7 @@ def plan(spec: Spec) -> list[Variant]:
         device = cls.device_of(options)
         for transform in spec.variants.transforms:
             tname = "none" if transform == "none" else transform.name
-            tdump = transform if transform == "none" else transform.model_dump(mode="json")
+            tdump = transform if transform == "none" else transform.model_dump(**dump)
             for precision in spec.variants.precision:
                 q_settings = spec.variants.int8 if precision == "int8" else [None]
                 for q, (batch, dims) in itertools.product(q_settings, points(spec)):
@@ -89,8 +93,8 @@ def plan(spec: Spec) -> list[Variant]:
                         reason = "transforms need a torch model; this model is an ONNX file"
                     prec_label = precision + (f"-{int8_label(q)}" if q else "")
                     shape = "".join(f".{k}{v}" for k, v in sorted(dims.items()))
-                    payload = {**base, "backend": b.name, "options": options.model_dump(mode="json"),
-                               "device": device, "precision": precision, "int8": qd, "transform": tdump,
+                    payload = {**base, "backend": b.name, "options": options.model_dump(**dump), "device": device,
+                               "precision": precision, "int8": q.model_dump(**dump) if q else None, "transform": tdump,
                                "batch": batch, "dims": dims}
                     vid = f"{b.key}.{prec_label}.{tname}.bs{batch}{shape}-{_digest(payload)}"
                     variants.append(Variant(

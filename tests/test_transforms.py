@@ -112,3 +112,41 @@ def test_modelopt_ptq_exports_explicit_qdq_that_onnxruntime_runs(tmp_path, cache
     assert built, "no modelopt ONNX file in the cache"
     ops = {n.op_type for n in onnx.load(built[0]).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+
+
+OPTYPES_SPEC = """\
+name: optypes
+model: {source: python, entrypoint: "experiments/models/digits.py:build", kwargs: {epochs: 2, width: 8}}
+inputs: [{name: image, shape: [batch, 1, 8, 8], dtype: float32}]
+data: {source: digits, calibration: 64, eval: 128}
+variants:
+  precision: [int8]
+  batch_size: [16]
+  int8:
+    - {mode: static, method: percentile, samples: 64, op_types: [Gemm]}
+    - {mode: dynamic, op_types: [Gemm]}
+backends: [onnxruntime]
+measure: {warmup_s: 0.05, min_iters: 10, min_duration_s: 0.1, max_iters: 100}
+"""
+
+
+def test_int8_op_types_quantize_only_the_chosen_ops(tmp_path, cache_dir):
+    """op_types: [Gemm] leaves the convolutions in fp32 (what transformers need for their outlier-heavy ops)."""
+    import onnx
+
+    from optbench.cli import main
+
+    run = tmp_path / "run"
+    assert main(["run", str(write_spec(tmp_path, OPTYPES_SPEC)), "--run-dir", str(run), "--quiet", "--no-report"]) == 0
+    df = optbench.load_results(run)
+    assert (df.status == "ok").all(), df[["variant_id", "status", "error"]].to_string()
+    assert sorted(v.split(".")[1] for v in df.variant_id) == ["int8-dyn-gemm", "int8-percentile-pc-u8-gemm"]
+    assert all(s["op_types"] == ["Gemm"] for s in df.settings)
+    assert (df.top1_agreement >= 0.95).all()
+    static = [p for p in cache_dir.rglob("model.onnx") if (p.parent / "facts.json").exists()
+              and "static QDQ, percentile" in (p.parent / "facts.json").read_text()]
+    assert static, "no static int8 ONNX file in the cache"
+    graph = onnx.load(static[0]).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    consumers = {n.op_type for n in graph.node if set(n.input) & dequantized}
+    assert "Gemm" in consumers and "Conv" not in consumers

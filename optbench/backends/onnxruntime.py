@@ -13,13 +13,29 @@ from optbench.backends.base import Artifact, Backend, Session, Target, register
 class OrtOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     provider: Literal["cpu", "cuda"] = Field("cpu", description="Execution provider.")
-    threads: int | None = Field(None, ge=1, description="intra_op_num_threads; ORT's default when absent.")
+    threads: int | None = Field(
+        None, ge=1, description="intra_op_num_threads. Absent: the CPUs this process may run on (its affinity: "
+                                "taskset, cgroup cpusets), where ORT alone would start one thread per core of "
+                                "the machine and oversubscribe a restricted process.")
     graph_optimization: Literal["disable", "basic", "extended", "all"] = Field("all", description="ORT graph optimization level.")
     end_to_end: bool = Field(False, description="CUDA: time host→device copies too (no I/O binding of inputs).")
     cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = Field(
         "HEURISTIC", description="CUDA EP convolution algorithm search.")
     prefer_nhwc: bool = Field(False, description="CUDA EP NHWC layout for convolutions.")
     cuda_graph: bool = Field(False, description="CUDA EP: capture the run in a CUDA graph (static shapes only).")
+    tf32: bool = Field(
+        False, description="CUDA EP use_tf32: TF32 math for fp32 convolutions and matmuls. ONNX Runtime's own default "
+                           "is on; optbench's is off, so fp32 means fp32 on every backend unless a spec says otherwise.")
+
+
+def default_threads() -> int:
+    """CPUs this process may run on."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _ort():
@@ -114,9 +130,11 @@ class OnnxRuntime(Backend):
     @classmethod
     def describe(cls, options: OrtOptions, target: Target) -> dict[str, Any]:
         d: dict[str, Any] = {"provider": options.provider, "graph_optimization": options.graph_optimization}
+        if options.provider == "cpu":
+            d["threads"] = options.threads or default_threads()
         if options.provider == "cuda":
             d.update(io_binding=not options.end_to_end, cudnn_conv_algo_search=options.cudnn_conv_algo_search,
-                     prefer_nhwc=options.prefer_nhwc, cuda_graph=options.cuda_graph)
+                     prefer_nhwc=options.prefer_nhwc, cuda_graph=options.cuda_graph, tf32=options.tf32)
         return d
 
     def build(self, artifact: Artifact, target: Target) -> Session:
@@ -127,12 +145,12 @@ class OnnxRuntime(Backend):
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         }[o.graph_optimization]
-        if o.threads:
-            so.intra_op_num_threads = o.threads
+        if o.provider == "cpu":
+            so.intra_op_num_threads = o.threads or default_threads()
         so.log_severity_level = 3
         if o.provider == "cuda":
             cuda = {"cudnn_conv_algo_search": o.cudnn_conv_algo_search, "prefer_nhwc": str(int(o.prefer_nhwc)),
-                    "enable_cuda_graph": str(int(o.cuda_graph))}
+                    "enable_cuda_graph": str(int(o.cuda_graph)), "use_tf32": str(int(o.tf32))}
             providers: list = [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
         else:
             providers = ["CPUExecutionProvider"]

@@ -120,6 +120,10 @@ class Int8Settings(Strict):
     per_channel: bool = Field(True, description="Per-channel weight scales.")
     samples: PositiveInt = Field(256, description="Calibration items drawn from the calibration split.")
     activations: Literal["u8", "s8"] = Field("u8", description="Activation type; U8 is the fast choice on x86 VNNI.")
+    op_types: list[str] | None = Field(
+        None, min_length=1, description="ONNX op types to quantize (static/dynamic), e.g. [MatMul] for transformers, "
+                                        "whose Add/Softmax/LayerNorm activations have outliers that 8 bits "
+                                        "cannot hold; absent: every op type onnxruntime can quantize.")
 
 
 class PruneSettings(Strict):

@@ -53,10 +53,11 @@ def quantize_onnx(ctx: Any, src: Path, dst: Path, variant: Any, module: Any) -> 
         except Exception:  # pre-processing is an optimisation; quantize the original when it fails
             pre = src
         if s.mode == "dynamic":
-            quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, per_channel=s.per_channel)
+            quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, per_channel=s.per_channel,
+                             op_types_to_quantize=s.op_types)
             _cleanup(pre, src)
             return {"int8": "onnxruntime dynamic (weights S8, activations quantized at run time)",
-                    "per_channel": s.per_channel}
+                    "per_channel": s.per_channel, "op_types": s.op_types or "all"}
         return _static(ctx, pre, src, dst, variant, s)
 
 
@@ -70,10 +71,11 @@ def _static(ctx: Any, pre: Path, src: Path, dst: Path, variant: Any, s: Any) -> 
     act = QuantType.QUInt8 if s.activations == "u8" else QuantType.QInt8
     quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=s.per_channel,
                     activation_type=act, weight_type=QuantType.QInt8, calibrate_method=method,
-                    extra_options={"CalibMovingAverage": False})
+                    op_types_to_quantize=s.op_types, extra_options={"CalibMovingAverage": False})
     _cleanup(pre, src)
     return {"int8": f"onnxruntime static QDQ, {s.method} calibration on {min(s.samples, len(items))} items",
-            "activations": s.activations.upper(), "weights": "S8", "per_channel": s.per_channel}
+            "activations": s.activations.upper(), "weights": "S8", "per_channel": s.per_channel,
+            "op_types": s.op_types or "all"}
 
 
 def _cleanup(pre: Path, src: Path) -> None:
@@ -99,6 +101,9 @@ def _modelopt(ctx: Any, dst: Path, variant: Any, module: Any, s: Any) -> dict[st
     if s.method != "minmax":
         raise ValueError("int8 mode 'modelopt' calibrates with max (method: minmax); "
                          f"method '{s.method}' is for mode 'static'")
+    if s.op_types:
+        raise ValueError("int8 mode 'modelopt' quantizes the layers of its default config; "
+                         "op_types is for modes 'static' and 'dynamic'")
     if not s.per_channel:
         cfg["quant_cfg"]["*weight_quantizer"] = {"num_bits": 8, "axis": None}
 
