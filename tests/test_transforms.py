@@ -91,9 +91,9 @@ measure: {warmup_s: 0.05, min_iters: 15, min_duration_s: 0.2, max_iters: 300}
 
 def test_modelopt_ptq_exports_explicit_qdq_that_onnxruntime_runs(tmp_path, cache_dir):
     """PyTorch-side PTQ (modelopt, calibration forward loop) → Q/DQ ONNX → measured on onnxruntime."""
-    import onnx
-
     import importlib.util
+
+    import onnx
 
     if importlib.util.find_spec("modelopt") is None:  # importing it here would cost minutes: the worker does
         pytest.skip("nvidia-modelopt is not installed (extra 'modelopt')")

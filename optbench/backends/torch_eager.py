@@ -26,7 +26,7 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def only_reason(target: Target, options: "TorchOptions") -> str | None:
+def only_reason(target: Target, options: TorchOptions) -> str | None:
     """Why ``options.only`` leaves this precision/batch out, or None when it is kept."""
     import fnmatch
 

@@ -39,15 +39,17 @@ def quantize_onnx(ctx: Any, src: Path, dst: Path, variant: Any, module: Any) -> 
     if s.mode == "modelopt":
         return _modelopt(ctx, dst, variant, module, s)
     import contextlib
+    import tempfile
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     src, dst = Path(src).resolve(), Path(dst).resolve()
     pre = dst.parent / "pre.onnx"
-    # ORT's shape inference writes temporary files (sym_shape_infer_temp.onnx, <uuid>.data) into the working
-    # directory for larger models: work inside the artifact's own folder so none lands in the user's.
-    with contextlib.chdir(dst.parent):
+    # ORT's shape inference writes temporary files (sym_shape_infer_temp.onnx, <uuid>.data: a copy of the
+    # weights) into the working directory for larger models and leaves them there: work inside a scratch folder
+    # of the artifact's own, removed afterwards, so none lands in the user's folder or stays in the cache.
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix="scratch-") as scratch, contextlib.chdir(scratch):
         try:
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
         except Exception:  # pre-processing is an optimisation; quantize the original when it fails
