@@ -132,7 +132,7 @@ class OnnxRuntime(Backend):
         d: dict[str, Any] = {"provider": options.provider, "graph_optimization": options.graph_optimization}
         if options.provider == "cpu":
             d["threads"] = options.threads or default_threads()
-        if options.provider == "cuda":
+        else:
             d.update(io_binding=not options.end_to_end, cudnn_conv_algo_search=options.cudnn_conv_algo_search,
                      prefer_nhwc=options.prefer_nhwc, cuda_graph=options.cuda_graph, tf32=options.tf32)
         return d

@@ -44,12 +44,14 @@ def quantize_onnx(ctx: Any, src: Path, dst: Path, variant: Any, module: Any) -> 
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    _check_op_types(s)
     src, dst = Path(src).resolve(), Path(dst).resolve()
-    pre = dst.parent / "pre.onnx"
     # ORT's shape inference writes temporary files (sym_shape_infer_temp.onnx, <uuid>.data: a copy of the
     # weights) into the working directory for larger models and leaves them there: work inside a scratch folder
-    # of the artifact's own, removed afterwards, so none lands in the user's folder or stays in the cache.
+    # of the artifact's own, removed afterwards with the pre-processed model, so nothing lands in the user's
+    # folder or stays in the cache.
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix="scratch-") as scratch, contextlib.chdir(scratch):
+        pre = Path(scratch) / "pre.onnx"
         try:
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
         except Exception:  # pre-processing is an optimisation; quantize the original when it fails
@@ -57,13 +59,24 @@ def quantize_onnx(ctx: Any, src: Path, dst: Path, variant: Any, module: Any) -> 
         if s.mode == "dynamic":
             quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, per_channel=s.per_channel,
                              op_types_to_quantize=s.op_types)
-            _cleanup(pre, src)
             return {"int8": "onnxruntime dynamic (weights S8, activations quantized at run time)",
                     "per_channel": s.per_channel, "op_types": s.op_types or "all"}
-        return _static(ctx, pre, src, dst, variant, s)
+        return _static(ctx, pre, dst, variant, s)
 
 
-def _static(ctx: Any, pre: Path, src: Path, dst: Path, variant: Any, s: Any) -> dict[str, Any]:
+def _check_op_types(s: Any) -> None:
+    """op_types that onnxruntime's quantizer for this mode would silently leave in float are an error."""
+    if not s.op_types:
+        return
+    from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry
+
+    known = QDQRegistry if s.mode == "static" else IntegerOpsRegistry
+    if bad := [op for op in s.op_types if op not in known]:
+        raise ValueError(f"int8 op_types {bad}: onnxruntime's {s.mode} quantization does not quantize them; "
+                         f"it quantizes {sorted(known)}")
+
+
+def _static(ctx: Any, pre: Path, dst: Path, variant: Any, s: Any) -> dict[str, Any]:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     items = ctx.splits.calibration.at_shape(ctx.spec.inputs, variant.dims)
@@ -74,15 +87,9 @@ def _static(ctx: Any, pre: Path, src: Path, dst: Path, variant: Any, s: Any) -> 
     quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=s.per_channel,
                     activation_type=act, weight_type=QuantType.QInt8, calibrate_method=method,
                     op_types_to_quantize=s.op_types, extra_options={"CalibMovingAverage": False})
-    _cleanup(pre, src)
     return {"int8": f"onnxruntime static QDQ, {s.method} calibration on {min(s.samples, len(items))} items",
             "activations": s.activations.upper(), "weights": "S8", "per_channel": s.per_channel,
             "op_types": s.op_types or "all"}
-
-
-def _cleanup(pre: Path, src: Path) -> None:
-    if pre != src:
-        pre.unlink(missing_ok=True)
 
 
 def _modelopt(ctx: Any, dst: Path, variant: Any, module: Any, s: Any) -> dict[str, Any]:
