@@ -16,7 +16,8 @@ from pathlib import Path
 from optbench.errors import OptbenchError, RunDirError
 from optbench.spec.defaults import config_defaults
 
-# budget key → (row column, direction, label); "max": value must be <= budget
+# budget key → (row column, direction); "max": value must be <= budget. Besides these, every task metric
+# (optbench.measure.tasks.TASK_METRICS) and user metric (x_<name>) is a budget key as <column>_min / <column>_max.
 METRICS = {
     "rel_l2_max": ("drift_rel_l2", "max"),
     "max_abs_max": ("drift_max_abs", "max"),
@@ -24,7 +25,24 @@ METRICS = {
     "top1_min": ("top1_agreement", "min"),
     "accuracy_drop_max": ("accuracy_drop", "max"),
 }
-KNOWN_KEYS = set(METRICS) | {"rel_l2_noise_x"}
+
+
+def _task_keys() -> set[str]:
+    from optbench.measure.tasks import TASK_METRICS
+
+    return {f"{m}_{d}" for ms in TASK_METRICS.values() for m in ms for d in ("min", "max")}
+
+
+KNOWN_KEYS = set(METRICS) | {"rel_l2_noise_x"} | _task_keys()
+
+
+def metric_of(key: str) -> tuple[str, str] | None:
+    """The (column, direction) a budget key bounds, or None for modifiers such as rel_l2_noise_x."""
+    if key in METRICS:
+        return METRICS[key]
+    if key.endswith(("_min", "_max")) and (key in KNOWN_KEYS or key.startswith("x_")):
+        return key[:-4], key[-3:]
+    return None
 
 
 @dataclass
@@ -65,14 +83,17 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, float]]:
         selector, _, key = lhs.rpartition(".")
         _known(key, "--budget")
         try:
-            out.setdefault(selector or "*", {})[key] = float(value)
+            number = float(value)
         except ValueError:
             raise OptbenchError(f"--budget {lhs}: expected a number, found {value!r}") from None
+        if not math.isfinite(number):
+            raise OptbenchError(f"--budget {lhs}: expected a finite number, found {value!r}")
+        out.setdefault(selector or "*", {})[key] = number
     return out
 
 
 def _known(key: str, where: str) -> None:
-    if key not in KNOWN_KEYS:
+    if key not in KNOWN_KEYS and not (key.startswith("x_") and key.endswith(("_min", "_max"))):
         import difflib
 
         hint = difflib.get_close_matches(key, sorted(KNOWN_KEYS), n=1)
@@ -97,23 +118,59 @@ def budget_for(row: dict, spec_budgets: dict, overrides: dict) -> dict[str, floa
     return budget
 
 
-def noise_floor(rows: list[dict]) -> float | None:
-    """drift_rel_l2 of fp32 ONNX Runtime vs the fp32 torch reference on the same inputs."""
+def noise_floor(rows: list[dict], reference: str = "") -> float | None:
+    """drift_rel_l2 of fp32 ONNX Runtime vs the fp32 torch reference on the same inputs; None where the
+    reference is ONNX Runtime itself (an ONNX file): those rows are the reference, not a second opinion."""
+    if reference.startswith("onnxruntime"):
+        return None
     vals = [r["drift_rel_l2"] for r in rows if r.get("status") == "ok" and r["precision"] == "fp32"
             and r.get("transform") == "none" and r.get("backend", "").startswith("onnxruntime")
             and r.get("drift_rel_l2") is not None]
     return max(vals) if vals else None
 
 
-def check_accuracy(row: dict, budget: dict, noise: float | None, ref_accuracy: float | None) -> list[Result]:
+def output_budgets(spec: dict) -> dict[str, dict]:
+    """Budgets the spec's ``outputs:`` section sets per output and part (label → {selector: {key: value}})."""
+    out: dict[str, dict] = {}
+    for o in spec.get("outputs") or []:
+        if o.get("budgets"):
+            out[o["name"]] = o["budgets"]
+        for p in o.get("parts") or []:
+            if p.get("budgets"):
+                out[p["name"]] = p["budgets"]
+    return out
+
+
+def check_accuracy(row: dict, budget: dict, noise: float | None, ref_accuracy: float | None,
+                   per_output: dict | None = None, overrides: dict | None = None) -> list[Result]:
+    """Every output (and part) against its budget; a collapsed output fails whatever its metrics say.
+    Rows of runs made before per-output judging carry flat columns only, checked as one output."""
+    outputs = row.get("outputs")
+    if not isinstance(outputs, dict) or not outputs:
+        return _check_values(row["variant_id"], dict(row), budget, noise, ref_accuracy, "")
+    out: list[Result] = []
+    multi = len(outputs) > 1  # one output: checks keep the plain budget key as their name
+    for label, metrics in outputs.items():
+        if metrics.get("collapsed"):
+            out.append(Result(row["variant_id"], f"{label}.collapsed", False, f"output '{label}' {metrics['collapsed']}"))
+        own = dict(budget)
+        for layer in ((per_output or {}).get(label, {}), overrides or {}):
+            own.update(_selected(row, layer, f"outputs.{label}.budgets"))
+        out += _check_values(row["variant_id"], dict(metrics), own, noise, ref_accuracy, label if multi else "")
+    return out
+
+
+def _check_values(vid: str, values: dict, budget: dict, noise: float | None, ref_accuracy: float | None,
+                  label: str) -> list[Result]:
     out = []
-    values = dict(row)
-    if ref_accuracy is not None and row.get("task_accuracy") is not None:
-        values["accuracy_drop"] = ref_accuracy - row["task_accuracy"]
+    if ref_accuracy is not None and values.get("task_accuracy") is not None:
+        values["accuracy_drop"] = ref_accuracy - values["task_accuracy"]
+    where = f"output '{label}': " if label else ""
     for key, limit in budget.items():
-        if key not in METRICS:
+        target = metric_of(key)
+        if target is None:
             continue
-        column, direction = METRICS[key]
+        column, direction = target
         value = values.get(column)
         if value is None:
             continue
@@ -122,20 +179,32 @@ def check_accuracy(row: dict, budget: dict, noise: float | None, ref_accuracy: f
         if key == "rel_l2_max" and noise is not None and "rel_l2_noise_x" in budget:
             effective = max(limit, budget["rel_l2_noise_x"] * noise)
             note = f" (max of {limit:g} and {budget['rel_l2_noise_x']:g}x noise floor {noise:.3g})"
+        value = float(value)
+        if math.isnan(value):
+            out.append(Result(vid, f"{label}.{key}" if label else key, False, f"{where}{column} is NaN"))
+            continue
         ok = value <= effective if direction == "max" else value >= effective
-        if isinstance(value, float) and math.isnan(value):
-            ok = False
         msg = "" if ok else (
-            f"{column} = {value:.6g} {'>' if direction == 'max' else '<'} budget {effective:.6g}{note}; "
+            f"{where}{column} = {value:.6g} {'>' if direction == 'max' else '<'} budget {effective:.6g}{note}; "
             f"would pass with {key}={_passing(value, direction)}")
-        out.append(Result(row["variant_id"], key, ok, msg))
+        out.append(Result(vid, f"{label}.{key}" if label else key, ok, msg))
     return out
+
+
+def _selected(row: dict, layer: dict, where: str) -> dict:
+    merged: dict = {}
+    for selector, values in layer.items():
+        if selector in ("*", row["precision"]) or fnmatch.fnmatch(row["variant_id"], selector):
+            for k in values:
+                _known(k, f"{where}.{selector}")
+            merged.update(values)
+    return merged
 
 
 def _passing(value: float, direction: str) -> str:
     """The loosest round setting that the value meets."""
-    if value == 0:
-        return "0"
+    if value == 0 or not math.isfinite(value):
+        return "0" if value == 0 else "n/a"
     exp = math.floor(math.log10(abs(value))) - 1
     step = 10.0 ** exp
     bound = math.ceil(value / step) * step if direction == "max" else math.floor(value / step) * step
@@ -202,9 +271,15 @@ def check_run(run_dir: Path, baseline: Path | None = None, overrides: dict | Non
     spec_budgets, optional = spec.get("budgets") or {}, spec.get("optional") or []
     planned = json.loads((Path(run_dir) / "plan.json").read_text()) if (Path(run_dir) / "plan.json").exists() else list(rows)
     report = Report()
-    noise = noise_floor(list(rows.values()))
-    report.notes.append(f"noise floor (fp32 onnxruntime vs torch rel_l2): {noise:.3g}" if noise is not None
-                        else "noise floor: no fp32 onnxruntime row in this run")
+    noise = noise_floor(list(rows.values()), ref.get("reference", ""))
+    per_output = output_budgets(spec)
+    if ref.get("reference", "").startswith("onnxruntime"):
+        report.notes.append(f"reference: {ref['reference']}")
+    else:
+        report.notes.append(f"noise floor (fp32 onnxruntime vs torch rel_l2): {noise:.3g}" if noise is not None
+                            else "noise floor: no fp32 onnxruntime row in this run")
+    if rows and not any(isinstance(r.get("outputs"), dict) for r in rows.values()):
+        report.notes.append("rows made before per-output judging: the first output only, no collapse guard")
     for vid in planned:
         is_optional = any(fnmatch.fnmatch(vid, p) for p in optional)
         row = rows.get(vid)
@@ -219,7 +294,8 @@ def check_run(run_dir: Path, baseline: Path | None = None, overrides: dict | Non
             continue
         report.results.append(Result(vid, "status", True))
         budget = budget_for(row, spec_budgets, overrides or {})
-        report.results += check_accuracy(row, budget, noise, ref.get("reference_task_accuracy"))
+        report.results += check_accuracy(row, budget, noise, ref.get("reference_task_accuracy"), per_output,
+                                         overrides or {})
     if baseline is not None:
         base_rows, base_env, _ = _load_run(baseline)
         diffs = env_differences(env, base_env)

@@ -9,15 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from optbench.backends import Artifact, get_backend
-from optbench.measure import drift_metrics, measure_session, timed
+from optbench.measure import measure_session, timed
 from optbench.measure.gpu import GpuMonitor
 from optbench.measure.memory import path_bytes, peak_rss_bytes
 from optbench.plan import Variant, points
 from optbench.transforms import apply_transform, count_params
-from optbench.worker import Context, dims_key
+from optbench.worker import Context, dims_key, load_reference
 
 
 def load_base_module(ctx: Context) -> Any:
@@ -65,19 +63,36 @@ def onnx_artifact(ctx: Context, v: Variant, module: Any, precision: str) -> tupl
         fp32, facts, cached = _cached(ctx, key, lambda out: export_onnx(
             module, spec.inputs, sample, out, spec.export, ctx.prepared["output_names"]))
         info.update(facts, export_cached=cached)
+    if precision not in ("fp16", "int8"):
+        return fp32, info
+    q = v.int8 or {}
+    static_pc = precision == "int8" and q.get("mode", "static") == "static" and q.get("per_channel", True)
+    norm, facts = normalized_copy(ctx, v, fp32, min_opset=13 if static_pc else 0)
+    info.update(facts)
     if precision == "fp16":
         from optbench.export.precision import RECIPE, convert_fp16
 
-        path, facts, _ = _cached(ctx, ctx.cache.key("fp16", [_file_key(fp32), RECIPE]),
-                                 lambda out: convert_fp16(fp32, out))
+        path, facts, _ = _cached(ctx, ctx.cache.key("fp16", [_file_key(norm), RECIPE]),
+                                 lambda out: convert_fp16(norm, out))
         return path, {**info, **facts}
-    if precision == "int8":
-        from optbench.transforms.quantize import quantize_onnx
+    from optbench.transforms.quantize import RECIPE as QRECIPE
+    from optbench.transforms.quantize import calibration_digest, quantize_onnx
 
-        key = ctx.cache.key("int8", [_file_key(fp32), v.int8, v.dims])
-        path, facts, _ = _cached(ctx, key, lambda out: quantize_onnx(ctx, fp32, out, v, module))
-        return path, {**info, **facts}
-    return fp32, info
+    cal = calibration_digest(ctx.splits.calibration.at_shape(spec.inputs, v.dims), q.get("samples", 256))
+    key = ctx.cache.key("int8", [_file_key(norm), v.int8, v.dims, cal, QRECIPE])
+    path, facts, _ = _cached(ctx, key, lambda out: quantize_onnx(ctx, norm, out, v, module))
+    return path, {**info, **facts, "calibration": cal}
+
+
+def normalized_copy(ctx: Context, v: Variant, fp32: Path, min_opset: int) -> tuple[Path, dict]:
+    """The fp32 graph normalised for conversion (see :mod:`optbench.export.normalize`), cached."""
+    from optbench.export.normalize import RECIPE, normalize
+
+    sample = next(ctx.splits.calibration.at_shape(ctx.spec.inputs, v.dims).batches(
+        2 if any(i.batch_axis is not None for i in ctx.spec.inputs) else 1))[0]
+    key = ctx.cache.key("normalized", [_file_key(fp32), RECIPE, min_opset])
+    path, facts, _ = _cached(ctx, key, lambda out: normalize(fp32, out, min_opset, sample))
+    return path, facts
 
 
 def _cached(ctx: Context, key: str, make) -> tuple[Path, dict, bool]:
@@ -110,6 +125,8 @@ def module_bytes(module: Any) -> int:
 
 def measure_variant(ctx: Context, vdict: dict) -> dict:
     v = Variant(**vdict)
+    if failed := (ctx.prepared.get("reference_errors") or {}).get(dims_key(v.dims)):
+        raise RuntimeError(failed)
     cls = get_backend(v.backend_name)
     backend = cls(cls.Options.model_validate(v.options))
     target = v.target
@@ -125,6 +142,7 @@ def measure_variant(ctx: Context, vdict: dict) -> dict:
     else:
         precision = cls.onnx_precision(target, backend.options)
         (path, info), export_s = timed(lambda: onnx_artifact(ctx, v, module, precision))
+        row["warnings"] = list((info.get("int8_graph") or {}).pop("warnings", []))
         row["settings"].update(info)
         row["export_s"] = export_s
         row["model_bytes"] = path_bytes(path)
@@ -181,10 +199,7 @@ def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifac
         row["settings"]["onnx_bytes"] = row.get("model_bytes")
         row["model_bytes"] = session.artifact_bytes
     try:
-        outputs = np.concatenate([session.infer(feeds)[:real] for feeds, real in items.batches(v.batch_size)])
-        with np.load(ctx.run_dir / "work" / "reference.npz") as refs:
-            ref = refs[dims_key(v.dims)]
-        row.update(drift_metrics(outputs, ref, ctx.splits.eval.labels))
+        row.update(judge_variant(ctx, v, session, items))
         if monitor is not None:
             monitor.pause()  # no polling thread while latency is sampled
         m, dev = measure_session(session, artifact.sample, v.batch_size, ctx.spec.measure)
@@ -196,7 +211,7 @@ def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifac
             row.update({k: val for k, val in dev.summary("gpu_ms").items()}, gpu_samples_ms=list(dev.samples_ms))
             row["settings"]["timing"] = "latency_ms_*: host clock around call + synchronize; gpu_ms_*: CUDA events"
         row.update(throughput_items_s=m.throughput, iterations=len(m.samples_ms), samples_ms=list(m.samples_ms),
-                   warnings=m.warnings)
+                   warnings=list(row.get("warnings") or []) + list(m.warnings))
         peak = session_peak(session)
         if peak is not None:
             row["gpu_peak_bytes"] = peak
@@ -205,6 +220,33 @@ def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifac
             row["gpu_peak_bytes"] = None
     finally:
         session.close()
+
+
+def judge_variant(ctx: Context, v: Variant, session: Any, items: Any) -> dict:
+    """Every output of the variant on the eval items against the reference's: per output and part, the worst
+    of them in the flat columns (see :func:`optbench.measure.drift.judge_outputs`)."""
+    from optbench.measure.drift import judge_outputs
+    from optbench.measure.tasks import TaskContext
+    from optbench.outputs import build_views, concat_items, item_major
+
+    names, axes = ctx.prepared["output_names"], ctx.prepared.get("output_axes")
+    chunks = []
+    for feeds, real in items.batches(v.batch_size):
+        out = session.infer(feeds)
+        if list(out) != names and len(out) == len(names):  # torch sessions name outputs by position
+            out = dict(zip(names, out.values()))
+        chunks.append((item_major(out, axes), real))
+    outputs = concat_items(chunks)
+    refs = load_reference(ctx.run_dir, v.dims)
+    for name, ref in refs.items():
+        if name not in outputs:
+            raise RuntimeError(f"the variant returns no output '{name}' (it returns {list(outputs)})")
+        if outputs[name].shape != ref.shape:
+            raise RuntimeError(f"output '{name}' has shape {outputs[name].shape[1:]} per item where the reference's "
+                               f"is {ref.shape[1:]}")
+    labels = ctx.splits.eval.labels
+    views = build_views(ctx.spec, refs, labels)
+    return judge_outputs(outputs, refs, views, labels, TaskContext(Path(ctx.prepared["model_path"]), ctx.spec_dir))
 
 
 def session_peak(session: Any) -> int | None:

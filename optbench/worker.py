@@ -67,11 +67,21 @@ class Context:
         return self.run_dir / "work"
 
 
-def reference_outputs(session_infer, items: Items, batch: int = REF_BATCH) -> np.ndarray:
-    outs = []
-    for feeds, real in items.batches(batch):
-        outs.append(session_infer(feeds)[:real])
-    return np.concatenate(outs)
+def reference_outputs(session_infer, items: Items, batch: int, axes: dict | None = None) -> dict[str, np.ndarray]:
+    """Every output of the reference over ``items``, item-major, in the model's order."""
+    from optbench.outputs import concat_items, item_major
+
+    return concat_items([(item_major(session_infer(feeds), axes), real) for feeds, real in items.batches(batch)])
+
+
+def ref_key(dims: dict[str, int], output: str) -> str:
+    return f"{dims_key(dims)}/{output}"
+
+
+def load_reference(run_dir: Path, dims: dict[str, int]) -> dict[str, np.ndarray]:
+    prefix = dims_key(dims) + "/"
+    with np.load(run_dir / "work" / "reference.npz") as f:
+        return {k[len(prefix):]: f[k] for k in f.files if k.startswith(prefix)}
 
 
 # ---------------------------------------------------------------- prepare
@@ -94,27 +104,59 @@ def prepare(job: dict) -> dict:
         splits = load_splits(spec, spec_dir)
         loaded = load_model(spec.model, spec_dir, train=splits.train, seed=spec.seed)
     save_splits(work / "data.npz", splits)
-    info: dict[str, Any] = {"identity": loaded.identity, "output_names": loaded.output_names}
+    info: dict[str, Any] = {"identity": loaded.identity}
     if loaded.module is not None:
         path, _ = cache.get_or_build(cache.key("model", loaded.identity), "model.pt",
                                      lambda d: torch.save(loaded.module, d / "model.pt"))
         info.update(model_path=str(path), reference="torch fp32 cpu", params=int(sum(p.numel() for p in loaded.module.parameters())))
         infer = _torch_infer(loaded.module)
+        names = list(infer(next(splits.eval.batches(1))[0]))
+        info["output_names"] = loaded.output_names if len(loaded.output_names) == len(names) and \
+            loaded.output_names != ["output"] else names
+        info["output_axes"] = {n: 0 for n in info["output_names"]}
+        infer = _renamed(infer, info["output_names"])
     else:
-        info.update(model_path=str(loaded.onnx_path), reference="onnxruntime fp32 cpu (the model is an ONNX file)")
-        infer = _ort_infer(loaded.onnx_path)
-    refs, accuracy = {}, None
-    from optbench.measure.drift import task_accuracy
+        from optbench.outputs import onnx_output_axes
 
+        info.update(model_path=str(loaded.onnx_path), output_names=loaded.output_names,
+                    output_axes=onnx_output_axes(loaded.onnx_path, spec.inputs),
+                    reference="onnxruntime fp32 cpu of the ONNX file as given (no torch model: no noise floor)")
+        infer = _ort_infer(loaded.onnx_path)
+    info.update(_reference_pass(spec, spec_dir, splits, infer, info, work))
+    return info
+
+
+def _reference_pass(spec: Spec, spec_dir: Path, splits: Splits, infer, info: dict, work: Path) -> dict:
+    """Reference outputs per shape; a shape the model rejects fails only that shape's variants."""
+    from optbench.measure.drift import judge_outputs
+    from optbench.measure.tasks import TaskContext
+    from optbench.outputs import build_views
+
+    refs: dict[str, np.ndarray] = {}
+    errors: dict[str, str] = {}
+    tasks: dict[str, Any] = {}
+    batch = REF_BATCH if any(i.batch_axis is not None for i in spec.inputs) else 1
     for dims in _all_dims(spec):
         items = splits.eval.at_shape(spec.inputs, dims)
-        out = reference_outputs(infer, items)
-        refs[dims_key(dims)] = out
-        accuracy = task_accuracy(out, splits.eval.labels) if accuracy is None else accuracy
+        try:
+            out = reference_outputs(infer, items, batch, info["output_axes"])
+        except Exception as e:  # the model rejects this shape: its variants fail with this reason
+            errors[dims_key(dims)] = f"the reference failed at shape {dims or 'static'}: " + \
+                f"{e.__class__.__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+            continue
+        views = build_views(spec, out, splits.eval.labels)  # validates the spec's outputs against the model
+        judged = judge_outputs(out, out, views, splits.eval.labels,
+                               TaskContext(Path(info["model_path"]), spec_dir))
+        tasks[dims_key(dims)] = {k: {m: v for m, v in met.items() if m.startswith(("task_", "ctc_label", "det_map"))}
+                                 for k, met in judged["outputs"].items()}
+        refs.update({ref_key(dims, k): v for k, v in out.items()})
+    if not refs:
+        raise RuntimeError(next(iter(errors.values())))
     np.savez(work / "reference.npz", **refs)
-    info["reference_task_accuracy"] = accuracy
-    info["output_shape"] = list(next(iter(refs.values())).shape[1:])
-    return info
+    first = next(iter(tasks.values()))
+    accuracy = next((m["task_accuracy"] for m in first.values() if m.get("task_accuracy") is not None), None)
+    return {"reference_errors": errors, "reference_tasks": tasks, "reference_task_accuracy": accuracy,
+            "output_shapes": {k.split("/", 1)[1]: list(v.shape[1:]) for k, v in refs.items()}}
 
 
 def _all_dims(spec: Spec) -> list[dict[str, int]]:
@@ -129,12 +171,16 @@ def _all_dims(spec: Spec) -> list[dict[str, int]]:
 def _torch_infer(module):
     import torch
 
-    from optbench.backends.torch_eager import first_tensor
+    from optbench.outputs import torch_to_numpy
 
     def infer(feeds):
         with torch.inference_mode():
-            return first_tensor(module(*(torch.from_numpy(v) for v in feeds.values()))).float().numpy()
+            return torch_to_numpy(module(*(torch.from_numpy(v) for v in feeds.values())))
     return infer
+
+
+def _renamed(infer, names: list[str]):
+    return lambda feeds: dict(zip(names, infer(feeds).values()))
 
 
 def _ort_infer(path):
@@ -142,7 +188,12 @@ def _ort_infer(path):
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = {i.name for i in sess.get_inputs()}
-    return lambda feeds: np.asarray(sess.run(None, {k: v for k, v in feeds.items() if k in names})[0], dtype=np.float32)
+    outputs = [o.name for o in sess.get_outputs()]
+
+    def infer(feeds):
+        values = sess.run(outputs, {k: v for k, v in feeds.items() if k in names})
+        return {n: np.asarray(v, dtype=np.float32) for n, v in zip(outputs, values)}
+    return infer
 
 
 # ---------------------------------------------------------------- one variant

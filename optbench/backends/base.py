@@ -67,9 +67,10 @@ class Session(ABC):
         """Block until the device finished the last ``run`` (no-op for synchronous backends)."""
 
     @abstractmethod
-    def to_numpy(self, result: Any) -> np.ndarray: ...
+    def to_numpy(self, result: Any) -> dict[str, np.ndarray]:
+        """Every output of the model by name, in the model's order, as float32 host arrays."""
 
-    def infer(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = self.run(self.prepare(feeds))
         self.synchronize()
         return self.to_numpy(out)

@@ -83,17 +83,16 @@ class OrtSession(Session):
 
     def run(self, bound: Any) -> Any:
         if self.device == "cpu":
-            return self.sess.run(self.output_names[:1], bound)
+            return self.sess.run(self.output_names, bound)
         self.sess.run_with_iobinding(bound)
         return bound
 
     def synchronize(self) -> None:
         """ORT's run returns after its stream finished (CPU) or was synchronized (CUDA EP default)."""
 
-    def to_numpy(self, result: Any) -> np.ndarray:
-        if self.device == "cpu":
-            return np.asarray(result[0]).astype(np.float32)
-        return np.asarray(result.get_outputs()[0].numpy()).astype(np.float32)
+    def to_numpy(self, result: Any) -> dict[str, np.ndarray]:
+        values = result if self.device == "cpu" else [o.numpy() for o in result.get_outputs()]
+        return {n: np.asarray(v).astype(np.float32) for n, v in zip(self.output_names, values)}
 
     def close(self) -> None:
         self.sess = None

@@ -333,9 +333,9 @@ class TrtSession(Session):
     def synchronize(self) -> None:
         self.stream.synchronize()
 
-    def to_numpy(self, result: dict) -> np.ndarray:
-        name = next(n for n in self.names if self.engine.get_tensor_mode(n) == self.trt.TensorIOMode.OUTPUT)
-        return result[name].float().cpu().numpy()
+    def to_numpy(self, result: dict) -> dict[str, np.ndarray]:
+        outputs = [n for n in self.names if self.engine.get_tensor_mode(n) == self.trt.TensorIOMode.OUTPUT]
+        return {n: result[n].float().cpu().numpy() for n in outputs}
 
     def device_peak_bytes(self) -> int | None:
         """The engine's device memory for activations (device_memory_size_v2, TensorRT >= 10)."""

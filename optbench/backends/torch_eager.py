@@ -95,8 +95,10 @@ class TorchSession(Session):
         if self.device.type == "cuda":
             self.torch.cuda.synchronize(self.device)
 
-    def to_numpy(self, result: Any) -> np.ndarray:
-        return first_tensor(result).detach().float().cpu().numpy()
+    def to_numpy(self, result: Any) -> dict[str, np.ndarray]:
+        from optbench.outputs import torch_to_numpy
+
+        return torch_to_numpy(result)
 
     def device_events(self):
         """A fresh (start, end) CUDA event pair for device time, or None on the CPU."""

@@ -27,15 +27,41 @@ def synthetic(spec: Spec, spec_dir: Path, count: int, tokenizer=None) -> Items:
     count = max(count, spec.data.eval + spec.data.calibration + 64)
     out = {}
     for inp in spec.inputs:
-        shape = [count] + [d if isinstance(d, int) else dims.get(d, spec.data.seq_len) for d in inp.shape[1:]]
+        if inp.value is not None:
+            continue
+        shape = [count] + [d if isinstance(d, int) else dims.get(d, spec.data.seq_len) for d in inp.item_shape]
         if inp.dtype.startswith("float"):
-            out[inp.name] = rng.standard_normal(shape).astype(inp.dtype)
+            if inp.range is not None:
+                out[inp.name] = rng.uniform(inp.range[0], inp.range[1], size=shape).astype(inp.dtype)
+            else:
+                out[inp.name] = rng.standard_normal(shape).astype(inp.dtype)
         elif inp.dtype == "bool":
             out[inp.name] = np.ones(shape, dtype=bool)
         else:
             lo, hi = inp.range or (0, 2)
-            out[inp.name] = rng.integers(lo, hi, size=shape).astype(inp.dtype)
+            out[inp.name] = rng.integers(int(lo), int(hi), size=shape).astype(inp.dtype)
     return Items(out)
+
+
+@source("python")
+def python_data(spec: Spec, spec_dir: Path, count: int, tokenizer=None) -> Items:
+    """Items made by a user function ``fn(count=..., seed=..., **kwargs) -> {name: array, '__labels__': labels}``."""
+    from optbench.models import call_entrypoint, import_entrypoint
+
+    fn = import_entrypoint(spec.data.entrypoint, spec_dir, field="data.entrypoint")
+    try:
+        arrays = call_entrypoint(fn, {**spec.data.kwargs, "count": count}, None, spec.seed)
+    except SpecError:
+        raise
+    except Exception as e:
+        raise SpecError(f"the data entrypoint raised {e.__class__.__name__}: {str(e)[:200]}",
+                        field="data.entrypoint", found=repr(spec.data.entrypoint)) from None
+    if not isinstance(arrays, dict) or not arrays:
+        raise SpecError("the data entrypoint must return a dict of arrays keyed by input name",
+                        field="data.entrypoint", found=type(arrays).__name__)
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    labels = arrays.pop("__labels__", None)
+    return Items(arrays, labels)
 
 
 @source("digits")

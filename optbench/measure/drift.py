@@ -44,3 +44,65 @@ def task_accuracy(out: np.ndarray, labels: np.ndarray | None) -> float | None:
     if labels is None or not is_classifier(out):
         return None
     return float((out.argmax(1) == labels).mean())
+
+
+# ---------------------------------------------------------------- every output, every part
+def collapsed(out: np.ndarray, ref: np.ndarray) -> str | None:
+    """Why an output is degenerate where the reference is not (non-finite values, a constant), or None.
+
+    Aggregate metrics can hide a dead output: a detector whose class scores are all 0 keeps a cosine of
+    0.998 over its whole output because box coordinates dominate it. Judged per output and part, a
+    collapsed spread fails whatever the cosine says."""
+    finite = np.isfinite(out)
+    if not finite.all():
+        return f"{int((~finite).sum())} of {out.size} values are NaN/Inf"
+    r = ref.astype(np.float64)
+    o = out.astype(np.float64)
+    ref_spread, out_spread = float(r.std()), float(o.std())
+    if ref_spread <= 1e-12 * max(1.0, float(np.abs(r).max(initial=0))):
+        return None
+    if out_spread <= 1e-3 * ref_spread:
+        kind = "all zero" if not np.any(o) else f"constant {float(o.ravel()[0]):.4g}"
+        return f"collapsed: {kind} (spread {out_spread:.3g}) where the reference spreads {ref_spread:.3g}"
+    return None
+
+
+def judge_outputs(outs: dict[str, np.ndarray], refs: dict[str, np.ndarray], views: list, labels: np.ndarray | None,
+                  ctx) -> dict:
+    """Drift, the degenerate-output guard and task metrics per view; flat columns hold the worst view.
+
+    Returns ``{"outputs": {label: metrics}, <flat worst metrics>, "worst_output": label, "collapsed": [...]}``."""
+    from optbench.measure.tasks import LOWER_BETTER, evaluate
+
+    per: dict[str, dict] = {}
+    for v in views:
+        o, r = v.select(outs), v.select(refs)
+        if v.postprocess:
+            o, r = _post(v.postprocess, o, ctx), _post(v.postprocess, r, ctx)
+        m: dict = {k: val for k, val in drift_metrics(o, r).items() if k.startswith("drift_")}
+        m["collapsed"] = collapsed(o, r)
+        if v.task is not None:
+            m["task"] = v.task.kind
+            if np.isfinite(o).all():
+                m.update(evaluate(v.task, o, r, labels, ctx, v.parts))
+        per[v.label] = m
+    flat: dict = {"outputs": per, "collapsed": [f"{k}: {m['collapsed']}" for k, m in per.items() if m["collapsed"]]}
+    for key in sorted({k for m in per.values() for k in m if k not in ("collapsed", "task")}):
+        vals = [(m[key], label) for label, m in per.items() if m.get(key) is not None]
+        if not vals:
+            flat[key] = None
+            continue
+        nan = [x for x in vals if isinstance(x[0], float) and np.isnan(x[0])]
+        flat[key] = nan[0][0] if nan else (max(vals) if key in LOWER_BETTER else min(vals))[0]
+    rel = [(m["drift_rel_l2"], label) for label, m in per.items()]
+    flat["worst_output"] = max(rel, key=lambda x: (np.nan_to_num(x[0], nan=np.inf), x[1]))[1] if rel else None
+    return flat
+
+
+def _post(hook: str, arr: np.ndarray, ctx) -> np.ndarray:
+    from pathlib import Path
+
+    from optbench.models import import_entrypoint
+
+    fn = import_entrypoint(hook, ctx.spec_dir or Path("."), field="outputs.postprocess")
+    return np.asarray(fn(arr))

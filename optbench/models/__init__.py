@@ -53,7 +53,7 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def import_entrypoint(entrypoint: str, spec_dir: Path) -> Callable:
+def import_entrypoint(entrypoint: str, spec_dir: Path, field: str = "model.entrypoint") -> Callable:
     """Import ``file.py:function`` or ``module:function`` (the only way a spec runs Python code)."""
     from optbench.spec.load import resolve_path
 
@@ -71,15 +71,15 @@ def import_entrypoint(entrypoint: str, spec_dir: Path) -> Callable:
             except Exception as e:
                 del sys.modules[name]
                 raise SpecError(f"importing the entrypoint raised {e.__class__.__name__}: {e}",
-                                field="model.entrypoint", found=repr(entrypoint)) from None
+                                field=field, found=repr(entrypoint)) from None
     else:
         try:
             module = importlib.import_module(target)
         except ImportError as e:
-            raise SpecError(f"cannot import entrypoint module: {e}", field="model.entrypoint") from None
+            raise SpecError(f"cannot import entrypoint module: {e}", field=field) from None
     fn = getattr(module, func, None)
     if not callable(fn):
-        raise SpecError("entrypoint is not a callable", field="model.entrypoint", found=repr(entrypoint))
+        raise SpecError("entrypoint is not a callable", field=field, found=repr(entrypoint))
     return fn
 
 

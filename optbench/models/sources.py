@@ -69,7 +69,9 @@ def python_model(spec, spec_dir: Path, train=None, seed: int = 0) -> LoadedModel
 def onnx_model(spec, spec_dir: Path, train=None, seed: int = 0) -> LoadedModel:
     import onnx
 
-    path = resolve_path(spec.path, spec_dir / "spec.yaml")
+    from optbench.spec.load import resolve_model_file
+
+    path = resolve_model_file(spec.path, spec_dir / "spec.yaml")
     try:
         proto = onnx.load(str(path), load_external_data=False)
         onnx.checker.check_model(proto)

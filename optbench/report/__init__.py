@@ -81,21 +81,29 @@ def best_under_budgets(ok: pd.DataFrame, metric: str, reference: float | None) -
     return out
 
 
-def verdicts(df: pd.DataFrame, run: dict) -> dict[tuple[str, str], bool]:
-    """(variant, metric column) → within budget, as ``optbench check`` decides it."""
-    from optbench.check import METRICS
+def verdicts(df: pd.DataFrame, run: dict) -> tuple[dict[tuple[str, str], bool], dict[str, list[str]]]:
+    """(variant, metric column) → within budget, as ``optbench check`` decides it; and per variant the
+    reasons it fails (every output and part, collapsed ones included)."""
+    from optbench.check import metric_of, output_budgets
 
     rows = df.to_dict("records")
-    noise = noise_floor(rows)
-    out = {}
+    noise = noise_floor(rows, run["ref"].get("reference", ""))
+    per_output = output_budgets(run["spec"])
+    out: dict[tuple[str, str], bool] = {}
+    failing: dict[str, list[str]] = {}
     for row in rows:
         if row["status"] != "ok":
             continue
         budget = budget_for(row, run["spec"].get("budgets") or {}, {})
-        for res in check_accuracy(row, budget, noise, run["ref"].get("reference_task_accuracy")):
-            column = METRICS[res.check][0]
-            out[(row["variant_id"], "task_accuracy" if column == "accuracy_drop" else column)] = res.passed
-    return out
+        for res in check_accuracy(row, budget, noise, run["ref"].get("reference_task_accuracy"), per_output):
+            key = res.check.rsplit(".", 1)[-1]
+            target = metric_of(key)
+            column = "task_accuracy" if target and target[0] == "accuracy_drop" else (target[0] if target else key)
+            vkey = (row["variant_id"], column)
+            out[vkey] = out.get(vkey, True) and res.passed
+            if not res.passed:
+                failing.setdefault(row["variant_id"], []).append(res.message)
+    return out, failing
 
 
 def write_report(run_dir: Path, out: Path | None = None, fmt: str = "html") -> Path:

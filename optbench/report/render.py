@@ -24,6 +24,17 @@ SUMMARY = [("variant_id", "variant"), ("backend", "backend"), ("device", "device
            ("drift_rel_l2", "rel L2"), ("drift_cosine", "cosine"), ("top1_agreement", "top-1 agree"),
            ("task_accuracy", "task acc")]
 DRIFT = ["drift_max_abs", "drift_mean_abs", "drift_rel_l2", "drift_cosine", "top1_agreement", "task_accuracy"]
+# task metric columns shown where a run has them (labels for the table)
+TASK_COLUMNS = [("topk_agreement", "top-k agree"), ("det_f1", "det F1"), ("det_map50", "mAP@0.5"),
+                ("ctc_exact_rate", "exact strings"), ("ctc_cer", "CER"), ("ctc_label_exact_rate", "exact vs labels"),
+                ("embedding_cosine", "emb. cosine"), ("retrieval_agreement", "retrieval agree"),
+                ("dense_iou", "map IoU"), ("worst_output", "worst output")]
+
+
+def summary_columns(df) -> list[tuple[str, str]]:
+    extra = [(c, label) for c, label in TASK_COLUMNS if c in df and df[c].notna().any()]
+    extra += [(c, c) for c in df.columns if str(c).startswith("x_") and df[c].notna().any()]
+    return SUMMARY + extra + [("verdict", "accuracy verdict")]
 
 
 def fmt(v, col: str = "") -> str:
@@ -34,6 +45,8 @@ def fmt(v, col: str = "") -> str:
     if col == "speedup":
         return f"{v:.2f}×"
     if isinstance(v, float):
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
         if v == 0:
             return "0"
         return f"{v:.3g}" if abs(v) < 1e-2 or abs(v) >= 1e4 else f"{v:.4g}"
@@ -49,10 +62,15 @@ def _env():
 
 def context(run: dict) -> dict:
     df = enrich(run["df"])
+    verdict, failing = verdicts(df, run)
+    df["verdict"] = [("fail: " + "; ".join(failing[v])[:300]) if v in failing else ("pass" if s == "ok" else "")
+                     for v, s in zip(df.variant_id, df.status)]
     ok = df[df.status == "ok"]
+    passing = ok[~ok.variant_id.isin(failing)]  # only variants within every budget are recommended
     ok_plot = ok.dropna(subset=["latency_ms_p50"])
     metric = accuracy_metric(ok)
-    frontier = pareto_frontier(ok_plot, metric) if not ok_plot.empty else ok_plot
+    passing_plot = passing.dropna(subset=["latency_ms_p50"])
+    frontier = pareto_frontier(passing_plot, metric) if not passing_plot.empty else passing_plot
     figures = []
     if not ok_plot.empty:
         for title, uri in [
@@ -64,12 +82,14 @@ def context(run: dict) -> dict:
         ]:
             if uri:
                 figures.append({"title": title, "uri": uri})
-    verdict = verdicts(df, run)
+    columns = summary_columns(df)
     rows = []
     for r in df.to_dict("records"):
         cells = []
-        for col, _ in SUMMARY:
+        for col, _ in columns:
             ok_flag = verdict.get((r["variant_id"], col))
+            if col == "verdict" and r[col]:
+                ok_flag = r[col] == "pass"
             cls = "" if ok_flag is None else ("pass" if ok_flag else "fail")
             raw = r.get(col)
             sort = raw if isinstance(raw, (int, float)) and not (isinstance(raw, float) and math.isnan(raw)) else ""
@@ -78,11 +98,11 @@ def context(run: dict) -> dict:
     env = run["env"]
     return {
         "name": run["spec"].get("name", run["dir"].name), "description": run["spec"].get("description"),
-        "generated": generated_at(), "env": env, "ref": run["ref"], "columns": [c[1] for c in SUMMARY],
+        "generated": generated_at(), "env": env, "ref": run["ref"], "columns": [c[1] for c in columns],
         "rows": rows, "figures": figures, "metric": metric,
         "frontier": frontier[["variant_id", "ms_per_item", metric]].to_dict("records") if not frontier.empty else [],
-        "best": best_under_budgets(ok, metric, run["ref"].get("reference_task_accuracy")
-                                   if metric == "task_accuracy" else None) if not ok.empty else [],
+        "best": best_under_budgets(passing, metric, run["ref"].get("reference_task_accuracy")
+                                   if metric == "task_accuracy" else None) if not passing.empty else [],
         "drift": ok[["variant_id"] + DRIFT].to_dict("records"), "drift_cols": DRIFT,
         "problems": df[df.status.isin(["failed", "timeout", "skipped"])][["variant_id", "status", "error"]].to_dict("records"),
         "warnings": [(r["variant_id"], w) for r in ok.to_dict("records") for w in (r.get("warnings") or [])],
@@ -122,6 +142,10 @@ def render_html(run: dict) -> str:
 def render_md(run: dict) -> str:
     df = enrich(run["df"])
     cols = ["variant_id", "status", "latency_ms_p50", "throughput_items_s", "speedup", "drift_rel_l2", "task_accuracy"]
+    _, failing = verdicts(df, run)
+    df["verdict"] = ["fail: " + "; ".join(failing[v])[:200] if v in failing else ("pass" if s == "ok" else "")
+                     for v, s in zip(df.variant_id, df.status)]
+    cols += [c for c, _ in TASK_COLUMNS if c in df and df[c].notna().any()] + ["verdict"]
     head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
     body = "".join("| " + " | ".join(_md(fmt(r[c], c)) for c in cols) + " |\n" for r in df.to_dict("records"))
     counts = ", ".join(f"{v} {k}" for k, v in df.status.value_counts().items())

@@ -188,6 +188,8 @@ def check_files(spec: Spec, spec_path: Path, lines: dict[tuple, int]) -> None:
     model = spec.model
     for attr in ("weights", "path"):
         value = getattr(model, attr, None)
+        if model.source == "onnx" and attr == "path":
+            continue  # resolved (package form included) and checked against the spec below
         if value and not value.startswith("package:") and not resolve_path(value, spec_path).exists():
             raise SpecError("file not found", file=file, line=line_of(lines, ("model", attr)),
                             field=f"model.{attr}", found=repr(value))
@@ -197,20 +199,82 @@ def check_files(spec: Spec, spec_path: Path, lines: dict[tuple, int]) -> None:
     if model.source == "python":
         check_entrypoint(model.entrypoint, spec_path, file, line_of(lines, ("model", "entrypoint")))
     if model.source == "onnx":
-        check_onnx(resolve_path(model.path, spec_path), file, line_of(lines, ("model", "path")))
+        line = line_of(lines, ("model", "path"))
+        proto = check_onnx(resolve_model_file(model.path, spec_path, file, line), file, line)
+        check_inputs_against_graph(spec, proto, file, line_of(lines, ("inputs",)))
     check_data(spec, spec_path, lines)
 
 
-def check_onnx(path: Path, file: str, line: int | None) -> None:
+def check_onnx(path: Path, file: str, line: int | None):
     """A file given as ONNX must parse and pass the ONNX checker (catches non-ONNX and truncated files)."""
     import onnx
 
     try:
-        onnx.checker.check_model(onnx.load(str(path), load_external_data=False))
+        proto = onnx.load(str(path), load_external_data=False)
+        onnx.checker.check_model(proto)
     except Exception as e:
         first = (str(e).strip().splitlines() or [e.__class__.__name__])[0][:160]
         raise SpecError(f"not a valid ONNX model ({first})", file=file, line=line, field="model.path",
                         found=repr(str(path))) from None
+    return proto
+
+
+def resolve_model_file(value: str, spec_path: Path, file: str | None = None, line: int | None = None) -> Path:
+    """A model file path, or ``package:NAME/path/in/it.onnx``: a file inside an installed package, found with
+    importlib's finder without importing the package (importing rapidocr pulls cv2, silero's torch)."""
+    if not value.startswith("package:"):
+        path = resolve_path(value, spec_path)
+        if not path.is_file():
+            raise SpecError("file not found", file=file, line=line, field="model.path", found=repr(value))
+        return path
+    package, _, inner = value.split(":", 1)[1].partition("/")
+    try:
+        found = importlib.util.find_spec(package) if package else None
+    except (ImportError, ValueError):
+        found = None
+    if found is None or not found.submodule_search_locations:
+        raise SpecError("model package is not installed", file=file, line=line, field="model.path",
+                        expected="'package:NAME/path' naming an installed package", found=repr(package))
+    path = Path(next(iter(found.submodule_search_locations))) / inner
+    if not inner or not path.is_file():
+        raise SpecError(f"no file '{inner}' in package '{package}'", file=file, line=line, field="model.path",
+                        expected=f"a file under {path.parent if inner else path}", found=repr(value))
+    return path
+
+
+_ONNX_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 9: "bool"}
+
+
+def check_inputs_against_graph(spec: Spec, proto, file: str, line: int | None) -> None:
+    """The spec's inputs must be the graph's: names, ranks, dtypes and static dims, naming both sides."""
+    inits = {i.name for i in proto.graph.initializer}
+    graph = {i.name: i.type.tensor_type for i in proto.graph.input if i.name not in inits}
+    names = [i.name for i in spec.inputs]
+    if unknown := [n for n in names if n not in graph]:
+        raise SpecError(f"the ONNX graph has no input {unknown}", file=file, line=line, field="inputs",
+                        expected=f"inputs of the graph: {sorted(graph)}", found=repr(unknown))
+    if missing := [n for n in graph if n not in names]:
+        raise SpecError(f"the spec leaves graph inputs {missing} unset", file=file, line=line, field="inputs",
+                        expected=f"every graph input: {sorted(graph)}", found=repr(names))
+    for inp in spec.inputs:
+        t = graph[inp.name]
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim]
+        dtype = _ONNX_DTYPES.get(t.elem_type, f"onnx type {t.elem_type}")
+        where = f"inputs.{names.index(inp.name)}"
+        if dtype != inp.dtype:
+            raise SpecError(f"input '{inp.name}' dtype differs from the graph's", file=file, line=line, field=where,
+                            expected=f"{dtype} (graph)", found=f"{inp.dtype} (spec)")
+        if t.HasField("shape") and len(dims) != len(inp.shape):
+            raise SpecError(f"input '{inp.name}' rank differs from the graph's", file=file, line=line, field=where,
+                            expected=f"{dims} (graph)", found=f"{inp.shape} (spec)")
+        for axis, (g, mine) in enumerate(zip(dims, inp.shape)):
+            if isinstance(g, int) and g > 0 and isinstance(mine, int) and g != mine:
+                raise SpecError(f"input '{inp.name}' axis {axis} is {g} in the graph", file=file, line=line,
+                                field=where, expected=f"{dims} (graph)", found=f"{inp.shape} (spec)")
+            if isinstance(g, int) and g > 1 and isinstance(mine, str):
+                raise SpecError(f"input '{inp.name}' axis {axis} is fixed at {g} in the graph, the spec makes it "
+                                f"dynamic ('{mine}')", file=file, line=line, field=where,
+                                expected=f"{dims} (graph)", found=f"{inp.shape} (spec)")
 
 
 def check_data(spec: Spec, spec_path: Path, lines: dict[tuple, int]) -> None:

@@ -46,7 +46,8 @@ class PythonModel(Strict):
 
 class OnnxModel(Strict):
     source: Literal["onnx"] = Field(description="An existing ONNX file; the reference is then ONNX Runtime CPU fp32.")
-    path: str = Field(description="Path of the .onnx file.")
+    path: str = Field(description="Path of the .onnx file, or 'package:NAME/path/in/package.onnx' for a file "
+                                  "shipped inside an installed package (found without importing it).")
 
 
 class TransformersModel(Strict):
@@ -64,9 +65,14 @@ ModelSpec = Annotated[TorchvisionModel | PythonModel | OnnxModel | TransformersM
 # ---------------------------------------------------------------- inputs and data
 class InputSpec(Strict):
     name: str = Field(description="Input name; also the ONNX graph input name.")
-    shape: list[int | str] = Field(min_length=1, description="Dimensions; a name (batch, seq) is a dynamic axis.")
+    shape: list[int | str] = Field(description="Dimensions; a name (batch, seq) is a dynamic axis. 'batch' may sit on "
+                                               "any axis (state tensors: [2, batch, 128]); [] is a scalar.")
     dtype: DType = Field("float32", description="Element type.")
-    range: tuple[int, int] | None = Field(None, description="[low, high) for synthetic integer inputs (token ids).")
+    range: tuple[float, float] | None = Field(
+        None, description="[low, high) of synthetic values: integers (token ids) or floats drawn uniformly "
+                          "(e.g. [0, 1] for images); absent: integers in [0, 2), floats standard normal.")
+    value: float | None = Field(None, description="A constant fed on every call (e.g. a sample rate: sr = 16000); "
+                                                  "the input then takes no data.")
 
     @field_validator("shape")
     @classmethod
@@ -76,11 +82,29 @@ class InputSpec(Strict):
                 raise ValueError(f"dimensions must be positive, found {d}")
             if isinstance(d, str) and not SYMBOL.match(d):
                 raise ValueError(f"a symbolic dimension must be an identifier, found {d!r}")
+        if v.count("batch") > 1:
+            raise ValueError(f"'batch' may appear once in a shape, found {v}")
         return v
+
+    @model_validator(mode="after")
+    def _range(self) -> InputSpec:
+        if self.range is not None and not self.range[0] < self.range[1]:
+            raise ValueError(f"range must be [low, high) with low < high, found {list(self.range)}")
+        return self
 
     @property
     def symbols(self) -> list[str]:
         return [d for d in self.shape if isinstance(d, str)]
+
+    @property
+    def batch_axis(self) -> int | None:
+        """Where the batch dimension sits in the model's layout; None for an input without one."""
+        return self.shape.index("batch") if "batch" in self.shape else None
+
+    @property
+    def item_shape(self) -> list[int | str]:
+        """The shape of one item: the model's shape without its batch axis (data is stored item-major)."""
+        return [d for d in self.shape if d != "batch"]
 
 
 class _Splits(Strict):
@@ -101,7 +125,9 @@ class DigitsData(_Splits):
 class NpzData(_Splits):
     source: Literal["npz"] = Field(description="Arrays from an .npz file, one per input name.")
     path: str = Field(description="Path of the .npz file.")
-    labels: str | None = Field(None, description="Name of the array holding integer labels, if any.")
+    labels: str | None = Field(None, description="Name of the array holding labels, if any: integers (classes), "
+                                                  "strings (text lines) or (N, M, 5) [class, x1, y1, x2, y2] boxes "
+                                                  "padded with -1.")
 
 
 class TextData(_Splits):
@@ -109,7 +135,21 @@ class TextData(_Splits):
     path: str = Field(description="Text file, one sentence per line.")
 
 
-DataSpec = Annotated[SyntheticData | DigitsData | NpzData | TextData, Field(discriminator="source")]
+class PythonData(_Splits):
+    source: Literal["python"] = Field(description="A function 'file.py:fn' returning {input name: item-major array} "
+                                                  "and optionally '__labels__'; called with count and seed.")
+    entrypoint: str = Field(description="'path/to/file.py:function' or 'package.module:function'.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments passed to the function.")
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _has_function(cls, v: str) -> str:
+        if v.count(":") != 1 or not all(v.split(":")):
+            raise ValueError(f"expected 'path/or/module:function', found {v!r}")
+        return v
+
+
+DataSpec = Annotated[SyntheticData | DigitsData | NpzData | TextData | PythonData, Field(discriminator="source")]
 
 
 # ---------------------------------------------------------------- variants
@@ -162,6 +202,97 @@ class VariantAxes(Strict):
         ["none"], min_length=1, description="Model transforms; 'none' is the model as given.")
     int8: list[Int8Settings] = Field(default_factory=lambda: [Int8Settings()], min_length=1,
                                      description="Quantization settings swept for int8 variants.")
+
+
+# ---------------------------------------------------------------- outputs and the tasks that judge them
+Budgets = dict[str, dict[str, float]]
+_BUDGETS_DOC = "Budgets of this output (or part) per precision or variant pattern, over the spec's budgets."
+
+
+class ClassificationTask(Strict):
+    kind: Literal["classification"] = Field(description="Logits/probabilities (N, C): top-1/top-k agreement with the "
+                                                        "reference; accuracy when the data has integer labels.")
+    top_k: PositiveInt = Field(5, description="k of the top-k agreement (the reference's top-1 among the variant's k).")
+
+
+class DetectionTask(Strict):
+    kind: Literal["detection"] = Field(description="Decode boxes and scores, NMS, then match the reference's top-k "
+                                                   "detections at IoU >= iou: precision/recall/F1; mAP@0.5 against box "
+                                                   "labels when the data has them.")
+    format: Literal["yolov8"] = Field("yolov8", description="yolov8: (N, 4 + classes, anchors), boxes cx, cy, w, h.")
+    boxes: str = Field("boxes", description="Part holding the 4 box channels, when the output is split into parts.")
+    scores: str = Field("scores", description="Part holding the class scores, when the output is split into parts.")
+    top_k: PositiveInt = Field(10, description="Detections kept per item, by score after NMS (no score threshold, so a "
+                                               "model that finds little on the data still has boxes to compare).")
+    iou: float = Field(0.5, gt=0, le=1, description="IoU at which two detections of one class match.")
+    nms_iou: float = Field(0.7, gt=0, le=1, description="IoU above which NMS drops the lower-scored box of a class.")
+
+
+class CtcTask(Strict):
+    kind: Literal["ctc"] = Field(description="(N, T, C) per-step class probabilities, greedy CTC decode: exact-string "
+                                             "rate and character error rate against the reference (and label strings).")
+    blank: int = Field(0, ge=0, description="Index of the CTC blank.")
+    charset: str | None = Field(
+        None, description="Characters of classes blank+1...: 'metadata:KEY' reads them from the ONNX file's metadata "
+                          "(PP-OCR stores them under 'character'), or a text file with one character per line. Needed "
+                          "only to compare with label strings.")
+    space: bool = Field(True, description="A space character follows the charset (PP-OCR's use_space_char).")
+
+
+class EmbeddingTask(Strict):
+    kind: Literal["embedding"] = Field(description="Vectors (N, D): cosine to the reference and top-k retrieval "
+                                                   "agreement (neighbours among the eval items).")
+    top_k: PositiveInt = Field(5, description="Neighbours compared per item.")
+
+
+class DenseTask(Strict):
+    kind: Literal["dense"] = Field(description="Maps (segmentation, text probability): IoU of the thresholded maps.")
+    threshold: float = Field(0.3, description="A pixel is on where the map exceeds this value.")
+
+
+class CustomTask(Strict):
+    kind: Literal["custom"] = Field(description="A user metric: 'file.py:fn(out, ref, labels) -> {name: value}'.")
+    metric: str = Field(description="'path/to/file.py:function'; its metrics become columns named x_<name>.")
+
+
+TaskSpec = Annotated[ClassificationTask | DetectionTask | CtcTask | EmbeddingTask | DenseTask | CustomTask,
+                     Field(discriminator="kind")]
+
+
+class OutputPart(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Name of the part in rows and budgets.")
+    start: int = Field(ge=0, description="First index of the part along the output's split axis.")
+    stop: int = Field(gt=0, description="One past the last index.")
+    task: TaskSpec | None = Field(None, description="The task that judges this part, if any.")
+    budgets: Budgets = Field(default_factory=dict, description=_BUDGETS_DOC)
+
+    @model_validator(mode="after")
+    def _order(self) -> OutputPart:
+        if self.stop <= self.start:
+            raise ValueError(f"part '{self.name}': stop {self.stop} must exceed start {self.start}")
+        return self
+
+
+class OutputSpec(Strict):
+    name: str = Field(description="The model output: an ONNX graph output name, or for torch models the flattened "
+                                  "name (output, output_1, ... for tuples; keys for dicts and named tuples).")
+    axis: int | None = Field(None, description="Axis of the model's output along which 'parts' split it.")
+    parts: list[OutputPart] = Field(default_factory=list, description="Named slices along 'axis', each judged alone.")
+    task: TaskSpec | None = Field(None, description="The task that judges the whole output; absent: chosen from the "
+                                                    "model and data (classifier logits with labels, embeddings).")
+    postprocess: str | None = Field(None, description="'file.py:fn(array) -> array' applied to variant and reference "
+                                                      "alike before judging (e.g. a decode).")
+    ignore: bool = Field(False, description="Do not judge this output (e.g. a recurrent state passed through).")
+    budgets: Budgets = Field(default_factory=dict, description=_BUDGETS_DOC)
+
+    @model_validator(mode="after")
+    def _parts(self) -> OutputSpec:
+        if self.parts and self.axis is None:
+            raise ValueError(f"output '{self.name}' has parts but no 'axis' to split along")
+        names = [p.name for p in self.parts]
+        if len(set(names)) != len(names):
+            raise ValueError(f"output '{self.name}': part names repeat: {names}")
+        return self
 
 
 # ---------------------------------------------------------------- backends, measurement, export
@@ -217,6 +348,9 @@ class Spec(Strict):
     backends: list[BackendSpec] = Field(min_length=1, description="Backends to build each variant on.")
     measure: MeasureSettings = Field(default_factory=MeasureSettings, description="Timing settings.")
     export: ExportSettings = Field(default_factory=ExportSettings, description="torch → ONNX export settings.")
+    outputs: list[OutputSpec] = Field(
+        default_factory=list, description="How outputs are judged: names, parts, tasks and budgets. Outputs not listed "
+                                          "are still compared, with the default task.")
     budgets: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="Accuracy budgets per precision or variant pattern, over configs/budgets.yaml.")
     optional: list[str] = Field(default_factory=list, description="Variant id patterns whose failure is not a violation.")
@@ -242,6 +376,12 @@ class Spec(Strict):
                 raise ValueError(f"variants.shapes entry {shape} leaves {sorted(missing)} unset")
         if symbols and not self.variants.shapes:
             raise ValueError(f"inputs have dynamic dims {sorted(symbols)}; list their values in variants.shapes")
+        if not any(i.batch_axis is not None for i in self.inputs) and set(self.variants.batch_size) != {1}:
+            raise ValueError(f"no input has a 'batch' dimension, so batch_size can only be [1]; "
+                             f"found {self.variants.batch_size}")
+        onames = [o.name for o in self.outputs]
+        if len(set(onames)) != len(onames):
+            raise ValueError(f"outputs names repeat: {onames}")
         tnames = ["none" if t == "none" else t.name for t in self.variants.transforms]
         if len(set(tnames)) != len(tnames):
             raise ValueError(f"variants.transforms names repeat: {tnames}")

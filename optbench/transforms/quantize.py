@@ -11,15 +11,18 @@ from typing import Any
 
 import numpy as np
 
+# Part of the cache key of int8 artifacts: bump it when the quantization recipe changes.
+RECIPE = "int8-v2: normalised source, graph facts read from the file"
+
 
 class _Reader:
-    """ORT CalibrationDataReader over the calibration split, in small batches."""
+    """ORT CalibrationDataReader over the calibration split, in small batches in the model's layout."""
 
     def __init__(self, items, names: list[str], samples: int, batch: int = 8) -> None:
         n = min(samples, len(items))
-        self.batches = [
-            {k: v[i : i + batch] for k, v in items.inputs.items() if k in names} for i in range(0, n, batch)
-        ]
+        batch = batch if any(f.batch_axis is not None for f in (items.feed or [])) or items.feed is None else 1
+        part = items.take(np.arange(n))
+        self.batches = [{k: v for k, v in feeds.items() if k in names} for feeds, _ in part.batches(min(batch, n))]
         self.pos = 0
 
     def get_next(self) -> dict | None:
@@ -32,12 +35,28 @@ class _Reader:
         self.pos = 0
 
 
+def calibration_digest(items, samples: int) -> dict[str, Any]:
+    """What the calibration really sees (for cache keys): a digest of its items and their count."""
+    import hashlib
+
+    n = min(samples, len(items))
+    h = hashlib.sha256()
+    for name in sorted(items.inputs):
+        arr = np.ascontiguousarray(items.inputs[name][:n])
+        h.update(f"{name}{arr.dtype}{arr.shape}".encode())
+        h.update(arr.tobytes())
+    return {"digest": h.hexdigest()[:20], "items": n}
+
+
 def quantize_onnx(ctx: Any, src: Path, dst: Path, variant: Any, module: Any) -> dict[str, Any]:
     from optbench.spec.models import Int8Settings
 
     s = Int8Settings.model_validate(variant.int8)
     if s.mode == "modelopt":
-        return _modelopt(ctx, dst, variant, module, s)
+        from optbench.export.graphfacts import int8_facts
+
+        facts = _modelopt(ctx, dst, variant, module, s)
+        return {**facts, "int8_graph": int8_facts(dst)}
     import contextlib
     import tempfile
 
@@ -52,16 +71,25 @@ def quantize_onnx(ctx: Any, src: Path, dst: Path, variant: Any, module: Any) -> 
     # folder or stays in the cache.
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix="scratch-") as scratch, contextlib.chdir(scratch):
         pre = Path(scratch) / "pre.onnx"
+        facts: dict[str, Any] = {}
         try:
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
-        except Exception:  # pre-processing is an optimisation; quantize the original when it fails
+            facts["pre_process"] = "onnxruntime quant_pre_process"
+        except Exception as e:  # an optimisation only: the graph facts below say what was quantized
             pre = src
+            facts["pre_process"] = f"skipped: quant_pre_process failed ({str(e).splitlines()[0][:120] if str(e) else e.__class__.__name__})"
         if s.mode == "dynamic":
             quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, per_channel=s.per_channel,
                              op_types_to_quantize=s.op_types)
-            return {"int8": "onnxruntime dynamic (weights S8, activations quantized at run time)",
-                    "per_channel": s.per_channel, "op_types": s.op_types or "all"}
-        return _static(ctx, pre, dst, variant, s)
+            facts.update(int8="onnxruntime dynamic (weights S8, activations quantized at run time)")
+        else:
+            facts.update(_static(ctx, pre, dst, variant, s))
+    from optbench.export.graphfacts import int8_facts
+
+    graph = int8_facts(dst, src.stat().st_size)
+    facts.update(requested={"per_channel": s.per_channel}, op_types=s.op_types or "all", int8_graph=graph,
+                 per_channel=graph["granularity"] == "per-channel", weights=graph["weights"])
+    return facts
 
 
 def _check_op_types(s: Any) -> None:
@@ -80,7 +108,7 @@ def _static(ctx: Any, pre: Path, dst: Path, variant: Any, s: Any) -> dict[str, A
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     items = ctx.splits.calibration.at_shape(ctx.spec.inputs, variant.dims)
-    reader = _Reader(items, [i.name for i in ctx.spec.inputs], s.samples)
+    reader = _Reader(items, [i.name for i in ctx.spec.inputs], s.samples, batch=8)
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[s.method]
     act = QuantType.QUInt8 if s.activations == "u8" else QuantType.QInt8
@@ -88,8 +116,7 @@ def _static(ctx: Any, pre: Path, dst: Path, variant: Any, s: Any) -> dict[str, A
                     activation_type=act, weight_type=QuantType.QInt8, calibrate_method=method,
                     op_types_to_quantize=s.op_types, extra_options={"CalibMovingAverage": False})
     return {"int8": f"onnxruntime static QDQ, {s.method} calibration on {min(s.samples, len(items))} items",
-            "activations": s.activations.upper(), "weights": "S8", "per_channel": s.per_channel,
-            "op_types": s.op_types or "all"}
+            "activations": s.activations.upper()}
 
 
 def _modelopt(ctx: Any, dst: Path, variant: Any, module: Any, s: Any) -> dict[str, Any]:
@@ -118,8 +145,8 @@ def _modelopt(ctx: Any, dst: Path, variant: Any, module: Any, s: Any) -> dict[st
 
     def forward_loop(m) -> None:
         with torch.no_grad():
-            for i in range(0, n, 8):
-                m(*(torch.from_numpy(v[i : i + 8]) for v in items.inputs.values()))
+            for feeds in _Reader(items, list(items.inputs), n).batches:
+                m(*(torch.from_numpy(v) for v in feeds.values()))
 
     model = mtq.quantize(model, cfg, forward_loop)
     sample = next(items.batches(max(2, variant.batch_size)))[0]
@@ -130,4 +157,4 @@ def _modelopt(ctx: Any, dst: Path, variant: Any, module: Any, s: Any) -> dict[st
 
 
 def calibration_batches(items, samples: int, batch: int = 8) -> list[dict[str, np.ndarray]]:
-    return _Reader(items, list(items.inputs), samples, batch).batches
+    return _Reader(items, [f.name for f in items.feed] if items.feed else list(items.inputs), samples, batch).batches

@@ -1,0 +1,100 @@
+"""What a reduced-precision graph really holds, read from the file rather than echoed from the settings.
+
+ONNX Runtime's quantizers can produce something other than what was asked: the dynamic quantizer
+quantizes Conv weights per-tensor whatever ``per_channel`` says, and weights held as Constant nodes
+get quantized at run time. A row therefore records what the produced graph contains.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+COMPUTE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
+INTEGER_OPS = {"ConvInteger": "Conv", "MatMulInteger": "MatMul", "QLinearConv": "Conv", "QLinearMatMul": "MatMul"}
+_INT8 = {3: "S8", 2: "U8"}  # onnx TensorProto INT8, UINT8
+
+
+def int8_facts(path: Path, fp32_bytes: int | None = None) -> dict[str, Any]:
+    """Weight dtype, granularity, quantized compute nodes out of all, share of weight elements quantized."""
+    import onnx
+
+    model = onnx.load(str(path))
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    weights: dict[str, tuple[str, bool]] = {}  # int8 weight initializer -> (dtype, per-channel)
+    zero_points: set[str] = set()
+    runtime_quantized = 0
+    for n in g.node:
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].data_type in _INT8:
+            weights[n.input[0]] = (_INT8[inits[n.input[0]].data_type], _size(inits.get(n.input[1])) > 1)
+            zero_points.update(n.input[2:3])
+        elif n.op_type in ("ConvInteger", "MatMulInteger") and n.input[1] in inits:
+            zp = inits.get(n.input[3]) if len(n.input) > 3 else None
+            weights[n.input[1]] = (_INT8.get(inits[n.input[1]].data_type, "?"), _per_channel_integer(zp))
+            zero_points.update(n.input[2:4])
+        elif n.op_type == "QuantizeLinear" and n.input[0] in inits and inits[n.input[0]].data_type == 1 \
+                and len(inits[n.input[0]].dims) >= 2:
+            runtime_quantized += 1
+    quantized_nodes, total = 0, 0
+    for n in g.node:
+        if n.op_type in INTEGER_OPS:
+            quantized_nodes += 1
+            total += 1
+        elif n.op_type in COMPUTE_OPS:
+            total += 1
+            src = producer.get(n.input[1]) if len(n.input) > 1 else None
+            if src is not None and src.op_type == "DequantizeLinear" and src.input[0] in weights:
+                quantized_nodes += 1
+    q_elems = sum(_size(inits[w]) for w in weights)
+    f_elems = sum(_size(i) for i in g.initializer if i.data_type in (1, 10) and len(i.dims) >= 2)
+    dtypes = sorted({d for d, _ in weights.values()})
+    per = {pc for _, pc in weights.values()}
+    facts: dict[str, Any] = {
+        "weights": "/".join(dtypes) or "none",
+        "granularity": "per-channel" if per == {True} else "per-tensor" if per == {False} else
+                       "mixed" if per else "none",
+        "quantized_ops": f"{quantized_nodes}/{total}",
+        "weight_share_quantized": round(q_elems / (q_elems + f_elems), 4) if q_elems + f_elems else 0.0,
+        "runtime_quantized_weights": runtime_quantized,
+    }
+    size = Path(path).stat().st_size
+    warnings = []
+    if fp32_bytes and size >= fp32_bytes:
+        warnings.append(f"int8 file is not smaller than fp32 ({size / 1e6:.2f} vs {fp32_bytes / 1e6:.2f} MB)")
+    if runtime_quantized:
+        warnings.append(f"{runtime_quantized} float weights are quantized at run time (QuantizeLinear on weights)")
+    if not weights:
+        warnings.append("the int8 graph holds no int8 weights")
+    facts["warnings"] = warnings
+    return facts
+
+
+def _size(tensor: Any) -> int:
+    return int(np.prod(tensor.dims)) if tensor is not None and len(tensor.dims) else (1 if tensor is not None else 0)
+
+
+def _per_channel_integer(zp: Any) -> bool:
+    """ConvInteger/MatMulInteger: per-channel when the weight zero point is a vector (one per output channel)."""
+    return zp is not None and _size(zp) > 1
+
+
+def fp16_out_of_range(model: Any, limit: float = 65504.0) -> dict[str, str]:
+    """Nodes consuming a float initializer with values beyond fp16's range → why (they must stay in fp32)."""
+    from onnx import numpy_helper
+
+    big: dict[str, float] = {}
+    for init in model.graph.initializer:
+        if init.data_type == 1:
+            arr = numpy_helper.to_array(init)
+            if arr.size and np.isfinite(arr).all() and float(np.abs(arr).max()) > limit:
+                big[init.name] = float(np.abs(arr).max())
+    out = {}
+    for n in model.graph.node:
+        for x in n.input:
+            if x in big:
+                out[n.name or n.output[0]] = f"{n.op_type} input '{x}' holds |x| up to {big[x]:.3g} > fp16 max {limit:g}"
+    return out
