@@ -147,7 +147,7 @@ def build_views(spec: Any, refs: dict[str, np.ndarray], labels: np.ndarray | Non
             continue
         if o.ignore:
             continue
-        axis = _item_axis(o, ref)
+        axis = _item_axis(o, ref) if o.parts else None
         parts = {p.name: (axis, p.start, p.stop) for p in o.parts}
         for p in o.parts:
             if p.stop > ref.shape[axis]:

@@ -28,9 +28,16 @@ def int8_facts(path: Path, fp32_bytes: int | None = None) -> dict[str, Any]:
     weights: dict[str, tuple[str, bool]] = {}  # int8 weight initializer -> (dtype, per-channel)
     zero_points: set[str] = set()
     runtime_quantized = 0
+    weight_inputs = {n.input[1] for n in g.node if n.op_type in COMPUTE_OPS and len(n.input) > 1}
+    other_constants = 0
     for n in g.node:
         if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].data_type in _INT8:
-            weights[n.input[0]] = (_INT8[inits[n.input[0]].data_type], _size(inits.get(n.input[1])) > 1)
+            if n.output[0] not in weight_inputs:  # a quantized constant that is not a weight (Add/Mul operand)
+                other_constants += 1
+                continue
+            w = inits[n.input[0]]
+            single = len(w.dims) >= 2 and 1 in w.dims[:2]  # one output channel: per-tensor is per-channel
+            weights[n.input[0]] = (_INT8[w.data_type], _size(inits.get(n.input[1])) > 1 or single)
             zero_points.update(n.input[2:3])
         elif n.op_type in ("ConvInteger", "MatMulInteger") and n.input[1] in inits:
             zp = inits.get(n.input[3]) if len(n.input) > 3 else None
@@ -56,10 +63,11 @@ def int8_facts(path: Path, fp32_bytes: int | None = None) -> dict[str, Any]:
     facts: dict[str, Any] = {
         "weights": "/".join(dtypes) or "none",
         "granularity": "per-channel" if per == {True} else "per-tensor" if per == {False} else
-                       "mixed" if per else "none",
+                       _mixed(weights) if per else "none",
         "quantized_ops": f"{quantized_nodes}/{total}",
         "weight_share_quantized": round(q_elems / (q_elems + f_elems), 4) if q_elems + f_elems else 0.0,
         "runtime_quantized_weights": runtime_quantized,
+        "other_constants_quantized": other_constants,
     }
     size = Path(path).stat().st_size
     warnings = []
@@ -71,6 +79,11 @@ def int8_facts(path: Path, fp32_bytes: int | None = None) -> dict[str, Any]:
         warnings.append("the int8 graph holds no int8 weights")
     facts["warnings"] = warnings
     return facts
+
+
+def _mixed(weights: dict) -> str:
+    pc = sum(1 for _, p in weights.values() if p)
+    return f"mixed ({pc} per-channel, {len(weights) - pc} per-tensor)"
 
 
 def _size(tensor: Any) -> int:

@@ -18,8 +18,10 @@ def drift_metrics(out: np.ndarray, ref: np.ndarray, labels: np.ndarray | None = 
     diff = o - r
     ref_norm = np.linalg.norm(r)
     rel_l2 = float(np.linalg.norm(diff) / ref_norm) if ref_norm > 0 else float(np.linalg.norm(diff))
-    denom = np.linalg.norm(o, axis=1) * np.linalg.norm(r, axis=1)
-    cos = np.where(denom > 0, (o * r).sum(1) / np.where(denom > 0, denom, 1), 1.0)
+    no, nr = np.linalg.norm(o, axis=1), np.linalg.norm(r, axis=1)
+    denom = no * nr
+    # two zero vectors agree (cosine 1); a zero vector against a non-zero one does not (cosine 0)
+    cos = np.where(denom > 0, (o * r).sum(1) / np.where(denom > 0, denom, 1), np.where((no == 0) & (nr == 0), 1.0, 0.0))
     row: dict[str, float | None] = {
         "drift_max_abs": float(np.abs(diff).max()) if diff.size else 0.0,
         "drift_mean_abs": float(np.abs(diff).mean()) if diff.size else 0.0,
@@ -47,6 +49,12 @@ def task_accuracy(out: np.ndarray, labels: np.ndarray | None) -> float | None:
 
 
 # ---------------------------------------------------------------- every output, every part
+# An output quantized to this few distinct values, where the reference takes many more, has collapsed
+# (a dead int8 head: class scores all 0 but for a handful of saturated anchors). A coarse 8-bit output keeps
+# more levels than this and is judged by its metrics, not called dead.
+COLLAPSED_LEVELS = 4
+
+
 def collapsed(out: np.ndarray, ref: np.ndarray) -> str | None:
     """Why an output is degenerate where the reference is not (non-finite values, a constant), or None.
 
@@ -64,6 +72,11 @@ def collapsed(out: np.ndarray, ref: np.ndarray) -> str | None:
     if out_spread <= 1e-3 * ref_spread:
         kind = "all zero" if not np.any(o) else f"constant {float(o.ravel()[0]):.4g}"
         return f"collapsed: {kind} (spread {out_spread:.3g}) where the reference spreads {ref_spread:.3g}"
+    levels, ref_levels = len(np.unique(o)), len(np.unique(r))
+    if levels <= COLLAPSED_LEVELS < ref_levels // 16:
+        share = float((o != np.median(o)).mean())
+        return (f"collapsed: {levels} distinct values ({share:.2%} of them off the median) where the reference "
+                f"takes {ref_levels}")
     return None
 
 

@@ -185,6 +185,15 @@ def ctc_greedy(probs: np.ndarray, blank: int = 0) -> list[tuple[int, ...]]:
     return out
 
 
+def _trim(seq: tuple[int, ...], space: int) -> tuple[int, ...]:
+    start, stop = 0, len(seq)
+    while start < stop and seq[start] == space:
+        start += 1
+    while stop > start and seq[stop - 1] == space:
+        stop -= 1
+    return seq[start:stop]
+
+
 def edit_distance(a: Any, b: Any) -> int:
     prev = list(range(len(b) + 1))
     for i, x in enumerate(a, 1):
@@ -233,12 +242,18 @@ def ctc_strings(ids: list[tuple[int, ...]], charset: list[str], blank: int = 0) 
 @task("ctc")
 def ctc(spec, out, ref, labels, ctx, parts) -> dict[str, float | None]:
     got, want = ctc_greedy(out, spec.blank), ctc_greedy(ref, spec.blank)
+    if spec.strip and spec.space:
+        space = out.shape[-1] - 1
+        got, want = [_trim(g, space) for g in got], [_trim(w, space) for w in want]
     exact, cer = _string_rates(got, want)
     row: dict[str, float | None] = {"ctc_exact_rate": exact, "ctc_cer": cer, "ctc_label_exact_rate": None,
                                     "ctc_label_cer": None}
     if labels is not None and labels.dtype.kind == "U" and len(labels) == len(out):
         text = ctc_strings(got, load_charset(spec, ctx), spec.blank)
-        row["ctc_label_exact_rate"], row["ctc_label_cer"] = _string_rates(text, [str(x) for x in labels])
+        truth = [str(x) for x in labels]
+        if spec.strip:
+            text, truth = [t.strip() for t in text], [t.strip() for t in truth]
+        row["ctc_label_exact_rate"], row["ctc_label_cer"] = _string_rates(text, truth)
     return row
 
 

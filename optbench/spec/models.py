@@ -236,7 +236,10 @@ class CtcTask(Strict):
         None, description="Characters of classes blank+1...: 'metadata:KEY' reads them from the ONNX file's metadata "
                           "(PP-OCR stores them under 'character'), or a text file with one character per line. Needed "
                           "only to compare with label strings.")
-    space: bool = Field(True, description="A space character follows the charset (PP-OCR's use_space_char).")
+    space: bool = Field(True, description="A space character follows the charset (PP-OCR's use_space_char): the "
+                                          "last class.")
+    strip: bool = Field(True, description="Ignore leading and trailing spaces when comparing strings (a line crop's "
+                                          "margins read as spaces by some models and not by others).")
 
 
 class EmbeddingTask(Strict):

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 # Part of the cache key of int8 artifacts: bump it when the quantization recipe changes.
-RECIPE = "int8-v2: normalised source, graph facts read from the file"
+RECIPE = "int8-v3: normalised source, pre-processing with a fallback, graph facts read from the file"
 
 
 class _Reader:
@@ -72,12 +72,9 @@ def quantize_onnx(ctx: Any, src: Path, dst: Path, variant: Any, module: Any) -> 
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix="scratch-") as scratch, contextlib.chdir(scratch):
         pre = Path(scratch) / "pre.onnx"
         facts: dict[str, Any] = {}
-        try:
-            quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
-            facts["pre_process"] = "onnxruntime quant_pre_process"
-        except Exception as e:  # an optimisation only: the graph facts below say what was quantized
+        facts["pre_process"] = _pre_process(quant_pre_process, src, pre)
+        if facts["pre_process"].startswith("skipped"):  # an optimisation only: the graph facts say what was built
             pre = src
-            facts["pre_process"] = f"skipped: quant_pre_process failed ({str(e).splitlines()[0][:120] if str(e) else e.__class__.__name__})"
         if s.mode == "dynamic":
             quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, per_channel=s.per_channel,
                              op_types_to_quantize=s.op_types)
@@ -87,9 +84,25 @@ def quantize_onnx(ctx: Any, src: Path, dst: Path, variant: Any, module: Any) -> 
     from optbench.export.graphfacts import int8_facts
 
     graph = int8_facts(dst, src.stat().st_size)
+    if s.per_channel and graph["granularity"] == "per-tensor":
+        graph["warnings"].append("per_channel was asked for, but the graph holds per-tensor weights "
+                                 f"(onnxruntime's {s.mode} quantizer)")
     facts.update(requested={"per_channel": s.per_channel}, op_types=s.op_types or "all", int8_graph=graph,
                  per_channel=graph["granularity"] == "per-channel", weights=graph["weights"])
     return facts
+
+
+def _pre_process(quant_pre_process, src: Path, dst: Path) -> str:
+    """ORT's pre-processing (shape inference, optimisation): with symbolic shape inference first, which fails on
+    graphs with data-dependent shapes, then with ONNX's shape inference alone; what was done, for the row."""
+    errors = []
+    for skip_symbolic in (False, True):
+        try:
+            quant_pre_process(str(src), str(dst), skip_symbolic_shape=skip_symbolic)
+            return "onnxruntime quant_pre_process" + (" (ONNX shape inference; symbolic failed)" if skip_symbolic else "")
+        except Exception as e:
+            errors.append(str(e).splitlines()[0][:120] if str(e) else e.__class__.__name__)
+    return f"skipped: quant_pre_process failed ({'; '.join(errors)})"
 
 
 def _check_op_types(s: Any) -> None:
