@@ -81,6 +81,10 @@ def onnx_artifact(ctx: Context, v: Variant, module: Any, precision: str) -> tupl
     cal = calibration_digest(ctx.splits.calibration.at_shape(spec.inputs, v.dims), q.get("samples", 256))
     key = ctx.cache.key("int8", [_file_key(norm), v.int8, v.dims, cal, QRECIPE])
     path, facts, _ = _cached(ctx, key, lambda out: quantize_onnx(ctx, norm, out, v, module))
+    graph = facts.get("int8_graph") or {}
+    if path_bytes(path) >= path_bytes(fp32):
+        graph.setdefault("warnings", []).append(
+            f"the int8 file is not smaller than fp32 ({path_bytes(path) / 1e6:.2f} vs {path_bytes(fp32) / 1e6:.2f} MB)")
     return path, {**info, **facts, "calibration": cal}
 
 

@@ -44,6 +44,8 @@ class Variant:
 
 def int8_label(s: Int8Settings) -> str:
     ops = ("-" + "_".join(op.lower() for op in s.op_types)) if s.op_types else ""
+    if s.exclude_nodes:
+        ops += f"-excl{len(s.exclude_nodes)}"
     if s.mode == "dynamic":
         return "dyn" + ops
     if s.mode == "modelopt":

@@ -201,11 +201,15 @@ def run_variant(job: dict) -> dict:
     from optbench.pipeline import measure_variant
 
     spec_dir, run_dir = Path(job["spec_dir"]), Path(job["run_dir"])
+    from optbench.data import feeds_of
     from optbench.spec.load import validate
 
     spec = validate(job["spec"], {}, str(run_dir / "spec.yaml"))
+    splits = load_splits_file(run_dir / "work" / "data.npz")
+    for items in (splits.train, splits.calibration, splits.eval):
+        items.feed = feeds_of(spec.inputs)  # batch axes and constants: the model's layout
     ctx = Context(spec, spec_dir, run_dir, ArtifactCache(Path(job["cache_dir"]), enabled=not job.get("no_cache")),
-                  load_splits_file(run_dir / "work" / "data.npz"), json.loads((run_dir / "work" / "prepare.json").read_text()))
+                  splits, json.loads((run_dir / "work" / "prepare.json").read_text()))
     return measure_variant(ctx, job["variant"])
 
 

@@ -17,7 +17,7 @@ INTEGER_OPS = {"ConvInteger": "Conv", "MatMulInteger": "MatMul", "QLinearConv": 
 _INT8 = {3: "S8", 2: "U8"}  # onnx TensorProto INT8, UINT8
 
 
-def int8_facts(path: Path, fp32_bytes: int | None = None) -> dict[str, Any]:
+def int8_facts(path: Path) -> dict[str, Any]:
     """Weight dtype, granularity, quantized compute nodes out of all, share of weight elements quantized."""
     import onnx
 
@@ -69,10 +69,7 @@ def int8_facts(path: Path, fp32_bytes: int | None = None) -> dict[str, Any]:
         "runtime_quantized_weights": runtime_quantized,
         "other_constants_quantized": other_constants,
     }
-    size = Path(path).stat().st_size
     warnings = []
-    if fp32_bytes and size >= fp32_bytes:
-        warnings.append(f"int8 file is not smaller than fp32 ({size / 1e6:.2f} vs {fp32_bytes / 1e6:.2f} MB)")
     if runtime_quantized:
         warnings.append(f"{runtime_quantized} float weights are quantized at run time (QuantizeLinear on weights)")
     if not weights:

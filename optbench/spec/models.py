@@ -164,6 +164,10 @@ class Int8Settings(Strict):
         None, min_length=1, description="ONNX op types to quantize (static/dynamic), e.g. [MatMul] for transformers, "
                                         "whose Add/Softmax/LayerNorm activations have outliers that 8 bits "
                                         "cannot hold; absent: every op type onnxruntime can quantize.")
+    exclude_nodes: list[str] | None = Field(
+        None, min_length=1, description="Node names (fnmatch patterns) kept in float (static/dynamic): e.g. a "
+                                        "detector's head, or a front end that sees raw audio; each pattern must "
+                                        "match a node of the graph.")
 
 
 class PruneSettings(Strict):

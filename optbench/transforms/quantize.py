@@ -75,21 +75,43 @@ def quantize_onnx(ctx: Any, src: Path, dst: Path, variant: Any, module: Any) -> 
         facts["pre_process"] = _pre_process(quant_pre_process, src, pre)
         if facts["pre_process"].startswith("skipped"):  # an optimisation only: the graph facts say what was built
             pre = src
+        excluded = excluded_nodes(pre, s.exclude_nodes)
+        if excluded:
+            facts["excluded_nodes"] = excluded
         if s.mode == "dynamic":
             quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, per_channel=s.per_channel,
-                             op_types_to_quantize=s.op_types)
+                             op_types_to_quantize=s.op_types, nodes_to_exclude=excluded)
             facts.update(int8="onnxruntime dynamic (weights S8, activations quantized at run time)")
         else:
-            facts.update(_static(ctx, pre, dst, variant, s))
+            facts.update(_static(ctx, pre, dst, variant, s, excluded))
     from optbench.export.graphfacts import int8_facts
 
-    graph = int8_facts(dst, src.stat().st_size)
+    graph = int8_facts(dst)
     if s.per_channel and graph["granularity"] == "per-tensor":
         graph["warnings"].append("per_channel was asked for, but the graph holds per-tensor weights "
                                  f"(onnxruntime's {s.mode} quantizer)")
     facts.update(requested={"per_channel": s.per_channel}, op_types=s.op_types or "all", int8_graph=graph,
                  per_channel=graph["granularity"] == "per-channel", weights=graph["weights"])
     return facts
+
+
+def excluded_nodes(path: Path, patterns: list[str] | None) -> list[str]:
+    """Node names of the graph that ``patterns`` (fnmatch) name; a pattern that names none is an error."""
+    import fnmatch
+
+    import onnx
+
+    if not patterns:
+        return []
+    names = [n.name for n in onnx.load(str(path), load_external_data=False).graph.node if n.name]
+    out: list[str] = []
+    for pattern in patterns:
+        hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            raise ValueError(f"int8 exclude_nodes pattern {pattern!r} matches no node of the graph "
+                             f"(nodes are named like {names[:3]})")
+        out += [h for h in hits if h not in out]
+    return out
 
 
 def _pre_process(quant_pre_process, src: Path, dst: Path) -> str:
@@ -117,7 +139,7 @@ def _check_op_types(s: Any) -> None:
                          f"it quantizes {sorted(known)}")
 
 
-def _static(ctx: Any, pre: Path, dst: Path, variant: Any, s: Any) -> dict[str, Any]:
+def _static(ctx: Any, pre: Path, dst: Path, variant: Any, s: Any, excluded: list[str]) -> dict[str, Any]:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     items = ctx.splits.calibration.at_shape(ctx.spec.inputs, variant.dims)
@@ -127,7 +149,8 @@ def _static(ctx: Any, pre: Path, dst: Path, variant: Any, s: Any) -> dict[str, A
     act = QuantType.QUInt8 if s.activations == "u8" else QuantType.QInt8
     quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=s.per_channel,
                     activation_type=act, weight_type=QuantType.QInt8, calibrate_method=method,
-                    op_types_to_quantize=s.op_types, extra_options={"CalibMovingAverage": False})
+                    op_types_to_quantize=s.op_types, nodes_to_exclude=excluded,
+                    extra_options={"CalibMovingAverage": False})
     return {"int8": f"onnxruntime static QDQ, {s.method} calibration on {min(s.samples, len(items))} items",
             "activations": s.activations.upper()}
 
@@ -150,9 +173,9 @@ def _modelopt(ctx: Any, dst: Path, variant: Any, module: Any, s: Any) -> dict[st
     if s.method != "minmax":
         raise ValueError("int8 mode 'modelopt' calibrates with max (method: minmax); "
                          f"method '{s.method}' is for mode 'static'")
-    if s.op_types:
+    if s.op_types or s.exclude_nodes:
         raise ValueError("int8 mode 'modelopt' quantizes the layers of its default config; "
-                         "op_types is for modes 'static' and 'dynamic'")
+                         "op_types and exclude_nodes are for modes 'static' and 'dynamic'")
     if not s.per_channel:
         cfg["quant_cfg"]["*weight_quantizer"] = {"num_bits": 8, "axis": None}
 
