@@ -151,8 +151,9 @@ def check_accuracy(row: dict, budget: dict, noise: float | None, ref_accuracy: f
     out: list[Result] = []
     multi = len(outputs) > 1  # one output: checks keep the plain budget key as their name
     for label, metrics in outputs.items():
-        if metrics.get("collapsed"):
+        if metrics.get("collapsed"):  # one line says it; its other metrics mean nothing
             out.append(Result(row["variant_id"], f"{label}.collapsed", False, f"output '{label}' {metrics['collapsed']}"))
+            continue
         own = dict(budget)
         for layer in ((per_output or {}).get(label, {}), overrides or {}):
             own.update(_selected(row, layer, f"outputs.{label}.budgets"))

@@ -7,16 +7,17 @@ portrait, the cameraman, and faces from the bundled LFW subset. RGB in [0, 1], (
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 BACKGROUNDS = ("coffee.png", "chelsea.png", "brick.png", "grass.png", "gravel.png", "rocket.jpg",
                "motorcycle_left.png", "hubble_deep_field.jpg", "retina.jpg", "coins.png", "page.png", "horse.png")
 
 
-def _photos() -> "Path":
+def _photos() -> Path:
     """scikit-image's bundled photographs, read as files (its loaders may try to download others)."""
     import importlib.util
-    from pathlib import Path
 
     found = importlib.util.find_spec("skimage")
     if found is None:
