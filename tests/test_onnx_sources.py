@@ -78,6 +78,7 @@ def test_new_calibration_data_at_the_same_path_rebuilds_int8(tmp_path, cache_dir
     (("dtype: float32}]", "dtype: int64}]"), ["dtype differs", "float32 (graph)", "int64 (spec)"]),
     (("[batch, 3, 8, 8]", "[batch, 4, 8, 8]"), ["axis 1 is 3 in the graph", "(spec)"]),
     (("[batch, 3, 8, 8]", "[batch, 3, 8]"), ["rank differs"]),
+    (("name: feat,", "name: features,"), ["no output ['features']", "outputs of the graph: ['feat', 'pooled']"]),
 ])
 def test_plan_checks_the_spec_against_the_graph(tmp_path, capsys, edit, fragments):
     model = paddle_like(tmp_path / "paddle.onnx")

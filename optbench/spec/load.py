@@ -256,6 +256,10 @@ def check_inputs_against_graph(spec: Spec, proto, file: str, line: int | None) -
     if missing := [n for n in graph if n not in names]:
         raise SpecError(f"the spec leaves graph inputs {missing} unset", file=file, line=line, field="inputs",
                         expected=f"every graph input: {sorted(graph)}", found=repr(names))
+    outputs = [o.name for o in proto.graph.output]
+    if unknown := [o.name for o in spec.outputs if o.name not in outputs]:
+        raise SpecError(f"the ONNX graph has no output {unknown}", file=file, field="outputs",
+                        expected=f"outputs of the graph: {outputs}", found=repr(unknown))
     for inp in spec.inputs:
         t = graph[inp.name]
         dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim]
