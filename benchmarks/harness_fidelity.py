@@ -7,8 +7,10 @@ optbench's harness (``optbench.measure.measure_session``) and a bare loop time t
   (device time) and the host clock around call + ``torch.cuda.synchronize()``;
 - onnxruntime: ``InferenceSession.run`` (CPU) or ``run_with_iobinding`` on a binding made here (CUDA).
 
-The ratio optbench p50 / hand p50 (each the median of all samples over all rounds) should lie within ±3 %;
-the spread of the per-round ratios is printed beside it. Run it as a script::
+The ratio optbench p50 / hand p50 should lie within ±3 %: it is the median of the per-round ratios over the
+*steady* rounds (the machine-speed probe agreed before and after the pair, and no other process was busy on
+our CPUs); the ratio of the pooled medians and the spread of the per-round ratios are printed beside it. With
+fewer than three steady rounds the case says it could not be measured, and why. Run it as a script::
 
     python benchmarks/harness_fidelity.py --device cpu  [--rounds 10] [--iters 30] [--out fidelity.json]
     python benchmarks/harness_fidelity.py --device cuda
@@ -33,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from optbench.backends import Artifact, get_backend  # noqa: E402
 from optbench.backends.base import Target  # noqa: E402
 from optbench.export.onnx import export_onnx  # noqa: E402
-from optbench.measure import measure_session  # noqa: E402
+from optbench.measure import contention, measure_session  # noqa: E402
 from optbench.spec.models import ExportSettings, InputSpec, MeasureSettings  # noqa: E402
 
 TOLERANCE = 0.03
@@ -131,8 +133,9 @@ def run_case(case: dict, rounds: int, iters: int, workdir: Path) -> dict:
     session = cls(options).build(artifact, target)
     settings = MeasureSettings(warmup_s=0.5, min_iters=iters, min_duration_s=0.0, max_iters=iters)
     ours, hand, ours_dev, hand_dev = [], [], [], []
-    round_ratios = []
+    round_ratios, steady_ratios, unsteady = [], [], []
     for _ in range(rounds):  # alternate, so slow drifts (clocks, caches, other load) hit both alike
+        before, probe0 = contention.snapshot(), contention.speed_probe()
         host, dev = measure_session(session, sample, case["batch"], settings)
         ours += host.samples_ms
         if dev is not None:
@@ -144,13 +147,23 @@ def run_case(case: dict, rounds: int, iters: int, workdir: Path) -> dict:
         else:
             h = hand_ort(session.sess, sample, target.device, iters)
         hand += h
-        round_ratios.append(host.percentile(50) / statistics.median(h))
+        ratio = host.percentile(50) / statistics.median(h)
+        round_ratios.append(ratio)
+        probe1, seen = contention.speed_probe(), contention.between(before, contention.snapshot())
+        # a pair is steady when the machine's speed probe agreed before and after it and nobody else was busy
+        why = contention.busy_reason(seen) or (
+            f"speed probe {probe0:.2f} -> {probe1:.2f} us" if max(probe0, probe1) > 1.15 * min(probe0, probe1) else None)
+        (unsteady.append(why) if why else steady_ratios.append(ratio))
     session.close()
     # p50 over all samples of all rounds: a per-round median can land on either mode of a bimodal latency
     out = {"case": case["label"], "optbench_p50_ms": statistics.median(ours), "hand_p50_ms": statistics.median(hand),
            "rounds": rounds, "iters_per_round": iters,
-           "round_ratio_min": min(round_ratios), "round_ratio_max": max(round_ratios)}
-    out["ratio"] = out["optbench_p50_ms"] / out["hand_p50_ms"]
+           "round_ratio_min": min(round_ratios), "round_ratio_max": max(round_ratios),
+           "steady_rounds": len(steady_ratios), "unsteady": unsteady}
+    out["pooled_ratio"] = out["optbench_p50_ms"] / out["hand_p50_ms"]
+    # the ratio is the median of the per-round ratios of steady pairs: each pair ran back to back, on the same
+    # machine state; pooled medians mix the machine's slow and fast periods unevenly between the two loops
+    out["ratio"] = statistics.median(steady_ratios) if len(steady_ratios) >= 3 else None
     if ours_dev and hand_dev:
         out.update(optbench_gpu_p50_ms=statistics.median(ours_dev), hand_gpu_p50_ms=statistics.median(hand_dev))
         out["gpu_ratio"] = out["optbench_gpu_p50_ms"] / out["hand_gpu_p50_ms"]
@@ -184,11 +197,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'case':<52} {'optbench p50':>13} {'hand p50':>10} {'ratio':>7} {'rounds':>13} {'gpu ratio':>9}  within ±3%")
     ok = True
     for r in results:
+        if r["ratio"] is None:
+            ok = False
+            print(f"{r['case']:<52} not measurable: only {r['steady_rounds']} of {r['rounds']} rounds steady "
+                  f"({'; '.join(r['unsteady'][:3])})")
+            continue
         within = abs(r["ratio"] - 1) <= TOLERANCE and abs(r.get("gpu_ratio", 1) - 1) <= TOLERANCE
         ok &= within
         gr = f"{r['gpu_ratio']:.3f}" if "gpu_ratio" in r else "–"
         print(f"{r['case']:<52} {r['optbench_p50_ms']:>11.3f}ms {r['hand_p50_ms']:>8.3f}ms {r['ratio']:>7.3f} {r['round_ratio_min']:>6.3f}-{r['round_ratio_max']:<6.3f} {gr:>9}  "
-              f"{'yes' if within else 'NO'}")
+              f"{'yes' if within else 'NO'} ({r['steady_rounds']}/{r['rounds']} steady rounds, pooled {r['pooled_ratio']:.3f})")
     if args.out:
         args.out.write_text(json.dumps({"device": args.device, "results": results}, indent=2))
     return 0 if ok else 1

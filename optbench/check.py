@@ -7,6 +7,7 @@ value, the budget, and the setting that would have passed.
 
 from __future__ import annotations
 
+import argparse
 import fnmatch
 import json
 import math
@@ -52,6 +53,7 @@ class Result:
     passed: bool
     message: str = ""
     warning: bool = False
+    verdict: str | None = None  # latency checks: faster | slower | same | inconclusive
 
 
 @dataclass
@@ -66,6 +68,11 @@ class Report:
     @property
     def warnings(self) -> list[Result]:
         return [r for r in self.results if not r.passed and r.warning]
+
+    @property
+    def latency_counts(self) -> dict[str, int]:
+        words = [r.verdict for r in self.results if r.verdict]
+        return {w: words.count(w) for w in ("same", "faster", "slower", "inconclusive")}
 
     @property
     def exit_code(self) -> int:
@@ -229,23 +236,23 @@ def env_differences(a: dict, b: dict) -> list[str]:
     return diffs
 
 
-def check_latency(rows: dict[str, dict], base: dict[str, dict], tolerance: float, confidence: float,
-                  warn_only: bool) -> list[Result]:
-    from optbench.measure.compare import median_ratio
+def check_latency(rows: dict[str, dict], base: dict[str, dict], effect: float, warn_only: bool,
+                  strict: bool = False) -> list[Result]:
+    """One latency verdict per variant in both runs (see :mod:`optbench.measure.verdict`): slower fails (a
+    warning where the baseline ran elsewhere), inconclusive warns (fails under ``strict``)."""
+    from optbench.measure.verdict import verdict_for
 
     out = []
     for vid, row in rows.items():
         old = base.get(vid)
         if row.get("status") != "ok" or not old or old.get("status") != "ok":
             continue
-        if not row.get("samples_ms") or not old.get("samples_ms"):
-            continue
-        est = median_ratio(row["samples_ms"], old["samples_ms"], confidence=confidence)
-        slower = est.ratio > 1 + tolerance and est.low > 1.0
-        msg = "" if not slower else (
-            f"latency p50 {est.ratio:.3f}x the baseline ({confidence:.0%} CI {est.low:.3f}-{est.high:.3f}, "
-            f"Mann-Whitney p={est.p_value:.2g}) > tolerance {tolerance:.0%}; would pass with tolerance={est.ratio - 1:.2f}")
-        out.append(Result(vid, "latency", not slower, msg, warning=slower and warn_only))
+        v = verdict_for(row, old, effect)
+        passed = v.word in ("same", "faster")
+        warning = (v.word == "slower" and warn_only) or (v.word == "inconclusive" and not strict)
+        message = v.line + (f"; would pass with --min-effect {v.ratio - 1:.2f}"
+                            if v.word == "slower" and v.ratio is not None else "")
+        out.append(Result(vid, "latency", passed, message, warning=warning and not passed, verdict=v.word))
     return out
 
 
@@ -263,7 +270,7 @@ def _load_run(run_dir: Path) -> tuple[dict[str, dict], dict, dict]:
 
 
 def check_run(run_dir: Path, baseline: Path | None = None, overrides: dict | None = None,
-              strict_env: bool = False, tolerance: float | None = None) -> Report:
+              strict_env: bool = False, min_effect: float | None = None, strict: bool = False) -> Report:
     import yaml
 
     rows, env, ref = _load_run(run_dir)
@@ -305,9 +312,10 @@ def check_run(run_dir: Path, baseline: Path | None = None, overrides: dict | Non
         if diffs:
             report.notes.append("baseline ran elsewhere (" + "; ".join(diffs[:5]) + ")" +
                                 (": latency differences are warnings" if warn_only else ""))
-        lat = config_defaults("budgets")["latency"]
-        report.results += check_latency(rows, base_rows, tolerance if tolerance is not None else lat["tolerance"],
-                                        lat["confidence"], warn_only)
+        effect = min_effect if min_effect is not None else config_defaults("budgets")["latency"]["min_effect"]
+        report.results += check_latency(rows, base_rows, effect, warn_only, strict)
+        if any(r.get("busy") for r in rows.values() if r.get("status") == "ok"):
+            report.notes.append("the machine was busy while some variants were timed: their latency is inconclusive")
         gone = sorted(set(base_rows) - set(rows))
         if gone:
             report.notes.append(f"{len(gone)} baseline variant(s) not in this run: {', '.join(gone[:5])}")
@@ -334,8 +342,13 @@ def write_junit(report: Report, path: Path, name: str) -> None:
 # ---------------------------------------------------------------- CLI
 def cmd_check(args) -> int:
     overrides = parse_overrides(args.budget or [])
+    effect = args.min_effect if args.min_effect is not None else args.tolerance
+    if effect is not None and not (math.isfinite(effect) and 0 < effect < 1):
+        raise OptbenchError(f"--min-effect takes a fraction in (0, 1), e.g. 0.05 for 5 %, found {effect!r}")
+    if args.strict and not args.baseline:
+        raise OptbenchError("--strict applies to the latency gate: give --baseline RUN")
     report = check_run(Path(args.run_dir), Path(args.baseline) if args.baseline else None, overrides,
-                       strict_env=args.strict_env, tolerance=args.tolerance)
+                       strict_env=args.strict_env, min_effect=effect, strict=args.strict)
     for note in report.notes:
         print(f"note: {note}")
     for r in report.warnings:
@@ -343,7 +356,14 @@ def cmd_check(args) -> int:
     for r in report.violations:
         print(f"FAIL {r.variant}: {r.check}: {r.message}")
     if args.junit:
-        write_junit(report, Path(args.junit), Path(args.run_dir).name)
+        try:
+            write_junit(report, Path(args.junit), Path(args.run_dir).name)
+        except OSError as e:
+            raise OptbenchError(f"--junit {args.junit}: cannot write it ({e.strerror})") from None
+    if args.baseline:
+        counts = report.latency_counts
+        print("latency: " + ", ".join(f"{n} {w}" for w, n in counts.items()) +
+              (" (inconclusive fails under --strict)" if counts["inconclusive"] and not args.strict else ""))
     passed = sum(r.passed for r in report.results)
     print(f"{passed}/{len(report.results)} checks passed, {len(report.violations)} violation(s), "
           f"{len(report.warnings)} warning(s)")
@@ -355,7 +375,12 @@ def add_commands(sub) -> None:
     c.add_argument("run_dir")
     c.add_argument("--baseline", help="run directory to compare latency with")
     c.add_argument("--budget", action="append", metavar="[SELECTOR.]KEY=VALUE", help="override a budget (repeatable)")
-    c.add_argument("--tolerance", type=float, help="latency slowdown tolerated (fraction; default from configs)")
+    c.add_argument("--min-effect", type=float, help="smallest latency change that counts, as a fraction (default "
+                                                    "0.05 from configs/budgets.yaml): slower beyond it and beyond the "
+                                                    "rounds' noise exits 1")
+    c.add_argument("--tolerance", type=float, help=argparse.SUPPRESS)  # the former name of --min-effect
+    c.add_argument("--strict", action="store_true", help="an inconclusive latency verdict (noise, busy machine) "
+                                                         "exits 1 instead of 0")
     c.add_argument("--strict-env", action="store_true", help="fail latency even when hardware/versions differ")
     c.add_argument("--junit", help="write JUnit XML here")
     c.set_defaults(fn=cmd_check)

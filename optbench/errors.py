@@ -44,3 +44,9 @@ class SpecError(OptbenchError):
 
 class RunDirError(OptbenchError):
     """A run directory cannot be used as asked (exists, missing, inconsistent)."""
+
+
+class Interrupted(OptbenchError):
+    """Ctrl-C: the shell's code for SIGINT, not a usage error's."""
+
+    exit_code = 130

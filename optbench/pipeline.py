@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from optbench.backends import Artifact, get_backend
-from optbench.measure import measure_session, timed
+from optbench.measure import measure_rounds, timed
 from optbench.measure.gpu import GpuMonitor
 from optbench.measure.memory import path_bytes, peak_rss_bytes
 from optbench.plan import Variant, points
@@ -206,7 +206,11 @@ def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifac
         row.update(judge_variant(ctx, v, session, items))
         if monitor is not None:
             monitor.pause()  # no polling thread while latency is sampled
-        m, dev = measure_session(session, artifact.sample, v.batch_size, ctx.spec.measure)
+        m, dev, timing = measure_rounds(session, artifact.sample, v.batch_size, ctx.spec.measure)
+        row.update(rounds=timing["rounds"], contention=timing["contention"], busy=timing["busy"],
+                   probe_us_rounds=[r["probe_us"] for r in timing["rounds"]])
+        if timing["busy"]:
+            row["warnings"] = list(row.get("warnings") or []) + ["machine busy during timing: " + timing["busy"]]
         if monitor is not None:
             monitor.state("after_timing")
             monitor.resume()

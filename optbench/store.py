@@ -13,14 +13,16 @@ from typing import Any
 
 from optbench.errors import RunDirError
 
-SCHEMA_VERSION = 2  # 2: every output judged (outputs, worst_output, collapsed, task metric columns)
+# 2: every output judged (outputs, worst_output, collapsed, task metric columns); rounds, robust statistics, busy
+SCHEMA_VERSION = 2
 RESULTS = "results.jsonl"
 FINAL_STATUSES = ("ok", "failed", "timeout", "skipped")
 
 COLUMNS = [
     "variant_id", "model", "backend", "device", "precision", "int8", "transform", "batch_size", "shape", "status",
     "error", "warnings", "latency_ms_p50", "latency_ms_p90", "latency_ms_p95", "latency_ms_p99", "latency_ms_mean",
-    "latency_ms_std", "latency_ms_min", "latency_ms_max", "latency_ms_cv", "gpu_ms_p50", "gpu_ms_p90", "gpu_ms_p95", "gpu_ms_p99", "gpu_ms_mean",
+    "latency_ms_std", "latency_ms_min", "latency_ms_max", "latency_ms_cv", "latency_ms_iqr", "latency_ms_mad",
+    "latency_ms_cv_trimmed", "latency_ms_outliers", "latency_ms_rounds", "latency_ms_round_spread", "probe_us_rounds", "busy", "contention", "gpu_ms_p50", "gpu_ms_p90", "gpu_ms_p95", "gpu_ms_p99", "gpu_ms_mean",
     "throughput_items_s", "iterations", "peak_rss_bytes", "gpu_peak_bytes", "gpu_process_peak_bytes", "model_bytes", "params", "sparsity",
     "build_s", "export_s", "cached", "drift_max_abs", "drift_mean_abs", "drift_rel_l2", "drift_cosine",
     "top1_agreement", "task_accuracy", "worst_output", "collapsed", "outputs", "reference", "settings", "samples_ms", "exit_code", "signal",
@@ -104,7 +106,8 @@ def load_results(run_dir: str | Path):
 
 def write_csv(run_dir: Path) -> Path:
     df = load_results(run_dir).drop(columns=["samples_ms"])
-    for col in ("settings", "warnings", "int8", "shape", "outputs", "collapsed"):
+    for col in ("settings", "warnings", "int8", "shape", "outputs", "collapsed", "rounds", "latency_ms_rounds",
+                "probe_us_rounds", "contention"):
         df[col] = df[col].map(lambda v: json.dumps(v) if isinstance(v, (dict, list)) else v)
     path = Path(run_dir) / "results.csv"
     df.to_csv(path, index=False)

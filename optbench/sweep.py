@@ -18,7 +18,7 @@ import yaml
 
 from optbench.cache import ArtifactCache
 from optbench.env import collect_env, host_summary
-from optbench.errors import OptbenchError, RunDirError
+from optbench.errors import Interrupted, OptbenchError, RunDirError
 from optbench.plan import Variant, plan
 from optbench.spec.models import Spec
 from optbench.store import SCHEMA_VERSION, append_row, final_rows, repair_tail, write_csv
@@ -33,15 +33,103 @@ class RunOptions:
     cache_dir: Path | None = None
     no_cache: bool = False
     quiet: bool = False
+    lock: Any = None  # the run directory's lock, held while the run lasts
+
+
+# what optbench writes in a run directory; --force removes these and nothing else
+RUN_FILES = ("results.jsonl", "results.csv", "report.html", "report.md", "report.csv", "spec.yaml", "plan.json",
+             "env.json", "reference.json")
+RUN_DIRS = ("logs", "work")
+MARKER = ".optbench-run.json"
+LOCK = ".optbench-run.lock"
+
+
+def spec_digest(spec: Spec) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _flat(d: Any, at: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flat(v, f"{at}.{k}" if at else str(k)))
+        return out
+    return {at: d}
+
+
+def _spec_changes(old: dict, new: dict) -> str:
+    a, b = _flat(old), _flat(new)
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return ", ".join(f"{k}: {a.get(k)!r} → {b.get(k)!r}" for k in keys[:3]) or "unknown fields"
+
+
+def lock_run_dir(d: Path):
+    """An exclusive lock on the run directory for the whole run (released when the process ends)."""
+    import fcntl
+    import os
+
+    f = open(d / LOCK, "a+")  # noqa: SIM115 (held open for the run's lifetime)
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise RunDirError(f"{d} is in use by another optbench run ({holder}); wait for it or choose another "
+                          "--run-dir") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}")
+    f.flush()
+    return f
+
+
+def _check_run_dir(d: Path, spec: Spec, opts: RunOptions) -> dict | None:
+    """A run directory is absent, empty, or a run of optbench's; returns its marker (None when new)."""
+    if d.exists() and not d.is_dir():
+        raise RunDirError(f"--run-dir {d} is a file, not a directory")
+    entries = sorted(p.name for p in d.iterdir()) if d.exists() else []
+    entries = [e for e in entries if e != LOCK]
+    marker = None
+    if MARKER in entries:
+        try:
+            marker = json.loads((d / MARKER).read_text())
+        except (OSError, ValueError):
+            marker = {}
+    if marker is None and {"results.jsonl", "plan.json", "spec.yaml"} <= set(entries):
+        marker = {}  # a run made before run directories carried a marker
+    if marker is None and entries:
+        ours = [e for e in entries if e in RUN_FILES or e in RUN_DIRS]
+        if not opts.force or ours:
+            raise RunDirError(f"{d} is not empty and is not an optbench run ({', '.join(entries[:4])}"
+                              f"{', ...' if len(entries) > 4 else ''}); choose a new or empty --run-dir"
+                              + ("" if opts.force else " (or --force to write beside these files)"))
+    return marker
 
 
 def open_run_dir(spec: Spec, variants: list[Variant], opts: RunOptions) -> dict[str, dict]:
-    """Create or reopen the run directory; returns the rows already final (resume)."""
+    """Validate, lock and (re)open the run directory; returns the rows already final (resume)."""
     d = opts.run_dir
+    _check_run_dir(d, spec, opts)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunDirError(f"cannot create the run directory {d}: {e.strerror}") from None
+    try:
+        opts.lock = lock_run_dir(d)
+    except OSError as e:
+        raise RunDirError(f"cannot write in the run directory {d}: {e.strerror}") from None
     has_results = (d / "results.jsonl").exists()
     if opts.resume:
         if not has_results:
             raise RunDirError(f"--resume: {d} holds no results.jsonl to resume")
+        old = yaml.safe_load((d / "spec.yaml").read_text()) if (d / "spec.yaml").exists() else {}
+        if old != spec.model_dump(mode="json"):
+            raise RunDirError(f"--resume: the spec differs from the one {d} was run with "
+                              f"({_spec_changes(old or {}, spec.model_dump(mode='json'))}); rows measured under "
+                              "both would be mixed. Start a new run directory, or --force")
         planned = json.loads((d / "plan.json").read_text()) if (d / "plan.json").exists() else []
         new_ids = [v.id for v in variants]
         if sorted(planned) != sorted(new_ids):
@@ -52,9 +140,13 @@ def open_run_dir(spec: Spec, variants: list[Variant], opts: RunOptions) -> dict[
         return final_rows(d)
     if has_results and not opts.force:
         raise RunDirError(f"{d} already holds results; pass --force to overwrite or --resume to finish it")
-    d.mkdir(parents=True, exist_ok=True)
-    for name in ("results.jsonl", "results.csv", "report.html"):
+    import shutil
+
+    for name in RUN_FILES:
         (d / name).unlink(missing_ok=True)
+    for name in RUN_DIRS:
+        shutil.rmtree(d / name, ignore_errors=True)
+    (d / MARKER).write_text(json.dumps({"spec_digest": spec_digest(spec), "files": list(RUN_FILES)}))
     (d / "spec.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
     (d / "plan.json").write_text(json.dumps([v.id for v in variants], indent=1))
     return {}
@@ -63,8 +155,11 @@ def open_run_dir(spec: Spec, variants: list[Variant], opts: RunOptions) -> dict[
 def run_sweep(spec: Spec, opts: RunOptions) -> Path:
     variants = plan(spec)
     done = open_run_dir(spec, variants, opts)
+    from optbench.measure import contention
+
     env = collect_env()
     (opts.run_dir / "env.json").write_text(json.dumps(env, indent=2))
+    start = contention.snapshot()
     cache = ArtifactCache(opts.cache_dir, enabled=not opts.no_cache)
     progress = Progress(len(variants), quiet=opts.quiet)
     base = _row_base(spec, env)
@@ -89,12 +184,26 @@ def run_sweep(spec: Spec, opts: RunOptions) -> Path:
     except KeyboardInterrupt:
         interrupted = True
     progress.finish()
+    _record_contention(opts.run_dir, env, contention.between(start, contention.snapshot()))
     if interrupted:
         cmd = f"optbench run {opts.spec_path} --run-dir {opts.run_dir} --resume"
-        raise OptbenchError(f"interrupted; rows written so far are kept. Resume with: {cmd}")
+        raise Interrupted(f"interrupted; rows written so far are kept. Resume with: {cmd}")
     if todo or not (opts.run_dir / "results.csv").exists():
         write_csv(opts.run_dir)
     return opts.run_dir
+
+
+def _record_contention(run_dir: Path, env: dict, seen: dict) -> None:
+    """The run's contention into env.json: steal, iowait, throttling and load over the whole run (the workers
+    are forkserver children, so other processes' CPU time is only attributable per timing window: the rows
+    carry it, and the run keeps the worst of them and how many rows were busy)."""
+    rows = [r for r in final_rows(run_dir).values() if r.get("status") == "ok"]
+    others = [r["contention"]["other_cpus"] for r in rows
+              if isinstance(r.get("contention"), dict) and r["contention"].get("other_cpus") is not None]
+    seen = {k: v for k, v in seen.items() if k != "other_cpus"}
+    env["contention"] = {**seen, "rows_busy": sum(bool(r.get("busy")) for r in rows), "rows": len(rows),
+                         "worst_other_cpus_while_timing": max(others) if others else None}
+    (run_dir / "env.json").write_text(json.dumps(env, indent=2))
 
 
 def _row_base(spec: Spec, env: dict) -> dict[str, Any]:
@@ -156,8 +265,21 @@ def spawn(job: dict, timeout_s: float, memory_limit_mb: int | None, log: Path) -
             proc.kill()
             proc.join()
             raise
+        finally:
+            _kill_group(proc.pid)
         result = json.loads(out.read_text()) if out.exists() else None
     return result, {"exit_code": proc.exitcode, "timed_out": timed_out}
+
+
+def _kill_group(pgid: int | None) -> None:
+    """End whatever the worker started (its process group), so no child outlives its variant."""
+    import os
+
+    if pgid:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _tail(log: Path, n: int = 1500) -> str:

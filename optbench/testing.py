@@ -28,9 +28,9 @@ def run_spec(spec_path: str | Path, run_dir: str | Path, *, force: bool = True, 
 
 
 def assert_budgets(run_dir: str | Path, *, baseline: str | Path | None = None, overrides: dict | None = None,
-                   tolerance: float | None = None) -> None:
+                   min_effect: float | None = None) -> None:
     """Raise ``AssertionError`` listing every violation (variant, metric, value, budget, passing setting)."""
-    report = check_run(Path(run_dir), Path(baseline) if baseline else None, overrides or {}, tolerance=tolerance)
+    report = check_run(Path(run_dir), Path(baseline) if baseline else None, overrides or {}, min_effect=min_effect)
     if report.violations:
         lines = [f"{r.variant}: {r.check}: {r.message}" for r in report.violations]
         raise AssertionError(f"{len(lines)} budget violation(s) in {run_dir}:\n  " + "\n  ".join(lines))

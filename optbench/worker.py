@@ -244,10 +244,14 @@ def child_main(job_path: str, log_path: str, memory_limit_mb: int | None) -> Non
     """Entry of a job's process: stdout/stderr to the job's log, an address-space cap, then the job."""
     import os
 
+    os.setpgid(0, 0)  # its own process group: a timeout ends whatever the job started, too
+    import faulthandler
+
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
+    faulthandler.enable()  # a segfault leaves the Python stack in the log (the row's stderr tail)
     if memory_limit_mb:
         import resource
 

@@ -22,15 +22,23 @@ def _copy(run, tmp_path, name, edit):
     return dst
 
 
+def _steady(r):
+    """Rounds of a quiet machine: the test runs' own rounds are a few ms each and as noisy as the machine."""
+    if r.get("samples_ms"):
+        r["latency_ms_rounds"] = [r["latency_ms_p50"] * (1 + 0.002 * i) for i in range(5)]
+        r["busy"] = None
+    return r
+
+
 def _scale(factor, seed=0):
     rng = np.random.default_rng(seed)
 
     def edit(r):
         if r.get("samples_ms"):
             if factor is None:  # 1 % jitter
-                r["samples_ms"] = [s * (1 + rng.uniform(-0.01, 0.01)) for s in r["samples_ms"]]
+                r["latency_ms_rounds"] = [s * (1 + rng.uniform(-0.01, 0.01)) for s in r["latency_ms_rounds"]]
             else:
-                r["samples_ms"] = [s * factor for s in r["samples_ms"]]
+                r["latency_ms_rounds"] = [s * factor for s in r["latency_ms_rounds"]]
         return r
     return edit
 
@@ -58,23 +66,45 @@ def test_planted_drift_fails_naming_the_variant(small_run, tmp_path, capsys):
 
 
 def test_planted_slowdown_fails_and_jitter_passes(small_run, tmp_path, capsys):
-    slow = _copy(small_run, tmp_path, "slow", _scale(1.3))
-    assert main(["check", str(slow), "--baseline", str(small_run)]) == 1
+    base = _copy(small_run, tmp_path, "steady", _steady)
+    slow = _copy(base, tmp_path, "slow", _scale(1.3))
+    assert main(["check", str(slow), "--baseline", str(base)]) == 1
     out = capsys.readouterr().out
-    assert "latency p50 1.300x the baseline" in out
-    jitter = _copy(small_run, tmp_path, "jitter", _scale(None))
-    assert main(["check", str(jitter), "--baseline", str(small_run)]) == 0
+    assert "latency: slower: p50 1.300x the baseline" in out and "would pass with --min-effect 0.30" in out
+    jitter = _copy(base, tmp_path, "jitter", _scale(None))
+    assert main(["check", str(jitter), "--baseline", str(base)]) == 0
+    out = capsys.readouterr().out
+    assert "latency: 18 same, 0 faster, 0 slower, 0 inconclusive" in out
+
+
+def test_busy_and_noisy_candidates_are_inconclusive_and_fail_only_under_strict(small_run, tmp_path, capsys):
+    base = _copy(small_run, tmp_path, "steady", _steady)
+
+    def busy(r):
+        if r.get("samples_ms"):
+            r["busy"] = "other processes used 1.90 of 2 CPUs"
+            r["latency_ms_rounds"] = [s * 2 for s in r["latency_ms_rounds"]]
+        return r
+    loaded = _copy(base, tmp_path, "busy", busy)
+    assert main(["check", str(loaded), "--baseline", str(base)]) == 0
+    out = capsys.readouterr().out
+    assert "latency: 0 same, 0 faster, 0 slower, 18 inconclusive" in out
+    assert "machine busy while the candidate was timed (other processes used 1.90 of 2 CPUs)" in out
+    assert main(["check", str(loaded), "--baseline", str(base), "--strict"]) == 1
+    assert main(["check", str(loaded), "--baseline", str(base), "--min-effect", "nan"]) == 2
+    assert main(["check", str(loaded), "--strict"]) == 2
 
 
 def test_other_hardware_makes_latency_a_warning(small_run, tmp_path, capsys):
-    slow = _copy(small_run, tmp_path, "slow2", _scale(1.3))
+    base = _copy(small_run, tmp_path, "steady", _steady)
+    slow = _copy(base, tmp_path, "slow2", _scale(1.3))
     env = json.loads((slow / "env.json").read_text())
     env["cpu"] = "Some Other CPU"
     (slow / "env.json").write_text(json.dumps(env))
-    assert main(["check", str(slow), "--baseline", str(small_run)]) == 0
+    assert main(["check", str(slow), "--baseline", str(base)]) == 0
     out = capsys.readouterr().out
     assert "WARN" in out and "baseline ran elsewhere" in out
-    assert main(["check", str(slow), "--baseline", str(small_run), "--strict-env"]) == 1
+    assert main(["check", str(slow), "--baseline", str(base), "--strict-env"]) == 1
 
 
 def test_failed_variant_is_a_violation_unless_optional(small_run, tmp_path):

@@ -50,8 +50,10 @@ def _planted(run, tmp_path, factor):
     shutil.copytree(run, dst, ignore=shutil.ignore_patterns("work", "logs"))
     rows = [json.loads(x) for x in (dst / "results.jsonl").read_text().splitlines()]
     ok = [r for r in rows if r["status"] == "ok"]
-    target = min(ok, key=lambda r: r["latency_ms_cv"])  # the steadiest variant: a 2x change is unambiguous
-    target["samples_ms"] = [s * factor for s in target["samples_ms"]]
+    for r in ok:  # rounds of a quiet machine, so that only the planted change is beyond the noise
+        r["latency_ms_rounds"], r["busy"] = [r["latency_ms_p50"] * (1 + 0.002 * i) for i in range(5)], None
+    target = ok[0]
+    target["latency_ms_rounds"] = [s * factor for s in target["latency_ms_rounds"]]
     (dst / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return dst, target["variant_id"]
 
@@ -60,11 +62,12 @@ def test_compare_marks_only_real_differences(small_run, tmp_path, capsys):
     assert main(["compare", str(small_run), str(small_run), "--format", "md", "-o", str(tmp_path / "same.md")]) == 0
     same = (tmp_path / "same.md").read_text()
     assert "slower" not in same and "faster" not in same
+    base, _ = _planted(small_run, tmp_path, 1.0)
     slow, vid = _planted(small_run, tmp_path, 2.0)
-    assert main(["compare", str(small_run), str(slow), "--format", "md", "-o", str(tmp_path / "slow.md")]) == 0
+    assert main(["compare", str(base), str(slow), "--format", "md", "-o", str(tmp_path / "slow.md")]) == 0
     marked = [line for line in (tmp_path / "slow.md").read_text().splitlines() if "| slower |" in line]
     assert len(marked) == 1 and vid in marked[0] and "| 2.000 |" in marked[0]
-    assert main(["compare", str(small_run), str(slow), "-o", str(tmp_path / "cmp.html")]) == 0
+    assert main(["compare", str(base), str(slow), "-o", str(tmp_path / "cmp.html")]) == 0
     assert "class='slower'" in (tmp_path / "cmp.html").read_text()
 
 

@@ -101,6 +101,8 @@ def text(spec: Spec, spec_dir: Path, count: int, tokenizer=None) -> Items:
         raise SpecError("data source 'text' needs a model with a tokenizer (source: transformers)", field="data.source")
     path = resolve_path(spec.data.path, spec_dir / "spec.yaml")
     sentences = [s.strip() for s in Path(path).read_text().splitlines() if s.strip()]
+    if not sentences:
+        raise SpecError("the text file holds no sentences (one per line)", file=str(path), field="data.path")
     seq = max(_max_dims(spec).get("seq", spec.data.seq_len if hasattr(spec.data, "seq_len") else 128), 8)
     enc = tokenizer(sentences, padding="max_length", truncation=True, max_length=seq, return_tensors="np")
     names = {i.name for i in spec.inputs}

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from optbench.measure.stats import Measurement
 
 Clock = Callable[[], float]
 T = TypeVar("T")
+MIN_ROUND_ITERS = 5     # iterations of one round at least, whatever min_iters / rounds gives
+ROUND_WARMUP_S = 0.05   # warm-up of rounds after the first (at most warmup_s)
 
 
 def measure_session(session: Any, feeds: dict, batch_size: int, settings: Any,
@@ -57,3 +60,52 @@ def timed(fn: Callable[[], T], clock: Clock = time.perf_counter) -> tuple[T, flo
     t0 = clock()
     out = fn()
     return out, clock() - t0
+
+
+def measure_rounds(session: Any, feeds: dict, batch_size: int, settings: Any, clock: Clock = time.perf_counter,
+                   pause: Callable[[float], None] = time.sleep, probe: Callable[[], Any] | None = None,
+                   speed_probe: Callable[[], float] | None = None) -> tuple[Measurement, Measurement | None, dict]:
+    """``settings.rounds`` timing windows on one built session, each after a pause and a fresh warm-up.
+
+    The iterations and seconds a spec asks for are shared among the rounds (so rounds cost no extra timing),
+    at least ``MIN_ROUND_ITERS`` each. Rounds run in this worker, one after another: a fresh process per round
+    would pay the imports (and torch.compile) again for every round, and resume stays per variant. What rounds
+    in one process cannot see (another process's load, a hypervisor's steal) is read around each window by
+    ``probe``, and the machine's own speed by ``speed_probe`` (see :mod:`optbench.measure.contention`); both are
+    returned beside the rounds: ``{"rounds": [{median_ms, probe_us, ...}], "contention": {...} over all rounds,
+    "busy": reason or None}``."""
+    import math
+
+    from optbench.measure import contention
+
+    n = max(1, int(getattr(settings, "rounds", 1)))
+    per_round = SimpleNamespace(
+        warmup_s=settings.warmup_s, min_iters=max(MIN_ROUND_ITERS, math.ceil(settings.min_iters / n)),
+        min_duration_s=settings.min_duration_s / n, max_iters=max(1, settings.max_iters // n), cv_warn=settings.cv_warn)
+    snap = probe or contention.snapshot
+    speed_probe = speed_probe or contention.speed_probe
+    host_rounds, dev_rounds, info = [], [], []
+    first = snap()
+    for i in range(n):
+        if i:
+            pause(getattr(settings, "round_pause_s", 0.0))
+            per_round.warmup_s = min(settings.warmup_s, ROUND_WARMUP_S)  # caches are warm: re-enter steady state
+        before, speed = snap(), speed_probe()
+        host, dev = measure_session(session, feeds, batch_size, per_round, clock)
+        speed, after = max(speed, speed_probe()), snap()
+        c = contention.between(before, after) if before is not None and after is not None else {}
+        host_rounds.append(host.samples_ms)
+        if dev is not None:
+            dev_rounds.append(dev.samples_ms)
+        info.append({"median_ms": host.percentile(50), "iterations": len(host.samples_ms), "probe_us": speed,
+                     "contention": c})
+    # busy is judged over all rounds together: a window of a few tens of ms is a handful of clock ticks
+    whole = contention.between(first, after) if first is not None and after is not None else {}
+    used = {k: getattr(settings, k, None) for k in ("warmup_s", "min_iters", "min_duration_s", "max_iters", "rounds",
+                                                     "round_pause_s")}
+    spread_warn = getattr(settings, "spread_warn", 0.05)
+    host = Measurement(tuple(x for r in host_rounds for x in r), batch_size, used, settings.cv_warn,
+                       tuple(host_rounds), spread_warn)
+    dev = (Measurement(tuple(x for r in dev_rounds for x in r), batch_size, used, settings.cv_warn, tuple(dev_rounds),
+                       spread_warn) if dev_rounds else None)
+    return host, dev, {"rounds": info, "contention": whole, "busy": contention.busy_reason(whole) if whole else None}

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+
+from optbench.errors import OptbenchError
 
 
 def cmd_report(args) -> int:
     from optbench.report import write_report
 
+    if args.output and Path(args.output).is_dir():
+        raise OptbenchError(f"-o {args.output} is a folder; give a file name, e.g. {Path(args.output) / ('report.' + args.format)}")
     print(write_report(Path(args.run_dir), Path(args.output) if args.output else None, args.format))
     return 0
 
@@ -15,17 +20,23 @@ def cmd_report(args) -> int:
 def cmd_compare(args) -> int:
     from optbench.report.compare import compare_runs, render
 
-    cmp = compare_runs(Path(args.run_a), Path(args.run_b))
+    effect = getattr(args, "min_effect", None)
+    if effect is not None and not (math.isfinite(effect) and 0 < effect < 1):
+        raise OptbenchError(f"--min-effect takes a fraction in (0, 1), e.g. 0.05 for 5 %, found {effect!r}")
+    cmp = compare_runs(Path(args.run_a), Path(args.run_b), effect)
     text = render(cmp, args.format)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
         print(args.output)
     else:
         print(text)
-    marked = [r for r in cmp["rows"] if r["mark"]]
-    if not args.output or args.format != "md":
-        for r in marked:
-            print(f"{r['mark']}: {r['variant_id']} {r['ratio']:.3f}x (99% CI {r['low']:.3f}-{r['high']:.3f})")
+    if args.output:  # the verdicts as lines, beside the file (never after a document printed to stdout)
+        if cmp["specs_differ"]:
+            print("warning: the two runs come from different specs")
+        for r in cmp["rows"]:
+            if r["mark"] and r["mark"] != "same":
+                ratio = f"{r['ratio']:.3f}x" if r["ratio"] is not None else "n/a"
+                print(f"{r['mark']}: {r['variant_id']} {ratio} ({r['reason']})")
     return 0
 
 
@@ -38,6 +49,7 @@ def add_commands(sub) -> None:
     c = sub.add_parser("compare", help="compare two runs: latency ratios beyond noise, drift changes")
     c.add_argument("run_a", help="baseline run directory")
     c.add_argument("run_b", help="candidate run directory")
+    c.add_argument("--min-effect", type=float, help="smallest latency change called faster or slower (default 0.05)")
     c.add_argument("-o", "--output")
     c.add_argument("--format", choices=["html", "md", "csv"], default="html")
     c.set_defaults(fn=cmd_compare)

@@ -30,21 +30,54 @@ def load_spec(path: str | Path) -> Spec:
 
 
 def parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int]]:
+    if len(text) > MAX_BYTES:
+        raise SpecError(f"the spec is {len(text):,} characters; a spec is at most {MAX_BYTES:,}", file=file)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        if node is not None and _expanded_size(node) > MAX_VALUES:
+            data = None  # never construct it: the size check below names the problem
+        else:
+            data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         raise SpecError(f"invalid YAML: {e.problem or e.context}", file=file,
                         line=mark.line + 1 if mark else None) from None
     except yaml.YAMLError as e:
         raise SpecError(f"invalid YAML: {e}", file=file) from None
+    if (size := _expanded_size(node)) > MAX_VALUES:
+        raise SpecError(f"the spec expands to more than {MAX_VALUES:,} values (YAML anchors and aliases repeat "
+                        f"parts of it); write the values out", file=file, found=f"{size:,.0f} values")
     if not isinstance(data, dict):
         raise SpecError("a spec is a mapping of keys (name, model, inputs, ...)", file=file,
                         found=type(data).__name__ if data is not None else "an empty file")
     lines: dict[tuple, int] = {}
     _index(node, (), lines)
     return data, lines
+
+
+MAX_BYTES = 1_000_000   # a spec file's size at most
+MAX_VALUES = 100_000    # scalars, lists and mappings after anchors and aliases are expanded
+
+
+def _expanded_size(node: yaml.Node | None) -> float:
+    """How many nodes the document holds once every alias is expanded (aliases share composed nodes, so this
+    counts with a memo instead of expanding: a 700-byte alias bomb is found in microseconds)."""
+    memo: dict[int, float] = {}
+
+    def size(n: yaml.Node) -> float:
+        if id(n) in memo:
+            return memo[id(n)]
+        memo[id(n)] = 1.0  # a recursive alias counts once
+        if isinstance(n, yaml.MappingNode):
+            total = 1.0 + sum(size(k) + size(v) for k, v in n.value)
+        elif isinstance(n, yaml.SequenceNode):
+            total = 1.0 + sum(size(v) for v in n.value)
+        else:
+            total = 1.0
+        memo[id(n)] = total
+        return total
+
+    return size(node) if node is not None else 0.0
 
 
 def _index(node: yaml.Node, at: tuple, lines: dict[tuple, int]) -> None:

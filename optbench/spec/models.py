@@ -108,8 +108,8 @@ class InputSpec(Strict):
 
 
 class _Splits(Strict):
-    calibration: PositiveInt = Field(256, description="Items in the calibration split (int8 calibration).")
-    eval: PositiveInt = Field(512, description="Items in the evaluation split (accuracy drift).")
+    calibration: PositiveInt = Field(256, le=1_000_000, description="Items in the calibration split (int8 calibration).")
+    eval: PositiveInt = Field(512, le=1_000_000, description="Items in the evaluation split (accuracy drift).")
     train: int | None = Field(None, ge=0, description="Items in the training split (fine-tune, distillation); all the rest when absent.")
 
 
@@ -306,7 +306,9 @@ class OutputSpec(Strict):
 class BackendSpec(Strict):
     name: str = Field(description="Registered backend name (see 'optbench env').")
     options: dict[str, Any] = Field(default_factory=dict, description="Backend options, validated by the backend.")
-    label: str | None = Field(None, description="Name in ids and reports when one backend appears twice.")
+    label: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", max_length=64,
+                              description="Name in ids, file names and reports when one backend appears twice: "
+                                          "letters, digits, '_', '.', '-'.")
 
     @model_validator(mode="before")
     @classmethod
@@ -335,8 +337,21 @@ class MeasureSettings(Strict):
     min_duration_s: float = Field(default_factory=lambda: _measure_default("min_duration_s"), ge=0, description="Timed seconds at least.")
     max_iters: PositiveInt = Field(default_factory=lambda: _measure_default("max_iters"), description="Timed iterations at most.")
     cv_warn: float = Field(default_factory=lambda: _measure_default("cv_warn"), gt=0, description="Coefficient of variation above which the row warns.")
+    rounds: PositiveInt = Field(default_factory=lambda: _measure_default("rounds"), le=100,
+                                description="Timing windows per variant, each after a pause and a fresh warm-up; "
+                                            "min_iters and min_duration_s are shared among them.")
+    round_pause_s: float = Field(default_factory=lambda: _measure_default("round_pause_s"), ge=0, le=60,
+                                 description="Seconds of pause before each round after the first.")
+    spread_warn: float = Field(default_factory=lambda: _measure_default("spread_warn"), gt=0,
+                               description="Flag the row unstable when its round medians spread more than this.")
     timeout_s: float = Field(default_factory=lambda: _measure_default("timeout_s"), gt=0, description="Wall-clock limit of one variant's worker process.")
     memory_limit_mb: PositiveInt | None = Field(None, description="Memory (MiB of address space) a worker may map beyond the libraries it starts with; no cap when absent.")
+
+    @model_validator(mode="after")
+    def _iters(self) -> MeasureSettings:
+        if self.max_iters < self.min_iters:
+            raise ValueError(f"max_iters ({self.max_iters}) is below min_iters ({self.min_iters})")
+        return self
 
 
 class ExportSettings(Strict):
@@ -345,8 +360,8 @@ class ExportSettings(Strict):
 
 
 class Spec(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Experiment name; names the run directory.")
-    seed: int = Field(0, description="Seed of data splits, synthetic data and training.")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100, description="Experiment name; names the run directory.")
+    seed: int = Field(0, ge=0, lt=2**32, description="Seed of data splits, synthetic data and training.")
     description: str | None = Field(None, description="Free text shown in the report.")
     model: ModelSpec = Field(description="The model under test (and the reference).")
     inputs: list[InputSpec] = Field(min_length=1, description="Model inputs in call order.")

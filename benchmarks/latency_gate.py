@@ -1,0 +1,136 @@
+"""Does the latency gate hold on this machine? Same-code reruns, a slower candidate, a busy machine.
+
+1. Five back-to-back runs of one small spec (an MLP, torch and onnxruntime, batch 1 and 16); every ordered
+   pair is checked with ``check --baseline``: a pair passes when every latency verdict is "same"
+   (inconclusive does not count). Target: >= 19 of 20.
+2. Two runs whose model does 30 % more work under the same variant ids (OPTBENCH_GATE_WORK=1.3), each checked
+   against the five baselines: a pair passes when ``check`` exits 1 with a "slower" verdict. Target: >= 9 of 10.
+3. One run timed while two busy-loop processes load both cores: every row should be flagged busy and every
+   latency verdict against the baselines inconclusive.
+
+    python benchmarks/latency_gate.py [--out gate.json] [--keep DIR]
+
+It prints the counts, the verdicts that missed, and a table last; exits 0 when every target is met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from optbench.check import check_run  # noqa: E402
+
+SPEC = """\
+name: gate
+seed: 0
+model: {source: python, entrypoint: "%s"}
+inputs: [{name: x, shape: [batch, 256], dtype: float32}]
+data: {source: synthetic, calibration: 8, eval: 32}
+variants: {batch_size: [1, 16]}
+backends: [{name: torch, device: cpu, threads: 1}, {name: onnxruntime, threads: 1}]
+measure: {warmup_s: 0.2, min_iters: 50, min_duration_s: 1.5, rounds: 8, round_pause_s: 1.0}
+""" % (ROOT / "benchmarks/models/gate_model.py:build")
+
+
+def run(spec: Path, out: Path, work: float, cache: Path) -> float:
+    import subprocess
+
+    env = {**os.environ, "OPTBENCH_GATE_WORK": str(work), "OPTBENCH_CACHE": str(cache)}
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "optbench", "run", str(spec), "--run-dir", str(out), "--quiet",
+                    "--no-report"], check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def verdicts(candidate: Path, baseline: Path) -> tuple[int, dict[str, str]]:
+    report = check_run(candidate, baseline)
+    return report.exit_code, {r.variant: r.verdict + (f" ({r.message})" if r.verdict != "same" else "")
+                              for r in report.results if r.verdict}
+
+
+def _burn(stop) -> None:
+    x = 0
+    while not stop.is_set():
+        x += 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", help="write the counts and verdicts here (JSON)")
+    ap.add_argument("--keep", help="keep the run directories here")
+    args = ap.parse_args(argv)
+    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="optbench-gate-"))
+    root.mkdir(parents=True, exist_ok=True)
+    spec = root / "gate.yaml"
+    spec.write_text(SPEC)
+    times: dict[str, float] = {}
+    base = [root / f"base{i}" for i in range(5)]
+    for d in base:
+        times[d.name] = run(spec, d, 1.0, root / "cache-base")
+    cand = [root / f"more{i}" for i in range(2)]
+    for d in cand:
+        times[d.name] = run(spec, d, 1.3, root / "cache-more")
+    stop = mp.Event()
+    burners = [mp.Process(target=_burn, args=(stop,), daemon=True) for _ in range(2)]
+    for p in burners:
+        p.start()
+    try:
+        times["busy"] = run(spec, root / "busy", 1.0, root / "cache-base")
+    finally:
+        stop.set()
+        for p in burners:
+            p.join()
+
+    same_pairs, misses = 0, []
+    for a, b in itertools.permutations(base, 2):
+        code, v = verdicts(b, a)
+        ok = all(w.startswith("same") for w in v.values())
+        same_pairs += ok
+        if not ok:
+            misses.append({"candidate": b.name, "baseline": a.name, "verdicts": v})
+    slower_pairs = 0
+    for c, a in itertools.product(cand, base):
+        code, v = verdicts(c, a)
+        ok = code == 1 and any(w.startswith("slower") for w in v.values())
+        slower_pairs += ok
+        if not ok:
+            misses.append({"candidate": c.name, "baseline": a.name, "verdicts": v})
+    import optbench
+
+    busy_rows = optbench.load_results(root / "busy")
+    flagged = int(busy_rows.busy.notna().sum())
+    busy_inconclusive = 0
+    for a in base:
+        _, v = verdicts(root / "busy", a)
+        busy_inconclusive += all(w.startswith("inconclusive") for w in v.values())
+    result = {"same_pairs": same_pairs, "same_target": 19, "slower_pairs": slower_pairs, "slower_target": 9,
+              "busy_rows_flagged": flagged, "busy_rows": len(busy_rows), "busy_pairs_inconclusive": busy_inconclusive,
+              "run_seconds": times, "misses": misses, "runs": str(root),
+              "busy_reasons": busy_rows.busy.dropna().tolist()}
+    for m in misses:
+        print(f"miss: {m['candidate']} vs {m['baseline']}: " + "; ".join(f"{k}: {w}" for k, w in m["verdicts"].items()
+                                                                         if not w.startswith("same")))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    met = same_pairs >= 19 and slower_pairs >= 9 and flagged == len(busy_rows) and busy_inconclusive == len(base)
+    print(f"\n| check | result | target |\n|---|---|---|\n"
+          f"| same-code pairs all 'same' | {same_pairs}/20 | >= 19 |\n"
+          f"| +30 % work pairs 'slower' (exit 1) | {slower_pairs}/10 | >= 9 |\n"
+          f"| busy run: rows flagged | {flagged}/{len(busy_rows)} | all |\n"
+          f"| busy run: pairs all inconclusive | {busy_inconclusive}/5 | 5 |\n"
+          f"| seconds per run | {min(times.values()):.0f}-{max(times.values()):.0f} | |")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""The latency verdict between two runs of a variant: faster, slower, same, or inconclusive.
+
+The samples of one process say little about the next run: on a shared machine the variance between runs
+dominates, and much of it is invisible from inside the guest. On a 2-core VM (no steal, no other process), the
+round medians of one variant moved between 154 and 277 us within a run, in periods of a few seconds, while its
+fastest rounds agreed within 3 % across five runs. Interference only ever adds time, so the level of a side is
+taken from its *quiet rounds*, the fastest third (at least two) of its round medians (each round a fresh warm-up
+and timing window):
+
+- a run timed on a visibly busy machine (other processes on our CPUs, steal, throttling) is inconclusive: not a
+  regression, and not "same" either;
+- level = median of a side's quiet rounds; ratio = candidate level / baseline level; d = ratio - 1;
+- noise = half the relative spread (max - min) / median of each side's quiet rounds, summed;
+- |d| <= effect and noise <= effect: same; d beyond the effect and beyond the noise: slower or faster;
+  otherwise inconclusive, with the numbers ("noise 12% > effect 5%").
+
+Each round also carries a machine-speed probe (``probe_us``, a fixed pure-Python loop timed around it): it is
+recorded for diagnosis and counted in the reason, not used to drop rounds (it flags slowed periods only
+roughly: the slowdown can start or end inside a round).
+Rows with one timing window (runs made before rounds existed) are cut into three chronological pseudo-rounds,
+and the verdict says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PSEUDO_ROUNDS = 3
+PROBE_SLOW = 0.15  # a round whose machine-speed probe ran this much above the best ran on a slowed machine
+
+
+@dataclass(frozen=True)
+class LatencyVerdict:
+    word: str            # faster | slower | same | inconclusive
+    ratio: float | None  # candidate / baseline level; > 1 is slower
+    noise: float | None
+    reason: str
+
+    @property
+    def line(self) -> str:
+        ratio = f"{self.ratio:.3f}x" if self.ratio is not None else "n/a"
+        return f"{self.word}: p50 {ratio} the baseline; {self.reason}"
+
+
+@dataclass(frozen=True)
+class Rounds:
+    medians: list[float]
+    probes: list[float] | None = None  # machine-speed probe per round (us)
+    busy: str | None = None
+    note: str | None = None
+
+
+def rounds_of(row: dict) -> Rounds:
+    """A row's round medians (ms) and probes; made up from one window's samples for rows before rounds."""
+    meds = row.get("latency_ms_rounds")
+    probes = row.get("probe_us_rounds")
+    probes = [float(p) for p in probes] if isinstance(probes, list) and probes else None
+    if isinstance(meds, list) and meds:
+        meds = [float(m) for m in meds]
+        return Rounds(meds, probes if probes and len(probes) == len(meds) else None, row.get("busy"))
+    samples = row.get("samples_ms") or []
+    if not samples:
+        return Rounds([], None, row.get("busy"), "no latency samples")
+    parts = np.array_split(np.asarray(samples, dtype=np.float64), min(PSEUDO_ROUNDS, len(samples)))
+    return Rounds([float(np.median(p)) for p in parts], None, row.get("busy"),
+                  "made before rounds existed: thirds of one timing window")
+
+
+def spread(meds: list[float]) -> float:
+    mid = float(np.median(meds))
+    return (max(meds) - min(meds)) / mid if len(meds) > 1 and mid > 0 else 0.0
+
+
+def quiet(meds: list[float]) -> list[float]:
+    """The fastest third of the round medians, at least two (all of them where there are fewer)."""
+    return sorted(meds)[: max(2, -(-len(meds) // 3))]
+
+
+def _slowed(r: Rounds, best: float | None) -> int:
+    if r.probes is None or best is None:
+        return 0
+    return sum(p > best * (1 + PROBE_SLOW) for p in r.probes)
+
+
+def decide(candidate: Rounds, baseline: Rounds, effect: float = 0.05) -> LatencyVerdict:
+    """The verdict on two sides' rounds."""
+    if not candidate.medians or not baseline.medians:
+        return LatencyVerdict("inconclusive", None, None, "no rounds to compare")
+    if candidate.busy or baseline.busy:
+        who = "candidate" if candidate.busy else "baseline"
+        ratio = float(np.median(quiet(candidate.medians)) / np.median(quiet(baseline.medians)))
+        return LatencyVerdict("inconclusive", ratio, None,
+                              f"machine busy while the {who} was timed ({candidate.busy or baseline.busy})")
+    if len(candidate.medians) < 2 or len(baseline.medians) < 2:
+        ratio = float(np.median(candidate.medians) / np.median(baseline.medians))
+        return LatencyVerdict("inconclusive", ratio, None, "one round on a side: no measure of the noise")
+    c, b = quiet(candidate.medians), quiet(baseline.medians)
+    ratio = float(np.median(c) / np.median(b))
+    d = ratio - 1
+    noise = (spread(c) + spread(b)) / 2
+    probes = (candidate.probes or []) + (baseline.probes or [])
+    slowed = _slowed(candidate, min(probes) if probes else None) + _slowed(baseline, min(probes) if probes else None)
+    total = len(candidate.medians) + len(baseline.medians)
+    seen = f"; quiet rounds {len(c)}+{len(b)} of {total}" + (f", {slowed} on a slowed machine" if slowed else "")
+    numbers = f"difference {d:+.1%}, noise {noise:.1%}, effect {effect:.0%}{seen}"
+    if abs(d) <= effect:
+        if noise <= effect:
+            return LatencyVerdict("same", ratio, noise, numbers)
+        return LatencyVerdict("inconclusive", ratio, noise, f"noise {noise:.1%} > effect {effect:.0%} ({numbers})")
+    if abs(d) > noise:
+        return LatencyVerdict("slower" if d > 0 else "faster", ratio, noise, numbers)
+    return LatencyVerdict("inconclusive", ratio, noise, f"noise {noise:.1%} >= difference {abs(d):.1%} ({numbers})")
+
+
+def verdict_for(candidate_row: dict, baseline_row: dict, effect: float) -> LatencyVerdict:
+    """The verdict for one variant's rows; notes what older rows lack."""
+    c, b = rounds_of(candidate_row), rounds_of(baseline_row)
+    v = decide(c, b, effect)
+    notes = [f"{side}: {r.note}" for side, r in (("candidate", c), ("baseline", b)) if r.note]
+    if notes:
+        v = LatencyVerdict(v.word, v.ratio, v.noise, v.reason + "; " + "; ".join(notes))
+    return v

@@ -1,0 +1,111 @@
+"""Hostile inputs: no data lost, no run shared by accident, one clear line and exit 2 for a user mistake."""
+
+import subprocess
+
+import pytest
+
+from optbench.cli import main
+from optbench.sweep import lock_run_dir
+from tests.conftest import write_spec
+
+SPEC = """\
+name: hard
+model: {source: python, entrypoint: "tests/models/faulty.py:build_plain"}
+inputs: [{name: x, shape: [batch, 4]}]
+data: {source: synthetic, calibration: 8, eval: 16}
+variants: {batch_size: [1]}
+backends: [{name: torch, device: cpu}]
+measure: {warmup_s: 0.0, min_iters: 5, min_duration_s: 0.0}
+"""
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    return err[0]
+
+
+def test_a_folder_that_is_not_a_run_is_never_overwritten(tmp_path, capsys):
+    d = tmp_path / "d"
+    d.mkdir()
+    spec = write_spec(d, SPEC)
+    (d / "results.csv").write_text("x\n")
+    for extra in ([], ["--force"]):
+        assert main(["run", str(spec), "--run-dir", str(d), "--quiet", *extra]) == 2
+        assert "is not an optbench run" in _one_line(capsys)
+    assert (d / "results.csv").read_text() == "x\n" and (d / "spec.yaml").read_text() == SPEC
+
+
+def test_force_writes_beside_foreign_files_without_deleting_them(tmp_path, cache_dir):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "notes.txt").write_text("mine")
+    spec = write_spec(tmp_path, SPEC)
+    assert main(["run", str(spec), "--run-dir", str(d), "--quiet", "--no-report"]) == 2
+    assert main(["run", str(spec), "--run-dir", str(d), "--quiet", "--no-report", "--force"]) == 0
+    assert (d / "notes.txt").read_text() == "mine" and (d / "results.jsonl").exists()
+
+
+def test_a_locked_run_directory_is_refused(tmp_path, capsys):
+    d = tmp_path / "run"
+    d.mkdir()
+    held = lock_run_dir(d)
+    try:
+        assert main(["run", str(write_spec(tmp_path, SPEC)), "--run-dir", str(d), "--quiet"]) == 2
+        assert "is in use by another optbench run (pid" in _one_line(capsys)
+    finally:
+        held.close()
+
+
+def test_resume_refuses_a_changed_spec(tmp_path, cache_dir, capsys):
+    run = tmp_path / "run"
+    assert main(["run", str(write_spec(tmp_path, SPEC)), "--run-dir", str(run), "--quiet", "--no-report"]) == 0
+    changed = write_spec(tmp_path, SPEC.replace("eval: 16", "eval: 32"), "changed.yaml")
+    capsys.readouterr()
+    assert main(["run", str(changed), "--run-dir", str(run), "--resume", "--quiet"]) == 2
+    assert "data.eval: 16 → 32" in _one_line(capsys)
+
+
+@pytest.mark.parametrize("edit,fragment", [
+    (("backends: [{name: torch, device: cpu}]", "backends: [{name: torch, label: '../../x'}]"), "backends.0.label"),
+    (("backends: [{name: torch, device: cpu}]", "backends: [{name: torch, label: 'a/b'}]"), "backends.0.label"),
+    (("name: hard", "seed: -1\nname: hard"), "seed"),
+    (("eval: 16", "eval: 1000000000000"), "data.eval"),
+    (("name: hard", "name: " + "n" * 400), "name"),
+    (("min_iters: 5", "min_iters: 5, max_iters: 2"), "max_iters (2) is below min_iters (5)"),
+])
+def test_bad_specs_exit_2_in_one_line(tmp_path, capsys, edit, fragment):
+    assert main(["plan", str(write_spec(tmp_path, SPEC.replace(*edit)))]) == 2
+    assert fragment in _one_line(capsys)
+
+
+def test_an_alias_bomb_is_refused_before_it_expands(tmp_path, capsys):
+    bomb = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 8):  # 10**8 values once expanded, a few hundred bytes on disk
+        prev = f"*a{i - 1}"
+        bomb.append(f"a{i}: &a{i} [{', '.join([prev] * 10)}]")
+    spec = write_spec(tmp_path, SPEC.replace("variants:", "\n".join(bomb) + "\nvariants:"))
+    assert main(["plan", str(spec)]) == 2
+    assert "the spec expands to more than 100,000 values" in _one_line(capsys)
+
+
+def test_paths_that_cannot_be_written_are_one_line(tmp_path, small_run, capsys):
+    spec = write_spec(tmp_path, SPEC)
+    (tmp_path / "afile").write_text("")
+    assert main(["run", str(spec), "--run-dir", str(tmp_path / "afile"), "--quiet"]) == 2
+    assert "is a file, not a directory" in _one_line(capsys)
+    assert main(["report", str(small_run), "-o", str(tmp_path)]) == 2
+    assert "is a folder" in _one_line(capsys)
+    assert main(["check", str(small_run), "--junit", str(tmp_path / "no" / "such" / "dir" / "j.xml")]) == 2
+    assert "--junit" in _one_line(capsys)
+    assert main(["check", str(small_run), "--baseline", str(small_run), "--tolerance", "nan"]) == 2
+    assert "--min-effect takes a fraction" in _one_line(capsys)
+
+
+def test_a_timeout_ends_the_workers_children(tmp_path, cache_dir):
+    spec = write_spec(tmp_path, SPEC.replace("tests/models/faulty.py:build_plain", "tests/models/spawner.py:build")
+                      .replace("batch_size: [1]", "batch_size: [3]")
+                      .replace("min_duration_s: 0.0}", "min_duration_s: 0.0, timeout_s: 8}"))
+    assert main(["run", str(spec), "--run-dir", str(tmp_path / "run"), "--quiet", "--no-report"]) == 0
+    left = subprocess.run(["pgrep", "-f", "sleep 287"], capture_output=True, text=True).stdout.split()
+    assert left == []

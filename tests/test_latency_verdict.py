@@ -1,0 +1,93 @@
+"""Rounds and the latency gate, with an injected fake clock and synthetic rounds (no real timing)."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from optbench.measure import measure_rounds
+from optbench.measure.contention import busy_reason
+from optbench.measure.stats import Measurement
+from optbench.measure.verdict import Rounds, decide, quiet, rounds_of, verdict_for
+from tests.test_stats import FakeClock, FakeSession
+
+
+def _settings(**kw):
+    base = dict(warmup_s=0.0, min_iters=30, min_duration_s=0.0, max_iters=1000, cv_warn=0.1, rounds=3,
+                round_pause_s=0.5, spread_warn=0.05)
+    return SimpleNamespace(**{**base, **kw})
+
+
+def test_rounds_share_the_iterations_and_each_has_its_warm_up_and_pause():
+    clock, pauses = FakeClock(), []
+    session = FakeSession(clock, [0.001])
+    host, dev, timing = measure_rounds(session, {}, 1, _settings(), clock=clock, pause=pauses.append,
+                                       probe=lambda: None, speed_probe=lambda: 4.0)
+    assert [len(r) for r in host.rounds] == [10, 10, 10] and len(host.samples_ms) == 30
+    assert pauses == [0.5, 0.5]
+    assert session.calls == 30 + 3  # one warm-up call per round
+    assert [r["probe_us"] for r in timing["rounds"]] == [4.0, 4.0, 4.0]
+    assert dev is None and timing["busy"] is None
+
+
+def test_a_slow_round_makes_the_row_unstable():
+    clock = FakeClock()
+    durations = [0.001] * 10 + [0.0013] * 10 + [0.001] * 10  # the middle round 30 % slower
+    host, _, _ = measure_rounds(FakeSession(clock, durations), {}, 1, _settings(), clock=clock, pause=lambda s: None,
+                                probe=lambda: None, speed_probe=lambda: 4.0)
+    assert host.round_medians == pytest.approx([1.0, 1.3, 1.0])
+    assert host.round_spread == pytest.approx(0.3)
+    assert any(w.startswith("unstable: round medians spread 30.0%") for w in host.warnings)
+    summary = host.summary()
+    assert summary["latency_ms_rounds"] == pytest.approx([1.0, 1.3, 1.0])
+    assert summary["latency_ms_outliers"] == 0 and summary["latency_ms_min"] == pytest.approx(1.0)
+
+
+def test_robust_statistics():
+    m = Measurement(tuple([1.0] * 8 + [2.0, 50.0]), 1)
+    r = m.robust
+    assert r["median"] == 1.0 and r["iqr"] == 0.0 and r["mad"] == 0.0 and r["min"] == 1.0
+    assert r["outliers"] == 2 and r["cv_trimmed"] == 0.0
+
+
+def test_same_slower_faster():
+    base = Rounds([1.00, 1.01, 1.30, 1.00, 1.02, 1.60])  # slowed rounds only add time
+    assert decide(Rounds([1.01, 1.00, 1.45, 1.02, 1.50, 1.01]), base).word == "same"
+    slower = decide(Rounds([1.30, 1.31, 1.70, 1.30, 1.29, 1.60]), base)
+    assert slower.word == "slower" and slower.ratio == pytest.approx(1.3, abs=0.01)
+    assert decide(Rounds([0.80, 0.81, 0.80, 1.2, 0.8, 0.9]), base).word == "faster"
+
+
+def test_noise_beyond_the_effect_is_inconclusive_with_the_numbers():
+    noisy = Rounds([1.00, 1.12, 1.25])
+    v = decide(noisy, Rounds([1.0, 1.12, 1.3]), effect=0.05)
+    assert v.word == "inconclusive" and v.reason.startswith("noise 11.3% > effect 5%")
+    assert decide(Rounds([1.03, 1.05]), Rounds([1.0, 1.0]), effect=0.05).word == "same"
+    v = decide(Rounds([1.0, 1.4]), Rounds([0.95, 1.25]), effect=0.05)  # +9.1 % against a noise of 30 %
+    assert v.word == "inconclusive" and v.reason.startswith("noise 30.3% >= difference 9.1%")
+
+
+def test_busy_or_single_round_is_inconclusive():
+    base = Rounds([1.0, 1.0, 1.0])
+    busy = decide(Rounds([2.0, 2.0, 2.0], busy="other processes used 1.90 of 2 CPUs"), base)
+    assert busy.word == "inconclusive" and "machine busy while the candidate was timed" in busy.reason
+    assert decide(Rounds([1.0]), base).word == "inconclusive"
+
+
+def test_quiet_rounds_are_the_fastest_third():
+    assert quiet([5, 1, 4, 2, 3, 6]) == [1, 2]
+    assert quiet([3, 1, 2, 9, 8, 7, 6, 5, 4]) == [1, 2, 3]
+    assert quiet([2, 1]) == [1, 2]
+
+
+def test_rows_before_rounds_existed_are_cut_into_thirds():
+    old = {"samples_ms": [1.0] * 30, "status": "ok"}
+    r = rounds_of(old)
+    assert r.medians == [1.0, 1.0, 1.0] and "made before rounds existed" in r.note
+    v = verdict_for({"samples_ms": [1.5] * 30}, old, 0.05)
+    assert v.word == "slower" and "candidate: made before rounds existed" in v.reason
+
+
+def test_busy_reason_names_the_numbers():
+    assert busy_reason({"other_cpus": 1.8, "cpus": 2, "steal": 0.0}) == "other processes used 1.80 of 2 CPUs"
+    assert busy_reason({"other_cpus": 0.02, "cpus": 2, "steal": 0.08}) == "steal 8%"
+    assert busy_reason({"other_cpus": 0.1, "cpus": 2, "steal": 0.0, "throttled": 0.0}) is None
