@@ -108,6 +108,8 @@ def write_csv(run_dir: Path) -> Path:
     df = load_results(run_dir).drop(columns=["samples_ms"])
     for col in ("settings", "warnings", "int8", "shape", "outputs", "collapsed", "rounds", "latency_ms_rounds",
                 "probe_us_rounds", "contention"):
+        if col not in df:
+            continue
         df[col] = df[col].map(lambda v: json.dumps(v) if isinstance(v, (dict, list)) else v)
     path = Path(run_dir) / "results.csv"
     df.to_csv(path, index=False)

@@ -155,6 +155,15 @@ def open_run_dir(spec: Spec, variants: list[Variant], opts: RunOptions) -> dict[
 def run_sweep(spec: Spec, opts: RunOptions) -> Path:
     variants = plan(spec)
     done = open_run_dir(spec, variants, opts)
+    try:
+        return _sweep(spec, opts, variants, done)
+    finally:
+        if opts.lock is not None:
+            opts.lock.close()  # releases the run directory
+            opts.lock = None
+
+
+def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str, dict]) -> Path:
     from optbench.measure import contention
 
     env = collect_env()

@@ -52,6 +52,11 @@ class Rounds:
     note: str | None = None
 
 
+def _busy(row: dict) -> str | None:
+    value = row.get("busy")
+    return value if isinstance(value, str) and value else None  # rows through pandas carry NaN for None
+
+
 def rounds_of(row: dict) -> Rounds:
     """A row's round medians (ms) and probes; made up from one window's samples for rows before rounds."""
     meds = row.get("latency_ms_rounds")
@@ -59,12 +64,12 @@ def rounds_of(row: dict) -> Rounds:
     probes = [float(p) for p in probes] if isinstance(probes, list) and probes else None
     if isinstance(meds, list) and meds:
         meds = [float(m) for m in meds]
-        return Rounds(meds, probes if probes and len(probes) == len(meds) else None, row.get("busy"))
+        return Rounds(meds, probes if probes and len(probes) == len(meds) else None, _busy(row))
     samples = row.get("samples_ms") or []
     if not samples:
-        return Rounds([], None, row.get("busy"), "no latency samples")
+        return Rounds([], None, _busy(row), "no latency samples")
     parts = np.array_split(np.asarray(samples, dtype=np.float64), min(PSEUDO_ROUNDS, len(samples)))
-    return Rounds([float(np.median(p)) for p in parts], None, row.get("busy"),
+    return Rounds([float(np.median(p)) for p in parts], None, _busy(row),
                   "made before rounds existed: thirds of one timing window")
 
 
