@@ -255,18 +255,70 @@ def _context():
     return ctx
 
 
-def spawn(job: dict, timeout_s: float, memory_limit_mb: int | None, log: Path) -> tuple[dict | None, dict]:
+def rss_cap_bytes(rss_limit_mb: int | None) -> tuple[int, str]:
+    """The resident-memory cap of a worker, and how it was chosen (for the row)."""
+    if rss_limit_mb:
+        return rss_limit_mb * 2**20, f"{rss_limit_mb} MiB resident (measure.rss_limit_mb)"
+    total = _mem_total_bytes()
+    return int(total * RSS_SHARE), f"{total * RSS_SHARE / 2**30:.1f} GiB resident ({RSS_SHARE:.0%} of the machine's memory)"
+
+
+RSS_SHARE = 0.8     # default cap: this share of MemTotal (re-read each poll: on some GPU hosts it grows)
+RSS_POLL_S = 0.2    # how often the sweep reads its worker's resident memory
+
+
+def _mem_total_bytes() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 62
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        import os
+
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _join_watching(proc, timeout_s: float, rss_limit_mb: int | None) -> tuple[bool, str | None]:
+    """Wait for the worker, killing it past the time limit or past the resident-memory cap (a watchdog works
+    for CPU and CUDA workers alike, where an address-space limit breaks CUDA's large virtual reservations)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        proc.join(min(RSS_POLL_S, max(0.0, deadline - time.monotonic())))
+        if proc.exitcode is not None:
+            return False, None
+        if time.monotonic() >= deadline:
+            return True, None
+        cap, how = rss_cap_bytes(rss_limit_mb)
+        rss = _rss_bytes(proc.pid)
+        if rss > cap:
+            proc.kill()
+            proc.join()
+            return False, f"out of memory: the worker's resident memory reached {rss / 2**20:,.0f} MiB, over its cap of {how}"
+
+
+def spawn(job: dict, timeout_s: float, memory_limit_mb: int | None, log: Path,
+          rss_limit_mb: int | None = None) -> tuple[dict | None, dict]:
     """Run one job in its own process; return (its output or None, what happened to the process)."""
     from optbench.worker import child_main
 
+    killed_for = None
     with tempfile.TemporaryDirectory(prefix="optbench-job-") as tmp:
         job_path, out = Path(tmp) / "job.json", Path(tmp) / "out.json"
         job_path.write_text(json.dumps({**job, "out": str(out)}))
         proc = _context().Process(target=child_main, args=(str(job_path), str(log), memory_limit_mb), daemon=True)
         proc.start()
         try:
-            proc.join(timeout_s)
-            timed_out = proc.exitcode is None
+            timed_out, killed_for = _join_watching(proc, timeout_s, rss_limit_mb)
             if timed_out:
                 proc.kill()
                 proc.join()
@@ -277,7 +329,7 @@ def spawn(job: dict, timeout_s: float, memory_limit_mb: int | None, log: Path) -
         finally:
             _kill_group(proc.pid)
         result = json.loads(out.read_text()) if out.exists() else None
-    return result, {"exit_code": proc.exitcode, "timed_out": timed_out}
+    return result, {"exit_code": proc.exitcode, "timed_out": timed_out, "killed_for": killed_for}
 
 
 def _kill_group(pgid: int | None) -> None:
@@ -302,9 +354,10 @@ def _tail(log: Path, n: int = 1500) -> str:
 def _prepare(spec: Spec, opts: RunOptions, cache: ArtifactCache) -> dict:
     log = opts.run_dir / "logs" / "prepare.log"
     log.parent.mkdir(exist_ok=True)
-    result, proc = spawn(_job(spec, opts, cache, "prepare"), spec.measure.timeout_s, None, log)
+    result, proc = spawn(_job(spec, opts, cache, "prepare"), spec.measure.timeout_s, None, log,
+                         spec.measure.rss_limit_mb)
     if result is None or result.get("status") == "failed":
-        why = (result or {}).get("error") or _crash_reason(proc, spec.measure.timeout_s)
+        why = (result or {}).get("error") or proc.get("killed_for") or _crash_reason(proc, spec.measure.timeout_s)
         tail = "" if result else f"; log tail: {_tail(log, 300)!r}"
         raise OptbenchError(f"preparing the model and reference failed: {why}{tail} (see {log})")
     (opts.run_dir / "work" / "prepare.json").write_text(json.dumps(result))
@@ -325,10 +378,12 @@ def _crash_reason(proc: dict, timeout_s: float) -> str:
 def _run_one(spec: Spec, opts: RunOptions, cache: ArtifactCache, v: Variant, prepared: dict) -> dict:
     log = opts.run_dir / "logs" / f"{v.id}.log"
     result, proc = spawn(_job(spec, opts, cache, "variant", variant=v.to_dict()), spec.measure.timeout_s,
-                         spec.measure.memory_limit_mb, log)
+                         spec.measure.memory_limit_mb, log, spec.measure.rss_limit_mb)
     code = proc["exit_code"]
     row: dict[str, Any] = {"exit_code": code, "signal": signal.Signals(-code).name if code < 0 else None}
-    if proc["timed_out"]:
+    if proc.get("killed_for"):
+        row.update(status="failed", error=proc["killed_for"])
+    elif proc["timed_out"]:
         row.update(status="timeout", error=f"timed out after {spec.measure.timeout_s:g} s; {_tail(log, 500)}".strip())
     elif result is None:
         row.update(status="failed", error=f"worker {_crash_reason(proc, spec.measure.timeout_s)}; stderr tail: {_tail(log)}")
@@ -336,6 +391,8 @@ def _run_one(spec: Spec, opts: RunOptions, cache: ArtifactCache, v: Variant, pre
         result.pop("traceback", None)
         result.pop("user_error", None)
         row.update(result)
+    if isinstance(row.get("settings"), dict):
+        row["settings"]["memory_cap"] = rss_cap_bytes(spec.measure.rss_limit_mb)[1]
     return row
 
 

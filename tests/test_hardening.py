@@ -109,3 +109,18 @@ def test_a_timeout_ends_the_workers_children(tmp_path, cache_dir):
     assert main(["run", str(spec), "--run-dir", str(tmp_path / "run"), "--quiet", "--no-report"]) == 0
     left = subprocess.run(["pgrep", "-f", "sleep 287"], capture_output=True, text=True).stdout.split()
     assert left == []
+
+
+def test_the_resident_memory_watchdog_fails_only_the_runaway_variant(tmp_path, cache_dir):
+    import optbench
+
+    spec = write_spec(tmp_path, SPEC.replace("tests/models/faulty.py:build_plain", "tests/models/hog.py:build")
+                      .replace("batch_size: [1]", "batch_size: [1, 2]")
+                      .replace("min_duration_s: 0.0}", "min_duration_s: 0.0, rss_limit_mb: 1200}"))
+    run = tmp_path / "run"
+    assert main(["run", str(spec), "--run-dir", str(run), "--quiet", "--no-report"]) == 0
+    df = optbench.load_results(run).set_index("batch_size")
+    assert df.loc[1, "status"] == "ok" and df.loc[1, "settings"]["memory_cap"] == "1200 MiB resident (measure.rss_limit_mb)"
+    assert df.loc[2, "status"] == "failed"
+    assert "out of memory: the worker's resident memory reached" in df.loc[2, "error"]
+    assert "over its cap of 1200 MiB resident" in df.loc[2, "error"]

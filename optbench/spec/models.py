@@ -345,7 +345,10 @@ class MeasureSettings(Strict):
     spread_warn: float = Field(default_factory=lambda: _measure_default("spread_warn"), gt=0,
                                description="Flag the row unstable when its round medians spread more than this.")
     timeout_s: float = Field(default_factory=lambda: _measure_default("timeout_s"), gt=0, description="Wall-clock limit of one variant's worker process.")
-    memory_limit_mb: PositiveInt | None = Field(None, description="Memory (MiB of address space) a worker may map beyond the libraries it starts with; no cap when absent.")
+    memory_limit_mb: PositiveInt | None = Field(None, description="Memory (MiB of address space) a worker may map beyond the libraries it starts with; no cap when absent. Breaks CUDA workers (CUDA reserves large virtual ranges): prefer rss_limit_mb.")
+    rss_limit_mb: PositiveInt | None = Field(
+        None, description="Resident memory (MiB) a worker may use before it is stopped and its row fails; absent: 80 % "
+                          "of the machine's memory. Works for CPU and CUDA workers alike.")
 
     @model_validator(mode="after")
     def _iters(self) -> MeasureSettings:
