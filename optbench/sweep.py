@@ -343,6 +343,21 @@ def _kill_group(pgid: int | None) -> None:
             pass
 
 
+def _crash_tail(log: Path, n: int = 1500) -> str:
+    """The crash's own report where faulthandler wrote one (its header and the Python stack, without the list of
+    extension modules after it), else the log's tail."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return ""
+    at = text.rfind("Fatal Python error")
+    if at < 0:
+        return text[-n:].strip()
+    report = text[at:]
+    cut = report.find("\nExtension modules:")
+    return (report[:cut] if cut > 0 else report)[:n].strip()
+
+
 def _tail(log: Path, n: int = 1500) -> str:
     try:
         text = log.read_text(errors="replace")
@@ -386,7 +401,7 @@ def _run_one(spec: Spec, opts: RunOptions, cache: ArtifactCache, v: Variant, pre
     elif proc["timed_out"]:
         row.update(status="timeout", error=f"timed out after {spec.measure.timeout_s:g} s; {_tail(log, 500)}".strip())
     elif result is None:
-        row.update(status="failed", error=f"worker {_crash_reason(proc, spec.measure.timeout_s)}; stderr tail: {_tail(log)}")
+        row.update(status="failed", error=f"worker {_crash_reason(proc, spec.measure.timeout_s)}; stderr tail: {_crash_tail(log)}")
     else:
         result.pop("traceback", None)
         result.pop("user_error", None)

@@ -124,3 +124,40 @@ def test_the_resident_memory_watchdog_fails_only_the_runaway_variant(tmp_path, c
     assert df.loc[2, "status"] == "failed"
     assert "out of memory: the worker's resident memory reached" in df.loc[2, "error"]
     assert "over its cap of 1200 MiB resident" in df.loc[2, "error"]
+
+
+def test_an_unknown_backend_names_file_and_line(tmp_path, capsys):
+    spec = write_spec(tmp_path, SPEC.replace("backends: [{name: torch, device: cpu}]", "backends:\n  - {name: torhc}"))
+    assert main(["plan", str(spec)]) == 2
+    line = _one_line(capsys)
+    assert f"{spec}:7: field 'backends.0.name': unknown backend 'torhc'; did you mean 'torch'?" in line
+
+
+def test_compare_warns_about_runs_of_different_specs(tmp_path, small_run, capsys):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(small_run, other, ignore=shutil.ignore_patterns("work", "logs"))
+    (other / "spec.yaml").write_text((other / "spec.yaml").read_text().replace("name: small", "name: another", 1))
+    assert main(["compare", str(small_run), str(other), "-o", str(tmp_path / "c.html")]) == 0
+    assert "warning: the two runs come from different specs" in capsys.readouterr().out
+
+
+def test_ctrl_c_keeps_the_rows_and_exits_130(tmp_path, cache_dir):
+    import signal
+    import sys
+    import time
+
+    spec = write_spec(tmp_path, SPEC.replace("batch_size: [1]", "batch_size: [1, 2, 3, 4, 5, 6]")
+                      .replace("min_duration_s: 0.0}", "min_duration_s: 2.0}"))
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "optbench", "run", str(spec), "--run-dir", str(run), "--quiet",
+                             "--no-report"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ((run / "results.jsonl").exists() and (run / "results.jsonl").read_text()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted; rows written so far are kept. Resume with:" in err
+    assert (run / "results.jsonl").read_text().count("\n") >= 1

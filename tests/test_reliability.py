@@ -30,6 +30,7 @@ def test_each_kind_of_fault_costs_only_its_variant(tmp_path, cache_dir):
     assert df.loc[1, "status"] == "ok" and df.loc[1, "latency_ms_p50"] > 0
     assert df.loc[2, "status"] == "failed" and df.loc[2, "signal"] == "SIGSEGV"
     assert "SIGSEGV" in df.loc[2, "error"]
+    assert "Fatal Python error: Segmentation fault" in df.loc[2, "error"]  # faulthandler's stack in the tail
     assert df.loc[3, "status"] == "timeout" and "timed out after 30 s" in df.loc[3, "error"]
     assert df.loc[4, "status"] == "failed" and "MemoryError" in df.loc[4, "error"]
     assert df.loc[5, "status"] == "failed" and "injected failure during measurement" in df.loc[5, "error"]

@@ -99,3 +99,19 @@ def test_report_renders_in_headless_chromium(small_run, tmp_path):
 
     for uri in re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', html):
         ET.fromstring(base64.b64decode(uri))
+
+
+def test_speedup_against_the_reference_runtime_is_filled(small_run):
+    from optbench.report import enrich, load_run
+
+    df = enrich(load_run(small_run)["df"])
+    ok = df[df.status == "ok"]
+    assert ok.speedup.notna().all()
+    ref = ok[(ok.backend == "torch") & (ok.precision == "fp32") & (ok["transform"] == "none")]
+    assert (ref.speedup == 1.0).all()
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("optbench ")

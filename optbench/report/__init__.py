@@ -43,7 +43,12 @@ def enrich(df: pd.DataFrame) -> pd.DataFrame:
     df["shape_label"] = df["shape"].map(lambda s: "x".join(f"{k}{v}" for k, v in (s or {}).items()) or "-")
     df["shape_sort"] = df["shape"].map(lambda s: tuple(sorted((s or {}).values())))
     df["ms_per_item"] = df["latency_ms_p50"] / df["batch_size"]
-    base = df[(df.status == "ok") & (df.backend == "torch") & (df.precision == "fp32") & (df.transform == "none")]
+    # the reference runtime at fp32: torch for torch models, ONNX Runtime on the CPU for ONNX files (df["..."]:
+    # df.transform is DataFrame.transform, a method, which once left this column empty in every report)
+    onnx_source = df["reference"].astype(str).str.startswith("onnxruntime").any()
+    runtime = (df["backend"].astype(str).str.startswith("onnxruntime") & (df["device"] == "cpu")) if onnx_source \
+        else (df["backend"] == "torch")
+    base = df[(df["status"] == "ok") & runtime & (df["precision"] == "fp32") & (df["transform"] == "none")]
     lookup = {(r.batch_size, r.shape_label): r.latency_ms_p50 for r in base.itertuples()}
     df["speedup"] = [lookup.get((r.batch_size, r.shape_label), float("nan")) / r.latency_ms_p50
                      if r.status == "ok" else float("nan") for r in df.itertuples()]

@@ -20,7 +20,7 @@ from optbench.report import (
 SUMMARY = [("variant_id", "variant"), ("backend", "backend"), ("device", "device"), ("precision", "precision"),
            ("transform", "transform"), ("batch_size", "batch"), ("shape_label", "shape"), ("status", "status"),
            ("latency_ms_p50", "p50 ms"), ("latency_ms_p99", "p99 ms"), ("gpu_ms_p50", "GPU p50 ms"),
-           ("throughput_items_s", "items/s"), ("speedup", "speedup vs torch fp32"), ("model_bytes", "model MiB"),
+           ("throughput_items_s", "items/s"), ("speedup", "speedup vs reference runtime fp32"), ("model_bytes", "model MiB"),
            ("drift_rel_l2", "rel L2"), ("drift_cosine", "cosine"), ("top1_agreement", "top-1 agree"),
            ("task_accuracy", "task acc")]
 DRIFT = ["drift_max_abs", "drift_mean_abs", "drift_rel_l2", "drift_cosine", "top1_agreement", "task_accuracy"]

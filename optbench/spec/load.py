@@ -219,6 +219,7 @@ def check_files(spec: Spec, spec_path: Path, lines: dict[tuple, int]) -> None:
     """Files a spec names must exist, and a python entrypoint must resolve (without being called)."""
     file = str(spec_path)
     model = spec.model
+    check_backends(spec, file, lines)
     for attr in ("weights", "path"):
         value = getattr(model, attr, None)
         if model.source == "onnx" and attr == "path":
@@ -236,6 +237,19 @@ def check_files(spec: Spec, spec_path: Path, lines: dict[tuple, int]) -> None:
         proto = check_onnx(resolve_model_file(model.path, spec_path, file, line), file, line)
         check_inputs_against_graph(spec, proto, file, line_of(lines, ("inputs",)))
     check_data(spec, spec_path, lines)
+
+
+def check_backends(spec: Spec, file: str, lines: dict[tuple, int]) -> None:
+    """Backend names and options, with the line of the entry that is wrong."""
+    from optbench.backends import get_backend
+
+    for i, b in enumerate(spec.backends):
+        try:
+            get_backend(b.name).parse_options(b.options, f"backends.{i}.options")
+        except SpecError as e:
+            raise SpecError(e.message, file=file, line=line_of(lines, ("backends", i)),
+                            field=e.field if e.field != "backends" else f"backends.{i}.name",
+                            expected=e.expected, found=e.found) from None
 
 
 def check_onnx(path: Path, file: str, line: int | None):
