@@ -65,6 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     df = load_results(run_dir)
     cols = ["variant_id", "status", "latency_ms_p50", "throughput_items_s", "drift_rel_l2", "task_accuracy"]
     print(_table(df[cols].to_dict("records"), cols))
+    _print_decisions(run_dir, args)
     _maybe_report(run_dir, args)
     print(f"\nrun directory: {run_dir}")
     failed = int((df["status"].isin(["failed", "timeout"])).sum())
@@ -73,11 +74,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_decisions(run_dir: Path, args: argparse.Namespace) -> None:
+    from optbench.report import load_run
+    from optbench.report.render import summary_lines
+
+    run = load_run(run_dir)
+    run["constraints"] = list(args.constraint or [])
+    print("\nwhat to ship:")
+    for line in summary_lines(run):
+        print(f"  {line}")
+
+
 def _maybe_report(run_dir: Path, args: argparse.Namespace) -> None:
     if not args.no_report:
         from optbench.report import write_report
 
-        print(f"report: {write_report(run_dir)}")
+        print(f"report: {write_report(run_dir, constraints=args.constraint or [])}")
 
 
 def cmd_env(args: argparse.Namespace) -> int:
@@ -129,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--run-dir", help="run directory (default: OUT/NAME-TIMESTAMP)")
     where.add_argument("--out", default="results", help="root of new run directories (default: results)")
     r.add_argument("--force", action="store_true", help="overwrite a run directory that holds results")
+    r.add_argument("--constraint", action="append", metavar="'COLUMN OP NUMBER'",
+                   help="a deployment constraint for the recommendation, e.g. 'latency_ms_p99 <= 5' (repeatable)")
     r.add_argument("--resume", action="store_true", help="run only the variants without a final row")
     r.add_argument("--cache-dir", help="artifact cache (default: $OPTBENCH_CACHE or ~/.cache/optbench)")
     r.add_argument("--no-cache", action="store_true", help="rebuild every artifact")

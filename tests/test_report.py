@@ -115,3 +115,38 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.startswith("optbench ")
+
+
+def test_the_report_opens_with_what_to_ship(small_run, tmp_path, capsys):
+    """A recommendation per batch with a numeric speedup, first in Markdown and HTML; constraints narrow it."""
+    import re
+
+    assert main(["report", str(small_run), "--format", "md", "-o", str(tmp_path / "r.md")]) == 0
+    md = (tmp_path / "r.md").read_text()
+    ship = md.split("### What to ship")[1].split("|")[0]
+    lines = [x for x in ship.splitlines() if x.startswith("- ")]
+    assert [re.match(r"- At batch (\d+)", x).group(1) for x in lines] == ["1", "16"]
+    assert all(re.search(r": ship \S+: p50 [\d.]+ ms.*, [\d.]+x torch fp32", x) for x in lines), lines
+    assert main(["report", str(small_run), "-o", str(tmp_path / "r.html")]) == 0
+    html = (tmp_path / "r.html").read_text()
+    assert html.index('id="ship"') < html.index('id="summary"')
+    assert main(["report", str(small_run), "--format", "md", "-o", str(tmp_path / "c.md"),
+                 "--constraint", "latency_ms_p50 <= 0.000001"]) == 0
+    assert "no variant passes every accuracy check and meets latency_ms_p50 &lt;= 1e-06" in (tmp_path / "c.md").read_text()
+    capsys.readouterr()
+    assert main(["report", str(small_run), "--constraint", "latency_p50 <= 5", "-o", str(tmp_path / "x.html")]) == 2
+    assert "the rows have no column 'latency_p50'" in capsys.readouterr().err
+    assert main(["report", str(small_run), "--constraint", "p50 is small", "-o", str(tmp_path / "x.html")]) == 2
+
+
+def test_a_failing_variant_is_never_recommended(small_run, tmp_path):
+    from optbench.report import enrich, load_run
+    from optbench.report.decide import decisions
+
+    run = load_run(small_run)
+    df = enrich(run["df"])
+    first = decisions(df, {}, [], "torch")
+    best = {d["batch"]: d["best"]["variant_id"] for d in first}
+    again = decisions(df, {vid: ["planted"] for vid in best.values()}, [], "torch")
+    for d in again:
+        assert d["best"]["variant_id"] != best[d["batch"]]

@@ -111,10 +111,11 @@ def verdicts(df: pd.DataFrame, run: dict) -> tuple[dict[tuple[str, str], bool], 
     return out, failing
 
 
-def write_report(run_dir: Path, out: Path | None = None, fmt: str = "html") -> Path:
+def write_report(run_dir: Path, out: Path | None = None, fmt: str = "html", constraints: list[str] | None = None) -> Path:
     from optbench.report.render import render_csv, render_html, render_md
 
     run = load_run(Path(run_dir))
+    run["constraints"] = list(constraints or [])
     out = Path(out) if out else Path(run_dir) / {"html": "report.html", "md": "report.md", "csv": "report.csv"}[fmt]
     out.parent.mkdir(parents=True, exist_ok=True)
     text = {"html": render_html, "md": render_md, "csv": render_csv}[fmt](run)

@@ -13,7 +13,8 @@ def cmd_report(args) -> int:
 
     if args.output and Path(args.output).is_dir():
         raise OptbenchError(f"-o {args.output} is a folder; give a file name, e.g. {Path(args.output) / ('report.' + args.format)}")
-    print(write_report(Path(args.run_dir), Path(args.output) if args.output else None, args.format))
+    print(write_report(Path(args.run_dir), Path(args.output) if args.output else None, args.format,
+                       args.constraint or []))
     return 0
 
 
@@ -45,6 +46,8 @@ def add_commands(sub) -> None:
     r.add_argument("run_dir")
     r.add_argument("-o", "--output", help="output file (default RUN_DIR/report.<format>)")
     r.add_argument("--format", choices=["html", "md", "csv"], default="html")
+    r.add_argument("--constraint", action="append", metavar="'COLUMN OP NUMBER'",
+                   help="a deployment constraint for the recommendation, e.g. 'latency_ms_p99 <= 5' (repeatable)")
     r.set_defaults(fn=cmd_report)
     c = sub.add_parser("compare", help="compare two runs: latency ratios beyond noise, drift changes")
     c.add_argument("run_a", help="baseline run directory")

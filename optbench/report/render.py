@@ -16,6 +16,7 @@ from optbench.report import (
     plots,
     verdicts,
 )
+from optbench.report.decide import decisions, parse_constraint
 
 SUMMARY = [("variant_id", "variant"), ("backend", "backend"), ("device", "device"), ("precision", "precision"),
            ("transform", "transform"), ("batch_size", "batch"), ("shape_label", "shape"), ("status", "status"),
@@ -63,6 +64,7 @@ def _env():
 def context(run: dict) -> dict:
     df = enrich(run["df"])
     verdict, failing = verdicts(df, run)
+    decided = decisions(df, failing, run_constraints(run), run["ref"].get("reference", ""))
     df["verdict"] = [("fail: " + "; ".join(failing[v])[:300]) if v in failing else ("pass" if s == "ok" else "")
                      for v, s in zip(df.variant_id, df.status)]
     ok = df[df.status == "ok"]
@@ -98,6 +100,7 @@ def context(run: dict) -> dict:
     env = run["env"]
     return {
         "name": run["spec"].get("name", run["dir"].name), "description": run["spec"].get("description"),
+        "decisions": decided,
         "generated": generated_at(), "env": env, "ref": run["ref"], "columns": [c[1] for c in columns],
         "rows": rows, "figures": figures, "metric": metric,
         "frontier": frontier[["variant_id", "ms_per_item", metric]].to_dict("records") if not frontier.empty else [],
@@ -139,6 +142,19 @@ def render_html(run: dict) -> str:
     return _env().get_template("report.html.j2").render(**context(run))
 
 
+def run_constraints(run: dict) -> list:
+    """The spec's constraints and those given on the command line (``run["constraints"]``)."""
+    texts = list((run.get("spec") or {}).get("constraints") or []) + list(run.get("constraints") or [])
+    return [parse_constraint(t, "constraints") for t in texts]
+
+
+def summary_lines(run: dict) -> list[str]:
+    """The decision per point, one sentence each (Markdown, the terminal after `optbench run`)."""
+    df = enrich(run["df"])
+    _, failing = verdicts(df, run)
+    return [d["sentence"] for d in decisions(df, failing, run_constraints(run), run["ref"].get("reference", ""))]
+
+
 def render_md(run: dict) -> str:
     df = enrich(run["df"])
     cols = ["variant_id", "status", "latency_ms_p50", "throughput_items_s", "speedup", "drift_rel_l2", "task_accuracy"]
@@ -150,7 +166,9 @@ def render_md(run: dict) -> str:
     body = "".join("| " + " | ".join(_md(fmt(r[c], c)) for c in cols) + " |\n" for r in df.to_dict("records"))
     counts = ", ".join(f"{v} {k}" for k, v in df.status.value_counts().items())
     name = _md(str(run["spec"].get("name", "")))
-    return f"## optbench: {name}\n\n{counts} · host: {_md(str(run['env'].get('cpu', '')))}\n\n{head}{body}"
+    decided = "".join(f"- {_md(line)}\n" for line in summary_lines(run))
+    return (f"## optbench: {name}\n\n### What to ship\n\n{decided}\n{counts} · host: "
+            f"{_md(str(run['env'].get('cpu', '')))}\n\n{head}{body}")
 
 
 def _md(text: str) -> str:

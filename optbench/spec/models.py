@@ -379,6 +379,19 @@ class Spec(Strict):
     budgets: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="Accuracy budgets per precision or variant pattern, over configs/budgets.yaml.")
     optional: list[str] = Field(default_factory=list, description="Variant id patterns whose failure is not a violation.")
+    constraints: list[str] = Field(
+        default_factory=list, description="Deployment constraints the recommended variant must meet: 'COLUMN OP "
+                                          "NUMBER' over row columns in their units, e.g. 'latency_ms_p99 <= 5'.")
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraints(cls, v: list[str]) -> list[str]:
+        from optbench.report.decide import CONSTRAINT
+
+        for text in v:
+            if not CONSTRAINT.match(text):
+                raise ValueError(f"a constraint is 'COLUMN OP NUMBER' with OP one of <=, <, >=, >, found {text!r}")
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> Spec:

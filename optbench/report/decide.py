@@ -1,0 +1,112 @@
+"""What should I ship: the recommended variant per (batch, shape) point, under the budgets and constraints.
+
+At each point the recommendation is the fastest variant (p50) that passes every accuracy check (every output,
+task metrics, collapse guard, as ``optbench check`` decides) and meets every constraint (``constraints:`` in
+the spec, ``--constraint`` on the command line: ``COLUMN OP NUMBER`` over row columns in their units, e.g.
+``latency_ms_p99 <= 5``). It comes with its speedup against the reference runtime at fp32 at the same point
+and against the fastest fp32 of any backend there, its accuracy cost, its noise flag, and the runner-up.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+
+from optbench.errors import OptbenchError
+
+_OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
+CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    column: str
+    op: str
+    value: float
+
+    def holds(self, row: dict) -> bool:
+        v = row.get(self.column)
+        return isinstance(v, (int, float)) and not math.isnan(v) and _OPS[self.op](v, self.value)
+
+    def __str__(self) -> str:
+        return f"{self.column} {self.op} {self.value:g}"
+
+
+def parse_constraint(text: str, where: str = "--constraint") -> Constraint:
+    m = CONSTRAINT.match(text)
+    if not m:
+        raise OptbenchError(f"{where}: a constraint is 'COLUMN OP NUMBER' with OP one of <=, <, >=, >, "
+                            f"e.g. 'latency_ms_p99 <= 5'", found=repr(text))
+    try:
+        value = float(m.group(3))
+    except ValueError:
+        raise OptbenchError(f"{where}: expected a number after {m.group(2)}", found=repr(text)) from None
+    if not math.isfinite(value):
+        raise OptbenchError(f"{where}: expected a finite number", found=repr(text))
+    return Constraint(m.group(1), m.group(2), value)
+
+
+def decisions(df: pd.DataFrame, failing: dict[str, list[str]], constraints: list[Constraint],
+              reference: str) -> list[dict]:
+    """One decision per (batch, shape) point of the enriched rows ``df``."""
+    ok = df[df["status"] == "ok"]
+    for c in constraints:
+        if c.column not in df.columns:
+            raise OptbenchError(f"constraint '{c}': the rows have no column '{c.column}'",
+                                expected="a numeric column such as latency_ms_p50, latency_ms_p99, gpu_peak_bytes, "
+                                         "model_bytes, throughput_items_s, drift_rel_l2")
+    out = []
+    for (batch, shape), group in ok.groupby(["batch_size", "shape_label"], sort=True):
+        rows = group.sort_values("latency_ms_p50").to_dict("records")
+        fit = [r for r in rows if r["variant_id"] not in failing and all(c.holds(r) for c in constraints)]
+        fp32 = [r for r in rows if r["precision"] == "fp32" and r.get("transform") == "none"]
+        d = {"batch": int(batch), "shape": shape, "constraints": [str(c) for c in constraints],
+             "candidates": len(rows), "best": fit[0] if fit else None, "runner_up": fit[1] if len(fit) > 1 else None,
+             "fastest_fp32": fp32[0] if fp32 else None}
+        d["sentence"] = sentence(d, reference, failing)
+        out.append(d)
+    return out
+
+
+def _noise(r: dict) -> str:
+    flags = [w.split(":")[0] for w in (r.get("warnings") or []) if w.startswith(("unstable", "machine busy"))]
+    return f" ({', '.join(flags)})" if flags else ""
+
+
+def _accuracy(r: dict) -> str:
+    parts = []
+    if r.get("worst_output") and isinstance(r.get("drift_rel_l2"), float):
+        parts.append(f"worst output '{r['worst_output']}' rel. L2 {r['drift_rel_l2']:.2g}")
+    for col, label in (("task_accuracy", "task accuracy"), ("top1_agreement", "top-1 agreement"),
+                       ("det_f1", "detection F1"), ("ctc_exact_rate", "exact strings"), ("dense_iou", "map IoU"),
+                       ("retrieval_agreement", "retrieval agreement")):
+        v = r.get(col)
+        if isinstance(v, float) and not math.isnan(v):
+            parts.append(f"{label} {v:.3g}")
+            break
+    return "; ".join(parts) or "no accuracy figures"
+
+
+def sentence(d: dict, reference: str, failing: dict[str, list[str]]) -> str:
+    where = f"batch {d['batch']}" + (f", {d['shape']}" if d["shape"] not in ("-", "") else "")
+    under = f" under {', '.join(d['constraints'])}" if d["constraints"] else ""
+    best = d["best"]
+    if best is None:
+        meets = f" and meets {', '.join(d['constraints'])}" if d["constraints"] else ""
+        return (f"At {where}: no variant passes every accuracy check{meets} ({d['candidates']} measured here; "
+                f"{len(failing)} variant(s) of the run fail an accuracy check).")
+    speed = best.get("speedup")
+    ref_name = "ONNX Runtime CPU" if reference.startswith("onnxruntime") else "torch"
+    vs_ref = f"{speed:.2f}x {ref_name} fp32" if isinstance(speed, float) and not math.isnan(speed) else \
+        f"no {ref_name} fp32 row to compare with"
+    fast = d["fastest_fp32"]
+    vs_fast = f", {fast['latency_ms_p50'] / best['latency_ms_p50']:.2f}x the fastest fp32 ({fast['variant_id']})" \
+        if fast is not None and fast["variant_id"] != best["variant_id"] else ""
+    runner = d["runner_up"]
+    tail = f" Runner-up: {runner['variant_id']} ({runner['latency_ms_p50']:.3g} ms)." if runner else ""
+    return (f"At {where}{under}: ship {best['variant_id']}: p50 {best['latency_ms_p50']:.3g} ms{_noise(best)}, "
+            f"{vs_ref}{vs_fast}; {_accuracy(best)}.{tail}")
