@@ -91,3 +91,12 @@ def test_busy_reason_names_the_numbers():
     assert busy_reason({"other_cpus": 1.8, "cpus": 2, "steal": 0.0}) == "other processes used 1.80 of 2 CPUs"
     assert busy_reason({"other_cpus": 0.02, "cpus": 2, "steal": 0.08}) == "steal 8%"
     assert busy_reason({"other_cpus": 0.1, "cpus": 2, "steal": 0.0, "throttled": 0.0}) is None
+
+
+def test_a_difference_the_machine_speed_explains_is_inconclusive():
+    base = Rounds([1.0, 1.0, 1.01], probes=[4.0, 4.0, 4.1])
+    slowed = Rounds([1.4, 1.41, 1.42], probes=[6.0, 6.1, 6.2])  # every round in a slow period of the machine
+    v = decide(slowed, base)
+    assert v.word == "inconclusive" and "machine itself was slower while the candidate's quietest rounds" in v.reason
+    real = Rounds([1.4, 1.41, 1.42], probes=[4.0, 4.1, 4.0])  # same machine speed: a real slowdown
+    assert decide(real, base).word == "slower"

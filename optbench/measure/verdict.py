@@ -14,9 +14,10 @@ and timing window):
 - |d| <= effect and noise <= effect: same; d beyond the effect and beyond the noise: slower or faster;
   otherwise inconclusive, with the numbers ("noise 12% > effect 5%").
 
-Each round also carries a machine-speed probe (``probe_us``, a fixed pure-Python loop timed around it): it is
-recorded for diagnosis and counted in the reason, not used to drop rounds (it flags slowed periods only
-roughly: the slowdown can start or end inside a round).
+Each round also carries a machine-speed probe (``probe_us``, a fixed pure-Python loop timed around it). It flags
+slowed periods only roughly (a slowdown can start or end inside a round), so it never drops rounds; it vetoes a
+faster/slower verdict when the machine itself ran over PROBE_SLOW slower during one side's quiet rounds than
+during the other's, in the direction of the difference: then the verdict is inconclusive.
 Rows with one timing window (runs made before rounds existed) are cut into three chronological pseudo-rounds,
 and the verdict says so.
 """
@@ -78,9 +79,23 @@ def spread(meds: list[float]) -> float:
     return (max(meds) - min(meds)) / mid if len(meds) > 1 and mid > 0 else 0.0
 
 
+def quiet_index(meds: list[float]) -> list[int]:
+    """Indices of the fastest third of the round medians, at least two (all of them where there are fewer)."""
+    order = sorted(range(len(meds)), key=lambda i: meds[i])
+    return order[: max(2, -(-len(meds) // 3))]
+
+
 def quiet(meds: list[float]) -> list[float]:
-    """The fastest third of the round medians, at least two (all of them where there are fewer)."""
-    return sorted(meds)[: max(2, -(-len(meds) // 3))]
+    return [meds[i] for i in quiet_index(meds)]
+
+
+def _probe_shift(candidate: Rounds, baseline: Rounds) -> float | None:
+    """How much slower the machine was (speed probe) during the candidate's quiet rounds than the baseline's."""
+    if candidate.probes is None or baseline.probes is None:
+        return None
+    pc = float(np.median([candidate.probes[i] for i in quiet_index(candidate.medians)]))
+    pb = float(np.median([baseline.probes[i] for i in quiet_index(baseline.medians)]))
+    return pc / pb - 1 if pb > 0 else None
 
 
 def _slowed(r: Rounds, best: float | None) -> int:
@@ -115,6 +130,12 @@ def decide(candidate: Rounds, baseline: Rounds, effect: float = 0.05) -> Latency
             return LatencyVerdict("same", ratio, noise, numbers)
         return LatencyVerdict("inconclusive", ratio, noise, f"noise {noise:.1%} > effect {effect:.0%} ({numbers})")
     if abs(d) > noise:
+        shift = _probe_shift(candidate, baseline)
+        if shift is not None and abs(shift) > PROBE_SLOW and shift * d > 0:
+            who = "candidate" if shift > 0 else "baseline"
+            return LatencyVerdict("inconclusive", ratio, noise,
+                                  f"the machine itself was slower while the {who}'s quietest rounds ran (speed "
+                                  f"probe {shift:+.0%}), in the direction of the difference ({numbers})")
         return LatencyVerdict("slower" if d > 0 else "faster", ratio, noise, numbers)
     return LatencyVerdict("inconclusive", ratio, noise, f"noise {noise:.1%} >= difference {abs(d):.1%} ({numbers})")
 
