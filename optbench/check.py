@@ -117,11 +117,7 @@ def budget_for(row: dict, spec_budgets: dict, overrides: dict) -> dict[str, floa
             budget["accuracy_drop_max"] = defaults["transformed"]["accuracy_drop_max"] + \
                 defaults["int8"].get("accuracy_drop_max", 0)
     for layer in (spec_budgets, overrides):
-        for selector, values in layer.items():
-            if selector in ("*", row["precision"]) or fnmatch.fnmatch(row["variant_id"], selector):
-                for k in values:
-                    _known(k, f"budgets.{selector}")
-                budget.update(values)
+        budget.update(_selected(row, layer, "budgets"))
     return budget
 
 

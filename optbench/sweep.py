@@ -44,12 +44,6 @@ MARKER = ".optbench-run.json"
 LOCK = ".optbench-run.lock"
 
 
-def spec_digest(spec: Spec) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:20]
-
-
 def _flat(d: Any, at: str = "") -> dict[str, Any]:
     if isinstance(d, dict):
         out: dict[str, Any] = {}
@@ -86,33 +80,26 @@ def lock_run_dir(d: Path):
     return f
 
 
-def _check_run_dir(d: Path, spec: Spec, opts: RunOptions) -> dict | None:
-    """A run directory is absent, empty, or a run of optbench's; returns its marker (None when new)."""
+def _check_run_dir(d: Path, opts: RunOptions) -> None:
+    """A run directory is absent, empty, or a run of optbench's; anything else is refused."""
     if d.exists() and not d.is_dir():
         raise RunDirError(f"--run-dir {d} is a file, not a directory")
     entries = sorted(p.name for p in d.iterdir()) if d.exists() else []
     entries = [e for e in entries if e != LOCK]
-    marker = None
-    if MARKER in entries:
-        try:
-            marker = json.loads((d / MARKER).read_text())
-        except (OSError, ValueError):
-            marker = {}
-    if marker is None and {"results.jsonl", "plan.json", "spec.yaml"} <= set(entries):
-        marker = {}  # a run made before run directories carried a marker
-    if marker is None and entries:
+    # a run carries the marker; runs made before the marker carry their results, plan and spec
+    is_run = MARKER in entries or {"results.jsonl", "plan.json", "spec.yaml"} <= set(entries)
+    if not is_run and entries:
         ours = [e for e in entries if e in RUN_FILES or e in RUN_DIRS]
         if not opts.force or ours:
             raise RunDirError(f"{d} is not empty and is not an optbench run ({', '.join(entries[:4])}"
                               f"{', ...' if len(entries) > 4 else ''}); choose a new or empty --run-dir"
                               + ("" if opts.force else " (or --force to write beside these files)"))
-    return marker
 
 
 def open_run_dir(spec: Spec, variants: list[Variant], opts: RunOptions) -> dict[str, dict]:
     """Validate, lock and (re)open the run directory; returns the rows already final (resume)."""
     d = opts.run_dir
-    _check_run_dir(d, spec, opts)
+    _check_run_dir(d, opts)
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -146,7 +133,7 @@ def open_run_dir(spec: Spec, variants: list[Variant], opts: RunOptions) -> dict[
         (d / name).unlink(missing_ok=True)
     for name in RUN_DIRS:
         shutil.rmtree(d / name, ignore_errors=True)
-    (d / MARKER).write_text(json.dumps({"spec_digest": spec_digest(spec), "files": list(RUN_FILES)}))
+    (d / MARKER).write_text(json.dumps({"files": list(RUN_FILES)}))
     (d / "spec.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
     (d / "plan.json").write_text(json.dumps([v.id for v in variants], indent=1))
     return {}

@@ -26,6 +26,11 @@ def _run(name: str, tmp_path_factory) -> tuple:
     return run, df.set_index("variant_id")
 
 
+def _passes(df, label: str, fails: list[str]) -> bool:
+    """No FAIL line of ``check`` names a variant with this precision label."""
+    return not any(f"FAIL {vid}" in line for vid in df[df.label == label].index for line in fails)
+
+
 def _check(run, capsys) -> tuple[int, list[str]]:
     capsys.readouterr()
     code = main(["check", str(run)])
@@ -71,7 +76,7 @@ def test_ppocr_det_int8_is_really_int8(det, capsys):
     fp16 = df[df.label == "fp16"].iloc[0]
     assert "BatchNormalization" in next(iter(fp16.settings["fp32_nodes_kept_for_range"].values()))
     code, fails = _check(run, capsys)
-    assert not any(f"FAIL {vid}" in line for vid in df[df.label == "fp16"].index for line in fails), fails
+    assert _passes(df, "fp16", fails), fails
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +92,7 @@ def test_ppocr_rec_is_judged_by_the_strings_it_reads(rec, capsys):
     assert (df[df.label == "fp32"].ctc_label_exact_rate >= 0.9).all()  # the rendered lines are readable
     code, fails = _check(run, capsys)
     assert code == 1
-    assert not any(f"FAIL {vid}" in line for vid in df[df.label == "fp16"].index for line in fails), fails
+    assert _passes(df, "fp16", fails), fails
     dyn = df[df.label == "int8-dyn"].index[0]
     assert any(line.startswith(f"FAIL {dyn}: ctc_exact_rate_min") for line in fails), fails
 

@@ -30,22 +30,18 @@ def drift_metrics(out: np.ndarray, ref: np.ndarray, labels: np.ndarray | None = 
         "top1_agreement": None,
         "task_accuracy": None,
     }
-    if is_classifier(ref):
-        row["top1_agreement"] = float((o.argmax(1) == r.argmax(1)).mean())
-        if labels is not None and len(labels) == len(o):
-            row["task_accuracy"] = float((o.argmax(1) == labels).mean())
+    if is_classifier(ref):  # the classification task's agreement and accuracy (one implementation)
+        from optbench.measure.tasks import TaskContext, classification
+        from optbench.spec.models import ClassificationTask
+
+        m = classification(ClassificationTask(kind="classification"), out, ref, labels, TaskContext(), {})
+        row.update(top1_agreement=m["top1_agreement"], task_accuracy=m["task_accuracy"])
     return row
 
 
 def is_classifier(ref: np.ndarray) -> bool:
     """(N, C) logits with C > 1 are treated as a classifier's output."""
     return ref.ndim == 2 and ref.shape[1] > 1
-
-
-def task_accuracy(out: np.ndarray, labels: np.ndarray | None) -> float | None:
-    if labels is None or not is_classifier(out):
-        return None
-    return float((out.argmax(1) == labels).mean())
 
 
 # ---------------------------------------------------------------- every output, every part

@@ -32,6 +32,12 @@ TASK_COLUMNS = [("topk_agreement", "top-k agree"), ("det_f1", "det F1"), ("det_m
                 ("dense_iou", "map IoU"), ("worst_output", "worst output")]
 
 
+def verdict_column(df, failing: dict[str, list[str]], width: int) -> list[str]:
+    """Per row: 'pass', 'fail: <reasons>' cut to ``width`` characters, or '' for rows not measured."""
+    return [("fail: " + "; ".join(failing[v])[:width]) if v in failing else ("pass" if s == "ok" else "")
+            for v, s in zip(df.variant_id, df.status)]
+
+
 def summary_columns(df) -> list[tuple[str, str]]:
     extra = [(c, label) for c, label in TASK_COLUMNS if c in df and df[c].notna().any()]
     extra += [(c, c) for c in df.columns if str(c).startswith("x_") and df[c].notna().any()]
@@ -65,8 +71,7 @@ def context(run: dict) -> dict:
     df = enrich(run["df"])
     verdict, failing = verdicts(df, run)
     decided = decisions(df, failing, run_constraints(run), run["ref"].get("reference", ""))
-    df["verdict"] = [("fail: " + "; ".join(failing[v])[:300]) if v in failing else ("pass" if s == "ok" else "")
-                     for v, s in zip(df.variant_id, df.status)]
+    df["verdict"] = verdict_column(df, failing, 300)
     ok = df[df.status == "ok"]
     passing = ok[~ok.variant_id.isin(failing)]  # only variants within every budget are recommended
     ok_plot = ok.dropna(subset=["latency_ms_p50"])
@@ -148,10 +153,13 @@ def run_constraints(run: dict) -> list:
     return [parse_constraint(t, "constraints") for t in texts]
 
 
-def summary_lines(run: dict) -> list[str]:
-    """The decision per point, one sentence each (Markdown, the terminal after `optbench run`)."""
-    df = enrich(run["df"])
-    _, failing = verdicts(df, run)
+def summary_lines(run: dict, df=None, failing: dict | None = None) -> list[str]:
+    """The decision per point, one sentence each (Markdown, the terminal after `optbench run`); ``df`` (enriched)
+    and ``failing`` where the caller has them already."""
+    if df is None:
+        df = enrich(run["df"])
+    if failing is None:
+        _, failing = verdicts(df, run)
     return [d["sentence"] for d in decisions(df, failing, run_constraints(run), run["ref"].get("reference", ""))]
 
 
@@ -159,14 +167,13 @@ def render_md(run: dict) -> str:
     df = enrich(run["df"])
     cols = ["variant_id", "status", "latency_ms_p50", "throughput_items_s", "speedup", "drift_rel_l2", "task_accuracy"]
     _, failing = verdicts(df, run)
-    df["verdict"] = ["fail: " + "; ".join(failing[v])[:200] if v in failing else ("pass" if s == "ok" else "")
-                     for v, s in zip(df.variant_id, df.status)]
+    df["verdict"] = verdict_column(df, failing, 200)
     cols += [c for c, _ in TASK_COLUMNS if c in df and df[c].notna().any()] + ["verdict"]
     head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
     body = "".join("| " + " | ".join(_md(fmt(r[c], c)) for c in cols) + " |\n" for r in df.to_dict("records"))
     counts = ", ".join(f"{v} {k}" for k, v in df.status.value_counts().items())
     name = _md(str(run["spec"].get("name", "")))
-    decided = "".join(f"- {_md(line)}\n" for line in summary_lines(run))
+    decided = "".join(f"- {_md(line)}\n" for line in summary_lines(run, df, failing))
     return (f"## optbench: {name}\n\n### What to ship\n\n{decided}\n{counts} · host: "
             f"{_md(str(run['env'].get('cpu', '')))}\n\n{head}{body}")
 

@@ -34,17 +34,15 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int]]:
         raise SpecError(f"the spec is {len(text):,} characters; a spec is at most {MAX_BYTES:,}", file=file)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        if node is not None and _expanded_size(node) > MAX_VALUES:
-            data = None  # never construct it: the size check below names the problem
-        else:
-            data = yaml.safe_load(text)
+        size = _expanded_size(node)
+        data = yaml.safe_load(text) if size <= MAX_VALUES else None  # never construct an expanding document
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         raise SpecError(f"invalid YAML: {e.problem or e.context}", file=file,
                         line=mark.line + 1 if mark else None) from None
     except yaml.YAMLError as e:
         raise SpecError(f"invalid YAML: {e}", file=file) from None
-    if (size := _expanded_size(node)) > MAX_VALUES:
+    if size > MAX_VALUES:
         raise SpecError(f"the spec expands to more than {MAX_VALUES:,} values (YAML anchors and aliases repeat "
                         f"parts of it); write the values out", file=file, found=f"{size:,.0f} values")
     if not isinstance(data, dict):

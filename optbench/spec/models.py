@@ -31,8 +31,9 @@ class TorchvisionModel(Strict):
     num_classes: PositiveInt | None = Field(None, description="Classifier width; the torchvision default when absent.")
 
 
-class PythonModel(Strict):
-    source: Literal["python"] = Field(description="Call a Python function that returns an nn.Module.")
+class _EntrypointCall(Strict):
+    """A Python function named in the spec, with keyword arguments (python model and data sources)."""
+
     entrypoint: str = Field(description="'path/to/file.py:function' or 'package.module:function'.")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments passed to the function.")
 
@@ -42,6 +43,10 @@ class PythonModel(Strict):
         if v.count(":") != 1 or not all(v.split(":")):
             raise ValueError(f"expected 'path/or/module:function', found {v!r}")
         return v
+
+
+class PythonModel(_EntrypointCall):
+    source: Literal["python"] = Field(description="Call a Python function that returns an nn.Module.")
 
 
 class OnnxModel(Strict):
@@ -135,18 +140,9 @@ class TextData(_Splits):
     path: str = Field(description="Text file, one sentence per line.")
 
 
-class PythonData(_Splits):
+class PythonData(_Splits, _EntrypointCall):
     source: Literal["python"] = Field(description="A function 'file.py:fn' returning {input name: item-major array} "
                                                   "and optionally '__labels__'; called with count and seed.")
-    entrypoint: str = Field(description="'path/to/file.py:function' or 'package.module:function'.")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments passed to the function.")
-
-    @field_validator("entrypoint")
-    @classmethod
-    def _has_function(cls, v: str) -> str:
-        if v.count(":") != 1 or not all(v.split(":")):
-            raise ValueError(f"expected 'path/or/module:function', found {v!r}")
-        return v
 
 
 DataSpec = Annotated[SyntheticData | DigitsData | NpzData | TextData | PythonData, Field(discriminator="source")]
