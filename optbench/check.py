@@ -318,21 +318,42 @@ def check_run(run_dir: Path, baseline: Path | None = None, overrides: dict | Non
     return report
 
 
-def write_junit(report: Report, path: Path, name: str) -> None:
+def write_junit(report: Report, path: Path, name: str, rows: dict[str, dict] | None = None) -> None:
+    """A JUnit suite named after the spec, a testcase per variant and check (budget, status, latency), the
+    variant's wall time on its status case."""
+    import socket
     import xml.etree.ElementTree as ET
+    from datetime import datetime
 
+    rows = rows or {}
+    wall = {vid: float(r.get("wall_s") or 0.0) for vid, r in rows.items() if isinstance(r.get("wall_s"), (int, float))}
     suite = ET.Element("testsuite", name=f"optbench.{name}", tests=str(len(report.results)),
-                       failures=str(len(report.violations)), errors="0",
-                       skipped=str(len(report.warnings)))
+                       failures=str(len(report.violations)), errors="0", skipped=str(len(report.warnings)),
+                       time=f"{sum(wall.values()):.3f}", timestamp=datetime.now().isoformat(timespec="seconds"),
+                       hostname=socket.gethostname())
     for r in report.results:
-        case = ET.SubElement(suite, "testcase", classname=f"optbench.{name}.{r.variant}", name=r.check)
+        t = wall.get(r.variant, 0.0) if r.check == "status" else 0.0
+        case = ET.SubElement(suite, "testcase", classname=f"optbench.{name}.{r.variant}", name=r.check, time=f"{t:.3f}")
         if not r.passed and r.warning:
             ET.SubElement(case, "skipped", message=r.message)
         elif not r.passed:
             ET.SubElement(case, "failure", message=r.message, type="BudgetViolation").text = r.message
-    root = ET.Element("testsuites")
+    root = ET.Element("testsuites", name=f"optbench.{name}", tests=suite.get("tests"), failures=suite.get("failures"),
+                      time=suite.get("time"))
     root.append(suite)
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def spec_name(run_dir: Path) -> str:
+    """The run's spec name (the run folder's name where the spec is missing)."""
+    import yaml
+
+    path = Path(run_dir) / "spec.yaml"
+    try:
+        name = (yaml.safe_load(path.read_text()) or {}).get("name") if path.exists() else None
+    except yaml.YAMLError:
+        name = None
+    return str(name or Path(run_dir).name)
 
 
 # ---------------------------------------------------------------- CLI
@@ -353,7 +374,9 @@ def cmd_check(args) -> int:
         print(f"FAIL {r.variant}: {r.check}: {r.message}")
     if args.junit:
         try:
-            write_junit(report, Path(args.junit), Path(args.run_dir).name)
+            from optbench.store import final_rows
+
+            write_junit(report, Path(args.junit), spec_name(Path(args.run_dir)), final_rows(Path(args.run_dir)))
         except OSError as e:
             raise OptbenchError(f"--junit {args.junit}: cannot write it ({e.strerror})") from None
     if args.baseline:

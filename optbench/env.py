@@ -49,10 +49,31 @@ def gpu_info() -> list[dict[str, Any]]:
     return gpus
 
 
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "amx_tile", "fma",
+             "f16c")
+
+
+def cpu_details() -> dict[str, Any]:
+    """The CPU as py-cpuinfo reads it (pytest-benchmark's machine_info takes it as is): brand, arch, cache,
+    the flags that decide which int8/bf16/fp16 kernels a runtime can pick."""
+    try:
+        import cpuinfo
+
+        info = cpuinfo.get_cpu_info()
+    except Exception as e:  # py-cpuinfo missing or failing on an odd platform: the report says so
+        return {"error": f"{e.__class__.__name__}: {e}"}
+    keep = ("brand_raw", "vendor_id_raw", "arch", "bits", "count", "hz_advertised_friendly", "hz_actual_friendly",
+            "l2_cache_size", "l3_cache_size", "family", "model", "stepping")
+    out = {k: info[k] for k in keep if k in info}
+    out["flags"] = sorted(f for f in info.get("flags", []) if f in CPU_FLAGS)
+    return out
+
+
 def collect_env() -> dict[str, Any]:
     import os
 
     return {
+        "cpuinfo": cpu_details(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": cpu_model(),

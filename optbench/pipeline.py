@@ -12,7 +12,7 @@ from typing import Any
 from optbench.backends import Artifact, get_backend
 from optbench.measure import measure_rounds, timed
 from optbench.measure.gpu import GpuMonitor
-from optbench.measure.memory import path_bytes, peak_rss_bytes
+from optbench.measure.memory import current_rss_bytes, path_bytes, peak_rss_bytes
 from optbench.plan import Variant, points
 from optbench.transforms import apply_transform, count_params
 from optbench.worker import Context, dims_key, load_reference
@@ -127,14 +127,25 @@ def module_bytes(module: Any) -> int:
     return int(sum(t.numel() * t.element_size() for t in tensors))
 
 
+# the step a variant is in, for the row of a variant that fails ("failed at export: ...")
+STAGE = {"now": "prepare"}
+
+
+def stage(name: str) -> None:
+    STAGE["now"] = name
+
+
 def measure_variant(ctx: Context, vdict: dict) -> dict:
     v = Variant(**vdict)
+    idle_rss = current_rss_bytes()  # the worker before this variant loads anything of its own
+    stage("load")
     if failed := (ctx.prepared.get("reference_errors") or {}).get(dims_key(v.dims)):
         raise RuntimeError(failed)
     cls = get_backend(v.backend_name)
     backend = cls(cls.Options.model_validate(v.options))
     target = v.target
     row: dict[str, Any] = {"settings": dict(v.settings)}
+    stage("transform" if v.transform != "none" else "load")
     module, facts = (None, {}) if ctx.spec.model.source == "onnx" else transformed_module(ctx, v)
     row.update({k: facts.pop(k) for k in ("params", "sparsity") if k in facts})
     row["settings"].update(facts)
@@ -145,6 +156,7 @@ def measure_variant(ctx: Context, vdict: dict) -> dict:
         row["model_bytes"] = module_bytes(module)
     else:
         precision = cls.onnx_precision(target, backend.options)
+        stage("export" if precision == "fp32" else f"export ({precision})")
         (path, info), export_s = timed(lambda: onnx_artifact(ctx, v, module, precision))
         row["warnings"] = list((info.get("int8_graph") or {}).pop("warnings", []))
         row["settings"].update(info)
@@ -180,6 +192,8 @@ def measure_variant(ctx: Context, vdict: dict) -> dict:
     elif target.device == "cuda":
         row["settings"]["gpu_memory_note"] = f"no NVML readings: {GpuMonitor.why}"
     row["peak_rss_bytes"] = peak_rss_bytes()
+    row["idle_rss_bytes"] = idle_rss
+    row["rss_delta_bytes"] = max(0, row["peak_rss_bytes"] - idle_rss) if idle_rss else None
     row["status"] = "ok"
     return row
 
@@ -198,12 +212,16 @@ def gpu_monitor(device: str) -> GpuMonitor | None:
 
 def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifact, items: Any, row: dict,
                        monitor: GpuMonitor | None) -> None:
+    stage("build")
     session, row["build_s"] = timed(lambda: backend.build(artifact, v.target))
     if getattr(session, "artifact_bytes", None):  # what the backend runs, when it is not the ONNX file
-        row["settings"]["onnx_bytes"] = row.get("model_bytes")
+        if type(backend).consumes != "torch":
+            row["settings"]["onnx_bytes"] = row.get("model_bytes")
         row["model_bytes"] = session.artifact_bytes
     try:
+        stage("accuracy")
         row.update(judge_variant(ctx, v, session, items))
+        stage("timing")
         if monitor is not None:
             monitor.pause()  # no polling thread while latency is sampled
         m, dev, timing = measure_rounds(session, artifact.sample, v.batch_size, ctx.spec.measure)

@@ -10,6 +10,7 @@ import json
 import signal
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,9 +158,9 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
     (opts.run_dir / "env.json").write_text(json.dumps(env, indent=2))
     start = contention.snapshot()
     cache = ArtifactCache(opts.cache_dir, enabled=not opts.no_cache)
-    progress = Progress(len(variants), quiet=opts.quiet)
     base = _row_base(spec, env)
     todo = [v for v in variants if v.id not in done]
+    progress = Progress(len(variants), quiet=opts.quiet, pending=sum(v.status != "skipped" for v in todo))
     prepared: dict | None = None
     interrupted = False
     try:
@@ -168,7 +169,8 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
                 progress.step(v.id, done[v.id]["status"])
                 continue
             progress.show(v.id)
-            if v.status == "skipped":
+            ran = v.status != "skipped"
+            if not ran:
                 row = {"status": "skipped", "error": v.reason}
             else:
                 if prepared is None:
@@ -176,10 +178,11 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
                 row = _run_one(spec, opts, cache, v, prepared)
             append_row(opts.run_dir, {**base, **_variant_cols(v, spec), **row,
                                       "reference": (prepared or {}).get("reference")})
-            progress.step(v.id, row["status"])
+            progress.step(v.id, row["status"], ran=ran)
     except KeyboardInterrupt:
         interrupted = True
-    progress.finish()
+    finally:
+        progress.finish()
     _record_contention(opts.run_dir, env, contention.between(start, contention.snapshot()))
     if interrupted:
         cmd = f"optbench run {opts.spec_path} --run-dir {opts.run_dir} --resume"
@@ -379,6 +382,7 @@ def _crash_reason(proc: dict, timeout_s: float) -> str:
 
 def _run_one(spec: Spec, opts: RunOptions, cache: ArtifactCache, v: Variant, prepared: dict) -> dict:
     log = opts.run_dir / "logs" / f"{v.id}.log"
+    t0 = time.monotonic()
     result, proc = spawn(_job(spec, opts, cache, "variant", variant=v.to_dict()), spec.measure.timeout_s,
                          spec.measure.memory_limit_mb, log, spec.measure.rss_limit_mb)
     code = proc["exit_code"]
@@ -393,6 +397,7 @@ def _run_one(spec: Spec, opts: RunOptions, cache: ArtifactCache, v: Variant, pre
         result.pop("traceback", None)
         result.pop("user_error", None)
         row.update(result)
+    row["wall_s"] = round(time.monotonic() - t0, 3)  # the variant's whole process: build, judge, time
     if isinstance(row.get("settings"), dict):
         row["settings"]["memory_cap"] = rss_cap_bytes(spec.measure.rss_limit_mb)[1]
     return row
@@ -400,28 +405,57 @@ def _run_one(spec: Spec, opts: RunOptions, cache: ArtifactCache, v: Variant, pre
 
 # ---------------------------------------------------------------- progress
 class Progress:
-    def __init__(self, total: int, quiet: bool = False) -> None:
-        self.total, self.done, self.quiet = total, 0, quiet
-        self.tty = sys.stderr.isatty()
+    """Progress on stderr: a rich bar with the running variant's elapsed time and the sweep's ETA on a terminal,
+    one plain line per variant (status, seconds, ETA) elsewhere (CI logs)."""
 
-    def _bar(self) -> str:
-        width = 24
-        filled = int(width * self.done / max(self.total, 1))
-        return f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
+    def __init__(self, total: int, quiet: bool = False, pending: int | None = None) -> None:
+        self.total, self.done, self.quiet = total, 0, quiet
+        self.pending = total if pending is None else pending  # variants that will run (not skipped, not resumed)
+        self.ran: list[float] = []
+        self.started = time.monotonic()
+        self.t0 = self.started
+        self.live = None
+        if not quiet and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+
+            self.live = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("sweep"), TimeElapsedColumn(), TextColumn("{task.fields[eta]}"),
+                                     console=Console(stderr=True), transient=True)
+            self.task = self.live.add_task("", total=total, eta="")
+            self.live.start()
+
+    def eta(self) -> str:
+        if not self.ran or self.pending <= 0:
+            return ""
+        left = sorted(self.ran)[len(self.ran) // 2] * self.pending  # median seconds per variant that ran
+        return "ETA " + (f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s")
 
     def show(self, vid: str) -> None:
-        if not self.quiet:
-            end = "\r" if self.tty else "\n"
-            sys.stderr.write(f"\033[K{self._bar()} {vid}{end}" if self.tty else f"{self._bar()} running {vid}{end}")
+        self.t0 = time.monotonic()
+        if self.live is not None:
+            self.live.update(self.task, description=vid, eta=self.eta())
+        elif not self.quiet:
+            sys.stderr.write(f"[{self.done + 1}/{self.total}] running {vid}\n")
             sys.stderr.flush()
 
-    def step(self, vid: str, status: str) -> None:
+    def step(self, vid: str, status: str, ran: bool = False) -> None:
         self.done += 1
-        if not self.quiet:
-            prefix = "\033[K" if self.tty else ""
-            sys.stderr.write(f"{prefix}{self._bar()} {vid}: {status}\n")
+        took = time.monotonic() - self.t0
+        if ran:
+            self.ran.append(took)
+            self.pending -= 1
+        line = f"[{self.done}/{self.total}] {vid}: {status}" + (f" ({took:.1f} s" + (f"; {self.eta()}" if self.eta() else "")
+                                                              + ")" if ran else "")
+        if self.live is not None:
+            self.live.console.print(line, highlight=False, markup=False)
+            self.live.update(self.task, completed=self.done, eta=self.eta())
+        elif not self.quiet:
+            sys.stderr.write(line + "\n")
             sys.stderr.flush()
 
     def finish(self) -> None:
-        if not self.quiet and self.tty:
-            sys.stderr.write("\033[K")
+        if self.live is not None:
+            self.live.stop()
+            self.live = None

@@ -37,7 +37,12 @@ def assert_budgets(run_dir: str | Path, *, baseline: str | Path | None = None, o
 
 
 def to_pytest_benchmark(run_dir: str | Path, path: str | Path) -> Path:
-    """Write the run's ok rows in pytest-benchmark's JSON format (``pytest-benchmark compare`` reads it)."""
+    """Write the run's ok rows in pytest-benchmark's JSON format (``pytest-benchmark compare`` reads it): a
+    benchmark per variant grouped by model and point (batch, shape), items/s in ``extra_info``, the machine as
+    py-cpuinfo described it when the run was made, the installed pytest-benchmark's version."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
     from optbench.store import final_rows
 
     run_dir = Path(run_dir)
@@ -46,22 +51,34 @@ def to_pytest_benchmark(run_dir: str | Path, path: str | Path) -> Path:
     for vid, row in final_rows(run_dir).items():
         if row.get("status") != "ok" or not row.get("samples_ms"):
             continue
+        shape = "x".join(f"{k}{v}" for k, v in (row.get("shape") or {}).items())
+        group = f"{row.get('model')} bs{row.get('batch_size')}" + (f" {shape}" if shape else "")
         benches.append({
-            "group": row.get("model"), "name": vid, "fullname": f"optbench::{vid}",
+            "group": group, "name": vid, "fullname": f"optbench::{row.get('model')}::{vid}",
             "params": None, "param": None,
-            "extra_info": {k: row.get(k) for k in ("backend", "device", "precision", "batch_size",
-                                                   "throughput_items_s", "drift_rel_l2", "task_accuracy")},
+            "extra_info": {**{k: row.get(k) for k in ("backend", "device", "precision", "transform", "batch_size",
+                                                       "throughput_items_s", "drift_rel_l2", "task_accuracy")},
+                           "items_per_s": row.get("throughput_items_s"), "items_per_call": row.get("batch_size"),
+                           "round_medians_ms": row.get("latency_ms_rounds"), "busy": row.get("busy")},
             "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": len(row["samples_ms"]),
                         "max_time": 0, "min_time": 0, "warmup": True},
             "stats": _stats(np.asarray(row["samples_ms"]) / 1000.0),
         })
+    try:
+        bench_version = version("pytest-benchmark")
+    except PackageNotFoundError:  # the file format is that of pytest-benchmark 4/5, which read it
+        bench_version = "5.1.0"
+    cpu = env.get("cpuinfo") if isinstance(env.get("cpuinfo"), dict) and "error" not in env.get("cpuinfo", {}) else \
+        {"brand_raw": env.get("cpu")}
     doc = {
-        "machine_info": {"node": env.get("hostname"), "processor": env.get("cpu"), "machine": env.get("platform"),
-                         "python_version": env.get("python"), "cpu": {"brand_raw": env.get("cpu")}},
+        "machine_info": {"node": env.get("hostname"), "processor": env.get("cpu"), "machine": cpu.get("arch") or platform.machine(),
+                         "python_implementation": "CPython", "python_version": env.get("python"),
+                         "system": "Linux" if str(env.get("platform", "")).startswith("Linux") else env.get("platform"),
+                         "release": env.get("platform"), "cpu": cpu, "gpus": env.get("gpus", [])},
         "commit_info": {"id": env.get("commit"), "dirty": str(env.get("commit", "")).endswith("-dirty")},
         "benchmarks": benches,
         "datetime": datetime.now(UTC).isoformat(),
-        "version": "5.1.0",
+        "version": bench_version,
     }
     Path(path).write_text(json.dumps(doc, indent=2))
     return Path(path)

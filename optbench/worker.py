@@ -223,13 +223,21 @@ def main(argv: list[str]) -> int:
         from optbench.errors import OptbenchError
 
         message = e.format() if isinstance(e, OptbenchError) else f"{e.__class__.__name__}: {e}"
-        result = {"status": "failed", "error": message.strip()[:2000],
+        stage = "prepare" if job["mode"] == "prepare" else _stage_now()
+        result = {"status": "failed", "error": message.strip()[:2000], "failed_stage": stage,
                   "user_error": isinstance(e, OptbenchError), "traceback": traceback.format_exc()[-4000:]}
         status = 3
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, default=str))
     tmp.replace(out)
     return status
+
+
+def _stage_now() -> str:
+    import sys
+
+    pipeline = sys.modules.get("optbench.pipeline")
+    return pipeline.STAGE["now"] if pipeline is not None else "start"
 
 
 def _vm_size_bytes() -> int:

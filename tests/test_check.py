@@ -139,6 +139,9 @@ def test_junit_lists_one_case_per_variant_and_budget(small_run, tmp_path):
     ok_variants = {c.get("classname") for c in cases if c.get("name") == "status"}
     assert len(ok_variants) == len({c.get("classname") for c in cases})
     assert {"status", "top1_min"} <= {c.get("name") for c in cases}
+    assert suite.get("name") == "optbench.small"  # the spec's name, not the run folder's ("run")
+    status_times = [float(c.get("time")) for c in cases if c.get("name") == "status"]
+    assert all(t > 0 for t in status_times) and abs(float(suite.get("time")) - sum(status_times)) < 0.01
 
 
 def test_pytest_helpers(small_run, tmp_path):
@@ -149,6 +152,13 @@ def test_pytest_helpers(small_run, tmp_path):
     b = doc["benchmarks"][0]
     assert {"min", "max", "mean", "stddev", "median", "rounds", "iqr", "ops"} <= set(b["stats"])
     assert b["stats"]["median"] < 1.0  # seconds
+    from importlib.metadata import version
+
+    assert doc["version"] == version("pytest-benchmark")
+    assert doc["machine_info"]["cpu"]["brand_raw"] and "arch" in doc["machine_info"]["cpu"]
+    groups = {x["group"] for x in doc["benchmarks"]}
+    assert len(groups) == 2 and all(g.endswith((" bs1", " bs16")) for g in groups)
+    assert all(x["extra_info"]["items_per_s"] > 0 for x in doc["benchmarks"])
 
 
 def test_passing_suggestion_is_round_and_passes():

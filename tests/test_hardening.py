@@ -1,5 +1,6 @@
 """Hostile inputs: no data lost, no run shared by accident, one clear line and exit 2 for a user mistake."""
 
+import re
 import subprocess
 
 import pytest
@@ -184,3 +185,23 @@ def test_a_run_directory_that_cannot_be_made_is_one_line(tmp_path, capsys):
     (tmp_path / "afile").write_text("")
     assert main(["run", str(write_spec(tmp_path, SPEC)), "--run-dir", str(tmp_path / "afile" / "run"), "--quiet"]) == 2
     assert "cannot create the run directory" in _one_line(capsys)
+
+
+def test_progress_lines_name_status_time_and_eta(capsys):
+    """Off a terminal (CI logs) progress is one line per variant: position, id, status, seconds, and an ETA
+    from the median time of the variants that ran."""
+    import time
+
+    from optbench.sweep import Progress
+
+    p = Progress(3, pending=2)
+    p.show("a")
+    time.sleep(0.05)
+    p.step("a", "ok", ran=True)
+    p.show("b")
+    p.step("b", "skipped")
+    p.finish()
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "[1/3] running a"
+    assert re.match(r"\[1/3\] a: ok \(0\.\d s; ETA 0 s\)", err[1]), err[1]
+    assert err[-1] == "[2/3] b: skipped"

@@ -40,7 +40,7 @@ def test_strings_from_the_spec_are_escaped(small_run, tmp_path):
 def test_markdown_and_csv(small_run, tmp_path):
     assert main(["report", str(small_run), "--format", "md", "-o", str(tmp_path / "r.md")]) == 0
     md = (tmp_path / "r.md").read_text()
-    assert md.startswith("## optbench: small") and "| variant_id |" in md
+    assert md.startswith("## optbench: small") and "| variant | p50 ms |" in md
     assert main(["report", str(small_run), "--format", "csv", "-o", str(tmp_path / "r.csv")]) == 0
     assert "latency_ms_p50" in (tmp_path / "r.csv").read_text().splitlines()[0]
 
@@ -150,3 +150,129 @@ def test_a_failing_variant_is_never_recommended(small_run, tmp_path):
     again = decisions(df, {vid: ["planted"] for vid in best.values()}, [], "torch")
     for d in again:
         assert d["best"]["variant_id"] != best[d["batch"]]
+
+
+def _edited(run, tmp_path, name, edit):
+    dst = tmp_path / name
+    shutil.copytree(run, dst, ignore=shutil.ignore_patterns("work", "logs"))
+    rows = [json.loads(x) for x in (dst / "results.jsonl").read_text().splitlines()]
+    edit(rows)
+    (dst / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return dst
+
+
+def test_tables_for_humans(small_run, tmp_path, capsys):
+    """ok rows grouped by point, fastest first; filtered rows collapsed to a count; failed rows with the stage
+    that failed; throughput without scientific notation; sizes in MiB; unstable rows marked in place."""
+    def edit(rows):
+        ok = [r for r in rows if r["status"] == "ok"]
+        ok[0]["throughput_items_s"] = 123456.7
+        ok[1]["warnings"] = ["unstable: round medians spread 12.0% > 5% (1 2 ms)"]
+        ok[2].update(status="failed", error="ValueError: planted", failed_stage="export (int8)")
+        for i in range(3):
+            rows.append({**ok[3], "variant_id": f"torch.fp16.none.bs{i}-filtered", "status": "skipped",
+                         "error": f"fp16.bs{i} restricted by options.only to ['fp32.*']"})
+    run = _edited(small_run, tmp_path, "human", edit)
+    from optbench.report import load_run
+    from optbench.report.render import context, render_md
+
+    ctx = context(load_run(run))
+    assert [g["title"] for g in ctx["groups"]] == ["batch 1", "batch 16"]
+    columns = ctx["columns"]
+    p50 = columns.index("p50 ms")
+    for g in ctx["groups"]:
+        values = [float(row[p50]["sort"]) for row in g["rows"]]
+        assert values == sorted(values)
+    cells = [c for g in ctx["groups"] for row in g["rows"] for c in row]
+    assert "123,457" in [c["text"] for c in cells]
+    assert not any(re.search(r"\d[eE][+-]?\d", c["text"]) for g in ctx["groups"] for row in g["rows"]
+                   for c in [row[columns.index("items/s")]])
+    assert any(c["cls"] == "noisy" and "⚠" in c["text"] and "unstable" in c["title"] for c in cells)
+    assert "model MiB" in columns
+    assert ctx["failed"] and ctx["failed"][0]["stage"] == "export (int8)"
+    assert ctx["skipped"]["filter"]["count"] == 3 and ctx["skipped"]["filter"]["reasons"] == [("fp16", 3)]
+    html = (run / "report.html") if (run / "report.html").exists() else None
+    assert main(["report", str(run)]) == 0
+    html = (run / "report.html").read_text()
+    assert "3 left out by the spec&#39;s <code>only:</code> filters" in html or "3 left out by the spec" in html
+    assert "export (int8)" in html
+    md = render_md(load_run(run))
+    assert "### batch 1" in md and "### batch 16" in md and "### Failed" in md and "at export (int8)" in md
+    assert "- 3 left out by the spec's `only:` filters" in md and "filtered" not in md.split("### Skipped")[0]
+
+
+def test_best_under_budgets_is_per_point(small_run):
+    from optbench.report import best_under_budgets, enrich, load_run
+
+    df = enrich(load_run(small_run)["df"])
+    ok = df[df.status == "ok"]
+    best = best_under_budgets(ok, "task_accuracy", None)
+    assert {b["point"] for b in best} == {"batch 1", "batch 16"}
+    for b in best:
+        assert f".bs{b['point'].split()[1]}-" in b["variant"]
+
+
+def test_pareto_falls_back_to_drift_when_accuracy_is_flat():
+    import pandas as pd
+
+    from optbench.report.plots import PALETTE, colours, frontier_of, pareto_metric
+
+    flat = pd.DataFrame({"top1_agreement": [1.0, 1.0, 1.0], "drift_rel_l2": [0.0, 1e-3, 1e-2],
+                         "ms_per_item": [3.0, 2.0, 1.0]})
+    assert pareto_metric(flat, "top1_agreement")[:2] == ("drift_rel_l2", False)
+    assert list(frontier_of(flat, "drift_rel_l2", False)["ms_per_item"]) == [1.0, 2.0, 3.0]
+    varied = flat.assign(top1_agreement=[1.0, 0.99, 0.9])
+    assert pareto_metric(varied, "top1_agreement")[:2] == ("top1_agreement", True)
+    twelve = colours([f"series {i}" for i in range(12)])
+    assert len(set(twelve.values())) == 12 and len(set(PALETTE)) >= 12
+
+
+def test_compare_prints_a_terminal_table_by_default(small_run, capsys):
+    assert main(["compare", str(small_run), str(small_run)]) == 0
+    out = capsys.readouterr().out
+    assert "<html" not in out and "verdict" in out and "latency:" in out.splitlines()[-1]
+
+
+def test_report_markdown_goes_to_stdout_without_o(small_run, capsys):
+    assert main(["report", str(small_run), "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("## optbench: small") and "### What to ship" in out
+
+
+def test_torch_fp16_bytes_are_those_after_the_cast():
+    import torch
+
+    from optbench.backends.torch_eager import TorchSession
+
+    m = torch.nn.Linear(64, 64)
+    fp32 = TorchSession(m, "cpu", torch.float32, False, False).artifact_bytes
+    half = TorchSession(torch.nn.Linear(64, 64).to(torch.float16), "cpu", torch.float16, False, False).artifact_bytes
+    assert fp32 == (64 * 64 + 64) * 4 and half == fp32 // 2
+
+
+def test_rows_carry_rss_above_the_idle_worker(small_run):
+    from optbench.store import final_rows
+
+    ok = [r for r in final_rows(small_run).values() if r["status"] == "ok"]
+    for r in ok:
+        assert 0 < r["idle_rss_bytes"] < r["peak_rss_bytes"]
+        assert r["rss_delta_bytes"] == r["peak_rss_bytes"] - r["idle_rss_bytes"]
+        assert r["wall_s"] > 0
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_what_to_ship_is_in_the_first_viewport(small_run, tmp_path):
+    """Rendered at 1200x800 in headless Chromium, the decision list ends above the fold. The measuring script is
+    added to a copy of the report here (the report's CSP allows inline script); Chromium writes what it measured
+    into the DOM it dumps."""
+    page = tmp_path / "report.html"
+    probe = ("<script>addEventListener('load', function () { var r = document.getElementById('ship')"
+             ".getBoundingClientRect(); document.body.setAttribute('data-ship', r.top + ',' + r.bottom + ',' + "
+             "innerHeight + ',' + innerWidth); });</script></body>")
+    page.write_text((small_run / "report.html").read_text().replace("</body>", probe))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--window-size=1200,800", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", page.resolve().as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    top, bottom, height, width = (float(x) for x in re.search(r'data-ship="([^"]+)"', dom).group(1).split(","))
+    assert width == 1200 and 0 < top < bottom <= height, (top, bottom, height)

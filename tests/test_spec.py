@@ -1,6 +1,7 @@
 """Spec loading: the quickstart validates; each kind of malformed spec exits 2 with one clear line."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,29 @@ def test_schema_is_json_with_descriptions(capsys):
     assert code == 0
     assert "model" in schema["properties"]
     assert all("description" in p for p in schema["properties"].values())
+
+
+def test_relative_paths_resolve_from_the_spec_folder_first(tmp_path, monkeypatch):
+    """A spec written next to its files runs from any working directory; the spec's folder wins over a file of
+    the same name in the working directory."""
+    from optbench.spec.load import resolve_path
+
+    here, there = tmp_path / "cwd", tmp_path / "specs"
+    (here / "data").mkdir(parents=True)
+    (there / "data").mkdir(parents=True)
+    (here / "data" / "x.txt").write_text("cwd")
+    (there / "data" / "x.txt").write_text("spec")
+    (here / "only-here.txt").write_text("cwd")
+    monkeypatch.chdir(here)
+    assert resolve_path("data/x.txt", there / "s.yaml").read_text() == "spec"
+    assert resolve_path("only-here.txt", there / "s.yaml").read_text() == "cwd"
+    assert resolve_path("missing.txt", there / "s.yaml") == there / "missing.txt"
+
+
+def test_the_quickstart_plans_from_another_folder(tmp_path, monkeypatch, capsys):
+    from optbench.cli import main
+
+    spec = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml"
+    monkeypatch.chdir(tmp_path)
+    assert main(["plan", str(spec)]) == 0
+    assert "18 planned" in capsys.readouterr().out

@@ -72,6 +72,9 @@ class TorchSession(Session):
         self.torch, self.device, self.dtype, self.autocast = torch, torch.device(device), dtype, autocast
         self.channels_last = channels_last
         self.module = module
+        # what the session holds after the cast (fp16/bf16 halve it; autocast keeps fp32 weights)
+        self.artifact_bytes = int(sum(t.numel() * t.element_size()
+                                      for t in list(module.parameters()) + list(module.buffers())))
 
     def prepare(self, feeds: dict[str, np.ndarray]) -> dict:
         bound = {}

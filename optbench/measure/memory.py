@@ -13,6 +13,17 @@ def peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
+def current_rss_bytes() -> int:
+    """Resident set size of this process now (VmRSS), 0 where /proc is not there."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def path_bytes(path: Path | None) -> int | None:
     """Bytes on disk of a file, or of every file under a folder (ONNX external data)."""
     if path is None or not Path(path).exists():

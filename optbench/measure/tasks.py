@@ -225,9 +225,9 @@ def load_charset(spec, ctx: TaskContext) -> list[str]:
             raise ValueError(f"ctc: the model's metadata has no '{key}' (it has {sorted(meta)})")
         chars = meta[key].splitlines()
     else:
-        path = Path(spec.charset)
-        if not path.is_absolute() and ctx.spec_dir is not None and not path.exists():
-            path = ctx.spec_dir / path
+        from optbench.spec.load import resolve_path
+
+        path = resolve_path(spec.charset, (ctx.spec_dir or Path(".")) / "spec.yaml")
         chars = path.read_text(encoding="utf-8").splitlines()
     return chars + ([" "] if spec.space else [])
 

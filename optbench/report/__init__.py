@@ -62,27 +62,24 @@ def accuracy_metric(ok: pd.DataFrame) -> str:
     return "drift_cosine"
 
 
-def pareto_frontier(ok: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Variants no other variant beats on both latency per item (lower) and the metric (higher)."""
-    d = ok.dropna(subset=[metric, "ms_per_item"]).sort_values(["ms_per_item", metric], ascending=[True, False])
-    keep, best = [], -float("inf")
-    for idx, r in d.iterrows():
-        if r[metric] > best:
-            keep.append(idx)
-            best = r[metric]
-    return d.loc[keep]
-
-
-def best_under_budgets(ok: pd.DataFrame, metric: str, reference: float | None) -> list[dict]:
-    top = reference if reference is not None else ok[metric].max()
+def best_under_budgets(passing: pd.DataFrame, metric: str, reference: float | None) -> list[dict]:
+    """Per (batch, shape) point and accuracy budget, the fastest variant whose ``metric`` is within the budget of
+    the reference (or of the best variant at that point): a batch-1 deployment reads its own line."""
     out = []
-    for drop in ACCURACY_BUDGETS:
-        fits = ok[ok[metric] >= top - drop - 1e-12]
-        if fits.empty:
-            out.append({"budget": drop, "variant": None})
+    for (batch, _), ok in passing.groupby(["batch_size", "shape_sort"], sort=True):
+        point = f"batch {int(batch)}" + (f", {ok['shape_label'].iloc[0]}" if ok["shape_label"].iloc[0] != "-" else "")
+        values = ok[metric].dropna() if metric in ok else pd.Series(dtype=float)
+        if values.empty:
             continue
-        r = fits.sort_values("ms_per_item").iloc[0]
-        out.append({"budget": drop, "variant": r["variant_id"], "ms_per_item": r["ms_per_item"], "value": r[metric]})
+        top = reference if reference is not None else values.max()
+        for drop in ACCURACY_BUDGETS:
+            fits = ok[ok[metric] >= top - drop - 1e-12]
+            if fits.empty:
+                out.append({"point": point, "budget": drop, "variant": None})
+                continue
+            r = fits.sort_values("latency_ms_p50").iloc[0]
+            out.append({"point": point, "budget": drop, "variant": r["variant_id"], "latency_ms_p50": r["latency_ms_p50"],
+                        "value": r[metric]})
     return out
 
 

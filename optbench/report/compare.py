@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import io
 import math
 from pathlib import Path
 
@@ -45,7 +46,37 @@ def _f(v, spec: str = ".3f") -> str:
     return format(v, spec) if _num(v) else "–"
 
 
+def render_table(cmp: dict) -> str:
+    """The comparison as a terminal table (rich; plain text where the output is not a terminal)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    colour = {"slower": "red", "faster": "green", "inconclusive": "yellow", "same": ""}
+    t = Table(title=f"{cmp['a']['dir'].name} (A) → {cmp['b']['dir'].name} (B): verdicts on round medians, "
+                    f"min effect {cmp['effect']:.0%}", title_justify="left")
+    for h, just in [("variant", "left"), ("p50 A ms", "right"), ("p50 B ms", "right"), ("B/A", "right"),
+                    ("noise", "right"), ("verdict", "left"), ("why", "left")]:
+        t.add_column(h, justify=just, overflow="fold")
+    for r in cmp["rows"]:
+        mark = r["mark"] or f"{r['status_a']}/{r['status_b']}"
+        style = colour.get(r["mark"], "")
+        t.add_row(r["variant_id"], _f(r.get("p50_a")), _f(r.get("p50_b")), _f(r["ratio"]), _f(r["noise"], ".1%"),
+                  f"[{style}]{mark}[/]" if style else mark, r["reason"] if r["mark"] not in ("", "same") else "")
+    console = Console(record=True, width=160, force_terminal=False, color_system=None, file=io.StringIO())
+    console.print(t)
+    counts: dict[str, int] = {}
+    for r in cmp["rows"]:
+        if r["mark"]:
+            counts[r["mark"]] = counts.get(r["mark"], 0) + 1
+    tail = ", ".join(f"{n} {w}" for w, n in sorted(counts.items()))
+    extra = (f"\nadded in B: {', '.join(cmp['added'])}" if cmp["added"] else "") + \
+        (f"\nremoved in B: {', '.join(cmp['removed'])}" if cmp["removed"] else "")
+    return console.export_text() + f"latency: {tail or 'no variant measured in both runs'}{extra}\n"
+
+
 def render(cmp: dict, fmt: str) -> str:
+    if fmt == "table":
+        return render_table(cmp)
     if fmt == "md":
         lines = [f"## optbench compare: {cmp['a']['dir'].name} → {cmp['b']['dir'].name}", "",
                  "| variant | p50 A ms | p50 B ms | B/A | noise | verdict |", "|---|---|---|---|---|---|"]

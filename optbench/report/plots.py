@@ -1,18 +1,31 @@
-"""Plots of a run, each returned as a base64 SVG data URI (self-contained, no script, nothing to inject)."""
+"""Plots of a run, each returned as a base64 SVG data URI (self-contained, no script, nothing to inject).
+
+Drawn for a 1200 px wide page: legends outside the axes, one colour per series kept across every plot (20
+colours that stay apart, so a dozen series never share one), a marker per batch size.
+"""
 
 from __future__ import annotations
 
 import base64
 import io
+import math
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 plt.rcParams.update({"svg.fonttype": "path", "figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3,
-                     "font.size": 9, "svg.hashsalt": "optbench"})
+                     "font.size": 10, "svg.hashsalt": "optbench"})
+
+# 20 colours that stay apart (the strong ones first, so a dozen series never need the pale four)
+PALETTE = ["#4363d8", "#e6194b", "#3cb44b", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324", "#469990",
+           "#800000", "#808000", "#000075", "#000000", "#a9a9a9", "#c7a600", "#7fbf00", "#ff7f7f", "#b59ddb",
+           "#2f4f4f", "#d2691e"]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
+WIDTH_IN = 11.5  # inches at 100 dpi: the figure plus its outside legend fits a 1200 px page
 
 
 def _uri(fig) -> str:
@@ -28,64 +41,177 @@ def series_label(row) -> str:
     return f"{row['backend']} {row['precision']}{q}{t}"
 
 
-def latency_vs_batch(ok: pd.DataFrame) -> str | None:
+def colours(labels) -> dict[str, str]:
+    """A colour per series, in sorted order, the same in every plot of a report."""
+    names = sorted(set(labels))
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
+
+
+def markers(batches) -> dict[int, str]:
+    return {b: MARKERS[i % len(MARKERS)] for i, b in enumerate(sorted(set(int(x) for x in batches)))}
+
+
+def _plain_x(ax) -> None:
+    """Log x axis labelled at its decades in plain numbers (0.1, 1, 10), no minor labels to overlap."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _legend_outside(ax, **kw) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, **kw)
+
+
+def latency_vs_batch(ok: pd.DataFrame, colour: dict[str, str]) -> str | None:
     if ok["batch_size"].nunique() < 2:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(WIDTH_IN * 0.75, 4.5))
     for label, g in ok.groupby("series"):
         g = g.groupby("batch_size").median(numeric_only=True).sort_index()
-        line, = ax.plot(g.index, g["latency_ms_p50"], marker="o", label=label)
-        ax.fill_between(g.index, g["latency_ms_p90"], g["latency_ms_p99"], alpha=0.2, color=line.get_color())
+        ax.plot(g.index, g["latency_ms_p50"], marker="o", label=label, color=colour[label])
+        ax.fill_between(g.index, g["latency_ms_p90"], g["latency_ms_p99"], alpha=0.15, color=colour[label])
     ax.set(xscale="log", yscale="log", xlabel="batch size (items)", ylabel="latency p50 (ms); band p90–p99",
            title="Latency vs batch size")
-    ax.legend(fontsize=7)
+    _plain_x(ax)
+    _legend_outside(ax)
     return _uri(fig)
 
 
-def throughput_bars(ok: pd.DataFrame) -> str:
-    d = ok.sort_values("throughput_items_s")
-    fig, ax = plt.subplots(figsize=(7, 0.28 * len(d) + 1.2))
-    ax.barh(d["variant_id"], d["throughput_items_s"], color="#4c78a8")
-    ax.set(xlabel="throughput (items/s, at p50 latency)", title="Throughput")
-    ax.tick_params(axis="y", labelsize=6)
+def throughput_vs_latency(ok: pd.DataFrame, colour: dict[str, str]) -> str | None:
+    """Throughput against latency across batch sizes, a line per series (the Model Analyzer view): the knee is
+    where a larger batch buys little throughput for much latency."""
+    if ok["batch_size"].nunique() < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(WIDTH_IN * 0.75, 5))
+    for label, g in ok.groupby("series"):
+        g = g.groupby("batch_size").median(numeric_only=True).sort_index()
+        ax.plot(g["latency_ms_p50"], g["throughput_items_s"], marker="o", label=label, color=colour[label])
+        for b, r in g.iterrows():
+            ax.annotate(f"bs{int(b)}", (r["latency_ms_p50"], r["throughput_items_s"]), textcoords="offset points",
+                        xytext=(4, 3), fontsize=7, color=colour[label])
+    ax.set(xscale="log", yscale="log", xlabel="latency p50 (ms)", ylabel="throughput (items/s)",
+           title="Throughput vs latency across batch sizes")
+    _plain_x(ax)
+    _legend_outside(ax)
+    return _uri(fig)
+
+
+def pareto_metric(ok: pd.DataFrame, metric: str) -> tuple[str, bool, str]:
+    """(column, higher is better, axis label): the accuracy metric, or where it is flat across the variants
+    (top-1 agreement saturated at 1.0) the relative L2 drift on a log axis, which still tells them apart."""
+    values = ok[metric].dropna() if metric in ok else pd.Series(dtype=float)
+    if len(values) and values.max() - values.min() > 1e-6:
+        return metric, True, metric.replace("_", " ")
+    return "drift_rel_l2", False, f"rel. L2 drift vs reference (log; lower is better; {metric} flat)"
+
+
+def frontier_of(d: pd.DataFrame, column: str, higher: bool) -> pd.DataFrame:
+    """Rows no other row beats on both latency per item (lower) and ``column``."""
+    d = d.dropna(subset=[column, "ms_per_item"]).sort_values(["ms_per_item", column], ascending=[True, not higher])
+    keep, best = [], -math.inf
+    for idx, r in d.iterrows():
+        score = r[column] if higher else -r[column]
+        if score > best:
+            keep.append(idx)
+            best = score
+    return d.loc[keep]
+
+
+def pareto(ok: pd.DataFrame, passing: pd.DataFrame, metric: str, colour: dict[str, str], shape: str) -> str | None:
+    """Accuracy against latency per item at one shape, a panel per batch size (a point of the decision): the
+    frontier of the variants that pass every check drawn and labelled; markers tell batch sizes apart."""
+    column, higher, label = pareto_metric(ok, metric)
+    d = ok.dropna(subset=[column, "ms_per_item"])
+    if d.empty:
+        return None
+    floor = None
+    if not higher:  # zeros (the reference runtime's own fp32) cannot sit on a log axis: drawn at a floor
+        positive = d[column][d[column] > 0]
+        floor = (positive.min() / 10) if len(positive) else 1e-9
+        d = d.assign(**{column: d[column].clip(lower=floor)})
+    mark = markers(d["batch_size"])
+    batches = sorted(mark)
+    cols = 2 if len(batches) > 1 else 1
+    rows = math.ceil(len(batches) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH_IN * (0.85 if cols > 1 else 0.7), 4.2 * rows), squeeze=False,
+                             sharey=True)
+    for ax, b in zip(axes.flat, batches):
+        g = d[d["batch_size"] == b]
+        for series, s in g.groupby("series"):
+            ax.scatter(s["ms_per_item"], s[column], color=colour[series], marker=mark[b], s=40, zorder=3)
+        f = frontier_of(g[g["variant_id"].isin(passing["variant_id"])], column, higher).sort_values("ms_per_item")
+        if not f.empty:
+            ax.step(f["ms_per_item"], f[column], where="post", color="black", lw=1, alpha=0.6, zorder=2)
+            for i, (_, r) in enumerate(f.iterrows()):
+                ax.annotate(r["series"], (r["ms_per_item"], r[column]), textcoords="offset points",
+                            xytext=(6, 6 + 9 * (i % 2)), fontsize=7)
+        ax.set(xscale="log", title=f"batch {b}" + (f", {shape}" if shape not in ("", "-") else ""),
+               xlabel="latency p50 per item (ms)")
+        _plain_x(ax)
+        if not higher:
+            ax.set_yscale("log")
+            if floor is not None and (ok[column] == 0).any():
+                ax.axhline(floor, color="grey", lw=0.5, ls=":")
+    for ax in list(axes.flat)[len(batches):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(label if len(label) < 40 else label.replace(" (", "\n("))
+    first = axes.flat[0]
+    if not higher:
+        first.invert_yaxis()  # better is up on every Pareto plot (the axes share y)
+    elif d[column].between(0, 1).all():
+        lo = d[column].min()
+        first.set_ylim(max(0.0, lo - (1 - lo) * 0.1 - 1e-3), 1.0 + (1 - lo) * 0.05 + 1e-4)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colour[s], marker="o", ls="", label=s) for s in sorted(d["series"].unique())]
+    handles += [Line2D([], [], color="grey", marker=m, ls="", label=f"batch {b}") for b, m in mark.items()]
+    handles.append(Line2D([], [], color="black", lw=1, label="Pareto frontier (passing variants)"))
+    if floor is not None and (ok[column] == 0).any():
+        handles.append(Line2D([], [], color="grey", lw=0.5, ls=":", label="exact (0) drawn here"))
+    axes.flat[cols - 1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8,
+                               frameon=False)
+    fig.suptitle("Accuracy vs latency" + (f" at {shape}" if shape not in ("", "-") else ""))
+    fig.tight_layout()
     return _uri(fig)
 
 
 def memory_bars(ok: pd.DataFrame) -> str | None:
-    d = ok.dropna(subset=["peak_rss_bytes"]).sort_values("peak_rss_bytes")
+    """Grouped bars per variant: host RSS above the idle worker's (the model and runtime, not the libraries
+    every worker imports) and GPU peak."""
+    rss = ok["rss_delta_bytes"] if "rss_delta_bytes" in ok and ok["rss_delta_bytes"].notna().any() else None
+    d = ok.assign(_rss=(rss if rss is not None else ok["peak_rss_bytes"]) / 2**20,
+                  _gpu=ok["gpu_peak_bytes"] / 2**20 if "gpu_peak_bytes" in ok else np.nan)
+    d = d.dropna(subset=["_rss"]).sort_values("variant_id")
     if d.empty:
         return None
-    fig, ax = plt.subplots(figsize=(7, 0.28 * len(d) + 1.2))
-    ax.barh(d["variant_id"], d["peak_rss_bytes"] / 2**20, color="#f58518", label="peak host RSS")
-    if d["gpu_peak_bytes"].notna().any():
-        ax.barh(d["variant_id"], d["gpu_peak_bytes"].fillna(0) / 2**20, color="#54a24b", alpha=0.8, label="peak GPU memory")
-    ax.set(xlabel="memory (MiB)", title="Peak memory per variant (one process each)")
-    ax.tick_params(axis="y", labelsize=6)
-    ax.legend(fontsize=7)
+    has_gpu = d["_gpu"].notna().any()
+    y = np.arange(len(d))
+    h = 0.4 if has_gpu else 0.7
+    fig, ax = plt.subplots(figsize=(WIDTH_IN * 0.75, 0.3 * len(d) * (2 if has_gpu else 1) / 1.4 + 1.5))
+    rss_label = "host RSS above the idle worker" if rss is not None else "peak host RSS (whole process)"
+    ax.barh(y - (h / 2 if has_gpu else 0), d["_rss"], height=h, color="#f58231", label=rss_label)
+    if has_gpu:
+        ax.barh(y + h / 2, d["_gpu"].fillna(0), height=h, color="#3cb44b", label="GPU peak")
+    ax.set_yticks(y, d["variant_id"], fontsize=7)
+    ax.invert_yaxis()
+    ax.set(xlabel="MiB", title="Memory per variant (one process each)")
+    _legend_outside(ax)
     return _uri(fig)
 
 
-def pareto(ok: pd.DataFrame, metric: str, frontier: pd.DataFrame) -> str:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, g in ok.groupby("series"):
-        ax.scatter(g["ms_per_item"], g[metric], label=label, s=25)
-    f = frontier.sort_values("ms_per_item")
-    ax.step(f["ms_per_item"], f[metric], where="post", color="black", lw=1, label="Pareto frontier")
-    ax.scatter(f["ms_per_item"], f[metric], facecolors="none", edgecolors="black", s=80)
-    ax.set(xscale="log", xlabel="latency p50 per item (ms)", ylabel=metric.replace("_", " ") + " (fraction)",
-           title="Accuracy vs latency")
-    ax.legend(fontsize=7)
-    return _uri(fig)
-
-
-def latency_vs_shape(ok: pd.DataFrame) -> str | None:
+def latency_vs_shape(ok: pd.DataFrame, colour: dict[str, str]) -> str | None:
     if ok["shape_label"].nunique() < 2:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4))
-    key = ok["shape_sort"]
-    for (label, bs), g in ok.assign(_k=key).groupby(["series", "batch_size"]):
-        g = g.sort_values("_k")
-        ax.plot(g["shape_label"], g["latency_ms_p50"], marker="o", label=f"{label} bs{bs}")
+    fig, ax = plt.subplots(figsize=(WIDTH_IN * 0.75, 4.5))
+    mark = markers(ok["batch_size"])
+    for (label, bs), g in ok.groupby(["series", "batch_size"]):
+        g = g.sort_values("shape_sort")
+        ax.plot(g["shape_label"], g["latency_ms_p50"], marker=mark[int(bs)], label=f"{label} bs{bs}",
+                color=colour[label])
     ax.set(yscale="log", xlabel="shape (dynamic dims)", ylabel="latency p50 (ms)", title="Latency vs shape")
-    ax.legend(fontsize=6)
+    _legend_outside(ax)
     return _uri(fig)

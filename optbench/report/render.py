@@ -12,16 +12,17 @@ from optbench.report import (
     best_under_budgets,
     enrich,
     generated_at,
-    pareto_frontier,
     plots,
     verdicts,
 )
 from optbench.report.decide import decisions, parse_constraint
 
+# the results table: batch and shape are the group a row sits in, not columns
 SUMMARY = [("variant_id", "variant"), ("backend", "backend"), ("device", "device"), ("precision", "precision"),
-           ("transform", "transform"), ("batch_size", "batch"), ("shape_label", "shape"), ("status", "status"),
-           ("latency_ms_p50", "p50 ms"), ("latency_ms_p99", "p99 ms"), ("gpu_ms_p50", "GPU p50 ms"),
-           ("throughput_items_s", "items/s"), ("speedup", "speedup vs reference runtime fp32"), ("model_bytes", "model MiB"),
+           ("transform", "transform"), ("latency_ms_p50", "p50 ms"), ("latency_ms_round_spread", "round spread"),
+           ("latency_ms_p99", "p99 ms"), ("gpu_ms_p50", "GPU p50 ms"), ("throughput_items_s", "items/s"),
+           ("speedup", "speedup vs ref. fp32"), ("model_bytes", "model MiB"),
+           ("rss_delta_bytes", "host RSS Δ MiB"), ("gpu_peak_bytes", "GPU peak MiB"),
            ("drift_rel_l2", "rel L2"), ("drift_cosine", "cosine"), ("top1_agreement", "top-1 agree"),
            ("task_accuracy", "task acc")]
 DRIFT = ["drift_max_abs", "drift_mean_abs", "drift_rel_l2", "drift_cosine", "top1_agreement", "task_accuracy"]
@@ -30,6 +31,8 @@ TASK_COLUMNS = [("topk_agreement", "top-k agree"), ("det_f1", "det F1"), ("det_m
                 ("ctc_exact_rate", "exact strings"), ("ctc_cer", "CER"), ("ctc_label_exact_rate", "exact vs labels"),
                 ("embedding_cosine", "emb. cosine"), ("retrieval_agreement", "retrieval agree"),
                 ("dense_iou", "map IoU"), ("worst_output", "worst output")]
+BYTES = {"model_bytes", "rss_delta_bytes", "gpu_peak_bytes", "peak_rss_bytes", "gpu_process_peak_bytes"}
+NOISE_FLAGS = ("unstable", "machine busy")
 
 
 def verdict_column(df, failing: dict[str, list[str]], width: int) -> list[str]:
@@ -39,25 +42,99 @@ def verdict_column(df, failing: dict[str, list[str]], width: int) -> list[str]:
 
 
 def summary_columns(df) -> list[tuple[str, str]]:
+    present = [(c, label) for c, label in SUMMARY
+               if c in ("variant_id", "latency_ms_p50") or (c in df and df[c].notna().any())]
     extra = [(c, label) for c, label in TASK_COLUMNS if c in df and df[c].notna().any()]
     extra += [(c, c) for c in df.columns if str(c).startswith("x_") and df[c].notna().any()]
-    return SUMMARY + extra + [("verdict", "accuracy verdict")]
+    return present + extra + [("verdict", "accuracy verdict")]
 
 
 def fmt(v, col: str = "") -> str:
+    """A cell: MiB for bytes, thousands separators (never scientific notation) for throughput and large values,
+    percent for spreads, three or four significant figures elsewhere."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
-    if col == "model_bytes":
-        return f"{v / 2**20:.2f}"
+    if col in BYTES:
+        return f"{v / 2**20:,.2f}"
     if col == "speedup":
         return f"{v:.2f}×"
+    if col.endswith("_round_spread"):
+        return f"{v:.1%}"
     if isinstance(v, float):
         if math.isinf(v):
             return "inf" if v > 0 else "-inf"
         if v == 0:
             return "0"
-        return f"{v:.3g}" if abs(v) < 1e-2 or abs(v) >= 1e4 else f"{v:.4g}"
+        if col == "throughput_items_s" or abs(v) >= 1e3:
+            return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+        return f"{v:.3g}" if abs(v) < 1e-2 else f"{v:.4g}"
     return str(v)
+
+
+def noise_flags(row: dict) -> list[str]:
+    return [w for w in (row.get("warnings") or []) if str(w).startswith(NOISE_FLAGS)]
+
+
+def skip_kind(reason) -> str:
+    """'filter' for a variant the user's own ``only:`` left out, 'cannot' for one the backend cannot build."""
+    return "filter" if "restricted by options.only" in str(reason or "") else "cannot"
+
+
+def point_title(batch, shape: str) -> str:
+    return f"batch {int(batch)}" + (f", {shape}" if shape not in ("", "-") else "")
+
+
+def row_groups(df, verdict: dict, columns: list[tuple[str, str]]) -> list[dict]:
+    """The ok rows by (batch, shape) point, fastest first; each cell with its text, class and sort key."""
+    ok = df[df.status == "ok"]
+    groups = []
+    for (batch, _), g in ok.groupby(["batch_size", "shape_sort"], sort=True):
+        rows = []
+        for r in g.sort_values("latency_ms_p50").to_dict("records"):
+            cells = []
+            flags = noise_flags(r)
+            for col, _ in columns:
+                ok_flag = verdict.get((r["variant_id"], col))
+                if col == "verdict" and r[col]:
+                    ok_flag = r[col] == "pass"
+                cls = "" if ok_flag is None else ("pass" if ok_flag else "fail")
+                raw = r.get(col)
+                text, title = fmt(raw, col), ""
+                if col == "latency_ms_p50" and flags:
+                    cls, text, title = "noisy", text + " ⚠", "; ".join(flags)
+                sort = raw if isinstance(raw, (int, float)) and not (isinstance(raw, float) and math.isnan(raw)) else ""
+                cells.append({"text": text, "cls": cls, "sort": sort, "title": title})
+            rows.append(cells)
+        groups.append({"title": point_title(batch, g["shape_label"].iloc[0]), "rows": rows})
+    return groups
+
+
+def failed_rows(df) -> list[dict]:
+    bad = df[df.status.isin(["failed", "timeout"])]
+    out = []
+    for r in bad.to_dict("records"):
+        stage = r.get("failed_stage")
+        stage = stage if isinstance(stage, str) and stage else ("timing limit" if r["status"] == "timeout" else "not recorded")
+        out.append({"variant_id": r["variant_id"], "status": r["status"], "stage": stage,
+                    "reason": str(r.get("error") or "").strip()})
+    return out
+
+
+def skipped_groups(df) -> dict[str, dict]:
+    """Skipped rows collapsed: those the user's filters left out, and those no backend can build, by reason."""
+    sk = df[df.status == "skipped"]
+    out = {}
+    for kind in ("filter", "cannot"):
+        rows = [r for r in sk.to_dict("records") if skip_kind(r.get("error")) == kind]
+        reasons: dict[str, int] = {}
+        for r in rows:
+            key = str(r.get("error") or "no reason recorded")
+            if kind == "filter":
+                key = key.split(" restricted by")[0].split(".")[0]  # the precision the filter left out
+            reasons[key] = reasons.get(key, 0) + 1
+        out[kind] = {"count": len(rows), "reasons": sorted(reasons.items(), key=lambda kv: -kv[1]),
+                     "rows": [(r["variant_id"], str(r.get("error") or "")) for r in rows]}
+    return out
 
 
 def _env():
@@ -76,43 +153,35 @@ def context(run: dict) -> dict:
     passing = ok[~ok.variant_id.isin(failing)]  # only variants within every budget are recommended
     ok_plot = ok.dropna(subset=["latency_ms_p50"])
     metric = accuracy_metric(ok)
-    passing_plot = passing.dropna(subset=["latency_ms_p50"])
-    frontier = pareto_frontier(passing_plot, metric) if not passing_plot.empty else passing_plot
+    colour = plots.colours(ok_plot["series"]) if not ok_plot.empty else {}
     figures = []
     if not ok_plot.empty:
-        for title, uri in [
-            ("Latency vs batch size", plots.latency_vs_batch(ok_plot)),
-            ("Throughput", plots.throughput_bars(ok_plot)),
-            ("Accuracy vs latency (Pareto)", plots.pareto(ok_plot, metric, frontier)),
-            ("Peak memory", plots.memory_bars(ok_plot)),
-            ("Latency vs shape", plots.latency_vs_shape(ok_plot)),
-        ]:
-            if uri:
-                figures.append({"title": title, "uri": uri})
+        candidates = [("Throughput vs latency across batch sizes", plots.throughput_vs_latency(ok_plot, colour)),
+                      ("Latency vs batch size", plots.latency_vs_batch(ok_plot, colour))]
+        for shape, g in ok_plot.groupby("shape_label", sort=True):
+            candidates.append((f"Accuracy vs latency (Pareto){'' if shape == '-' else ' at ' + shape}",
+                               plots.pareto(g, passing, metric, colour, shape)))
+        candidates += [("Memory per variant", plots.memory_bars(ok_plot)),
+                       ("Latency vs shape", plots.latency_vs_shape(ok_plot, colour))]
+        figures = [{"title": t, "uri": u} for t, u in candidates if u]
     columns = summary_columns(df)
-    rows = []
-    for r in df.to_dict("records"):
-        cells = []
-        for col, _ in columns:
-            ok_flag = verdict.get((r["variant_id"], col))
-            if col == "verdict" and r[col]:
-                ok_flag = r[col] == "pass"
-            cls = "" if ok_flag is None else ("pass" if ok_flag else "fail")
-            raw = r.get(col)
-            sort = raw if isinstance(raw, (int, float)) and not (isinstance(raw, float) and math.isnan(raw)) else ""
-            cells.append({"text": fmt(raw, col), "cls": cls, "sort": sort})
-        rows.append(cells)
+    column, higher, _ = plots.pareto_metric(ok_plot, metric) if not ok_plot.empty else (metric, True, "")
+    frontier = []
+    for (batch, _), g in passing.dropna(subset=["latency_ms_p50"]).groupby(["batch_size", "shape_sort"], sort=True):
+        f = plots.frontier_of(g, column, higher)
+        if not f.empty:
+            frontier.append({"point": point_title(batch, g["shape_label"].iloc[0]), "variants": list(f["variant_id"])})
     env = run["env"]
     return {
         "name": run["spec"].get("name", run["dir"].name), "description": run["spec"].get("description"),
         "decisions": decided,
         "generated": generated_at(), "env": env, "ref": run["ref"], "columns": [c[1] for c in columns],
-        "rows": rows, "figures": figures, "metric": metric,
-        "frontier": frontier[["variant_id", "ms_per_item", metric]].to_dict("records") if not frontier.empty else [],
+        "groups": row_groups(df, verdict, columns), "figures": figures, "metric": metric, "frontier_metric": column,
+        "frontier": frontier,
         "best": best_under_budgets(passing, metric, run["ref"].get("reference_task_accuracy")
                                    if metric == "task_accuracy" else None) if not passing.empty else [],
         "drift": ok[["variant_id"] + DRIFT].to_dict("records"), "drift_cols": DRIFT,
-        "problems": df[df.status.isin(["failed", "timeout", "skipped"])][["variant_id", "status", "error"]].to_dict("records"),
+        "failed": failed_rows(df), "skipped": skipped_groups(df),
         "warnings": [(r["variant_id"], w) for r in ok.to_dict("records") for w in (r.get("warnings") or [])],
         "spec_text": run["spec_text"], "counts": df.status.value_counts().to_dict(),
         "gpu_rows": gpu_rows(ok),
@@ -163,19 +232,47 @@ def summary_lines(run: dict, df=None, failing: dict | None = None) -> list[str]:
     return [d["sentence"] for d in decisions(df, failing, run_constraints(run), run["ref"].get("reference", ""))]
 
 
+MD_COLUMNS = ["variant_id", "latency_ms_p50", "latency_ms_round_spread", "throughput_items_s", "speedup", "model_bytes",
+              "drift_rel_l2", "task_accuracy"]
+
+
 def render_md(run: dict) -> str:
+    """What to ship, then a table per (batch, shape) point (fastest first), failed variants with the stage that
+    failed, and skipped ones as counts: for a pull-request comment or a job summary."""
     df = enrich(run["df"])
-    cols = ["variant_id", "status", "latency_ms_p50", "throughput_items_s", "speedup", "drift_rel_l2", "task_accuracy"]
     _, failing = verdicts(df, run)
     df["verdict"] = verdict_column(df, failing, 200)
+    labels = dict(SUMMARY + TASK_COLUMNS)
+    cols = [c for c in MD_COLUMNS if c == "variant_id" or (c in df and df[c].notna().any())]
     cols += [c for c, _ in TASK_COLUMNS if c in df and df[c].notna().any()] + ["verdict"]
-    head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
-    body = "".join("| " + " | ".join(_md(fmt(r[c], c)) for c in cols) + " |\n" for r in df.to_dict("records"))
+    names = [labels.get(c, c).replace("speedup vs ref. fp32", "speedup") for c in cols]
+    head = "| " + " | ".join(names) + " |\n|" + "---|" * len(cols) + "\n"
     counts = ", ".join(f"{v} {k}" for k, v in df.status.value_counts().items())
     name = _md(str(run["spec"].get("name", "")))
     decided = "".join(f"- {_md(line)}\n" for line in summary_lines(run, df, failing))
-    return (f"## optbench: {name}\n\n### What to ship\n\n{decided}\n{counts} · host: "
-            f"{_md(str(run['env'].get('cpu', '')))}\n\n{head}{body}")
+    parts = [f"## optbench: {name}\n\n### What to ship\n\n{decided}\n{counts} · host: {_md(str(run['env'].get('cpu', '')))}\n"]
+    ok = df[df.status == "ok"]
+    for (batch, _), g in ok.groupby(["batch_size", "shape_sort"], sort=True):
+        body = ""
+        for r in g.sort_values("latency_ms_p50").to_dict("records"):
+            cells = [fmt(r.get(c), c) + (" ⚠" if c == "latency_ms_p50" and noise_flags(r) else "") for c in cols]
+            body += "| " + " | ".join(_md(x) for x in cells) + " |\n"
+        parts.append(f"### {point_title(batch, g['shape_label'].iloc[0])}\n\n{head}{body}")
+    if any(noise_flags(r) for r in ok.to_dict("records")):
+        parts.append("⚠: unstable rounds or a busy machine while timing (see the HTML report's warnings).\n")
+    failed = failed_rows(df)
+    if failed:
+        parts.append("### Failed\n\n" + "".join(f"- {_md(f['variant_id'])} ({f['status']} at {_md(f['stage'])}): "
+                                                  f"{_md(f['reason'][:300])}\n" for f in failed))
+    skipped = skipped_groups(df)
+    lines = []
+    if skipped["filter"]["count"]:
+        lines.append(f"- {skipped['filter']['count']} left out by the spec's `only:` filters")
+    for reason, n in skipped["cannot"]["reasons"]:
+        lines.append(f"- {n} that a backend cannot build: {_md(reason)}")
+    if lines:
+        parts.append("### Skipped\n\n" + "\n".join(lines) + "\n")
+    return "\n".join(parts)
 
 
 def _md(text: str) -> str:

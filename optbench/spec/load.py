@@ -342,12 +342,15 @@ def check_data(spec: Spec, spec_path: Path, lines: dict[tuple, int]) -> None:
 
 
 def resolve_path(value: str, spec_path: Path) -> Path:
-    """Relative paths are tried from the working directory, then from the spec's folder."""
+    """Relative paths are tried from the spec's folder first, then from the working directory (so a spec runs
+    from anywhere); a path found in neither is returned as the spec's folder would have it."""
     p = Path(value)
-    if p.is_absolute() or p.exists():
+    if p.is_absolute():
         return p
     beside = spec_path.parent / p
-    return beside if beside.exists() else p
+    if beside.exists():
+        return beside
+    return p if p.exists() else beside
 
 
 def check_entrypoint(entrypoint: str, spec_path: Path, file: str, line: int | None) -> None:
