@@ -74,6 +74,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build every variant's artifacts without measuring: ONNX exports, converted and quantized models, engines
+    (rows with status ``built``, build seconds and bytes); the artifact cache keeps them for a later ``run``."""
+    from optbench.cache import ArtifactCache
+    from optbench.spec import load_spec
+    from optbench.store import load_results
+    from optbench.sweep import RunOptions, run_sweep
+
+    spec = load_spec(args.spec)
+    run_dir = Path(args.run_dir) if args.run_dir else \
+        Path(args.out) / f"{spec.name}-build-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    cache_dir = Path(args.cache_dir) if args.cache_dir else None
+    opts = RunOptions(run_dir=run_dir, spec_path=Path(args.spec), force=args.force, resume=args.resume,
+                      cache_dir=cache_dir, no_cache=args.no_cache, quiet=args.quiet, mode="build")
+    run_sweep(spec, opts)
+    df = load_results(run_dir)
+    df["model_MiB"] = df["model_bytes"].map(lambda b: round(b / 2**20, 3) if b == b and b is not None else None)
+    cols = ["variant_id", "status", "build_s", "export_s", "model_MiB", "error"]
+    df["error"] = df["error"].map(lambda e: (str(e).splitlines()[0][:90]) if isinstance(e, str) else "")
+    print(_table(df[cols].to_dict("records"), cols))
+    built = int((df["status"] == "built").sum())
+    print(f"\n{built} built, {int((df['status'] == 'skipped').sum())} skipped, "
+          f"{int(df['status'].isin(['failed', 'timeout']).sum())} failed; artifacts in {ArtifactCache(cache_dir).root}")
+    print(f"run directory: {run_dir}")
+    return 0
+
+
 def _print_decisions(run_dir: Path, args: argparse.Namespace) -> None:
     from optbench.report import load_run
     from optbench.report.render import summary_lines
@@ -149,6 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-report", action="store_true", help="do not write report.html")
     r.add_argument("--quiet", action="store_true", help="no progress output")
     r.set_defaults(fn=cmd_run)
+
+    b = sub.add_parser("build", help="build every variant's artifacts (ONNX, converted, quantized, engines); "
+                                     "measure nothing")
+    b.add_argument("spec")
+    where = b.add_mutually_exclusive_group()
+    where.add_argument("--run-dir", help="run directory for the build rows (default: OUT/NAME-build-TIMESTAMP)")
+    where.add_argument("--out", default="results", help="root of new run directories (default: results)")
+    b.add_argument("--force", action="store_true", help="overwrite a run directory that holds results")
+    b.add_argument("--resume", action="store_true", help="build only the variants without a final row")
+    b.add_argument("--cache-dir", help="artifact cache (default: $OPTBENCH_CACHE or ~/.cache/optbench)")
+    b.add_argument("--no-cache", action="store_true", help="rebuild every artifact")
+    b.add_argument("--quiet", action="store_true", help="no progress output")
+    b.set_defaults(fn=cmd_build)
 
     pl = sub.add_parser("plan", help="list the variants of a spec; build nothing")
     pl.add_argument("spec")

@@ -135,7 +135,9 @@ def stage(name: str) -> None:
     STAGE["now"] = name
 
 
-def measure_variant(ctx: Context, vdict: dict) -> dict:
+def measure_variant(ctx: Context, vdict: dict, build_only: bool = False) -> dict:
+    """Build, judge and time one variant (its row); with ``build_only`` build its artifacts and stop there (a row
+    with status ``built``, build time and bytes)."""
     v = Variant(**vdict)
     idle_rss = current_rss_bytes()  # the worker before this variant loads anything of its own
     stage("load")
@@ -173,6 +175,16 @@ def measure_variant(ctx: Context, vdict: dict) -> dict:
         q = v.int8 or {}
         cal = ctx.splits.calibration.at_shape(ctx.spec.inputs, v.dims)
         artifact.calibration = calibration_batches(cal, q.get("samples", 256), batch=v.batch_size)
+    if build_only:
+        stage("build")
+        info, row["build_s"] = timed(lambda: backend.build_only(artifact, target))
+        if info.get("bytes"):
+            if cls.consumes != "torch":
+                row["settings"]["onnx_bytes"] = row.get("model_bytes")
+            row["model_bytes"] = info["bytes"]
+        row["settings"].update(info.get("facts") or {})
+        row["status"] = "built"
+        return row
     monitor = gpu_monitor(target.device)
     try:
         _build_and_measure(ctx, v, backend, artifact, items, row, monitor)
@@ -218,6 +230,7 @@ def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifac
         if type(backend).consumes != "torch":
             row["settings"]["onnx_bytes"] = row.get("model_bytes")
         row["model_bytes"] = session.artifact_bytes
+    row["settings"].update(getattr(session, "facts", None) or {})  # what the backend built (layers, precisions)
     try:
         stage("accuracy")
         row.update(judge_variant(ctx, v, session, items))

@@ -69,8 +69,10 @@ def _digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
-def plan(spec: Spec) -> list[Variant]:
-    """Every combination of transform × precision (× int8 settings) × backend × batch × shape."""
+def plan(spec: Spec, mode: str = "run") -> list[Variant]:
+    """Every combination of transform × precision (× int8 settings) × backend × batch × shape. ``mode`` "build"
+    plans for ``optbench build``: a backend that can build here but not run (an engine builder with no GPU)
+    is planned, not skipped."""
     variants: list[Variant] = []
     # ids hash what a variant is made of; settings at their defaults are left out of the hash, so adding a new
     # option to a backend or transform does not rename the variants of every existing spec
@@ -80,7 +82,7 @@ def plan(spec: Spec) -> list[Variant]:
     for i, b in enumerate(spec.backends):
         cls = get_backend(b.name)
         options = cls.parse_options(b.options, f"backends.{i}.options")
-        unavailable = cls.unavailable_reason()
+        unavailable = cls.build_unavailable_reason() if mode == "build" else cls.unavailable_reason()
         device = cls.device_of(options)
         for transform in spec.variants.transforms:
             tname = "none" if transform == "none" else transform.name

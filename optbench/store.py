@@ -16,7 +16,7 @@ from optbench.errors import RunDirError
 # 2: every output judged (outputs, worst_output, collapsed, task metric columns); rounds, robust statistics, busy
 SCHEMA_VERSION = 2
 RESULTS = "results.jsonl"
-FINAL_STATUSES = ("ok", "failed", "timeout", "skipped")
+FINAL_STATUSES = ("ok", "built", "failed", "timeout", "skipped")
 
 COLUMNS = [
     "variant_id", "model", "backend", "device", "precision", "int8", "transform", "batch_size", "shape", "status",

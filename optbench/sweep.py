@@ -34,6 +34,7 @@ class RunOptions:
     cache_dir: Path | None = None
     no_cache: bool = False
     quiet: bool = False
+    mode: str = "run"  # run: build, judge, time; build: build the artifacts only (rows with status "built")
     lock: Any = None  # the run directory's lock, held while the run lasts
 
 
@@ -113,6 +114,10 @@ def open_run_dir(spec: Spec, variants: list[Variant], opts: RunOptions) -> dict[
     if opts.resume:
         if not has_results:
             raise RunDirError(f"--resume: {d} holds no results.jsonl to resume")
+        marker = json.loads((d / MARKER).read_text()) if (d / MARKER).exists() else {}
+        if marker.get("mode", "run") != opts.mode:
+            raise RunDirError(f"--resume: {d} was made by `optbench {marker.get('mode', 'run')}`, not "
+                              f"`optbench {opts.mode}`; give the other command its own run directory")
         old = yaml.safe_load((d / "spec.yaml").read_text()) if (d / "spec.yaml").exists() else {}
         if old != spec.model_dump(mode="json"):
             raise RunDirError(f"--resume: the spec differs from the one {d} was run with "
@@ -134,14 +139,14 @@ def open_run_dir(spec: Spec, variants: list[Variant], opts: RunOptions) -> dict[
         (d / name).unlink(missing_ok=True)
     for name in RUN_DIRS:
         shutil.rmtree(d / name, ignore_errors=True)
-    (d / MARKER).write_text(json.dumps({"files": list(RUN_FILES)}))
+    (d / MARKER).write_text(json.dumps({"files": list(RUN_FILES), "mode": opts.mode}))
     (d / "spec.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
     (d / "plan.json").write_text(json.dumps([v.id for v in variants], indent=1))
     return {}
 
 
 def run_sweep(spec: Spec, opts: RunOptions) -> Path:
-    variants = plan(spec)
+    variants = plan(spec, opts.mode)
     done = open_run_dir(spec, variants, opts)
     try:
         return _sweep(spec, opts, variants, done)
@@ -175,7 +180,7 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
             else:
                 if prepared is None:
                     prepared = _prepare(spec, opts, cache)
-                row = _run_one(spec, opts, cache, v, prepared)
+                row = _run_one(spec, opts, cache, v, prepared, "build" if opts.mode == "build" else "variant")
             append_row(opts.run_dir, {**base, **_variant_cols(v, spec), **row,
                                       "reference": (prepared or {}).get("reference")})
             progress.step(v.id, row["status"], ran=ran)
@@ -380,10 +385,11 @@ def _crash_reason(proc: dict, timeout_s: float) -> str:
     return f"exited with code {code}"
 
 
-def _run_one(spec: Spec, opts: RunOptions, cache: ArtifactCache, v: Variant, prepared: dict) -> dict:
+def _run_one(spec: Spec, opts: RunOptions, cache: ArtifactCache, v: Variant, prepared: dict,
+             mode: str = "variant") -> dict:
     log = opts.run_dir / "logs" / f"{v.id}.log"
     t0 = time.monotonic()
-    result, proc = spawn(_job(spec, opts, cache, "variant", variant=v.to_dict()), spec.measure.timeout_s,
+    result, proc = spawn(_job(spec, opts, cache, mode, variant=v.to_dict()), spec.measure.timeout_s,
                          spec.measure.memory_limit_mb, log, spec.measure.rss_limit_mb)
     code = proc["exit_code"]
     row: dict[str, Any] = {"exit_code": code, "signal": signal.Signals(-code).name if code < 0 else None}

@@ -210,7 +210,7 @@ def run_variant(job: dict) -> dict:
         items.feed = feeds_of(spec.inputs)  # batch axes and constants: the model's layout
     ctx = Context(spec, spec_dir, run_dir, ArtifactCache(Path(job["cache_dir"]), enabled=not job.get("no_cache")),
                   splits, json.loads((run_dir / "work" / "prepare.json").read_text()))
-    return measure_variant(ctx, job["variant"])
+    return measure_variant(ctx, job["variant"], build_only=job["mode"] == "build")
 
 
 def main(argv: list[str]) -> int:

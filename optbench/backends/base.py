@@ -94,6 +94,11 @@ class Backend(ABC):
         return None
 
     @classmethod
+    def build_unavailable_reason(cls) -> str | None:
+        """Why this backend cannot build its artifacts here (``optbench build``); by default, why it cannot run."""
+        return cls.unavailable_reason()
+
+    @classmethod
     def device_of(cls, options: BaseModel) -> str:
         """The device the variant runs on, resolved at plan time ('cpu', 'cuda')."""
         return "cpu"
@@ -128,6 +133,16 @@ class Backend(ABC):
     # -------- building
     @abstractmethod
     def build(self, artifact: Artifact, target: Target) -> Session: ...
+
+    def build_only(self, artifact: Artifact, target: Target) -> dict[str, Any]:
+        """Build the artifact without measuring (``optbench build``): its bytes and what the backend can say
+        about it. By default a session is built (which fills the artifact cache) and closed; backends whose
+        build needs no runtime (engine builders on a machine without the GPU) override this."""
+        session = self.build(artifact, target)
+        try:
+            return {"bytes": getattr(session, "artifact_bytes", None), "facts": getattr(session, "facts", None) or {}}
+        finally:
+            session.close()
 
 
 def register(cls: type[Backend]) -> type[Backend]:

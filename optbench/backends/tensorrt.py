@@ -68,9 +68,20 @@ def unavailable(flavour_probe=_trt, cc_probe=compute_capability) -> str | None:
     except ImportError:
         return "tensorrt cannot be imported (install the 'tensorrt' extra on a CUDA host)"
     if flavour == "tensorrt_rtx" and cc_probe() == (9, 0):
-        return "only TensorRT-RTX is installed, and it refuses compute capability 9.0 (H100/H200); install tensorrt"
+        return ("only TensorRT-RTX is installed, and it refuses compute capability 9.0 (H100/H200); install tensorrt "
+                "(`optbench build` still builds engines with it)")
     if cc_probe() is None:
-        return f"{flavour} {getattr(trt, '__version__', '?')} is installed but no NVIDIA GPU is visible"
+        return (f"{flavour} {getattr(trt, '__version__', '?')} is installed but no NVIDIA GPU is visible to run "
+                "engines (`optbench build` builds them here)")
+    return None
+
+
+def build_unavailable(flavour_probe=_trt) -> str | None:
+    """Engines build wherever the builder imports: TensorRT-RTX compiles ahead of time on a machine without a GPU."""
+    try:
+        flavour_probe()
+    except ImportError:
+        return "neither tensorrt nor tensorrt_rtx can be imported (install the 'tensorrt' extra)"
     return None
 
 
@@ -107,7 +118,12 @@ def profile_for(inputs: list, points: list[tuple[int, dict[str, int]]]) -> dict[
 
 
 def plan_build(options: TrtOptions, target: Target, inputs: list, points: list, trt_major: int) -> BuildPlan:
-    """Translate a variant into TensorRT builder settings (raises ValueError for impossible combinations)."""
+    """Translate a variant into TensorRT builder settings (raises ValueError for impossible combinations).
+    ``trt_major`` is the API generation: TensorRT's major version, 11 for TensorRT-RTX (strongly typed
+    networks only, no precision flags, no implicit calibration, like TensorRT 11)."""
+    if trt_major >= 11 and options.typing == "weak":
+        raise ValueError("this TensorRT builds strongly typed networks only (TensorRT 11, TensorRT-RTX): typing: weak "
+                         "is not available")
     strong = {"strong": True, "weak": False, "auto": trt_major >= 11}[options.typing]
     p = target.precision
     plan = BuildPlan(trt_major, strong, "fp32", workspace_bytes=options.workspace_mb * 2**20,
@@ -151,8 +167,9 @@ def plan_build(options: TrtOptions, target: Target, inputs: list, points: list, 
 
 
 def installed_major() -> int:
-    trt, _ = _trt()
-    return int(str(trt.__version__).split(".")[0])
+    """The API generation of the installed builder (see :func:`plan_build`)."""
+    trt, flavour = _trt()
+    return 11 if flavour == "tensorrt_rtx" else int(str(trt.__version__).split(".")[0])
 
 
 @register
@@ -164,6 +181,10 @@ class TensorRT(Backend):
     @classmethod
     def unavailable_reason(cls) -> str | None:
         return unavailable()
+
+    @classmethod
+    def build_unavailable_reason(cls) -> str | None:
+        return build_unavailable()
 
     @classmethod
     def device_of(cls, options: BaseModel) -> str:
@@ -198,6 +219,24 @@ class TensorRT(Backend):
         path, cached = cache.get_or_build(key, "model.engine", lambda d: _build_engine(trt, artifact, plan, d))
         return TrtSession(trt, path.read_bytes(), plan, artifact.inputs)
 
+    def build_only(self, artifact: Artifact, target: Target) -> dict[str, Any]:
+        """The engine, built and cached without deserializing it (no GPU needed with TensorRT-RTX): its bytes, the
+        builder settings, the parsed network's layers and tensor types, and the engine inspector's layer
+        information where a runtime can load the engine here (else the reason it cannot)."""
+        from optbench.cache import ArtifactCache
+
+        trt, flavour = _trt()
+        plan = plan_build(self.options, target, artifact.inputs, artifact.points or [(target.batch_size, target.dims)],
+                          installed_major())
+        cache = ArtifactCache(artifact.cache_dir)
+        key = cache.key("trt-engine", [str(artifact.onnx_path), asdict(plan), flavour, trt.__version__,
+                                        _file_digest(artifact.onnx_path)])
+        path, _ = cache.get_or_build(key, "model.engine", lambda d: _build_engine(trt, artifact, plan, d))
+        network = json.loads((path.parent / "network.json").read_text()) if (path.parent / "network.json").exists() else {}
+        facts = {"builder": f"{flavour} {trt.__version__}", "build_plan": asdict(plan), "network": network,
+                 "engine_inspector": inspect_engine(trt, path.read_bytes())}
+        return {"bytes": path.stat().st_size, "facts": {"tensorrt": facts}}
+
 
 def _file_digest(path: Path) -> str:
     from optbench.models import file_digest
@@ -220,6 +259,7 @@ def _build_engine(trt, artifact: Artifact, plan: BuildPlan, folder: Path) -> Non
     if not parser.parse(Path(artifact.onnx_path).read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RuntimeError(f"TensorRT could not parse the ONNX file: {errors}")
+    (folder / "network.json").write_text(json.dumps(network_facts(network), indent=1))
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_bytes)
     config.builder_optimization_level = plan.optimization_level
@@ -242,6 +282,39 @@ def _build_engine(trt, artifact: Artifact, plan: BuildPlan, folder: Path) -> Non
     if plan.timing_cache:
         timing_path.write_bytes(bytes(config.get_timing_cache().serialize()))
     (folder / "builder.json").write_text(json.dumps(asdict(plan), indent=1))
+
+
+def network_facts(network) -> dict[str, Any]:
+    """The parsed network as the builder sees it: layer count by type, output tensor types (a strongly typed
+    network's precisions), inputs with their shapes."""
+    by_type: dict[str, int] = {}
+    dtypes: dict[str, int] = {}
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        kind = str(layer.type).split(".")[-1]
+        by_type[kind] = by_type.get(kind, 0) + 1
+        for j in range(layer.num_outputs):
+            dt = str(layer.get_output(j).dtype).split(".")[-1]
+            dtypes[dt] = dtypes.get(dt, 0) + 1
+    inputs = {network.get_input(i).name: list(network.get_input(i).shape) for i in range(network.num_inputs)}
+    outputs = {network.get_output(i).name: str(network.get_output(i).dtype).split(".")[-1]
+               for i in range(network.num_outputs)}
+    return {"layers": network.num_layers, "layer_types": by_type, "tensor_types": dtypes, "inputs": inputs,
+            "outputs": outputs}
+
+
+def inspect_engine(trt, engine_bytes: bytes) -> dict[str, Any]:
+    """The engine inspector's per-layer information (JSON), or why no runtime could load the engine here."""
+    try:
+        runtime = trt.Runtime(_logger(trt))
+        engine = runtime.deserialize_cuda_engine(engine_bytes)
+        if engine is None:
+            return {"available": False, "reason": "the runtime could not deserialize the engine here (no usable GPU)"}
+        info = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
+        layers = json.loads(info).get("Layers", [])
+        return {"available": True, "layers": len(layers)}
+    except Exception as e:  # a runtime without a device: the reason is the finding
+        return {"available": False, "reason": f"{e.__class__.__name__}: {e}"[:300]}
 
 
 def make_calibrator(trt, artifact: Artifact, cache_path: Path):
