@@ -137,7 +137,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     print(f"commit      {env['commit']}")
     print("libraries   " + ", ".join(f"{k} {v}" for k, v in env["libraries"].items()))
     print(f"cache       {cache.root}  ({env['cache']['bytes'] / 2**20:.1f} MiB)")
-    print("\n" + _table(env["backends"], ["backend", "available", "reason"]))
+    print("\n" + _table(env["backends"], ["backend", "available", "builds", "reason"]))
     return 0
 
 

@@ -91,7 +91,9 @@ def backend_table() -> list[dict[str, Any]]:
     rows = []
     for name, cls in all_backends().items():
         reason = cls.unavailable_reason()
-        rows.append({"backend": name, "available": reason is None, "reason": reason or ""})
+        build = cls.build_unavailable_reason() if reason else None
+        rows.append({"backend": name, "available": reason is None, "builds": build is None,
+                     "reason": reason or ""})
     return rows
 
 

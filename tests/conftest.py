@@ -15,22 +15,25 @@ def _has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def _has_tensorrt() -> bool:
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _tensorrt_reasons() -> tuple[str | None, str | None]:
+    """Why TensorRT cannot build engines here, and why it cannot run them (None: it can)."""
+    from optbench.backends.tensorrt import build_unavailable, unavailable
+
+    return build_unavailable(), unavailable()
 
 
 def pytest_collection_modifyitems(config, items):
     no_gpu = pytest.mark.skip(reason="no CUDA device visible to torch")
-    no_trt = pytest.mark.skip(reason="tensorrt cannot be imported here")
+    reasons = None
     for item in items:
         if "gpu" in item.keywords and not _has_cuda():
             item.add_marker(no_gpu)
-        if "tensorrt" in item.keywords and not _has_tensorrt():
-            item.add_marker(no_trt)
+        if "tensorrt" in item.keywords:
+            reasons = reasons or _tensorrt_reasons()
+            # tests that run engines are marked gpu too: they need TensorRT's runtime, not only its builder
+            why = reasons[1] if "gpu" in item.keywords else reasons[0]
+            if why:
+                item.add_marker(pytest.mark.skip(reason=why))
 
 
 @pytest.fixture(autouse=True)

@@ -70,6 +70,12 @@ class OvSession(Session):
         self.request = self.compiled = None
 
 
+def _type_name(t) -> str:
+    """OpenVINO's element type as its short name (f32, bf16, f16)."""
+    name = getattr(t, "get_type_name", None)
+    return name() if callable(name) else str(t)
+
+
 def single_items(batches: list[dict], inputs: list) -> list[dict]:
     """Calibration batches as one item each (split on each input's batch axis), so that every batch size of a
     spec calibrates, and ships, the same int8 model (its batch dim stays dynamic)."""
@@ -155,7 +161,7 @@ class OpenVINO(Backend):
         compiled = core.compile_model(model, "CPU", config)
         facts["openvino_runtime"] = {"execution_devices": list(compiled.get_property("EXECUTION_DEVICES")),
                                      "streams": int(compiled.get_property("NUM_STREAMS")),
-                                     "inference_precision": str(compiled.get_property("INFERENCE_PRECISION_HINT")),
+                                     "inference_precision": _type_name(compiled.get_property("INFERENCE_PRECISION_HINT")),
                                      "version": ov.__version__}
         session = OvSession(compiled, names, size)
         session.facts = facts

@@ -1,0 +1,124 @@
+"""Runtimes beside torch and ONNX Runtime: OpenVINO and ExecuTorch measured on the CPU, TensorRT engines built
+ahead of time without a GPU (`optbench build`). Each is skipped with the reason where its package is absent."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from optbench.cli import main
+from tests.conftest import write_spec
+
+TINY = """\
+name: tiny-{backend}
+model: {{source: python, entrypoint: "ROOT/experiments/models/digits.py:build", kwargs: {{epochs: 2, width: 8}}}}
+inputs: [{{name: image, shape: [batch, 1, 8, 8], dtype: float32}}]
+data: {{source: digits, calibration: 64, eval: 128}}
+variants:
+  precision: [{precisions}]
+  batch_size: [1, 8]
+  int8: [{{mode: static, method: minmax, per_channel: true, samples: 64, activations: s8}}]
+backends: [{backend}]
+measure: {{warmup_s: 0.05, min_iters: 10, min_duration_s: 0.1, max_iters: 200, rounds: 2, round_pause_s: 0}}
+"""
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _spec(tmp_path, backend, precisions):
+    text = TINY.format(backend=backend, precisions=precisions).replace("ROOT", str(ROOT))
+    return write_spec(tmp_path, text)
+
+
+def _rows(run):
+    from optbench.store import final_rows
+
+    return final_rows(run)
+
+
+def _reason(name):
+    from optbench.backends import get_backend
+
+    return get_backend(name).unavailable_reason()
+
+
+@pytest.mark.skipif(_reason("openvino") is not None, reason=str(_reason("openvino")))
+def test_openvino_fp32_and_nncf_int8(tmp_path, cache_dir):
+    run = tmp_path / "run"
+    assert main(["run", str(_spec(tmp_path, "openvino", "fp32, int8")), "--run-dir", str(run), "--quiet",
+                 "--no-report"]) == 0
+    rows = _rows(run)
+    assert {r["status"] for r in rows.values()} == {"ok"}, {k: r.get("error") for k, r in rows.items()}
+    fp32 = [r for r in rows.values() if r["precision"] == "fp32"]
+    int8 = [r for r in rows.values() if r["precision"] == "int8"]
+    assert all(r["drift_rel_l2"] < 1e-3 for r in fp32)
+    assert all(r["settings"]["openvino_runtime"]["inference_precision"] == "f32" for r in fp32)
+    for r in int8:  # NNCF put FakeQuantize ops in the IR, which is smaller than the fp32 ONNX
+        assert r["settings"]["openvino_int8"]["fake_quantize_ops"] > 0
+        assert r["model_bytes"] < r["settings"]["onnx_bytes"]
+        assert r["task_accuracy"] > 0.8
+    # one int8 IR serves every batch size: calibrated on single items, the same drift at batch 1 and 8
+    assert len({round(r["drift_rel_l2"], 6) for r in int8}) == 1
+
+
+def test_openvino_plans_what_the_cpu_cannot_do_as_skipped():
+    from optbench.backends import Target, get_backend
+    from optbench.backends.openvino import OvOptions, cpu_capabilities
+
+    ov = get_backend("openvino")
+    if ov.unavailable_reason():
+        pytest.skip(ov.unavailable_reason())
+    caps = cpu_capabilities()
+    for precision in ("fp16", "bf16"):
+        reason = ov.skip_reason(Target(precision, "cpu", 1, {}, "none", None, "python"), OvOptions())
+        assert (reason is None) == (precision.upper() in caps), (precision, caps, reason)
+    dyn = ov.skip_reason(Target("int8", "cpu", 1, {}, "none", {"mode": "dynamic"}, "python"), OvOptions())
+    assert "static" in dyn
+
+
+@pytest.mark.skipif(_reason("executorch") is not None, reason=str(_reason("executorch")))
+def test_executorch_xnnpack_fp32_and_pt2e_int8(tmp_path, cache_dir):
+    run = tmp_path / "run"
+    assert main(["run", str(_spec(tmp_path, "executorch", "fp32, int8, fp16")), "--run-dir", str(run), "--quiet",
+                 "--no-report"]) == 0
+    rows = _rows(run)
+    by = {(r["precision"], r["batch_size"]): r for r in rows.values()}
+    assert by[("fp16", 1)]["status"] == "skipped" and "fp16" in by[("fp16", 1)]["error"]
+    for p in ("fp32", "int8"):
+        for b in (1, 8):
+            r = by[(p, b)]
+            assert r["status"] == "ok", r.get("error")
+            assert r["settings"]["executorch"]["delegate_calls"] >= 1  # lowered to XNNPACK, not portable ops
+    assert all(by[("fp32", b)]["drift_rel_l2"] < 1e-3 for b in (1, 8))
+    assert all(by[("int8", b)]["model_bytes"] < by[("fp32", b)]["model_bytes"] / 2 for b in (1, 8))
+    assert all(by[("int8", b)]["task_accuracy"] > 0.8 for b in (1, 8))
+
+
+@pytest.mark.tensorrt
+def test_build_writes_tensorrt_engines_with_a_dynamic_batch_profile(tmp_path, cache_dir, capsys):
+    """`optbench build` with the tensorrt backend: real fp32 and fp16 engines (TensorRT-RTX compiles ahead of time
+    without a GPU), one optimization profile over the spec's batch sizes, strongly typed networks."""
+    run = tmp_path / "build"
+    assert main(["build", str(_spec(tmp_path, "tensorrt", "fp32, fp16")), "--run-dir", str(run), "--quiet"]) == 0
+    rows = _rows(run)
+    assert {r["status"] for r in rows.values()} == {"built"}, {k: r.get("error") for k, r in rows.items()}
+    engines = sorted(Path(cache_dir).rglob("model.engine"))
+    assert len(engines) >= 2 and all(e.stat().st_size > 1000 for e in engines)
+    for r in rows.values():
+        trt = r["settings"]["tensorrt"]
+        assert trt["build_plan"]["profiles"]["image"] == [[1, 1, 8, 8], [8, 1, 8, 8], [8, 1, 8, 8]]
+        assert trt["build_plan"]["strongly_typed"] and trt["network"]["layers"] > 0
+        want = "HALF" if r["precision"] == "fp16" else "FLOAT"
+        assert want in trt["network"]["tensor_types"], trt["network"]
+        assert r["model_bytes"] > 0 and r["build_s"] > 0
+        assert "available" in trt["engine_inspector"]
+    out = capsys.readouterr().out
+    assert "4 built, 0 skipped, 0 failed" in out
+    # a run on this machine measures nothing it cannot: the variants are skipped with the reason
+    from optbench.backends.tensorrt import unavailable
+
+    if unavailable():
+        assert main(["plan", str(_spec(tmp_path, "tensorrt", "fp32"))]) == 0
+        assert "optbench build" in capsys.readouterr().out
+    marker = json.loads((run / ".optbench-run.json").read_text())
+    assert marker["mode"] == "build"
+    assert main(["run", str(_spec(tmp_path, "tensorrt", "fp32, fp16")), "--run-dir", str(run), "--resume"]) == 2
