@@ -168,6 +168,7 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False) -> dict
     items = ctx.splits.eval.at_shape(ctx.spec.inputs, v.dims)
     artifact.sample = next(items.batches(v.batch_size))[0]
     artifact.cache_dir = ctx.cache.root
+    artifact.cache = ctx.cache
     artifact.points = points(ctx.spec)
     if v.precision == "int8":
         from optbench.transforms.quantize import calibration_batches

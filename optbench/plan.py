@@ -50,7 +50,8 @@ def int8_label(s: Int8Settings) -> str:
         return "dyn" + ops
     if s.mode == "modelopt":
         return "mtq"
-    return f"{s.method}{'-pc' if s.per_channel else ''}-{s.activations}{ops}"
+    bias = ("-sym" if s.symmetric_activations else "") + ("" if s.quantize_bias else "-fbias")
+    return f"{s.method}{'-pc' if s.per_channel else ''}-{s.activations}{bias}{ops}"
 
 
 def points(spec: Spec) -> list[tuple[int, dict[str, int]]]:

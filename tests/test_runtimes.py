@@ -17,7 +17,7 @@ data: {{source: digits, calibration: 64, eval: 128}}
 variants:
   precision: [{precisions}]
   batch_size: [1, 8]
-  int8: [{{mode: static, method: minmax, per_channel: true, samples: 64, activations: s8}}]
+  int8: [{{mode: static, method: minmax, per_channel: true, samples: 64, activations: s8, symmetric_activations: true, quantize_bias: false}}]
 backends: [{backend}]
 measure: {{warmup_s: 0.05, min_iters: 10, min_duration_s: 0.1, max_iters: 200, rounds: 2, round_pause_s: 0}}
 """
@@ -98,7 +98,7 @@ def test_build_writes_tensorrt_engines_with_a_dynamic_batch_profile(tmp_path, ca
     """`optbench build` with the tensorrt backend: real fp32 and fp16 engines (TensorRT-RTX compiles ahead of time
     without a GPU), one optimization profile over the spec's batch sizes, strongly typed networks."""
     run = tmp_path / "build"
-    assert main(["build", str(_spec(tmp_path, "tensorrt", "fp32, fp16")), "--run-dir", str(run), "--quiet"]) == 0
+    assert main(["build", str(_spec(tmp_path, "tensorrt", "fp32, fp16, int8")), "--run-dir", str(run), "--quiet"]) == 0
     rows = _rows(run)
     assert {r["status"] for r in rows.values()} == {"built"}, {k: r.get("error") for k, r in rows.items()}
     engines = sorted(Path(cache_dir).rglob("model.engine"))
@@ -107,12 +107,12 @@ def test_build_writes_tensorrt_engines_with_a_dynamic_batch_profile(tmp_path, ca
         trt = r["settings"]["tensorrt"]
         assert trt["build_plan"]["profiles"]["image"] == [[1, 1, 8, 8], [8, 1, 8, 8], [8, 1, 8, 8]]
         assert trt["build_plan"]["strongly_typed"] and trt["network"]["layers"] > 0
-        want = "HALF" if r["precision"] == "fp16" else "FLOAT"
+        want = {"fp16": "HALF", "int8": "INT8", "fp32": "FLOAT"}[r["precision"]]
         assert want in trt["network"]["tensor_types"], trt["network"]
         assert r["model_bytes"] > 0 and r["build_s"] > 0
         assert "available" in trt["engine_inspector"]
     out = capsys.readouterr().out
-    assert "4 built, 0 skipped, 0 failed" in out
+    assert "6 built, 0 skipped, 0 failed" in out
     # a run on this machine measures nothing it cannot: the variants are skipped with the reason
     from optbench.backends.tensorrt import unavailable
 
@@ -121,4 +121,4 @@ def test_build_writes_tensorrt_engines_with_a_dynamic_batch_profile(tmp_path, ca
         assert "optbench build" in capsys.readouterr().out
     marker = json.loads((run / ".optbench-run.json").read_text())
     assert marker["mode"] == "build"
-    assert main(["run", str(_spec(tmp_path, "tensorrt", "fp32, fp16")), "--run-dir", str(run), "--resume"]) == 2
+    assert main(["run", str(_spec(tmp_path, "tensorrt", "fp32, fp16, int8")), "--run-dir", str(run), "--resume"]) == 2

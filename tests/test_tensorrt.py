@@ -45,8 +45,14 @@ def test_int8_explicit_and_implicit():
     mtq = {"mode": "modelopt", "activations": "u8"}
     p11 = plan_build(TrtOptions(), target("int8", mtq), INPUTS, POINTS, 11)
     assert p11.onnx_precision == "int8" and p11.builder_flags == [] and not p11.calibrator
-    p10 = plan_build(TrtOptions(), target("int8", {"mode": "static", "activations": "s8"}), INPUTS, POINTS, 10)
+    s8 = {"mode": "static", "activations": "s8", "quantize_bias": False, "symmetric_activations": True}
+    p10 = plan_build(TrtOptions(), target("int8", s8), INPUTS, POINTS, 10)
     assert p10.onnx_precision == "int8" and p10.builder_flags == ["INT8", "FP16"]
+    for bad in ({"quantize_bias": True}, {"symmetric_activations": False}):  # int32 bias DQ, zero points: refused
+        with pytest.raises(ValueError, match="symmetric 8-bit Q/DQ only"):
+            plan_build(TrtOptions(), target("int8", {**s8, **bad}), INPUTS, POINTS, 11)
+    with pytest.raises(ValueError, match="strongly typed networks only"):
+        plan_build(TrtOptions(typing="weak"), target("fp16"), INPUTS, POINTS, 11)
     with pytest.raises(ValueError, match="S8 activations"):
         plan_build(TrtOptions(), target("int8", {"mode": "static", "activations": "u8"}), INPUTS, POINTS, 10)
     with pytest.raises(ValueError, match="dynamic"):

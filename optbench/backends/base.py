@@ -49,7 +49,8 @@ class Artifact:
     settings: dict | None = None
     inputs: list | None = None  # the spec's InputSpecs
     sample: dict | None = None  # one batch at the variant's shape (warm-up / compilation inside build)
-    cache_dir: Path | None = None  # the artifact cache, for backends with caches of their own
+    cache_dir: Path | None = None  # the artifact cache's folder, for backends with caches of their own
+    cache: Any | None = None  # the run's ArtifactCache (it knows --no-cache); see :func:`artifact_cache`
     points: list | None = None  # every (batch, dims) of the spec: the dynamic range an engine must cover
     calibration: list | None = None  # calibration batches, for backends that calibrate themselves
 
@@ -143,6 +144,15 @@ class Backend(ABC):
             return {"bytes": getattr(session, "artifact_bytes", None), "facts": getattr(session, "facts", None) or {}}
         finally:
             session.close()
+
+
+def artifact_cache(artifact: Artifact):
+    """The cache a backend keeps what it builds in: the run's own (so --no-cache rebuilds), else one at cache_dir."""
+    if artifact.cache is not None:
+        return artifact.cache
+    from optbench.cache import ArtifactCache
+
+    return ArtifactCache(artifact.cache_dir)
 
 
 def register(cls: type[Backend]) -> type[Backend]:

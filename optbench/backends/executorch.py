@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from optbench.backends.base import Artifact, Backend, Session, Target, register
+from optbench.backends.base import Artifact, Backend, Session, Target, artifact_cache, register
 
 
 class EtOptions(BaseModel):
@@ -99,11 +99,9 @@ class ExecuTorch(Backend):
     def build(self, artifact: Artifact, target: Target) -> Session:
         from executorch.runtime import Runtime
 
-        from optbench.cache import ArtifactCache
-
         names = [i.name for i in artifact.inputs]
         sample = artifact.sample
-        cache = ArtifactCache(artifact.cache_dir)
+        cache = artifact_cache(artifact)
         key = cache.key("executorch", [_module_digest(artifact.module), target.precision, target.batch_size,
                                        target.dims, self.options.model_dump(), _calibration_digest(artifact),
                                        _version("executorch"), _version("torch")])

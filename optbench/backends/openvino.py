@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from optbench.backends.base import Artifact, Backend, Session, Target, register
+from optbench.backends.base import Artifact, Backend, Session, Target, artifact_cache, register
 
 
 class OvOptions(BaseModel):
@@ -140,13 +140,11 @@ class OpenVINO(Backend):
 
     def build(self, artifact: Artifact, target: Target) -> Session:
         from optbench.backends.onnxruntime import default_threads
-        from optbench.cache import ArtifactCache
-
         ov = _ov()
         core = ov.Core()
         facts: dict[str, Any] = {}
         if target.precision == "int8":
-            path = self._int8_ir(ArtifactCache(artifact.cache_dir), artifact, target)
+            path = self._int8_ir(artifact_cache(artifact), artifact, target)
             model = core.read_model(str(path))
             size = path.stat().st_size + path.with_suffix(".bin").stat().st_size
             facts["openvino_int8"] = json.loads((path.parent / "facts.json").read_text())

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from optbench.backends.base import Artifact, Backend, Session, Target, register
+from optbench.backends.base import Artifact, Backend, Session, Target, artifact_cache, register
 
 
 class TrtOptions(BaseModel):
@@ -146,6 +146,10 @@ def plan_build(options: TrtOptions, target: Target, inputs: list, points: list, 
                                  "(int8 activations: s8, or mode: modelopt)")
             if q.get("mode") == "dynamic":
                 raise ValueError("TensorRT has no dynamic (run-time) int8 quantization; use static or modelopt")
+            if q.get("mode", "static") == "static" and (q.get("quantize_bias", True)
+                                                         or not q.get("symmetric_activations", False)):
+                raise ValueError("TensorRT takes symmetric 8-bit Q/DQ only (zero points 0, no int32 bias DQ): set int8 "
+                                 "activations: s8, symmetric_activations: true, quantize_bias: false")
             plan.onnx_precision = "int8"
             if not strong:
                 plan.builder_flags += ["INT8", "FP16"]
@@ -208,12 +212,10 @@ class TensorRT(Backend):
                 "typing": options.typing, "sparsity": options.sparsity, "cuda_graph": options.cuda_graph}
 
     def build(self, artifact: Artifact, target: Target) -> Session:
-        from optbench.cache import ArtifactCache
-
         trt, flavour = _trt()
         plan = plan_build(self.options, target, artifact.inputs, artifact.points or [(target.batch_size, target.dims)],
                           installed_major())
-        cache = ArtifactCache(artifact.cache_dir)
+        cache = artifact_cache(artifact)
         key = cache.key("trt-engine", [str(artifact.onnx_path), asdict(plan), flavour, trt.__version__,
                                         _file_digest(artifact.onnx_path)])
         path, cached = cache.get_or_build(key, "model.engine", lambda d: _build_engine(trt, artifact, plan, d))
@@ -223,12 +225,10 @@ class TensorRT(Backend):
         """The engine, built and cached without deserializing it (no GPU needed with TensorRT-RTX): its bytes, the
         builder settings, the parsed network's layers and tensor types, and the engine inspector's layer
         information where a runtime can load the engine here (else the reason it cannot)."""
-        from optbench.cache import ArtifactCache
-
         trt, flavour = _trt()
         plan = plan_build(self.options, target, artifact.inputs, artifact.points or [(target.batch_size, target.dims)],
                           installed_major())
-        cache = ArtifactCache(artifact.cache_dir)
+        cache = artifact_cache(artifact)
         key = cache.key("trt-engine", [str(artifact.onnx_path), asdict(plan), flavour, trt.__version__,
                                         _file_digest(artifact.onnx_path)])
         path, _ = cache.get_or_build(key, "model.engine", lambda d: _build_engine(trt, artifact, plan, d))

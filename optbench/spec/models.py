@@ -164,6 +164,12 @@ class Int8Settings(Strict):
         None, min_length=1, description="Node names (fnmatch patterns) kept in float (static/dynamic): e.g. a "
                                         "detector's head, or a front end that sees raw audio; each pattern must "
                                         "match a node of the graph.")
+    symmetric_activations: bool = Field(
+        False, description="static: activation scales symmetric about zero (zero point 0), which TensorRT needs; "
+                           "onnxruntime's default fits an asymmetric range.")
+    quantize_bias: bool = Field(
+        True, description="static: biases as int32 Q/DQ (onnxruntime's default); false keeps them float, which "
+                          "TensorRT needs (its DequantizeLinear takes 8-bit inputs only).")
 
 
 class PruneSettings(Strict):

@@ -150,7 +150,8 @@ def _static(ctx: Any, pre: Path, dst: Path, variant: Any, s: Any, excluded: list
     quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=s.per_channel,
                     activation_type=act, weight_type=QuantType.QInt8, calibrate_method=method,
                     op_types_to_quantize=s.op_types, nodes_to_exclude=excluded,
-                    extra_options={"CalibMovingAverage": False})
+                    extra_options={"CalibMovingAverage": False, "QuantizeBias": s.quantize_bias,
+                                   "ActivationSymmetric": s.symmetric_activations})
     return {"int8": f"onnxruntime static QDQ, {s.method} calibration on {min(s.samples, len(items))} items",
             "activations": s.activations.upper()}
 
