@@ -3,6 +3,13 @@
 A key is the hash of everything that determines an artifact (model identity, transform,
 export and precision settings, library versions). A rerun with an unchanged spec finds
 every artifact and builds nothing; ``--no-cache`` rebuilds (and refreshes) them.
+
+A cache several users or nodes share is a security boundary: artifacts include pickled torch modules, and
+whoever can write one could run code in every later sweep that loads it. So each artifact's digests (every
+file of its folder) go to a *ledger* that only this user writes (``$XDG_STATE_HOME/optbench/ledger``, mode
+0700, never beside the artifact), and a cached artifact is used only when its files match the ledger: a
+mismatch is refused with the reason, an artifact the ledger does not know (another user's, or one made before
+the ledger) is rebuilt and recorded. Loads check again right before they read (:meth:`ArtifactCache.verify`).
 """
 
 from __future__ import annotations
@@ -37,6 +44,30 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+class CacheIntegrityError(RuntimeError):
+    """A cached artifact's files differ from the digests recorded when this user built it."""
+
+
+def ledger_root() -> Path:
+    base = os.environ.get("OPTBENCH_LEDGER") or \
+        Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "optbench" / "ledger"
+    root = Path(base)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return root
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    out = {}
+    for f in sorted(folder.rglob("*")):
+        if f.is_file():
+            h = hashlib.sha256()
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            out[f.relative_to(folder).as_posix()] = h.hexdigest()
+    return out
+
+
 class ArtifactCache:
     def __init__(self, root: Path | None = None, enabled: bool = True) -> None:
         self.root = Path(root) if root else default_cache_dir()
@@ -52,22 +83,66 @@ class ArtifactCache:
         ``build(folder)`` writes ``folder/filename`` (and any side files); the folder is moved
         into place only when the build succeeded, so a crash never leaves a half artifact.
         """
+        import fcntl
+
         final = self.root / key
-        if self.enabled and (final / filename).exists():
-            return final / filename, True
         self.root.mkdir(parents=True, exist_ok=True)
+        # one builder per key at a time (variants in flight together share exports): the others wait, then use it
+        with open(self.root / f".{key}.lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.enabled and (final / filename).exists() and self._trusted(final):
+                return final / filename, True
+            return self._build(key, final, filename, build), False
+
+    def _build(self, key: str, final: Path, filename: str, build: Callable[[Path], Any]) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=self.root))
         try:
             build(tmp)
             if not (tmp / filename).exists():
                 raise RuntimeError(f"artifact build wrote no {filename}")
+            digests = _digests(tmp)
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
+            self._record(key, digests)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-        return final / filename, False
+        return final / filename
+
+    # ---------------------------------------------------------------- the ledger
+    def _ledger(self, key: str) -> Path:
+        scope = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
+        return ledger_root() / scope / f"{key}.json"
+
+    def _record(self, key: str, digests: dict[str, str]) -> None:
+        path = self._ledger(key)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(digests, sort_keys=True))
+        os.replace(tmp, path)
+
+    def _trusted(self, folder: Path) -> bool:
+        """True when the folder matches this user's ledger; False (rebuild) when the ledger has no entry for it;
+        raises :class:`CacheIntegrityError` when it has one and the files differ."""
+        entry = self._ledger(folder.name)
+        if not entry.exists():
+            return False
+        recorded = json.loads(entry.read_text())
+        found = _digests(folder)
+        if found != recorded:
+            changed = sorted(k for k in set(found) | set(recorded) if found.get(k) != recorded.get(k))
+            raise CacheIntegrityError(
+                f"cached artifact {folder} does not match the digests recorded when it was built (changed: "
+                f"{', '.join(changed[:4])}); refusing to load it. Delete the folder, or run with --no-cache")
+        return True
+
+    def verify(self, path: Path) -> Path:
+        """Check the artifact folder holding ``path`` against the ledger right before loading it."""
+        folder = Path(path).parent
+        if folder.parent.resolve() == self.root.resolve() and not self._trusted(folder):
+            raise CacheIntegrityError(f"cached artifact {folder} is not in this user's ledger; refusing to load it")
+        return Path(path)
 
     def size_bytes(self) -> int:
         if not self.root.exists():

@@ -60,7 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_dir = Path(args.out) / f"{spec.name}-{stamp}"
     opts = RunOptions(run_dir=run_dir, spec_path=Path(args.spec), force=args.force, resume=args.resume,
                       cache_dir=Path(args.cache_dir) if args.cache_dir else None, no_cache=args.no_cache,
-                      quiet=args.quiet)
+                      quiet=args.quiet, **_executor_options(args))
     run_sweep(spec, opts)
     df = load_results(run_dir)
     cols = ["variant_id", "status", "latency_ms_p50", "throughput_items_s", "drift_rel_l2", "task_accuracy"]
@@ -72,6 +72,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     if failed:
         print(f"{failed} variant(s) failed; see the 'error' column of {run_dir / 'results.csv'}")
     return 0
+
+
+def _executor_options(args: argparse.Namespace) -> dict:
+    """--executor, --address, --jobs checked before anything runs."""
+    if args.jobs < 1:
+        raise OptbenchError(f"--jobs takes a positive number of variants in flight, found {args.jobs}")
+    if args.address and args.executor != "ray":
+        raise OptbenchError("--address is a Ray cluster's address: give it with --executor ray")
+    if args.executor == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise OptbenchError("--executor ray needs Ray: pip install -e '.[ray]'")
+        if args.jobs != 1:
+            raise OptbenchError("--jobs is for the local executor; on Ray the cluster's CPUs and GPUs decide")
+    return {"jobs": args.jobs, "executor": args.executor, "address": args.address}
+
+
+def _executor_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--executor", choices=["local", "ray"], default="local",
+                        help="local: worker processes on this machine; ray: Ray tasks over a cluster")
+    parser.add_argument("--address", help="Ray cluster address HOST:PORT (default: start a local Ray instance)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="local executor: variants in flight at once; builds overlap, timing windows stay "
+                             "exclusive (default 1)")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -87,7 +112,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         Path(args.out) / f"{spec.name}-build-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     cache_dir = Path(args.cache_dir) if args.cache_dir else None
     opts = RunOptions(run_dir=run_dir, spec_path=Path(args.spec), force=args.force, resume=args.resume,
-                      cache_dir=cache_dir, no_cache=args.no_cache, quiet=args.quiet, mode="build")
+                      cache_dir=cache_dir, no_cache=args.no_cache, quiet=args.quiet, mode="build",
+                      **_executor_options(args))
     run_sweep(spec, opts)
     df = load_results(run_dir)
     df["model_MiB"] = df["model_bytes"].map(lambda b: round(b / 2**20, 3) if b == b and b is not None else None)
@@ -175,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-cache", action="store_true", help="rebuild every artifact")
     r.add_argument("--no-report", action="store_true", help="do not write report.html")
     r.add_argument("--quiet", action="store_true", help="no progress output")
+    _executor_arguments(r)
     r.set_defaults(fn=cmd_run)
 
     b = sub.add_parser("build", help="build every variant's artifacts (ONNX, converted, quantized, engines); "
@@ -188,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--cache-dir", help="artifact cache (default: $OPTBENCH_CACHE or ~/.cache/optbench)")
     b.add_argument("--no-cache", action="store_true", help="rebuild every artifact")
     b.add_argument("--quiet", action="store_true", help="no progress output")
+    _executor_arguments(b)
     b.set_defaults(fn=cmd_build)
 
     pl = sub.add_parser("plan", help="list the variants of a spec; build nothing")

@@ -25,7 +25,9 @@ def load_base_module(ctx: Context) -> Any:
         from optbench.models import import_entrypoint
 
         import_entrypoint(ctx.spec.model.entrypoint, ctx.spec_dir)  # classes the pickle refers to
-    return torch.load(ctx.prepared["model_path"], map_location="cpu", weights_only=False).eval()
+    # a full pickle (the model's own classes), read only after its digests matched this user's ledger
+    path = ctx.cache.verify(Path(ctx.prepared["model_path"]))
+    return torch.load(path, map_location="cpu", weights_only=False).eval()
 
 
 def transformed_module(ctx: Context, v: Variant) -> tuple[Any, dict]:
@@ -46,7 +48,7 @@ def transformed_module(ctx: Context, v: Variant) -> tuple[Any, dict]:
 
     path, _ = ctx.cache.get_or_build(key, "model.pt", build)
     facts = json.loads((path.parent / "facts.json").read_text())
-    return torch.load(path, map_location="cpu", weights_only=False).eval(), facts
+    return torch.load(ctx.cache.verify(path), map_location="cpu", weights_only=False).eval(), facts
 
 
 def onnx_artifact(ctx: Context, v: Variant, module: Any, precision: str) -> tuple[Path, dict]:
@@ -138,8 +140,13 @@ def stage(name: str) -> None:
 def measure_variant(ctx: Context, vdict: dict, build_only: bool = False) -> dict:
     """Build, judge and time one variant (its row); with ``build_only`` build its artifacts and stop there (a row
     with status ``built``, build time and bytes)."""
+    from optbench.exclusive import Exclusive
+
     v = Variant(**vdict)
     idle_rss = current_rss_bytes()  # the worker before this variant loads anything of its own
+    stage("waiting for the node")
+    excl = Exclusive()
+    excl.build()  # builds share the node; a timing window waits for them and keeps new ones out
     stage("load")
     if failed := (ctx.prepared.get("reference_errors") or {}).get(dims_key(v.dims)):
         raise RuntimeError(failed)
@@ -188,7 +195,7 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False) -> dict
         return row
     monitor = gpu_monitor(target.device)
     try:
-        _build_and_measure(ctx, v, backend, artifact, items, row, monitor)
+        _build_and_measure(ctx, v, backend, artifact, items, row, monitor, excl)
     finally:
         if monitor is not None:
             monitor.stop()
@@ -224,7 +231,7 @@ def gpu_monitor(device: str) -> GpuMonitor | None:
 
 
 def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifact, items: Any, row: dict,
-                       monitor: GpuMonitor | None) -> None:
+                       monitor: GpuMonitor | None, excl: Any) -> None:
     stage("build")
     session, row["build_s"] = timed(lambda: backend.build(artifact, v.target))
     if getattr(session, "artifact_bytes", None):  # what the backend runs, when it is not the ONNX file
@@ -238,7 +245,11 @@ def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifac
         stage("timing")
         if monitor is not None:
             monitor.pause()  # no polling thread while latency is sampled
-        m, dev, timing = measure_rounds(session, artifact.sample, v.batch_size, ctx.spec.measure)
+        stage("waiting for the timing window")
+        with excl.timing(v.target.device):
+            stage("timing")
+            m, dev, timing = measure_rounds(session, artifact.sample, v.batch_size, ctx.spec.measure)
+        row["lock_wait_s"] = round(excl.waited_s, 3)
         row.update(rounds=timing["rounds"], contention=timing["contention"], busy=timing["busy"],
                    probe_us_rounds=[r["probe_us"] for r in timing["rounds"]])
         if timing["busy"]:

@@ -35,6 +35,9 @@ class RunOptions:
     no_cache: bool = False
     quiet: bool = False
     mode: str = "run"  # run: build, judge, time; build: build the artifacts only (rows with status "built")
+    jobs: int = 1  # variants in flight at once (builds overlap; timing windows stay exclusive)
+    executor: str = "local"  # local | ray
+    address: str | None = None  # a Ray cluster's address; None: a local Ray instance started and stopped here
     lock: Any = None  # the run directory's lock, held while the run lasts
 
 
@@ -165,25 +168,41 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
     cache = ArtifactCache(opts.cache_dir, enabled=not opts.no_cache)
     base = _row_base(spec, env)
     todo = [v for v in variants if v.id not in done]
-    progress = Progress(len(variants), quiet=opts.quiet, pending=sum(v.status != "skipped" for v in todo))
+    to_run = [v for v in todo if v.status != "skipped"]
+    progress = Progress(len(variants), quiet=opts.quiet, pending=len(to_run))
     prepared: dict | None = None
     interrupted = False
+    mode = "build" if opts.mode == "build" else "variant"
+
+    def record(v: Variant, row: dict) -> None:
+        append_row(opts.run_dir, {**base, **_variant_cols(v, spec), **row,
+                                  "reference": (prepared or {}).get("reference")})
+        progress.step(v.id, row["status"], ran=v.status != "skipped")
+
     try:
-        for v in variants:
+        for v in variants:  # resumed and skipped rows first: they cost nothing
             if v.id in done:
                 progress.step(v.id, done[v.id]["status"])
-                continue
-            progress.show(v.id)
-            ran = v.status != "skipped"
-            if not ran:
-                row = {"status": "skipped", "error": v.reason}
+            elif v.status == "skipped":
+                progress.show(v.id)
+                record(v, {"status": "skipped", "error": v.reason})
+        if to_run:
+            prepared = _prepare(spec, opts, cache)
+            if opts.executor == "ray":
+                from optbench.executors import run_ray
+
+                limits = {"timeout_s": spec.measure.timeout_s, "memory_limit_mb": spec.measure.memory_limit_mb,
+                          "rss_limit_mb": spec.measure.rss_limit_mb}
+                env["cluster"] = run_ray(
+                    to_run, lambda v: _job(spec, opts, cache, mode, variant=v.to_dict()),
+                    lambda v, row: record(v, _finish_row(spec, row)), lambda v: progress.show(v.id), opts.address,
+                    limits, lambda v: opts.run_dir / "logs" / f"{v.id}.log")
             else:
-                if prepared is None:
-                    prepared = _prepare(spec, opts, cache)
-                row = _run_one(spec, opts, cache, v, prepared, "build" if opts.mode == "build" else "variant")
-            append_row(opts.run_dir, {**base, **_variant_cols(v, spec), **row,
-                                      "reference": (prepared or {}).get("reference")})
-            progress.step(v.id, row["status"], ran=ran)
+                from optbench.executors import run_local
+
+                env["cluster"] = {"executor": "local", "jobs": opts.jobs}
+                run_local(to_run, lambda v: _run_one(spec, opts, cache, v, prepared, mode), record, opts.jobs,
+                          lambda v: progress.show(v.id))
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -307,11 +326,13 @@ def spawn(job: dict, timeout_s: float, memory_limit_mb: int | None, log: Path,
     from optbench.worker import child_main
 
     killed_for = None
+    t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="optbench-job-") as tmp:
         job_path, out = Path(tmp) / "job.json", Path(tmp) / "out.json"
         job_path.write_text(json.dumps({**job, "out": str(out)}))
         proc = _context().Process(target=child_main, args=(str(job_path), str(log), memory_limit_mb), daemon=True)
         proc.start()
+        _LIVE.add(proc)
         try:
             timed_out, killed_for = _join_watching(proc, timeout_s, rss_limit_mb)
             if timed_out:
@@ -322,9 +343,23 @@ def spawn(job: dict, timeout_s: float, memory_limit_mb: int | None, log: Path,
             proc.join()
             raise
         finally:
+            _LIVE.discard(proc)
             _kill_group(proc.pid)
         result = json.loads(out.read_text()) if out.exists() else None
-    return result, {"exit_code": proc.exitcode, "timed_out": timed_out, "killed_for": killed_for}
+    return result, {"exit_code": proc.exitcode, "timed_out": timed_out, "killed_for": killed_for,
+                    "wall_s": round(time.monotonic() - t0, 3)}
+
+
+_LIVE: set = set()  # worker processes running now (several with --jobs), killed on Ctrl-C
+
+
+def kill_live_workers() -> None:
+    for proc in list(_LIVE):
+        try:
+            proc.kill()
+        except Exception:
+            pass
+        _kill_group(proc.pid)
 
 
 def _kill_group(pgid: int | None) -> None:
@@ -391,19 +426,30 @@ def _run_one(spec: Spec, opts: RunOptions, cache: ArtifactCache, v: Variant, pre
     t0 = time.monotonic()
     result, proc = spawn(_job(spec, opts, cache, mode, variant=v.to_dict()), spec.measure.timeout_s,
                          spec.measure.memory_limit_mb, log, spec.measure.rss_limit_mb)
-    code = proc["exit_code"]
+    row = row_from_worker(result, proc, spec.measure.timeout_s, log)
+    row["wall_s"] = round(time.monotonic() - t0, 3)  # the variant's whole process: build, judge, time
+    return _finish_row(spec, row)
+
+
+def row_from_worker(result: dict | None, proc: dict, timeout_s: float, log: Path) -> dict:
+    """A variant's row from what its worker process returned and how it ended (killed, timed out, crashed)."""
+    code = proc["exit_code"] if proc["exit_code"] is not None else -9
     row: dict[str, Any] = {"exit_code": code, "signal": signal.Signals(-code).name if code < 0 else None}
     if proc.get("killed_for"):
         row.update(status="failed", error=proc["killed_for"])
     elif proc["timed_out"]:
-        row.update(status="timeout", error=f"timed out after {spec.measure.timeout_s:g} s; {_tail(log, 500)}".strip())
+        row.update(status="timeout", error=f"timed out after {timeout_s:g} s; {_tail(log, 500)}".strip())
     elif result is None:
-        row.update(status="failed", error=f"worker {_crash_reason(proc, spec.measure.timeout_s)}; stderr tail: {_crash_tail(log)}")
+        row.update(status="failed", error=f"worker {_crash_reason(proc, timeout_s)}; stderr tail: {_crash_tail(log)}")
     else:
         result.pop("traceback", None)
         result.pop("user_error", None)
         row.update(result)
-    row["wall_s"] = round(time.monotonic() - t0, 3)  # the variant's whole process: build, judge, time
+    row.setdefault("wall_s", proc.get("wall_s"))
+    return row
+
+
+def _finish_row(spec: Spec, row: dict) -> dict:
     if isinstance(row.get("settings"), dict):
         row["settings"]["memory_cap"] = rss_cap_bytes(spec.measure.rss_limit_mb)[1]
     return row
@@ -419,7 +465,7 @@ class Progress:
         self.pending = total if pending is None else pending  # variants that will run (not skipped, not resumed)
         self.ran: list[float] = []
         self.started = time.monotonic()
-        self.t0 = self.started
+        self.starts: dict[str, float] = {}
         self.live = None
         if not quiet and sys.stderr.isatty():
             from rich.console import Console
@@ -439,7 +485,7 @@ class Progress:
         return "ETA " + (f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s")
 
     def show(self, vid: str) -> None:
-        self.t0 = time.monotonic()
+        self.starts[vid] = time.monotonic()
         if self.live is not None:
             self.live.update(self.task, description=vid, eta=self.eta())
         elif not self.quiet:
@@ -448,7 +494,7 @@ class Progress:
 
     def step(self, vid: str, status: str, ran: bool = False) -> None:
         self.done += 1
-        took = time.monotonic() - self.t0
+        took = time.monotonic() - self.starts.pop(vid, time.monotonic())
         if ran:
             self.ran.append(took)
             self.pending -= 1

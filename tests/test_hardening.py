@@ -152,8 +152,10 @@ def test_ctrl_c_keeps_the_rows_and_exits_130(tmp_path, cache_dir):
     spec = write_spec(tmp_path, SPEC.replace("batch_size: [1]", "batch_size: [1, 2, 3, 4, 5, 6]")
                       .replace("min_duration_s: 0.0}", "min_duration_s: 2.0}"))
     run = tmp_path / "run"
+    # a shell that starts the suite in the background ignores SIGINT for its children; the run under test must not
     proc = subprocess.Popen([sys.executable, "-m", "optbench", "run", str(spec), "--run-dir", str(run), "--quiet",
-                             "--no-report"], stderr=subprocess.PIPE, text=True)
+                             "--no-report"], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not ((run / "results.jsonl").exists() and (run / "results.jsonl").read_text()) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -122,3 +122,35 @@ def test_build_writes_tensorrt_engines_with_a_dynamic_batch_profile(tmp_path, ca
     marker = json.loads((run / ".optbench-run.json").read_text())
     assert marker["mode"] == "build"
     assert main(["run", str(_spec(tmp_path, "tensorrt", "fp32, fp16, int8")), "--run-dir", str(run), "--resume"]) == 2
+
+
+@pytest.mark.skipif(_reason("tvm") is not None, reason=str(_reason("tvm")))
+def test_tvm_compiles_for_this_cpu_at_fp32_and_mixed_fp16(tmp_path, cache_dir):
+    run = tmp_path / "run"
+    assert main(["run", str(_spec(tmp_path, "tvm", "fp32, fp16, int8")), "--run-dir", str(run), "--quiet",
+                 "--no-report"]) == 0
+    by = {(r["precision"], r["batch_size"]): r for r in _rows(run).values()}
+    assert by[("int8", 1)]["status"] == "skipped"
+    for b in (1, 8):
+        fp32, fp16 = by[("fp32", b)], by[("fp16", b)]
+        assert fp32["status"] == fp16["status"] == "ok", (fp32.get("error"), fp16.get("error"))
+        assert fp32["drift_rel_l2"] < 1e-3 and 1e-6 < fp16["drift_rel_l2"] < 2e-2  # fp16 really ran in fp16
+        assert fp32["settings"]["tvm"]["target"]["mcpu"] not in ("", "generic")
+        assert fp32["settings"]["tvm"]["input_shapes"]["image"][0] == b
+        assert fp16["settings"]["tvm"]["float16_mentions"] > 0 == fp32["settings"]["tvm"]["float16_mentions"]
+
+
+@pytest.mark.skipif(_reason("ncnn") is not None, reason=str(_reason("ncnn")))
+def test_ncnn_from_pnnx_at_fp32_and_fp16_storage(tmp_path, cache_dir):
+    run = tmp_path / "run"
+    assert main(["run", str(_spec(tmp_path, "ncnn", "fp32, fp16, int8")), "--run-dir", str(run), "--quiet",
+                 "--no-report"]) == 0
+    by = {(r["precision"], r["batch_size"]): r for r in _rows(run).values()}
+    assert "ncnn2int8" in by[("int8", 1)]["error"]
+    for b in (1, 8):
+        fp32, fp16 = by[("fp32", b)], by[("fp16", b)]
+        assert fp32["status"] == fp16["status"] == "ok", (fp32.get("error"), fp16.get("error"))
+        assert fp32["drift_rel_l2"] < 1e-3 and fp16["drift_rel_l2"] < 1e-2
+        assert fp16["model_bytes"] < 0.6 * fp32["model_bytes"]  # fp16 weights from pnnx
+        assert fp32["settings"]["ncnn"]["weights"] == "fp32" and fp16["settings"]["ncnn"]["weights"] == "fp16"
+        assert fp32["task_accuracy"] == pytest.approx(by[("fp32", 1)]["task_accuracy"])

@@ -7,6 +7,7 @@ unchanged spec does not pay max-autotune again.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +24,12 @@ class CompileOptions(TorchOptions):
     freezing: bool = Field(
         False, description="Inductor freezing: weights become constants, so conv+BN fold and weights are "
                            "pre-laid-out (inference only; more memory while compiling).")
+
+
+def user_inductor_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / f"optbench-inductor-{os.getuid()}"
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return base
 
 
 @register
@@ -52,8 +59,9 @@ class TorchCompile(Backend):
     def build(self, artifact: Artifact, target: Target) -> Session:
         import torch
 
-        if artifact.cache_dir is not None:  # inductor's FX-graph and autotune caches survive the process
-            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(artifact.cache_dir / "inductor"))
+        # inductor's FX-graph and autotune caches survive the process, in this user's own folder: they hold
+        # generated Python and shared objects that inductor imports, so they never live in a shared cache
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(user_inductor_dir()))
         torch._dynamo.reset()
         import torch._inductor.config as inductor_config
 

@@ -1,0 +1,70 @@
+"""Builds in parallel, timing windows exclusive: file locks shared by every variant process of a node.
+
+A variant holds the node's *room* shared while it builds and checks (export, quantize, compile, engine build,
+accuracy). A CPU timing window takes the room exclusively: it waits for the builds in progress to finish their
+step, and while it waits or times, no new build enters (a turnstile in front of the room gives the timing window
+precedence, so a stream of builds cannot starve it). A GPU timing window keeps its shared hold on the room (no
+CPU window runs beside it) and takes its GPU's lock exclusively: builds go on, and no other timing window uses
+that GPU. Locks are ``flock``s: a process that dies releases them, so a crash never wedges the sweep.
+
+With one variant at a time (the default) every lock is free the moment it is asked for.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ENV = "OPTBENCH_LOCK_DIR"
+
+
+def lock_dir() -> Path:
+    """Per node and per user: the sweep sets ``OPTBENCH_LOCK_DIR``; otherwise a folder in the node's temp dir."""
+    d = Path(os.environ.get(ENV) or Path(tempfile.gettempdir()) / f"optbench-locks-{os.getuid()}")
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return d
+
+
+class Exclusive:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or lock_dir()
+        self.room = open(self.root / "room.lock", "a+")  # noqa: SIM115 (held for the process's lifetime)
+        self.waited_s = 0.0
+
+    def _lock(self, f, how: int) -> None:
+        t0 = time.monotonic()
+        fcntl.flock(f, how)
+        self.waited_s += time.monotonic() - t0
+
+    def build(self) -> None:
+        """Enter the room shared (after the turnstile, so a waiting timing window goes first)."""
+        with open(self.root / "turnstile.lock", "a+") as gate:
+            self._lock(gate, fcntl.LOCK_EX)
+            self._lock(self.room, fcntl.LOCK_SH)
+
+    @contextmanager
+    def timing(self, device: str):
+        """The timing window: the whole node for a CPU variant, its GPU for a CUDA one."""
+        if device.startswith("cuda"):
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+            index = device.split(":")[1] if ":" in device else (visible or "0")
+            with open(self.root / f"gpu-{index}.lock", "a+") as gpu:
+                self._lock(gpu, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(gpu, fcntl.LOCK_UN)
+            return
+        fcntl.flock(self.room, fcntl.LOCK_UN)
+        with open(self.root / "turnstile.lock", "a+") as gate:
+            self._lock(gate, fcntl.LOCK_EX)
+            self._lock(self.room, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self.room, fcntl.LOCK_UN)
+        self._lock(self.room, fcntl.LOCK_SH)  # back to building-class work (closing, memory readings)

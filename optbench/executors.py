@@ -1,0 +1,127 @@
+"""Where a sweep's variants run: ``local`` (worker processes on this machine, ``--jobs N`` at a time) or ``ray``
+(Ray tasks over a cluster's nodes and GPUs). Either way each variant runs in a fresh worker process with the
+spec's time limit and memory cap, timing windows stay exclusive (:mod:`optbench.exclusive`, per node), and only
+the driver appends rows to ``results.jsonl``: rows come back to it as variants finish.
+
+Ray: each variant is a task (``max_calls=1``: a fresh Ray worker per task) that starts optbench's own worker
+process on its node. A CPU variant asks for one CPU, a CUDA variant also for half a GPU (two variants of a
+GPU may build side by side; the GPU's timing lock keeps their timing windows apart). A task lost with its node
+is retried once, marked ``retried``; lost twice it becomes a failed row. Every node must see the run
+directory, the spec's folder and the artifact cache at the same paths (one machine, or a shared filesystem):
+the reference outputs are computed once, by the driver's prepare step, into the run directory, and every node
+reads them from there.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+OnRow = Callable[[Any, dict], None]
+RunOne = Callable[[Any], dict]
+
+
+def node_info() -> dict[str, Any]:
+    return {"node": socket.gethostname()}
+
+
+def run_local(variants: list, run_one: RunOne, on_row: OnRow, jobs: int, on_start: Callable[[Any], None]) -> None:
+    """``jobs`` variants at a time, each in its own worker process (threads here only wait for them)."""
+    if jobs <= 1:
+        for v in variants:
+            on_start(v)
+            on_row(v, {**run_one(v), **node_info()})
+        return
+    with cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="optbench-variant") as pool:
+        futures = {}
+        for v in variants:
+            futures[pool.submit(run_one, v)] = v
+            on_start(v)
+        try:
+            for f in cf.as_completed(futures):
+                on_row(futures[f], {**f.result(), **node_info()})
+        except KeyboardInterrupt:
+            from optbench.sweep import kill_live_workers
+
+            for f in futures:
+                f.cancel()
+            kill_live_workers()
+            raise
+
+
+def _ray_task(job: dict, timeout_s: float, memory_limit_mb: int | None, rss_limit_mb: int | None, log: str) -> dict:
+    """Runs on a Ray worker: one optbench worker process for the variant, as the local executor does."""
+    import ray
+
+    from optbench.sweep import row_from_worker, spawn
+
+    ctx = ray.get_runtime_context()
+    gpus = [str(g) for g in ray.get_gpu_ids()]
+    if gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    # where each variant runs now, for whoever watches the run directory (it goes when the variant ends)
+    running = Path(job["run_dir"]) / "work" / "running" / f"{job['variant']['id']}.json"
+    running.parent.mkdir(parents=True, exist_ok=True)
+    running.write_text(json.dumps({"node": socket.gethostname(), "ray_node_id": ctx.get_node_id(), "gpu_ids": gpus}))
+    try:
+        result, proc = spawn(job, timeout_s, memory_limit_mb, Path(log), rss_limit_mb)
+    finally:
+        running.unlink(missing_ok=True)
+    row = row_from_worker(result, proc, timeout_s, Path(log))
+    row.update(node=socket.gethostname(), ray_node_id=ctx.get_node_id(), gpu_ids=gpus or None)
+    return row
+
+
+def run_ray(variants: list, make_job: Callable[[Any], dict], on_row: OnRow, on_start: Callable[[Any], None],
+            address: str | None, limits: dict, log_of: Callable[[Any], Path]) -> dict:
+    """Every variant as a Ray task; returns what the run should record about the cluster."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in [str(Path(__file__).resolve().parents[1]),
+                                                                                       os.environ.get("PYTHONPATH", "")] if p)}})
+    try:
+        cluster = {"executor": "ray", "address": address or "local (started by optbench)", "ray": ray.__version__,
+                   "nodes": [{"node_id": n["NodeID"], "host": n.get("NodeManagerHostname"), "alive": n["Alive"],
+                              "resources": n.get("Resources", {})} for n in ray.nodes()]}
+        task = ray.remote(max_calls=1, max_retries=0)(_ray_task)
+        pending: dict[Any, tuple[Any, bool]] = {}
+
+        def submit(v, retried: bool) -> None:
+            res = {"num_cpus": 1}
+            if str(v.device).startswith("cuda"):
+                res["num_gpus"] = 0.5
+            ref = task.options(**res).remote(make_job(v), limits["timeout_s"], limits["memory_limit_mb"],
+                                             limits["rss_limit_mb"], str(log_of(v)))
+            pending[ref] = (v, retried)
+
+        for v in variants:
+            submit(v, False)
+            on_start(v)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                v, retried = pending.pop(ref)
+                try:
+                    row = ray.get(ref)
+                except ray.exceptions.RayError as e:  # the task's worker or node died: not the variant's fault
+                    why = f"{e.__class__.__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+                    if not retried:
+                        submit(v, True)
+                        continue
+                    row = {"status": "failed", "failed_stage": "lost with its node",
+                           "error": f"the Ray task was lost twice (node or worker died): {why}"}
+                row["retried"] = retried
+                on_row(v, row)
+        return cluster
+    finally:
+        if started:
+            ray.shutdown()

@@ -1,0 +1,183 @@
+"""Executors: --jobs N locally (builds overlap, timing windows exclusive), Ray (a local instance, and a two-node
+cluster from ray.cluster_utils with a node killed mid-sweep), and the file locks that keep timing exclusive."""
+
+import json
+import multiprocessing as mp
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from optbench.cli import main
+from tests.conftest import write_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = """\
+name: exec
+model: {source: python, entrypoint: "ROOT/experiments/models/digits.py:build", kwargs: {epochs: 2, width: 8}}
+inputs: [{name: image, shape: [batch, 1, 8, 8], dtype: float32}]
+data: {source: digits, calibration: 64, eval: 128}
+variants:
+  precision: [fp32, int8]
+  batch_size: [1, 8]
+backends: [torch, onnxruntime]
+measure: {warmup_s: 0.05, min_iters: 10, min_duration_s: 0.3, max_iters: 400, rounds: 2, round_pause_s: 0}
+""".replace("ROOT", str(ROOT))
+
+
+def _rows(run):
+    from optbench.store import final_rows
+
+    return final_rows(run)
+
+
+def _hold(root, mode, started, release, out, who=""):
+    from optbench.exclusive import Exclusive
+
+    e = Exclusive(Path(root))
+    e.build()
+    if mode == "time":
+        with e.timing("cpu"):
+            out.put((f"{who}start", time.monotonic()))
+            started.set()
+            release.wait(10)
+            out.put((f"{who}end", time.monotonic()))
+    else:
+        out.put((f"{who}start", time.monotonic()))
+        started.set()
+        release.wait(10)
+        out.put((f"{who}end", time.monotonic()))
+
+
+def test_a_cpu_timing_window_waits_for_builds_and_keeps_new_ones_out(tmp_path):
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    b_started, b_release = ctx.Event(), ctx.Event()
+    t_started, t_release = ctx.Event(), ctx.Event()
+    builder = ctx.Process(target=_hold, args=(tmp_path, "build", b_started, b_release, q, "build1-"))
+    builder.start()
+    assert b_started.wait(30)
+    timer = ctx.Process(target=_hold, args=(tmp_path, "time", t_started, t_release, q, "timing-"))
+    timer.start()
+    assert not t_started.wait(1.0)  # a build is in progress: the timing window waits
+    late_started, late_release = ctx.Event(), ctx.Event()
+    late = ctx.Process(target=_hold, args=(tmp_path, "build", late_started, late_release, q, "build2-"))
+    late.start()
+    time.sleep(0.5)
+    b_release.set()  # the build ends: the timing window goes before the build that came later
+    assert t_started.wait(10)
+    assert not late_started.wait(1.0)  # no build while the window times
+    t_release.set()
+    assert late_started.wait(10)
+    late_release.set()
+    for p in (builder, timer, late):
+        p.join(10)
+    events = []
+    while not q.empty():
+        events.append(q.get())
+    order = [e for e, _ in sorted(events, key=lambda x: x[1])]
+    assert order == ["build1-start", "build1-end", "timing-start", "timing-end", "build2-start", "build2-end"]
+
+
+def test_a_dead_process_releases_its_locks(tmp_path):
+    from optbench.exclusive import Exclusive
+
+    ctx = mp.get_context("spawn")
+    q, started, release = ctx.Queue(), ctx.Event(), ctx.Event()
+    p = ctx.Process(target=_hold, args=(tmp_path, "time", started, release, q))
+    p.start()
+    assert started.wait(30)
+    p.kill()
+    p.join()
+    e = Exclusive(tmp_path)
+    e.build()
+    done = threading.Event()
+
+    def timed():
+        with e.timing("cpu"):
+            done.set()
+
+    threading.Thread(target=timed, daemon=True).start()
+    assert done.wait(5)
+
+
+def test_jobs_two_runs_every_variant_with_exclusive_timing(tmp_path, cache_dir):
+    spec = write_spec(tmp_path, SPEC)
+    run = tmp_path / "jobs2"
+    assert main(["run", str(spec), "--run-dir", str(run), "--quiet", "--no-report", "--jobs", "2"]) == 0
+    rows = _rows(run)
+    statuses = {r["status"] for r in rows.values()}
+    assert statuses <= {"ok", "skipped"} and "ok" in statuses
+    ok = [r for r in rows.values() if r["status"] == "ok"]
+    assert all("lock_wait_s" in r and r["node"] for r in ok)
+    env = json.loads((run / "env.json").read_text())
+    assert env["cluster"] == {"executor": "local", "jobs": 2}
+    assert main(["run", str(spec), "--run-dir", str(tmp_path / "bad"), "--jobs", "0"]) == 2
+    assert main(["run", str(spec), "--run-dir", str(tmp_path / "bad"), "--address", "h:1"]) == 2
+
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+
+
+def test_ray_local_gives_the_variants_and_rows_of_the_local_executor(tmp_path, cache_dir):
+    spec = write_spec(tmp_path, SPEC)
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    assert main(["run", str(spec), "--run-dir", str(local), "--quiet", "--no-report"]) == 0
+    assert main(["run", str(spec), "--run-dir", str(remote), "--quiet", "--no-report", "--executor", "ray"]) == 0
+    a, b = _rows(local), _rows(remote)
+    assert sorted(a) == sorted(b)
+    assert {k: r["status"] for k, r in a.items()} == {k: r["status"] for k, r in b.items()}
+    assert all(r.get("ray_node_id") for r in b.values() if r["status"] == "ok")
+    assert json.loads((remote / "env.json").read_text())["cluster"]["executor"] == "ray"
+    assert not ray.is_initialized()  # optbench shut down the instance it started
+
+
+def test_a_node_killed_mid_sweep_costs_only_its_variant(tmp_path, cache_dir):
+    """Two nodes of one CPU each; once the second node has taken a variant it is removed: that variant is
+    retried once (marked) or failed with the reason, every other variant is measured, and the sweep ends."""
+    from ray.cluster_utils import Cluster
+
+    from optbench.spec import load_spec
+    from optbench.sweep import RunOptions, run_sweep
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    victim = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address)
+    try:
+        spec_path = write_spec(tmp_path, SPEC.replace("min_duration_s: 0.3", "min_duration_s: 2.0"))
+        run = tmp_path / "cluster"
+        opts = RunOptions(run_dir=run, spec_path=spec_path, quiet=True, executor="ray", address=cluster.address)
+        done = {}
+        t = threading.Thread(target=lambda: done.setdefault("dir", run_sweep(load_spec(spec_path), opts)), daemon=True)
+        t.start()
+        victim_id = victim.node_id
+        deadline = time.monotonic() + 240
+        killed = None
+        while time.monotonic() < deadline and t.is_alive() and killed is None:
+            for marker in (run / "work" / "running").glob("*.json") if (run / "work" / "running").exists() else []:
+                try:
+                    where = json.loads(marker.read_text())
+                except (OSError, ValueError):
+                    continue
+                if where["ray_node_id"] == victim_id:
+                    cluster.remove_node(victim)
+                    killed = marker.stem
+                    break
+            time.sleep(0.1)
+        t.join(600)
+        assert not t.is_alive(), "the sweep hung after a node died"
+        assert killed, "no variant ever ran on the second node"
+        rows = _rows(run)
+        measured = [r for r in rows.values() if r["status"] != "skipped"]
+        assert len(measured) == sum(1 for r in json.loads((run / "plan.json").read_text())) - \
+            sum(r["status"] == "skipped" for r in rows.values())
+        lost = [r for r in measured if r.get("retried") or r["status"] == "failed"]
+        assert [r["variant_id"] for r in lost] == [killed], [(r["variant_id"], r["status"], r.get("error")) for r in lost]
+        r = lost[0]
+        assert (r["retried"] and r["status"] == "ok") or "lost" in (r.get("failed_stage") or "")
+        assert all(x["status"] == "ok" for x in measured if x["variant_id"] != killed)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
