@@ -38,7 +38,7 @@ inputs: [{name: x, shape: [batch, 256], dtype: float32}]
 data: {source: synthetic, calibration: 8, eval: 32}
 variants: {batch_size: [1, 16]}
 backends: [{name: torch, device: cpu, threads: 1}, {name: onnxruntime, threads: 1}]
-measure: {warmup_s: 0.2, min_iters: 50, min_duration_s: 1.5, rounds: 8, round_pause_s: 1.0}
+measure: {warmup_s: 0.2, min_iters: 50, min_duration_s: 1.5, rounds: 9, round_pause_s: 0.5, processes: 3}
 """ % (ROOT / "benchmarks/models/gate_model.py:build")
 
 

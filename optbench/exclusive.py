@@ -34,6 +34,7 @@ class Exclusive:
         self.root = root or lock_dir()
         self.room = open(self.root / "room.lock", "a+")  # noqa: SIM115 (held for the process's lifetime)
         self.waited_s = 0.0
+        self.building = False
 
     def _lock(self, f, how: int) -> None:
         t0 = time.monotonic()
@@ -41,10 +42,13 @@ class Exclusive:
         self.waited_s += time.monotonic() - t0
 
     def build(self) -> None:
-        """Enter the room shared (after the turnstile, so a waiting timing window goes first)."""
+        """Enter the room shared (after the turnstile, so a waiting timing window goes first); once per process."""
+        if self.building:
+            return
         with open(self.root / "turnstile.lock", "a+") as gate:
             self._lock(gate, fcntl.LOCK_EX)
             self._lock(self.room, fcntl.LOCK_SH)
+        self.building = True
 
     @contextmanager
     def timing(self, device: str):
@@ -60,6 +64,7 @@ class Exclusive:
                     fcntl.flock(gpu, fcntl.LOCK_UN)
             return
         fcntl.flock(self.room, fcntl.LOCK_UN)
+        self.building = False
         with open(self.root / "turnstile.lock", "a+") as gate:
             self._lock(gate, fcntl.LOCK_EX)
             self._lock(self.room, fcntl.LOCK_EX)
@@ -68,3 +73,14 @@ class Exclusive:
             finally:
                 fcntl.flock(self.room, fcntl.LOCK_UN)
         self._lock(self.room, fcntl.LOCK_SH)  # back to building-class work (closing, memory readings)
+        self.building = True
+
+
+_CURRENT: list[Exclusive] = []
+
+
+def current() -> Exclusive:
+    """This process's locks (one set per variant process)."""
+    if not _CURRENT:
+        _CURRENT.append(Exclusive())
+    return _CURRENT[0]

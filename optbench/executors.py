@@ -54,11 +54,12 @@ def run_local(variants: list, run_one: RunOne, on_row: OnRow, jobs: int, on_star
             raise
 
 
-def _ray_task(job: dict, timeout_s: float, memory_limit_mb: int | None, rss_limit_mb: int | None, log: str) -> dict:
-    """Runs on a Ray worker: one optbench worker process for the variant, as the local executor does."""
+def _ray_task(job: dict, log: str) -> dict:
+    """Runs on a Ray worker: the variant's optbench worker process(es), as the local executor runs them."""
     import ray
 
-    from optbench.sweep import row_from_worker, spawn
+    from optbench.spec.models import MeasureSettings
+    from optbench.sweep import run_job
 
     ctx = ray.get_runtime_context()
     gpus = [str(g) for g in ray.get_gpu_ids()]
@@ -70,16 +71,15 @@ def _ray_task(job: dict, timeout_s: float, memory_limit_mb: int | None, rss_limi
     running.parent.mkdir(parents=True, exist_ok=True)
     running.write_text(json.dumps({"node": socket.gethostname(), "ray_node_id": ctx.get_node_id(), "gpu_ids": gpus}))
     try:
-        result, proc = spawn(job, timeout_s, memory_limit_mb, Path(log), rss_limit_mb)
+        row = run_job(job, MeasureSettings.model_validate(job["spec"]["measure"]), Path(log))
     finally:
         running.unlink(missing_ok=True)
-    row = row_from_worker(result, proc, timeout_s, Path(log))
     row.update(node=socket.gethostname(), ray_node_id=ctx.get_node_id(), gpu_ids=gpus or None)
     return row
 
 
 def run_ray(variants: list, make_job: Callable[[Any], dict], on_row: OnRow, on_start: Callable[[Any], None],
-            address: str | None, limits: dict, log_of: Callable[[Any], Path]) -> dict:
+            address: str | None, log_of: Callable[[Any], Path]) -> dict:
     """Every variant as a Ray task; returns what the run should record about the cluster."""
     import ray
 
@@ -99,8 +99,7 @@ def run_ray(variants: list, make_job: Callable[[Any], dict], on_row: OnRow, on_s
             res = {"num_cpus": 1}
             if str(v.device).startswith("cuda"):
                 res["num_gpus"] = 0.5
-            ref = task.options(**res).remote(make_job(v), limits["timeout_s"], limits["memory_limit_mb"],
-                                             limits["rss_limit_mb"], str(log_of(v)))
+            ref = task.options(**res).remote(make_job(v), str(log_of(v)))
             pending[ref] = (v, retried)
 
         for v in variants:

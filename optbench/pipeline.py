@@ -137,16 +137,18 @@ def stage(name: str) -> None:
     STAGE["now"] = name
 
 
-def measure_variant(ctx: Context, vdict: dict, build_only: bool = False) -> dict:
+def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds: int | None = None,
+                    timing_only: bool = False) -> dict:
     """Build, judge and time one variant (its row); with ``build_only`` build its artifacts and stop there (a row
     with status ``built``, build time and bytes)."""
-    from optbench.exclusive import Exclusive
+    from optbench.exclusive import current
 
     v = Variant(**vdict)
     idle_rss = current_rss_bytes()  # the worker before this variant loads anything of its own
     stage("waiting for the node")
-    excl = Exclusive()
-    excl.build()  # builds share the node; a timing window waits for them and keeps new ones out
+    excl = current()
+    excl.build()  # builds share the node; a timing window waits for them and keeps new ones out (held already
+    # when the worker process took it at its start)
     stage("load")
     if failed := (ctx.prepared.get("reference_errors") or {}).get(dims_key(v.dims)):
         raise RuntimeError(failed)
@@ -195,7 +197,7 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False) -> dict
         return row
     monitor = gpu_monitor(target.device)
     try:
-        _build_and_measure(ctx, v, backend, artifact, items, row, monitor, excl)
+        _build_and_measure(ctx, v, backend, artifact, items, row, monitor, excl, rounds, timing_only)
     finally:
         if monitor is not None:
             monitor.stop()
@@ -231,7 +233,8 @@ def gpu_monitor(device: str) -> GpuMonitor | None:
 
 
 def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifact, items: Any, row: dict,
-                       monitor: GpuMonitor | None, excl: Any) -> None:
+                       monitor: GpuMonitor | None, excl: Any, rounds: int | None = None,
+                       timing_only: bool = False) -> None:
     stage("build")
     session, row["build_s"] = timed(lambda: backend.build(artifact, v.target))
     if getattr(session, "artifact_bytes", None):  # what the backend runs, when it is not the ONNX file
@@ -240,15 +243,16 @@ def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifac
         row["model_bytes"] = session.artifact_bytes
     row["settings"].update(getattr(session, "facts", None) or {})  # what the backend built (layers, precisions)
     try:
-        stage("accuracy")
-        row.update(judge_variant(ctx, v, session, items))
+        if not timing_only:  # a variant's further timing processes leave accuracy to its first
+            stage("accuracy")
+            row.update(judge_variant(ctx, v, session, items))
         stage("timing")
         if monitor is not None:
             monitor.pause()  # no polling thread while latency is sampled
         stage("waiting for the timing window")
         with excl.timing(v.target.device):
             stage("timing")
-            m, dev, timing = measure_rounds(session, artifact.sample, v.batch_size, ctx.spec.measure)
+            m, dev, timing = measure_rounds(session, artifact.sample, v.batch_size, ctx.spec.measure, count=rounds)
         row["lock_wait_s"] = round(excl.waited_s, 3)
         row.update(rounds=timing["rounds"], contention=timing["contention"], busy=timing["busy"],
                    probe_us_rounds=[r["probe_us"] for r in timing["rounds"]])

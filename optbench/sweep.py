@@ -191,12 +191,10 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
             if opts.executor == "ray":
                 from optbench.executors import run_ray
 
-                limits = {"timeout_s": spec.measure.timeout_s, "memory_limit_mb": spec.measure.memory_limit_mb,
-                          "rss_limit_mb": spec.measure.rss_limit_mb}
                 env["cluster"] = run_ray(
                     to_run, lambda v: _job(spec, opts, cache, mode, variant=v.to_dict()),
                     lambda v, row: record(v, _finish_row(spec, row)), lambda v: progress.show(v.id), opts.address,
-                    limits, lambda v: opts.run_dir / "logs" / f"{v.id}.log")
+                    lambda v: opts.run_dir / "logs" / f"{v.id}.log")
             else:
                 from optbench.executors import run_local
 
@@ -423,12 +421,37 @@ def _crash_reason(proc: dict, timeout_s: float) -> str:
 def _run_one(spec: Spec, opts: RunOptions, cache: ArtifactCache, v: Variant, prepared: dict,
              mode: str = "variant") -> dict:
     log = opts.run_dir / "logs" / f"{v.id}.log"
+    return _finish_row(spec, run_job(_job(spec, opts, cache, mode, variant=v.to_dict()), spec.measure, log))
+
+
+def run_job(job: dict, measure: Any, log: Path) -> dict:
+    """A variant's worker process, and for ``measure.processes`` > 1 its further timing processes (rebuilt from
+    the cache, timing only), their rounds pooled into one row. Used by every executor."""
+    from optbench.measure.timing import merge_processes, round_shares
+
     t0 = time.monotonic()
-    result, proc = spawn(_job(spec, opts, cache, mode, variant=v.to_dict()), spec.measure.timeout_s,
-                         spec.measure.memory_limit_mb, log, spec.measure.rss_limit_mb)
-    row = row_from_worker(result, proc, spec.measure.timeout_s, log)
-    row["wall_s"] = round(time.monotonic() - t0, 3)  # the variant's whole process: build, judge, time
-    return _finish_row(spec, row)
+    shares = round_shares(measure.rounds, measure.processes) if job["mode"] == "variant" else [None]
+    first = {**job, "rounds": shares[0]} if len(shares) > 1 else job
+    result, proc = spawn(first, measure.timeout_s, measure.memory_limit_mb, log, measure.rss_limit_mb)
+    row = row_from_worker(result, proc, measure.timeout_s, log)
+    others, lost = [], []
+    for i, n in enumerate(shares[1:], start=1):
+        if row.get("status") != "ok":
+            break
+        plog = log.with_name(log.name.replace(".log", f".p{i}.log"))
+        res, pr = spawn({**job, "rounds": n, "timing_only": True}, measure.timeout_s, measure.memory_limit_mb, plog,
+                        measure.rss_limit_mb)
+        more = row_from_worker(res, pr, measure.timeout_s, plog)
+        if more.get("status") == "ok":
+            others.append(more)
+        else:
+            lost.append(f"timing process {i} {more.get('status')}: {str(more.get('error') or '')[:200]}")
+    if others:
+        row = merge_processes(row, others, job["variant"]["batch_size"], measure)
+    if lost:
+        row["warnings"] = list(row.get("warnings") or []) + lost
+    row["wall_s"] = round(time.monotonic() - t0, 3)  # the variant's processes: build, judge, time
+    return row
 
 
 def row_from_worker(result: dict | None, proc: dict, timeout_s: float, log: Path) -> dict:

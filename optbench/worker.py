@@ -210,7 +210,8 @@ def run_variant(job: dict) -> dict:
         items.feed = feeds_of(spec.inputs)  # batch axes and constants: the model's layout
     ctx = Context(spec, spec_dir, run_dir, ArtifactCache(Path(job["cache_dir"]), enabled=not job.get("no_cache")),
                   splits, json.loads((run_dir / "work" / "prepare.json").read_text()))
-    return measure_variant(ctx, job["variant"], build_only=job["mode"] == "build")
+    return measure_variant(ctx, job["variant"], build_only=job["mode"] == "build", rounds=job.get("rounds"),
+                           timing_only=bool(job.get("timing_only")))
 
 
 def main(argv: list[str]) -> int:
@@ -260,6 +261,10 @@ def child_main(job_path: str, log_path: str, memory_limit_mb: int | None) -> Non
     os.dup2(fd, 2)
     os.close(fd)
     faulthandler.enable()  # a segfault leaves the Python stack in the log (the row's stderr tail)
+    if json.loads(Path(job_path).read_text()).get("mode") != "prepare":
+        from optbench.exclusive import current
+
+        current().build()  # before this process does any work: a timing window elsewhere on the node waits for none
     if memory_limit_mb:
         import resource
 

@@ -64,7 +64,8 @@ def timed(fn: Callable[[], T], clock: Clock = time.perf_counter) -> tuple[T, flo
 
 def measure_rounds(session: Any, feeds: dict, batch_size: int, settings: Any, clock: Clock = time.perf_counter,
                    pause: Callable[[float], None] = time.sleep, probe: Callable[[], Any] | None = None,
-                   speed_probe: Callable[[], float] | None = None) -> tuple[Measurement, Measurement | None, dict]:
+                   speed_probe: Callable[[], float] | None = None,
+                   count: int | None = None) -> tuple[Measurement, Measurement | None, dict]:
     """``settings.rounds`` timing windows on one built session, each after a pause and a fresh warm-up.
 
     The iterations and seconds a spec asks for are shared among the rounds (so rounds cost no extra timing),
@@ -73,7 +74,8 @@ def measure_rounds(session: Any, feeds: dict, batch_size: int, settings: Any, cl
     in one process cannot see (another process's load, a hypervisor's steal) is read around each window by
     ``probe``, and the machine's own speed by ``speed_probe`` (see :mod:`optbench.measure.contention`); both are
     returned beside the rounds: ``{"rounds": [{median_ms, probe_us, ...}], "contention": {...} over all rounds,
-    "busy": reason or None}``."""
+    "busy": reason or None}``. ``count`` runs only that many of the rounds (their budgets unchanged): the share of
+    one of ``measure.processes`` worker processes."""
     import math
 
     from optbench.measure import contention
@@ -86,7 +88,7 @@ def measure_rounds(session: Any, feeds: dict, batch_size: int, settings: Any, cl
     speed_probe = speed_probe or contention.speed_probe
     host_rounds, dev_rounds, info = [], [], []
     first = snap()
-    for i in range(n):
+    for i in range(min(n, count) if count else n):
         if i:
             pause(getattr(settings, "round_pause_s", 0.0))
             per_round.warmup_s = min(settings.warmup_s, ROUND_WARMUP_S)  # caches are warm: re-enter steady state
@@ -109,3 +111,49 @@ def measure_rounds(session: Any, feeds: dict, batch_size: int, settings: Any, cl
     dev = (Measurement(tuple(x for r in dev_rounds for x in r), batch_size, used, settings.cv_warn, tuple(dev_rounds),
                        spread_warn) if dev_rounds else None)
     return host, dev, {"rounds": info, "contention": whole, "busy": contention.busy_reason(whole) if whole else None}
+
+
+def round_shares(rounds: int, processes: int) -> list[int]:
+    """How many rounds each worker process runs (at least one each; never more processes than rounds)."""
+    p = max(1, min(processes, rounds))
+    return [rounds // p + (1 if i < rounds % p else 0) for i in range(p)]
+
+
+def _split(samples: list[float], counts: list[int]) -> list[tuple[float, ...]]:
+    out, i = [], 0
+    for n in counts:
+        out.append(tuple(samples[i:i + n]))
+        i += n
+    return out
+
+
+def merge_processes(first: dict, others: list[dict], batch_size: int, settings: Any) -> dict:
+    """One row's timing from the rounds of several worker processes: samples and rounds pooled (each round keeps
+    the process it ran in), statistics and warnings recomputed over all of them."""
+    rows = [first, *others]
+    info, host_rounds, dev_rounds = [], [], []
+    for p, r in enumerate(rows):
+        counts = [int(x["iterations"]) for x in r.get("rounds") or []]
+        host_rounds += _split(list(r.get("samples_ms") or []), counts)
+        if r.get("gpu_samples_ms"):
+            dev_rounds += _split(list(r["gpu_samples_ms"]), counts)
+        info += [{**x, "process": p} for x in r.get("rounds") or []]
+    spread_warn = getattr(settings, "spread_warn", 0.05)
+    host = Measurement(tuple(x for rr in host_rounds for x in rr), batch_size, {}, settings.cv_warn,
+                       tuple(host_rounds), spread_warn)
+    out = dict(first)
+    noisy = ("unstable:", "noisy samples:", "machine busy")
+    out["warnings"] = [w for w in first.get("warnings") or [] if not str(w).startswith(noisy)] + list(host.warnings)
+    busy = next((r.get("busy") for r in rows if r.get("busy")), None)
+    if busy:
+        out["warnings"].append("machine busy during timing: " + busy)
+    out.update(host.summary())
+    out.update(rounds=info, probe_us_rounds=[x["probe_us"] for x in info], busy=busy,
+               contention={**(first.get("contention") or {}), "processes": [r.get("contention") for r in rows]},
+               throughput_items_s=host.throughput, iterations=len(host.samples_ms), samples_ms=list(host.samples_ms),
+               timing_processes=len(rows))
+    if dev_rounds and len(dev_rounds) == len(host_rounds):
+        dev = Measurement(tuple(x for rr in dev_rounds for x in rr), batch_size, {}, settings.cv_warn,
+                          tuple(dev_rounds), spread_warn)
+        out.update(dev.summary("gpu_ms"), gpu_samples_ms=list(dev.samples_ms))
+    return out

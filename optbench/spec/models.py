@@ -344,6 +344,12 @@ class MeasureSettings(Strict):
                                             "min_iters and min_duration_s are shared among them.")
     round_pause_s: float = Field(default_factory=lambda: _measure_default("round_pause_s"), ge=0, le=60,
                                  description="Seconds of pause before each round after the first.")
+    processes: PositiveInt = Field(default_factory=lambda: _measure_default("processes"), le=20,
+                                   description="Worker processes the rounds are spread over: a process's memory "
+                                               "layout and core placement move its latency as a whole, which rounds "
+                                               "inside one process cannot sample (pyperf runs many worker processes "
+                                               "for this). The first process builds and checks accuracy, the others "
+                                               "rebuild from the cache and only time.")
     spread_warn: float = Field(default_factory=lambda: _measure_default("spread_warn"), gt=0,
                                description="Flag the row unstable when its round medians spread more than this.")
     timeout_s: float = Field(default_factory=lambda: _measure_default("timeout_s"), gt=0, description="Wall-clock limit of one variant's worker process.")
