@@ -117,3 +117,36 @@ def test_device_events_give_device_samples_beside_host_samples():
     assert host.percentile(50) == pytest.approx(4.0)
     _, none = measure_session(FakeSession(clock, [0.004]), {}, 1, settings(min_iters=6), clock=clock)
     assert none is None
+
+
+def test_rounds_are_shared_among_processes():
+    from optbench.measure.timing import round_shares
+
+    assert round_shares(9, 3) == [3, 3, 3]
+    assert round_shares(5, 2) == [3, 2]
+    assert round_shares(2, 5) == [1, 1]  # never more processes than rounds
+    assert round_shares(5, 1) == [5]
+
+
+def test_rows_of_several_processes_merge_into_one():
+    """Samples and rounds pooled, each round keeping its process; statistics and warnings recomputed; a busy
+    process makes the row busy."""
+    from types import SimpleNamespace
+
+    from optbench.measure.timing import merge_processes
+
+    def part(base, busy=None):
+        samples = [base] * 10 + [base * 1.01] * 10
+        return {"status": "ok", "samples_ms": samples, "busy": busy, "warnings": ["unstable: stale"],
+                "rounds": [{"median_ms": base, "iterations": 10, "probe_us": 4.0},
+                           {"median_ms": base * 1.01, "iterations": 10, "probe_us": 4.1}],
+                "contention": {"other_cpus": 0.0}, "task_accuracy": 0.9}
+
+    settings = SimpleNamespace(cv_warn=0.1, spread_warn=0.05)
+    row = merge_processes(part(1.0), [part(1.5), part(1.0, busy="other processes used 1.9 of 2 CPUs")], 4, settings)
+    assert row["timing_processes"] == 3 and row["iterations"] == 60 and len(row["latency_ms_rounds"]) == 6
+    assert [r["process"] for r in row["rounds"]] == [0, 0, 1, 1, 2, 2]
+    assert row["latency_ms_rounds"][2] == 1.5 and row["task_accuracy"] == 0.9
+    assert row["busy"] and any(w.startswith("machine busy") for w in row["warnings"])
+    assert "unstable: stale" not in row["warnings"] and any(w.startswith("unstable: round medians") for w in row["warnings"])
+    assert row["throughput_items_s"] == 4 * 1000.0 / row["latency_ms_p50"]
