@@ -250,9 +250,13 @@ def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifac
         if monitor is not None:
             monitor.pause()  # no polling thread while latency is sampled
         stage("waiting for the timing window")
+        import time
+
         with excl.timing(v.target.device):
             stage("timing")
+            opened = time.time()  # wall clock: windows of processes on one node compare
             m, dev, timing = measure_rounds(session, artifact.sample, v.batch_size, ctx.spec.measure, count=rounds)
+            row["timing_window"] = [opened, time.time()]
         row["lock_wait_s"] = round(excl.waited_s, 3)
         row.update(rounds=timing["rounds"], contention=timing["contention"], busy=timing["busy"],
                    probe_us_rounds=[r["probe_us"] for r in timing["rounds"]])

@@ -24,7 +24,7 @@ COLUMNS = [
     "latency_ms_std", "latency_ms_min", "latency_ms_max", "latency_ms_cv", "latency_ms_iqr", "latency_ms_mad",
     "latency_ms_cv_trimmed", "latency_ms_outliers", "latency_ms_rounds", "latency_ms_round_spread", "probe_us_rounds", "busy", "contention", "gpu_ms_p50", "gpu_ms_p90", "gpu_ms_p95", "gpu_ms_p99", "gpu_ms_mean",
     "throughput_items_s", "iterations", "peak_rss_bytes", "idle_rss_bytes", "rss_delta_bytes", "gpu_peak_bytes", "gpu_process_peak_bytes", "model_bytes", "params", "sparsity",
-    "build_s", "export_s", "wall_s", "cached", "drift_max_abs", "drift_mean_abs", "drift_rel_l2", "drift_cosine",
+    "build_s", "export_s", "wall_s", "lock_wait_s", "timing_window", "cached", "drift_max_abs", "drift_mean_abs", "drift_rel_l2", "drift_cosine",
     "top1_agreement", "task_accuracy", "worst_output", "collapsed", "outputs", "reference", "settings", "samples_ms", "exit_code", "signal",
     "schema_version", "commit", "host",
 ]

@@ -111,6 +111,13 @@ def test_jobs_two_runs_every_variant_with_exclusive_timing(tmp_path, cache_dir):
     assert statuses <= {"ok", "skipped"} and "ok" in statuses
     ok = [r for r in rows.values() if r["status"] == "ok"]
     assert all("lock_wait_s" in r and r["node"] for r in ok)
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from executor_compare import overlaps
+
+    assert len(ok) == 6 and all(r["timing_window"][0] < r["timing_window"][1] for r in ok)
+    assert overlaps(ok) == []  # no two CPU timing windows shared the machine
     env = json.loads((run / "env.json").read_text())
     assert env["cluster"] == {"executor": "local", "jobs": 2}
     assert main(["run", str(spec), "--run-dir", str(tmp_path / "bad"), "--jobs", "0"]) == 2

@@ -151,7 +151,8 @@ def merge_processes(first: dict, others: list[dict], batch_size: int, settings: 
     out.update(rounds=info, probe_us_rounds=[x["probe_us"] for x in info], busy=busy,
                contention={**(first.get("contention") or {}), "processes": [r.get("contention") for r in rows]},
                throughput_items_s=host.throughput, iterations=len(host.samples_ms), samples_ms=list(host.samples_ms),
-               timing_processes=len(rows))
+               timing_processes=len(rows),
+               timing_windows=[r["timing_window"] for r in rows if r.get("timing_window")])
     if dev_rounds and len(dev_rounds) == len(host_rounds):
         dev = Measurement(tuple(x for rr in dev_rounds for x in rr), batch_size, {}, settings.cv_warn,
                           tuple(dev_rounds), spread_warn)
