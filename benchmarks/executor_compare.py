@@ -45,6 +45,10 @@ def overlaps(rows: list[dict]) -> list[str]:
     return bad
 
 
+def _num(z) -> str:
+    return f"{z:.4g}" if isinstance(z, float) else str(z)
+
+
 def main(argv: list[str] | None = None) -> int:
     from optbench.measure.verdict import verdict_for
     from optbench.store import final_rows
@@ -83,9 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).write_text(json.dumps(result, indent=2))
     print("| variant | p50 serial ms | p50 parallel ms | ratio | verdict | where |\n|---|---|---|---|---|---|")
     for vid, p, q, ratio, word, where in table:
-        f = (lambda z: f"{z:.4g}" if isinstance(z, float) else str(z))
-        print(f"| {vid} | {f(p)} | {f(q)} | {f(ratio)} | {word} | {where} |")
-    print(f"\nwall: " + ", ".join(f"{k} {s:.1f} s" for k, s in wall.items()) +
+        print(f"| {vid} | {_num(p)} | {_num(q)} | {_num(ratio)} | {word} | {where} |")
+    print("\nwall: " + ", ".join(f"{k} {s:.1f} s" for k, s in wall.items()) +
           f"; verdicts {counts}; overlapping timing windows: {len(bad)}")
     for line in bad:
         print("overlap:", line)
