@@ -7,7 +7,10 @@ precedence, so a stream of builds cannot starve it). A GPU timing window keeps i
 CPU window runs beside it) and takes its GPU's lock exclusively: builds go on, and no other timing window uses
 that GPU. Locks are ``flock``s: a process that dies releases them, so a crash never wedges the sweep.
 
-With one variant at a time (the default) every lock is free the moment it is asked for.
+On a node with CPUs to spare (more than 4), a GPU timing window also gets a core of its own: builds run on the
+other cores (their affinity is set when they enter the room), and the timing thread moves to the last core (for
+GPU N, the N-th from the end) for its window, so a launch-bound batch-1 window does not share its core with a
+build. With one variant at a time (the default) every lock is free the moment it is asked for.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Exclusive:
         self.room = open(self.root / "room.lock", "a+")  # noqa: SIM115 (held for the process's lifetime)
         self.waited_s = 0.0
         self.building = False
+        self.timing_core: int | None = None
 
     def _lock(self, f, how: int) -> None:
         t0 = time.monotonic()
@@ -49,6 +53,9 @@ class Exclusive:
             self._lock(gate, fcntl.LOCK_EX)
             self._lock(self.room, fcntl.LOCK_SH)
         self.building = True
+        cores = reserved_cores()
+        if cores:  # builds (and the threads they start) keep off the cores GPU timing windows use
+            os.sched_setaffinity(0, set(os.sched_getaffinity(0)) - set(cores.values()))
 
     @contextmanager
     def timing(self, device: str):
@@ -58,9 +65,16 @@ class Exclusive:
             index = device.split(":")[1] if ":" in device else (visible or "0")
             with open(self.root / f"gpu-{index}.lock", "a+") as gpu:
                 self._lock(gpu, fcntl.LOCK_EX)
+                core = reserved_cores().get(str(index))
+                before = os.sched_getaffinity(0)
+                if core is not None:
+                    os.sched_setaffinity(0, {core})  # this (launching) thread alone on its core
+                self.timing_core = core
                 try:
                     yield
                 finally:
+                    if core is not None:
+                        os.sched_setaffinity(0, before)
                     fcntl.flock(gpu, fcntl.LOCK_UN)
             return
         fcntl.flock(self.room, fcntl.LOCK_UN)
@@ -74,6 +88,19 @@ class Exclusive:
                 fcntl.flock(self.room, fcntl.LOCK_UN)
         self._lock(self.room, fcntl.LOCK_SH)  # back to building-class work (closing, memory readings)
         self.building = True
+
+
+SPARE_CPUS = 4  # with no more CPUs than this, no core is set aside (a 2-core VM times CPU variants alone anyway)
+
+
+def reserved_cores() -> dict[str, int]:
+    """GPU index -> the core its timing windows use, on nodes with CPUs to spare: GPU g gets the g-th core from the
+    end. ``OPTBENCH_GPUS`` (set by the sweep: the node's GPUs its variants use) names the GPUs; none, no reserve."""
+    gpus = [g.strip() for g in os.environ.get("OPTBENCH_GPUS", "").split(",") if g.strip().isdigit()]
+    n = os.cpu_count() or 1
+    if not gpus or n <= SPARE_CPUS:
+        return {}
+    return {g: n - 1 - int(g) for g in gpus if int(g) < n // 4}
 
 
 _CURRENT: list[Exclusive] = []

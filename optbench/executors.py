@@ -63,6 +63,8 @@ def _ray_task(job: dict, log: str) -> dict:
 
     ctx = ray.get_runtime_context()
     gpus = [str(g) for g in ray.get_gpu_ids()]
+    here = next((n for n in ray.nodes() if n["NodeID"] == ctx.get_node_id()), {})
+    os.environ["OPTBENCH_GPUS"] = ",".join(str(i) for i in range(int(here.get("Resources", {}).get("GPU", 0))))
     if gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
     Path(log).parent.mkdir(parents=True, exist_ok=True)

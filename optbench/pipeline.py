@@ -258,6 +258,8 @@ def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifac
             m, dev, timing = measure_rounds(session, artifact.sample, v.batch_size, ctx.spec.measure, count=rounds)
             row["timing_window"] = [opened, time.time()]
         row["lock_wait_s"] = round(excl.waited_s, 3)
+        if excl.timing_core is not None:
+            row["timing_core"] = excl.timing_core
         row.update(rounds=timing["rounds"], contention=timing["contention"], busy=timing["busy"],
                    probe_us_rounds=[r["probe_us"] for r in timing["rounds"]])
         if timing["busy"]:

@@ -187,6 +187,12 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
                 progress.show(v.id)
                 record(v, {"status": "skipped", "error": v.reason})
         if to_run:
+            if any(str(v.device).startswith("cuda") for v in to_run) and (opts.jobs > 1 or opts.executor == "ray"):
+                import os
+
+                visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+                os.environ.setdefault("OPTBENCH_GPUS", visible if visible else
+                                      ",".join(str(i) for i in range(len(env.get("gpus") or []))))
             prepared = _prepare(spec, opts, cache)
             if opts.executor == "ray":
                 from optbench.executors import run_ray

@@ -188,3 +188,16 @@ def test_a_node_killed_mid_sweep_costs_only_its_variant(tmp_path, cache_dir):
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_gpu_timing_windows_get_a_core_of_their_own_where_cpus_are_spare(monkeypatch):
+    from optbench import exclusive
+
+    monkeypatch.setattr(exclusive.os, "cpu_count", lambda: 16)
+    monkeypatch.setenv("OPTBENCH_GPUS", "0,1")
+    assert exclusive.reserved_cores() == {"0": 15, "1": 14}
+    monkeypatch.setattr(exclusive.os, "cpu_count", lambda: 2)  # a 2-core VM sets nothing aside
+    assert exclusive.reserved_cores() == {}
+    monkeypatch.delenv("OPTBENCH_GPUS")
+    monkeypatch.setattr(exclusive.os, "cpu_count", lambda: 16)
+    assert exclusive.reserved_cores() == {}  # no GPU in use: no reserve
