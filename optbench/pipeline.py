@@ -25,8 +25,14 @@ def load_base_module(ctx: Context) -> Any:
         from optbench.models import import_entrypoint
 
         import_entrypoint(ctx.spec.model.entrypoint, ctx.spec_dir)  # classes the pickle refers to
-    # a full pickle (the model's own classes), read only after its digests matched this user's ledger
     path = ctx.cache.verify(Path(ctx.prepared["model_path"]))
+    if ctx.prepared.get("model_format") == "state_dict":  # the architecture rebuilt, the weights as plain tensors
+        from optbench.models import load_model
+
+        module = load_model(ctx.spec.model, ctx.spec_dir, seed=ctx.spec.seed).module
+        module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return module.eval()
+    # a full pickle (the model's own classes), read only after its digests matched this user's ledger
     return torch.load(path, map_location="cpu", weights_only=False).eval()
 
 

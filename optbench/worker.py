@@ -106,8 +106,14 @@ def prepare(job: dict) -> dict:
     save_splits(work / "data.npz", splits)
     info: dict[str, Any] = {"identity": loaded.identity}
     if loaded.module is not None:
-        path, _ = cache.get_or_build(cache.key("model", loaded.identity), "model.pt",
-                                     lambda d: torch.save(loaded.module, d / "model.pt"))
+        # a torchvision architecture is rebuilt from its name: its cached weights are a plain state dict, loaded
+        # with weights_only=True; other modules (user code) are full pickles, guarded by the cache's ledger
+        weights_only = spec.model.source == "torchvision"
+        kind = "model-state" if weights_only else "model"
+        path, _ = cache.get_or_build(cache.key(kind, loaded.identity), "model.pt",
+                                     lambda d: torch.save(loaded.module.state_dict() if weights_only else loaded.module,
+                                                          d / "model.pt"))
+        info["model_format"] = "state_dict" if weights_only else "pickle"
         info.update(model_path=str(path), reference="torch fp32 cpu", params=int(sum(p.numel() for p in loaded.module.parameters())))
         infer = _torch_infer(loaded.module)
         names = list(infer(next(splits.eval.batches(1))[0]))

@@ -52,3 +52,31 @@ def test_ledgers_are_per_cache_and_private(tmp_path, ledger):
     shutil.copytree(path.parent, b.root / "k-1")
     assert b.get_or_build("k-1", "model.pt", _build)[1] is False  # a copy in another cache is not vouched for
     assert (ledger.stat().st_mode & 0o077) == 0
+
+
+def test_a_torchvision_model_is_cached_as_plain_weights(tmp_path, cache_dir):
+    """Its architecture is rebuilt from the name; the cache holds a state dict that torch.load reads with
+    weights_only=True (no pickled code), and the variants match the reference."""
+    import json
+
+    import torch
+
+    from optbench.cli import main
+    from tests.conftest import write_spec
+
+    spec = write_spec(tmp_path, """\
+name: tv
+model: {source: torchvision, name: resnet18}
+inputs: [{name: image, shape: [batch, 3, 32, 32]}]
+data: {source: synthetic, calibration: 4, eval: 8}
+backends: [{name: torch, device: cpu}]
+measure: {warmup_s: 0.01, min_iters: 5, min_duration_s: 0.05, rounds: 2}
+""")
+    run = tmp_path / "run"
+    assert main(["run", str(spec), "--run-dir", str(run), "--quiet", "--no-report"]) == 0
+    prepared = json.loads((run / "work" / "prepare.json").read_text())
+    assert prepared["model_format"] == "state_dict"
+    state = torch.load(prepared["model_path"], map_location="cpu", weights_only=True)
+    assert isinstance(state, dict) and "fc.weight" in state
+    row = json.loads((run / "results.jsonl").read_text().splitlines()[-1])
+    assert row["status"] == "ok" and row["drift_rel_l2"] < 1e-5
