@@ -154,3 +154,20 @@ def test_ncnn_from_pnnx_at_fp32_and_fp16_storage(tmp_path, cache_dir):
         assert fp16["model_bytes"] < 0.6 * fp32["model_bytes"]  # fp16 weights from pnnx
         assert fp32["settings"]["ncnn"]["weights"] == "fp32" and fp16["settings"]["ncnn"]["weights"] == "fp16"
         assert fp32["task_accuracy"] == pytest.approx(by[("fp32", 1)]["task_accuracy"])
+
+
+@pytest.mark.skipif(_reason("litert") is not None, reason=str(_reason("litert")))
+def test_litert_fp32_fp16_weights_and_full_integer_int8(tmp_path, cache_dir):
+    run = tmp_path / "run"
+    assert main(["run", str(_spec(tmp_path, "litert", "fp32, fp16, int8")), "--run-dir", str(run), "--quiet",
+                 "--no-report"]) == 0
+    by = {(r["precision"], r["batch_size"]): r for r in _rows(run).values()}
+    for b in (1, 8):
+        fp32, fp16, int8 = by[("fp32", b)], by[("fp16", b)], by[("int8", b)]
+        assert {fp32["status"], fp16["status"], int8["status"]} == {"ok"}, (fp32.get("error"), int8.get("error"))
+        assert fp32["drift_rel_l2"] < 1e-3 and fp16["drift_rel_l2"] < 1e-2
+        assert "float16" in fp16["settings"]["litert"]["tensor_types"]
+        assert "int8" in int8["settings"]["litert"]["tensor_types"]
+        assert "float32" not in int8["settings"]["litert"]["tensor_types"]  # full integer, inputs and outputs too
+        assert int8["model_bytes"] < fp16["model_bytes"] < fp32["model_bytes"]
+        assert int8["task_accuracy"] > 0.8
