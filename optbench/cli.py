@@ -50,18 +50,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from optbench.spec import load_spec
     from optbench.store import load_results
-    from optbench.sweep import RunOptions, run_sweep
+    from optbench.sweep import run_sweep
 
     spec = load_spec(args.spec)
-    if args.run_dir:
-        run_dir = Path(args.run_dir)
-    else:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(args.out) / f"{spec.name}-{stamp}"
-    opts = RunOptions(run_dir=run_dir, spec_path=Path(args.spec), force=args.force, resume=args.resume,
-                      cache_dir=Path(args.cache_dir) if args.cache_dir else None, no_cache=args.no_cache,
-                      quiet=args.quiet, **_executor_options(args))
+    opts = _sweep_options(args, spec, "run")
     run_sweep(spec, opts)
+    run_dir = opts.run_dir
     df = load_results(run_dir)
     cols = ["variant_id", "status", "latency_ms_p50", "throughput_items_s", "drift_rel_l2", "task_accuracy"]
     print(_table(df[cols].to_dict("records"), cols))
@@ -72,6 +66,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     if failed:
         print(f"{failed} variant(s) failed; see the 'error' column of {run_dir / 'results.csv'}")
     return 0
+
+
+def _sweep_options(args: argparse.Namespace, spec, mode: str):
+    """RunOptions of `run` and `build` from their shared arguments (a new run directory is named after the spec,
+    `-build` for builds, and the time)."""
+    from optbench.sweep import RunOptions
+
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(args.run_dir) if args.run_dir else \
+        Path(args.out) / f"{spec.name}{'-build' if mode == 'build' else ''}-{stamp}"
+    return RunOptions(run_dir=run_dir, spec_path=Path(args.spec), force=args.force, resume=args.resume,
+                      cache_dir=Path(args.cache_dir) if args.cache_dir else None, no_cache=args.no_cache,
+                      quiet=args.quiet, mode=mode, **_executor_options(args))
+
+
+def _sweep_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """The arguments `run` and `build` share: the spec, where the rows go, resume/force, the cache, the executor."""
+    build = what == "build"
+    parser.add_argument("spec")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--run-dir", help="run directory for the build rows (default: OUT/NAME-build-TIMESTAMP)" if build
+                       else "run directory (default: OUT/NAME-TIMESTAMP)")
+    where.add_argument("--out", default="results", help="root of new run directories (default: results)")
+    parser.add_argument("--force", action="store_true", help="overwrite a run directory that holds results")
+    parser.add_argument("--resume", action="store_true", help=f"{what} only the variants without a final row")
+    parser.add_argument("--cache-dir", help="artifact cache (default: $OPTBENCH_CACHE or ~/.cache/optbench)")
+    parser.add_argument("--no-cache", action="store_true", help="rebuild every artifact")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    _executor_arguments(parser)
 
 
 def _executor_options(args: argparse.Namespace) -> dict:
@@ -105,16 +128,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     from optbench.cache import ArtifactCache
     from optbench.spec import load_spec
     from optbench.store import load_results
-    from optbench.sweep import RunOptions, run_sweep
+    from optbench.sweep import run_sweep
 
     spec = load_spec(args.spec)
-    run_dir = Path(args.run_dir) if args.run_dir else \
-        Path(args.out) / f"{spec.name}-build-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    cache_dir = Path(args.cache_dir) if args.cache_dir else None
-    opts = RunOptions(run_dir=run_dir, spec_path=Path(args.spec), force=args.force, resume=args.resume,
-                      cache_dir=cache_dir, no_cache=args.no_cache, quiet=args.quiet, mode="build",
-                      **_executor_options(args))
+    opts = _sweep_options(args, spec, "build")
     run_sweep(spec, opts)
+    run_dir = opts.run_dir
     df = load_results(run_dir)
     df["model_MiB"] = df["model_bytes"].map(lambda b: round(b / 2**20, 3) if b == b and b is not None else None)
     cols = ["variant_id", "status", "build_s", "export_s", "model_MiB", "error"]
@@ -122,7 +141,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(_table(df[cols].to_dict("records"), cols))
     built = int((df["status"] == "built").sum())
     print(f"\n{built} built, {int((df['status'] == 'skipped').sum())} skipped, "
-          f"{int(df['status'].isin(['failed', 'timeout']).sum())} failed; artifacts in {ArtifactCache(cache_dir).root}")
+          f"{int(df['status'].isin(['failed', 'timeout']).sum())} failed; artifacts in {ArtifactCache(opts.cache_dir).root}")
     print(f"run directory: {run_dir}")
     return 0
 
@@ -189,33 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="build and measure every variant of a spec")
-    r.add_argument("spec")
-    where = r.add_mutually_exclusive_group()
-    where.add_argument("--run-dir", help="run directory (default: OUT/NAME-TIMESTAMP)")
-    where.add_argument("--out", default="results", help="root of new run directories (default: results)")
-    r.add_argument("--force", action="store_true", help="overwrite a run directory that holds results")
+    _sweep_arguments(r, "run")
     r.add_argument("--constraint", action="append", metavar="'COLUMN OP NUMBER'",
                    help="a deployment constraint for the recommendation, e.g. 'latency_ms_p99 <= 5' (repeatable)")
-    r.add_argument("--resume", action="store_true", help="run only the variants without a final row")
-    r.add_argument("--cache-dir", help="artifact cache (default: $OPTBENCH_CACHE or ~/.cache/optbench)")
-    r.add_argument("--no-cache", action="store_true", help="rebuild every artifact")
     r.add_argument("--no-report", action="store_true", help="do not write report.html")
-    r.add_argument("--quiet", action="store_true", help="no progress output")
-    _executor_arguments(r)
     r.set_defaults(fn=cmd_run)
 
     b = sub.add_parser("build", help="build every variant's artifacts (ONNX, converted, quantized, engines); "
                                      "measure nothing")
-    b.add_argument("spec")
-    where = b.add_mutually_exclusive_group()
-    where.add_argument("--run-dir", help="run directory for the build rows (default: OUT/NAME-build-TIMESTAMP)")
-    where.add_argument("--out", default="results", help="root of new run directories (default: results)")
-    b.add_argument("--force", action="store_true", help="overwrite a run directory that holds results")
-    b.add_argument("--resume", action="store_true", help="build only the variants without a final row")
-    b.add_argument("--cache-dir", help="artifact cache (default: $OPTBENCH_CACHE or ~/.cache/optbench)")
-    b.add_argument("--no-cache", action="store_true", help="rebuild every artifact")
-    b.add_argument("--quiet", action="store_true", help="no progress output")
-    _executor_arguments(b)
+    _sweep_arguments(b, "build")
     b.set_defaults(fn=cmd_build)
 
     pl = sub.add_parser("plan", help="list the variants of a spec; build nothing")

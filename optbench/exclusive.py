@@ -26,7 +26,7 @@ ENV = "OPTBENCH_LOCK_DIR"
 
 
 def lock_dir() -> Path:
-    """Per node and per user: the sweep sets ``OPTBENCH_LOCK_DIR``; otherwise a folder in the node's temp dir."""
+    """Per node and per user: a folder in the node's temp dir (``OPTBENCH_LOCK_DIR`` overrides it)."""
     d = Path(os.environ.get(ENV) or Path(tempfile.gettempdir()) / f"optbench-locks-{os.getuid()}")
     d.mkdir(mode=0o700, parents=True, exist_ok=True)
     return d
@@ -61,8 +61,9 @@ class Exclusive:
     def timing(self, device: str):
         """The timing window: the whole node for a CPU variant, its GPU for a CUDA one."""
         if device.startswith("cuda"):
-            visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
-            index = device.split(":")[1] if ":" in device else (visible or "0")
+            from optbench.measure.gpu import gpu_index
+
+            index = gpu_index(device)
             with open(self.root / f"gpu-{index}.lock", "a+") as gpu:
                 self._lock(gpu, fcntl.LOCK_EX)
                 core = reserved_cores().get(str(index))

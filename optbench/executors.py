@@ -71,13 +71,13 @@ def _ray_task(job: dict, log: str) -> dict:
     # where each variant runs now, for whoever watches the run directory (it goes when the variant ends)
     running = Path(job["run_dir"]) / "work" / "running" / f"{job['variant']['id']}.json"
     running.parent.mkdir(parents=True, exist_ok=True)
-    running.write_text(json.dumps({"node": socket.gethostname(), "ray_node_id": ctx.get_node_id(), "gpu_ids": gpus}))
+    where = {**node_info(), "ray_node_id": ctx.get_node_id(), "gpu_ids": gpus or None}
+    running.write_text(json.dumps(where))
     try:
         row = run_job(job, MeasureSettings.model_validate(job["spec"]["measure"]), Path(log))
     finally:
         running.unlink(missing_ok=True)
-    row.update(node=socket.gethostname(), ray_node_id=ctx.get_node_id(), gpu_ids=gpus or None)
-    return row
+    return {**row, **where}
 
 
 def run_ray(variants: list, make_job: Callable[[Any], dict], on_row: OnRow, on_start: Callable[[Any], None],

@@ -6,6 +6,7 @@ so variants that share a build (the same ONNX file at another batch size) build 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +163,8 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
     backend = cls(cls.Options.model_validate(v.options))
     target = v.target
     row: dict[str, Any] = {"settings": dict(v.settings)}
-    stage("transform" if v.transform != "none" else "load")
+    if v.transform != "none":
+        stage("transform")
     module, facts = (None, {}) if ctx.spec.model.source == "onnx" else transformed_module(ctx, v)
     row.update({k: facts.pop(k) for k in ("params", "sparsity") if k in facts})
     row["settings"].update(facts)
@@ -194,11 +196,7 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
     if build_only:
         stage("build")
         info, row["build_s"] = timed(lambda: backend.build_only(artifact, target))
-        if info.get("bytes"):
-            if cls.consumes != "torch":
-                row["settings"]["onnx_bytes"] = row.get("model_bytes")
-            row["model_bytes"] = info["bytes"]
-        row["settings"].update(info.get("facts") or {})
+        _record_built(row, cls.consumes, info.get("bytes"), info.get("facts"))
         row["status"] = "built"
         return row
     monitor = gpu_monitor(target.device)
@@ -226,15 +224,23 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
     return row
 
 
+def _record_built(row: dict, consumes: str, nbytes: int | None, facts: dict | None) -> None:
+    """What the backend built: its bytes replace the ONNX file's where it runs something else (an engine, an IR;
+    the ONNX bytes are kept in the settings), and what it can say about it (layers, precisions)."""
+    if nbytes:
+        if consumes != "torch":
+            row["settings"]["onnx_bytes"] = row.get("model_bytes")
+        row["model_bytes"] = nbytes
+    row["settings"].update(facts or {})
+
+
 def gpu_monitor(device: str) -> GpuMonitor | None:
     """An NVML monitor of the GPU this process uses, started; None on the CPU or without NVML."""
-    import os
+    from optbench.measure.gpu import gpu_index
 
     if not device.startswith("cuda"):
         return None
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
-    index = int(visible) if visible.isdigit() else 0
-    monitor = GpuMonitor.open(index)
+    monitor = GpuMonitor.open(gpu_index(device))
     return monitor.start() if monitor is not None else None
 
 
@@ -243,21 +249,14 @@ def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifac
                        timing_only: bool = False) -> None:
     stage("build")
     session, row["build_s"] = timed(lambda: backend.build(artifact, v.target))
-    if getattr(session, "artifact_bytes", None):  # what the backend runs, when it is not the ONNX file
-        if type(backend).consumes != "torch":
-            row["settings"]["onnx_bytes"] = row.get("model_bytes")
-        row["model_bytes"] = session.artifact_bytes
-    row["settings"].update(getattr(session, "facts", None) or {})  # what the backend built (layers, precisions)
+    _record_built(row, type(backend).consumes, getattr(session, "artifact_bytes", None), getattr(session, "facts", None))
     try:
         if not timing_only:  # a variant's further timing processes leave accuracy to its first
             stage("accuracy")
             row.update(judge_variant(ctx, v, session, items))
-        stage("timing")
         if monitor is not None:
             monitor.pause()  # no polling thread while latency is sampled
         stage("waiting for the timing window")
-        import time
-
         with excl.timing(v.target.device):
             stage("timing")
             opened = time.time()  # wall clock: windows of processes on one node compare

@@ -174,6 +174,12 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
     interrupted = False
     mode = "build" if opts.mode == "build" else "variant"
 
+    def job_of(v: Variant) -> dict:
+        return _job(spec, opts, cache, mode, variant=v.to_dict())
+
+    def log_of(v: Variant) -> Path:
+        return opts.run_dir / "logs" / f"{v.id}.log"
+
     def record(v: Variant, row: dict) -> None:
         append_row(opts.run_dir, {**base, **_variant_cols(v, spec), **row,
                                   "reference": (prepared or {}).get("reference")})
@@ -197,15 +203,12 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
             if opts.executor == "ray":
                 from optbench.executors import run_ray
 
-                env["cluster"] = run_ray(
-                    to_run, lambda v: _job(spec, opts, cache, mode, variant=v.to_dict()),
-                    lambda v, row: record(v, _finish_row(spec, row)), lambda v: progress.show(v.id), opts.address,
-                    lambda v: opts.run_dir / "logs" / f"{v.id}.log")
+                env["cluster"] = run_ray(to_run, job_of, record, lambda v: progress.show(v.id), opts.address, log_of)
             else:
                 from optbench.executors import run_local
 
                 env["cluster"] = {"executor": "local", "jobs": opts.jobs}
-                run_local(to_run, lambda v: _run_one(spec, opts, cache, v, prepared, mode), record, opts.jobs,
+                run_local(to_run, lambda v: run_job(job_of(v), spec.measure, log_of(v)), record, opts.jobs,
                           lambda v: progress.show(v.id))
     except KeyboardInterrupt:
         interrupted = True
@@ -307,8 +310,6 @@ def _rss_bytes(pid: int) -> int:
 def _join_watching(proc, timeout_s: float, rss_limit_mb: int | None) -> tuple[bool, str | None]:
     """Wait for the worker, killing it past the time limit or past the resident-memory cap (a watchdog works
     for CPU and CUDA workers alike, where an address-space limit breaks CUDA's large virtual reservations)."""
-    import time
-
     deadline = time.monotonic() + timeout_s
     while True:
         proc.join(min(RSS_POLL_S, max(0.0, deadline - time.monotonic())))
@@ -330,7 +331,6 @@ def spawn(job: dict, timeout_s: float, memory_limit_mb: int | None, log: Path,
     from optbench.worker import child_main
 
     killed_for = None
-    t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="optbench-job-") as tmp:
         job_path, out = Path(tmp) / "job.json", Path(tmp) / "out.json"
         job_path.write_text(json.dumps({**job, "out": str(out)}))
@@ -350,8 +350,7 @@ def spawn(job: dict, timeout_s: float, memory_limit_mb: int | None, log: Path,
             _LIVE.discard(proc)
             _kill_group(proc.pid)
         result = json.loads(out.read_text()) if out.exists() else None
-    return result, {"exit_code": proc.exitcode, "timed_out": timed_out, "killed_for": killed_for,
-                    "wall_s": round(time.monotonic() - t0, 3)}
+    return result, {"exit_code": proc.exitcode, "timed_out": timed_out, "killed_for": killed_for}
 
 
 _LIVE: set = set()  # worker processes running now (several with --jobs), killed on Ctrl-C
@@ -424,15 +423,10 @@ def _crash_reason(proc: dict, timeout_s: float) -> str:
     return f"exited with code {code}"
 
 
-def _run_one(spec: Spec, opts: RunOptions, cache: ArtifactCache, v: Variant, prepared: dict,
-             mode: str = "variant") -> dict:
-    log = opts.run_dir / "logs" / f"{v.id}.log"
-    return _finish_row(spec, run_job(_job(spec, opts, cache, mode, variant=v.to_dict()), spec.measure, log))
-
-
 def run_job(job: dict, measure: Any, log: Path) -> dict:
     """A variant's worker process, and for ``measure.processes`` > 1 its further timing processes (rebuilt from
-    the cache, timing only), their rounds pooled into one row. Used by every executor."""
+    the cache, timing only), their rounds pooled into one row. Used by every executor, on the node that runs the
+    variant (so the memory cap the row records is the one enforced there)."""
     from optbench.measure.timing import merge_processes, round_shares
 
     t0 = time.monotonic()
@@ -457,6 +451,8 @@ def run_job(job: dict, measure: Any, log: Path) -> dict:
     if lost:
         row["warnings"] = list(row.get("warnings") or []) + lost
     row["wall_s"] = round(time.monotonic() - t0, 3)  # the variant's processes: build, judge, time
+    if isinstance(row.get("settings"), dict):
+        row["settings"]["memory_cap"] = rss_cap_bytes(measure.rss_limit_mb)[1]
     return row
 
 
@@ -474,13 +470,6 @@ def row_from_worker(result: dict | None, proc: dict, timeout_s: float, log: Path
         result.pop("traceback", None)
         result.pop("user_error", None)
         row.update(result)
-    row.setdefault("wall_s", proc.get("wall_s"))
-    return row
-
-
-def _finish_row(spec: Spec, row: dict) -> dict:
-    if isinstance(row.get("settings"), dict):
-        row["settings"]["memory_cap"] = rss_cap_bytes(spec.measure.rss_limit_mb)[1]
     return row
 
 
@@ -493,7 +482,6 @@ class Progress:
         self.total, self.done, self.quiet = total, 0, quiet
         self.pending = total if pending is None else pending  # variants that will run (not skipped, not resumed)
         self.ran: list[float] = []
-        self.started = time.monotonic()
         self.starts: dict[str, float] = {}
         self.live = None
         if not quiet and sys.stderr.isatty():

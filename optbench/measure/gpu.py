@@ -33,6 +33,14 @@ EVENT_REASONS = {
 THROTTLING = {"sw_power_cap", "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown"}
 
 
+def gpu_index(device: str) -> int:
+    """The physical GPU a ``cuda`` / ``cuda:N`` device is: the N-th entry of CUDA_VISIBLE_DEVICES where that is set
+    (Ray and schedulers set it), else N."""
+    n = int(device.split(":")[1]) if ":" in device else 0
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    return int(visible[n]) if n < len(visible) and visible[n].isdigit() else n
+
+
 def nvml_unavailable_reason() -> str | None:
     try:
         import pynvml

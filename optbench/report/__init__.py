@@ -62,12 +62,17 @@ def accuracy_metric(ok: pd.DataFrame) -> str:
     return "drift_cosine"
 
 
+def point_title(batch, shape: str) -> str:
+    """A (batch, shape) point as people read it: 'batch 8', 'batch 8, seq128'."""
+    return f"batch {int(batch)}" + (f", {shape}" if shape not in ("", "-") else "")
+
+
 def best_under_budgets(passing: pd.DataFrame, metric: str, reference: float | None) -> list[dict]:
     """Per (batch, shape) point and accuracy budget, the fastest variant whose ``metric`` is within the budget of
     the reference (or of the best variant at that point): a batch-1 deployment reads its own line."""
     out = []
     for (batch, _), ok in passing.groupby(["batch_size", "shape_sort"], sort=True):
-        point = f"batch {int(batch)}" + (f", {ok['shape_label'].iloc[0]}" if ok["shape_label"].iloc[0] != "-" else "")
+        point = point_title(batch, ok["shape_label"].iloc[0])
         values = ok[metric].dropna() if metric in ok else pd.Series(dtype=float)
         if values.empty:
             continue

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from optbench.errors import OptbenchError
+from optbench.report import point_title
 
 _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
 CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
@@ -92,7 +93,7 @@ def _accuracy(r: dict) -> str:
 
 
 def sentence(d: dict, reference: str, failing: dict[str, list[str]]) -> str:
-    where = f"batch {d['batch']}" + (f", {d['shape']}" if d["shape"] not in ("-", "") else "")
+    where = point_title(d["batch"], d["shape"])
     under = f" under {', '.join(d['constraints'])}" if d["constraints"] else ""
     best = d["best"]
     if best is None:

@@ -13,6 +13,7 @@ from optbench.report import (
     enrich,
     generated_at,
     plots,
+    point_title,
     verdicts,
 )
 from optbench.report.decide import decisions, parse_constraint
@@ -78,10 +79,6 @@ def noise_flags(row: dict) -> list[str]:
 def skip_kind(reason) -> str:
     """'filter' for a variant the user's own ``only:`` left out, 'cannot' for one the backend cannot build."""
     return "filter" if "restricted by options.only" in str(reason or "") else "cannot"
-
-
-def point_title(batch, shape: str) -> str:
-    return f"batch {int(batch)}" + (f", {shape}" if shape not in ("", "-") else "")
 
 
 def row_groups(df, verdict: dict, columns: list[tuple[str, str]]) -> list[dict]:
