@@ -60,7 +60,10 @@ def import_entrypoint(entrypoint: str, spec_dir: Path, field: str = "model.entry
     target, func = entrypoint.split(":")
     if target.endswith(".py") or "/" in target:
         path = resolve_path(target, spec_dir / "spec.yaml").resolve()
-        name = "optbench_user_" + hashlib.sha1(str(path).encode()).hexdigest()[:10]
+        # named by the file's content, not its path: pickled modules in a shared artifact cache refer to their
+        # classes by this name, and the same file in another checkout must find them
+        name = "optbench_user_" + file_digest(path)[:10] if path.is_file() else \
+            "optbench_user_" + hashlib.sha1(str(path).encode()).hexdigest()[:10]
         module = sys.modules.get(name)
         if module is None:
             spec = importlib.util.spec_from_file_location(name, path)

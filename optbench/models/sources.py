@@ -62,7 +62,8 @@ def python_model(spec, spec_dir: Path, train=None, seed: int = 0) -> LoadedModel
     target = spec.entrypoint.split(":")[0]
     path = resolve_path(target, spec_dir / "spec.yaml")
     digest = file_digest(path) if path.is_file() else ""
-    return LoadedModel(module.eval(), identity=_ident(spec, digest, str(seed)))
+    # "module-by-content": pickles made when user modules were named by their path are not reused
+    return LoadedModel(module.eval(), identity=_ident(spec, digest, str(seed), "module-by-content"))
 
 
 @model_source("onnx")
