@@ -34,7 +34,8 @@ def _task_keys() -> set[str]:
     return {f"{m}_{d}" for ms in TASK_METRICS.values() for m in ms for d in ("min", "max")}
 
 
-KNOWN_KEYS = set(METRICS) | {"rel_l2_noise_x"} | _task_keys()
+KNOWN_KEYS = set(METRICS) | {"rel_l2_noise_x", "noise_floor_max"} | _task_keys()
+NOISE_FLOOR_MAX = 1e-3  # fp32 on a second runtime farther than this from the torch reference is a conversion defect
 
 
 def metric_of(key: str) -> tuple[str, str] | None:
@@ -121,15 +122,33 @@ def budget_for(row: dict, spec_budgets: dict, overrides: dict) -> dict[str, floa
     return budget
 
 
-def noise_floor(rows: list[dict], reference: str = "") -> float | None:
-    """drift_rel_l2 of fp32 ONNX Runtime vs the fp32 torch reference on the same inputs; None where the
+def second_opinions(rows: list[dict], reference: str = "") -> list[dict]:
+    """fp32 ONNX Runtime rows of the untransformed model: the same fp32 math on a second runtime. None where the
     reference is ONNX Runtime itself (an ONNX file): those rows are the reference, not a second opinion."""
     if reference.startswith("onnxruntime"):
-        return None
-    vals = [r["drift_rel_l2"] for r in rows if r.get("status") == "ok" and r["precision"] == "fp32"
-            and r.get("transform") == "none" and r.get("backend", "").startswith("onnxruntime")
-            and r.get("drift_rel_l2") is not None]
+        return []
+    return [r for r in rows if r.get("status") == "ok" and r["precision"] == "fp32" and r.get("transform") == "none"
+            and r.get("backend", "").startswith("onnxruntime") and r.get("drift_rel_l2") is not None]
+
+
+def noise_floor(rows: list[dict], reference: str = "", limit: float = NOISE_FLOOR_MAX) -> float | None:
+    """drift_rel_l2 of fp32 ONNX Runtime vs the fp32 torch reference on the same inputs, from the rows that fp32
+    can explain (at most ``limit``): a broken conversion fails as such and never widens the budgets."""
+    vals = [r["drift_rel_l2"] for r in second_opinions(rows, reference) if r["drift_rel_l2"] <= limit]
     return max(vals) if vals else None
+
+
+def conversion_defects(rows: list[dict], reference: str, limits) -> list[Result]:
+    """Second-opinion rows farther from the reference than fp32 can explain: each fails, naming the limit."""
+    out = []
+    for r in second_opinions(rows, reference):
+        limit = limits(r)
+        if r["drift_rel_l2"] > limit:
+            out.append(Result(r["variant_id"], "conversion", False,
+                              f"fp32 on {r['backend']} drifts rel. L2 {r['drift_rel_l2']:.3g} from the torch reference, "
+                              f"more than fp32 arithmetic explains (noise_floor_max {limit:g}): a conversion defect; "
+                              "it is not used as the noise floor"))
+    return out
 
 
 def output_budgets(spec: dict) -> dict[str, dict]:
@@ -275,7 +294,12 @@ def check_run(run_dir: Path, baseline: Path | None = None, overrides: dict | Non
     spec_budgets, optional = spec.get("budgets") or {}, spec.get("optional") or []
     planned = json.loads((Path(run_dir) / "plan.json").read_text()) if (Path(run_dir) / "plan.json").exists() else list(rows)
     report = Report()
-    noise = noise_floor(list(rows.values()), ref.get("reference", ""))
+    def limit_of(row: dict) -> float:
+        return float(budget_for(row, spec_budgets, overrides or {}).get("noise_floor_max", NOISE_FLOOR_MAX))
+
+    limit = limit_of({"precision": "fp32", "transform": "none", "variant_id": "", "backend": "onnxruntime"})
+    noise = noise_floor(list(rows.values()), ref.get("reference", ""), limit)
+    report.results += conversion_defects(list(rows.values()), ref.get("reference", ""), limit_of)
     per_output = output_budgets(spec)
     if ref.get("reference", "").startswith("onnxruntime"):
         report.notes.append(f"reference: {ref['reference']}")

@@ -33,14 +33,23 @@ def _fmt(v) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from optbench.interpret import model_fixed_batch, read_at_plan
     from optbench.plan import plan
     from optbench.spec import load_spec
 
-    variants = plan(load_spec(args.spec))
+    spec_path = Path(args.spec)
+    spec = load_spec(spec_path)
+    variants = plan(spec, fixed_batch=model_fixed_batch(spec, spec_path))
+    interp, note = read_at_plan(spec, spec_path)  # a model file that cannot be read unambiguously: exit 2 here
     rows = [{"variant_id": v.id, "status": v.status, "reason": v.reason or ""} for v in variants]
     if args.json:
-        print(json.dumps([v.to_dict() for v in variants], indent=1))
+        print(json.dumps({"variants": [v.to_dict() for v in variants],
+                          "interpretation": interp.to_json() if interp else None, "note": note or None}, indent=1))
     else:
+        if interp is not None:
+            print("how optbench reads the model:\n" + interp.table() + (f"\n  {note}" if note else "") + "\n")
+        elif note:
+            print(f"how optbench reads the model: {note}\n")
         print(_table(rows, ["variant_id", "status", "reason"]))
         n = sum(v.status == "planned" for v in variants)
         print(f"\n{len(variants)} variants: {n} planned, {len(variants) - n} skipped")

@@ -72,20 +72,24 @@ def flatten_torch(out: Any, prefix: str = "output") -> dict[str, Any]:
 
 
 def torch_to_numpy(out: Any) -> dict[str, np.ndarray]:
-    return {k: t.detach().float().cpu().numpy() for k, t in flatten_torch(out).items()}
+    """Float outputs as float32, integer and boolean outputs as they are."""
+    return {k: (t.detach().float() if t.is_floating_point() else t.detach()).cpu().numpy()
+            for k, t in flatten_torch(out).items()}
 
 
 # ---------------------------------------------------------------- batch axes
-def item_major(arrays: dict[str, np.ndarray], axes: dict[str, int | None] | None) -> dict[str, np.ndarray]:
-    """Move each output's batch axis to 0; outputs without a batch axis are dropped (they cannot be split
-    into items: their values depend on the batch, not on one item)."""
-    axes = axes or {}
+def item_major(arrays: dict[str, np.ndarray], axes: dict[str, Any] | None) -> dict[str, np.ndarray]:
+    """Move each output's batch axis to 0, by the model's interpretation (:mod:`optbench.interpret`): an int is
+    the axis; "stack" is an output of one item per call (a new axis 0); None is an output that holds no items
+    (not compared). Outputs missing from ``axes`` are an error: nothing is read with a guessed axis."""
     out = {}
     for name, arr in arrays.items():
-        axis = axes.get(name, 0)
+        if axes is None or name not in axes:
+            raise KeyError(f"output '{name}' has no batch axis in the model's interpretation")
+        axis = axes[name]
         if axis is None:
             continue
-        out[name] = np.moveaxis(arr, axis, 0) if axis else arr
+        out[name] = arr[None] if axis == "stack" else (np.moveaxis(arr, axis, 0) if axis else arr)
     return out
 
 
@@ -93,27 +97,6 @@ def concat_items(chunks: list[tuple[dict[str, np.ndarray], int]]) -> dict[str, n
     """Concatenate item-major batch outputs, each cut to its real items (the last batch is padded)."""
     names = list(chunks[0][0]) if chunks else []
     return {n: np.concatenate([c[n][:real] for c, real in chunks]) for n in names}
-
-
-def onnx_output_axes(path: Any, inputs: list) -> dict[str, int | None]:
-    """Batch axis of each graph output: where the output has the dim symbol the inputs' batch axes carry."""
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
-    by_name = {i.name: i for i in proto.graph.input}
-    symbols: set[str] = set()
-    for spec in inputs:
-        graph_input = by_name.get(spec.name)
-        if graph_input is not None and spec.batch_axis is not None:
-            dims = graph_input.type.tensor_type.shape.dim
-            if spec.batch_axis < len(dims) and dims[spec.batch_axis].dim_param:
-                symbols.add(dims[spec.batch_axis].dim_param)
-    axes: dict[str, int | None] = {}
-    for o in proto.graph.output:
-        params = [d.dim_param for d in o.type.tensor_type.shape.dim]
-        hits = [i for i, p in enumerate(params) if p in symbols]
-        axes[o.name] = hits[0] if hits else (0 if params else None)
-    return axes
 
 
 # ---------------------------------------------------------------- views
@@ -135,7 +118,8 @@ def _int_labels(labels: np.ndarray | None, n: int) -> bool:
 
 def build_views(spec: Any, refs: dict[str, np.ndarray], labels: np.ndarray | None) -> list[View]:
     """The views of a model whose (item-major) reference outputs are ``refs``."""
-    listed = {o.name: o for o in spec.outputs}
+    # an entry that only says where a raw output keeps its batch may name an output a model-level hook consumed
+    listed = {o.name: o for o in spec.outputs if o.name in refs or not _only_reading(o)}
     if unknown := sorted(set(listed) - set(refs)):
         raise SpecError(f"outputs names {unknown}, which the model does not return", field="outputs",
                         expected=f"some of {list(refs)}", found=repr(unknown))
@@ -161,6 +145,10 @@ def build_views(spec: Any, refs: dict[str, np.ndarray], labels: np.ndarray | Non
     if len(set(labels_seen)) != len(labels_seen):
         raise SpecError(f"output and part names collide: {labels_seen}", field="outputs")
     return views
+
+
+def _only_reading(o: Any) -> bool:
+    return bool(getattr(o, "batch_axis", None) is not None) and not (o.parts or o.task or o.postprocess or o.budgets)
 
 
 def _item_axis(o: Any, ref: np.ndarray) -> int:

@@ -68,9 +68,10 @@ def onnx_artifact(ctx: Context, v: Variant, module: Any, precision: str) -> tupl
     else:
         sample = next(ctx.splits.eval.at_shape(spec.inputs, v.dims).batches(max(2, v.batch_size)))[0]
         key = ctx.cache.key("onnx", [ctx.prepared["identity"], v.transform, spec.export.model_dump(mode="json"),
-                                     [i.model_dump(mode="json") for i in spec.inputs], _tspec(ctx, v)])
+                                     [i.model_dump(mode="json") for i in spec.inputs], _tspec(ctx, v),
+                                     ctx.prepared["output_axes"]])
         fp32, facts, cached = _cached(ctx, key, lambda out: export_onnx(
-            module, spec.inputs, sample, out, spec.export, ctx.prepared["output_names"]))
+            module, spec.inputs, sample, out, spec.export, ctx.prepared["output_names"], ctx.prepared["output_axes"]))
         info.update(facts, export_cached=cached)
     if precision not in ("fp16", "int8"):
         return fp32, info
@@ -184,6 +185,9 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
         artifact = Artifact(onnx_path=path, inputs=ctx.spec.inputs)
     items = ctx.splits.eval.at_shape(ctx.spec.inputs, v.dims)
     artifact.sample = next(items.batches(v.batch_size))[0]
+    row["fed_shapes"] = {k: list(np_shape(x)) for k, x in artifact.sample.items()}  # what this variant is fed
+    if items.fitted:
+        row["settings"]["data_fit"] = items.fitted
     artifact.cache_dir = ctx.cache.root
     artifact.cache = ctx.cache
     artifact.points = points(ctx.spec)
@@ -291,19 +295,19 @@ def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifac
 def judge_variant(ctx: Context, v: Variant, session: Any, items: Any) -> dict:
     """Every output of the variant on the eval items against the reference's: per output and part, the worst
     of them in the flat columns (see :func:`optbench.measure.drift.judge_outputs`)."""
-    from optbench.measure.drift import judge_outputs
-    from optbench.measure.tasks import TaskContext
-    from optbench.outputs import build_views, concat_items, item_major
+    from optbench.outputs import concat_items, item_major
 
     names, axes = ctx.prepared["output_names"], ctx.prepared.get("output_axes")
+    refs = load_reference(ctx.run_dir, v.dims)
+    ref_kinds = {k: r.dtype for k, r in refs.items()}
     chunks = []
     for feeds, real in items.batches(v.batch_size):
         out = session.infer(feeds)
         if list(out) != names and len(out) == len(names):  # torch sessions name outputs by position
             out = dict(zip(names, out.values()))
+        out = {k: _as_reference_kind(x, ref_kinds.get(k)) for k, x in out.items()}
         chunks.append((item_major(out, axes), real))
     outputs = concat_items(chunks)
-    refs = load_reference(ctx.run_dir, v.dims)
     for name, ref in refs.items():
         if name not in outputs:
             raise RuntimeError(f"the variant returns no output '{name}' (it returns {list(outputs)})")
@@ -311,8 +315,43 @@ def judge_variant(ctx: Context, v: Variant, session: Any, items: Any) -> dict:
             raise RuntimeError(f"output '{name}' has shape {outputs[name].shape[1:]} per item where the reference's "
                                f"is {ref.shape[1:]}")
     labels = ctx.splits.eval.labels
-    views = build_views(ctx.spec, refs, labels)
-    return judge_outputs(outputs, refs, views, labels, TaskContext(Path(ctx.prepared["model_path"]), ctx.spec_dir))
+    return judge_all(ctx.spec, ctx.spec_dir, outputs, refs, labels, Path(ctx.prepared["model_path"]))
+
+
+def judge_all(spec: Any, spec_dir: Path, outputs: dict, refs: dict, labels: Any, model_path: Path) -> dict:
+    """Every view judged (after the spec's model-level hook, applied to both sides alike); with a hook, the raw
+    outputs' drift is kept beside (``raw_outputs``)."""
+    from optbench.measure.drift import _drift, judge_outputs, postprocess_outputs
+    from optbench.measure.tasks import TaskContext
+    from optbench.outputs import build_views
+
+    raw = {}
+    if spec.postprocess_outputs:
+        raw = {k: _drift(outputs[k], r) for k, r in refs.items() if r.dtype.kind not in "iub"}
+        outputs = postprocess_outputs(spec.postprocess_outputs, outputs, spec_dir)
+        refs = postprocess_outputs(spec.postprocess_outputs, refs, spec_dir)
+    views = build_views(spec, refs, labels)
+    judged = judge_outputs(outputs, refs, views, labels, TaskContext(model_path, spec_dir))
+    if spec.postprocess_outputs:
+        judged["raw_outputs"] = raw
+        judged["drift_after_postprocess"] = ["postprocess_outputs"] + judged["drift_after_postprocess"]
+    return judged
+
+
+def _as_reference_kind(x: Any, ref_dtype: Any) -> Any:
+    """Integer and boolean reference outputs are compared exactly: a backend that returned them as floats
+    (an engine's int32 ids cast to float) is read back in the reference's type."""
+    import numpy as np
+
+    if ref_dtype is None or np.dtype(ref_dtype).kind not in "iub" or np.asarray(x).dtype.kind not in "fc":
+        return x
+    return np.rint(np.asarray(x)).astype(ref_dtype)
+
+
+def np_shape(x: Any) -> tuple:
+    import numpy as np
+
+    return np.shape(x)
 
 
 def session_peak(session: Any) -> int | None:

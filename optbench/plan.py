@@ -70,10 +70,16 @@ def _digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
-def plan(spec: Spec, mode: str = "run") -> list[Variant]:
+def plan(spec: Spec, mode: str = "run", fixed_batch: tuple[int | None, str] = (None, "")) -> list[Variant]:
     """Every combination of transform × precision (× int8 settings) × backend × batch × shape. ``mode`` "build"
     plans for ``optbench build``: a backend that can build here but not run (an engine builder with no GPU)
-    is planned, not skipped."""
+    is planned, not skipped. ``fixed_batch``: the batch the model fixes, and why; other batch sizes are skipped
+    (and a spec that lists only those is an error)."""
+    fixed, why = fixed_batch
+    if fixed is not None and fixed not in {b for b, _ in points(spec)}:
+        raise SpecError(f"the model's batch is fixed at {fixed} ({why}), and the spec plans no batch of {fixed}",
+                        field="variants.batch_size", expected=f"[{fixed}]",
+                        found=str(sorted({b for b, _ in points(spec)})))
     variants: list[Variant] = []
     # ids hash what a variant is made of; settings at their defaults are left out of the hash, so adding a new
     # option to a backend or transform does not rename the variants of every existing spec
@@ -94,6 +100,8 @@ def plan(spec: Spec, mode: str = "run") -> list[Variant]:
                     qd = q.model_dump(mode="json") if q else None
                     target = Target(precision, device, batch, dims, tname, qd, spec.model.source)
                     reason = unavailable or cls.skip_reason(target, options)
+                    if fixed is not None and batch != fixed:
+                        reason = f"the model's batch is fixed at {fixed} ({why})"
                     if reason is None and isinstance(transform, TransformSpec) and spec.model.source == "onnx":
                         reason = "transforms need a torch model; this model is an ONNX file"
                     prec_label = precision + (f"-{int8_label(q)}" if q else "")

@@ -19,7 +19,7 @@ import yaml
 
 from optbench.cache import ArtifactCache
 from optbench.env import collect_env, host_summary
-from optbench.errors import Interrupted, OptbenchError, RunDirError
+from optbench.errors import Interrupted, OptbenchError, RunDirError, SpecError
 from optbench.plan import Variant, plan
 from optbench.spec.models import Spec
 from optbench.store import SCHEMA_VERSION, append_row, final_rows, repair_tail, write_csv
@@ -149,7 +149,9 @@ def open_run_dir(spec: Spec, variants: list[Variant], opts: RunOptions) -> dict[
 
 
 def run_sweep(spec: Spec, opts: RunOptions) -> Path:
-    variants = plan(spec, opts.mode)
+    from optbench.interpret import model_fixed_batch
+
+    variants = plan(spec, opts.mode, fixed_batch=model_fixed_batch(spec, opts.spec_path))
     done = open_run_dir(spec, variants, opts)
     try:
         return _sweep(spec, opts, variants, done)
@@ -181,7 +183,10 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
         return opts.run_dir / "logs" / f"{v.id}.log"
 
     def record(v: Variant, row: dict) -> None:
-        append_row(opts.run_dir, {**base, **_variant_cols(v, spec), **row,
+        read = (prepared or {}).get("interpretation")
+        if read and read.get("warnings") and row.get("status") not in ("skipped", None):
+            row = {**row, "warnings": list(row.get("warnings") or []) + list(read["warnings"])}
+        append_row(opts.run_dir, {**base, **_variant_cols(v, spec), **row, "interpretation": read,
                                   "reference": (prepared or {}).get("reference")})
         progress.step(v.id, row["status"], ran=v.status != "skipped")
 
@@ -404,6 +409,8 @@ def _prepare(spec: Spec, opts: RunOptions, cache: ArtifactCache) -> dict:
     log.parent.mkdir(exist_ok=True)
     result, proc = spawn(_job(spec, opts, cache, "prepare"), spec.measure.timeout_s, None, log,
                          spec.measure.rss_limit_mb)
+    if result is not None and result.get("status") == "failed" and result.get("user_error"):
+        raise SpecError(result["error"])  # the spec must say what the model cannot show (one line, exit 2)
     if result is None or result.get("status") == "failed":
         why = (result or {}).get("error") or proc.get("killed_for") or _crash_reason(proc, spec.measure.timeout_s)
         tail = "" if result else f"; log tail: {_tail(log, 300)!r}"
@@ -411,6 +418,12 @@ def _prepare(spec: Spec, opts: RunOptions, cache: ArtifactCache) -> dict:
     (opts.run_dir / "work" / "prepare.json").write_text(json.dumps(result))
     public = {k: v for k, v in result.items() if k != "model_path"}
     (opts.run_dir / "reference.json").write_text(json.dumps(public, indent=2))
+    if not opts.quiet:
+        from optbench.interpret import load as load_interpretation
+
+        interp = load_interpretation(opts.run_dir)
+        if interp is not None:
+            print("how optbench reads the model:\n" + interp.table(), flush=True)
     return result
 
 

@@ -119,40 +119,64 @@ def prepare(job: dict) -> dict:
         names = list(infer(next(splits.eval.batches(1))[0]))
         info["output_names"] = loaded.output_names if len(loaded.output_names) == len(names) and \
             loaded.output_names != ["output"] else names
-        info["output_axes"] = {n: 0 for n in info["output_names"]}
         infer = _renamed(infer, info["output_names"])
+        graph = None
     else:
-        from optbench.outputs import onnx_output_axes
+        from optbench.interpret import graph_facts
 
         info.update(model_path=str(loaded.onnx_path), output_names=loaded.output_names,
-                    output_axes=onnx_output_axes(loaded.onnx_path, spec.inputs),
                     reference="onnxruntime fp32 cpu of the ONNX file as given (no torch model: no noise floor)")
         infer = _ort_infer(loaded.onnx_path)
+        graph = graph_facts(loaded.onnx_path)
+    interp = interpret_model(spec, splits, infer, graph)
+    save_interpretation(run_dir, interp)
+    print("how optbench reads the model:\n" + interp.table(), flush=True)
+    info.update(output_axes=interp.output_axes(), interpretation=interp.compact(),
+                reference_batch=reference_batch(spec, interp))
     info.update(_reference_pass(spec, spec_dir, splits, infer, info, work))
     return info
 
 
+def interpret_model(spec: Spec, splits: Splits, infer, graph: dict | None):
+    """The model read at its first shape point (see :mod:`optbench.interpret`)."""
+    from optbench.interpret import read_model
+
+    first = _all_dims(spec)[0]
+    return read_model(spec, infer, splits.eval.at_shape(spec.inputs, first), graph,
+                      lambda b, dims: splits.eval.at_shape(spec.inputs, dims))
+
+
+def save_interpretation(run_dir: Path, interp) -> None:
+    from optbench.interpret import save
+
+    save(run_dir, interp)
+
+
+def reference_batch(spec: Spec, interp) -> int:
+    """The batch the reference runs at: the model's fixed batch, 1 without a batch axis, else REF_BATCH."""
+    if interp.fixed_batch is not None:
+        return interp.fixed_batch
+    return REF_BATCH if interp.batch == "dynamic" else 1
+
+
 def _reference_pass(spec: Spec, spec_dir: Path, splits: Splits, infer, info: dict, work: Path) -> dict:
     """Reference outputs per shape; a shape the model rejects fails only that shape's variants."""
-    from optbench.measure.drift import judge_outputs
-    from optbench.measure.tasks import TaskContext
-    from optbench.outputs import build_views
+    from optbench.pipeline import judge_all
 
     refs: dict[str, np.ndarray] = {}
     errors: dict[str, str] = {}
     tasks: dict[str, Any] = {}
-    batch = REF_BATCH if any(i.batch_axis is not None for i in spec.inputs) else 1
+    batch = info["reference_batch"]
     for dims in _all_dims(spec):
         items = splits.eval.at_shape(spec.inputs, dims)
         try:
             out = reference_outputs(infer, items, batch, info["output_axes"])
         except Exception as e:  # the model rejects this shape: its variants fail with this reason
-            errors[dims_key(dims)] = f"the reference failed at shape {dims or 'static'}: " + \
-                f"{e.__class__.__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+            errors[dims_key(dims)] = f"the reference failed at shape {dims or 'static'} (batch {batch}): " + \
+                f"{e.__class__.__name__}: {' '.join(str(e).split())[:600]}"
             continue
-        views = build_views(spec, out, splits.eval.labels)  # validates the spec's outputs against the model
-        judged = judge_outputs(out, out, views, splits.eval.labels,
-                               TaskContext(Path(info["model_path"]), spec_dir))
+        # validates the spec's outputs against the model, and gives the reference's own task metrics
+        judged = judge_all(spec, spec_dir, out, out, splits.eval.labels, Path(info["model_path"]))
         tasks[dims_key(dims)] = {k: {m: v for m, v in met.items() if m.startswith(("task_", "ctc_label", "det_map"))}
                                  for k, met in judged["outputs"].items()}
         refs.update({ref_key(dims, k): v for k, v in out.items()})
@@ -197,8 +221,10 @@ def _ort_infer(path):
     outputs = [o.name for o in sess.get_outputs()]
 
     def infer(feeds):
+        from optbench.backends.base import host_array
+
         values = sess.run(outputs, {k: v for k, v in feeds.items() if k in names})
-        return {n: np.asarray(v, dtype=np.float32) for n, v in zip(outputs, values)}
+        return {n: host_array(v) for n, v in zip(outputs, values)}
     return infer
 
 

@@ -27,6 +27,13 @@ def _steady(r):
     if r.get("samples_ms"):
         r["latency_ms_rounds"] = [r["latency_ms_p50"] * (1 + 0.002 * i) for i in range(5)]
         r["busy"] = None
+        r["timing_processes"] = 3  # rounds over as many worker processes as the gate needs
+    return r
+
+
+def _one_process(r):
+    r = _steady(r)
+    r["timing_processes"] = 1
     return r
 
 
@@ -75,6 +82,20 @@ def test_planted_slowdown_fails_and_jitter_passes(small_run, tmp_path, capsys):
     assert main(["check", str(jitter), "--baseline", str(base)]) == 0
     out = capsys.readouterr().out
     assert "latency: 18 same, 0 faster, 0 slower, 0 inconclusive" in out
+
+
+def test_one_process_a_side_is_inconclusive_below_the_process_shift(small_run, tmp_path, capsys):
+    """Rows timed in one worker process (the default) cannot see between-process shifts: a 1.3x difference is
+    inconclusive and says how to settle it; a 2x one is still slower."""
+    base = _copy(small_run, tmp_path, "one", _one_process)
+    slow = _copy(base, tmp_path, "one-slow", _scale(1.3))
+    assert main(["check", str(slow), "--baseline", str(base)]) == 0
+    out = capsys.readouterr().out
+    assert "0 slower, 18 inconclusive" in out and "Set measure.processes: 3 in both runs" in out
+    assert main(["check", str(slow), "--baseline", str(base), "--strict"]) == 1
+    twice = _copy(base, tmp_path, "one-twice", _scale(2.0))
+    assert main(["check", str(twice), "--baseline", str(base)]) == 1
+    assert "latency: 0 same, 0 faster, 18 slower" in capsys.readouterr().out
 
 
 def test_busy_and_noisy_candidates_are_inconclusive_and_fail_only_under_strict(small_run, tmp_path, capsys):

@@ -23,7 +23,8 @@ class Tiny(torch.nn.Module):
 def test_export_dynamic_axes_and_fp16_keeps_io_and_fragile_ops(tmp_path):
     torch.manual_seed(0)
     inputs = [InputSpec(name="x", shape=["batch", "seq", 16])]
-    assert dynamic_axes(inputs, ["out"]) == {"x": {0: "batch", 1: "seq"}, "out": {0: "batch"}}
+    assert dynamic_axes(inputs, ["out"], {"out": 0}) == {"x": {0: "batch", 1: "seq"}, "out": {0: "batch"}}
+    assert dynamic_axes(inputs, ["out"], {"out": 1})["out"] == {1: "batch"}  # a time-major output, as read
     x = np.random.default_rng(0).standard_normal((2, 5, 16)).astype(np.float32)
     info = export_onnx(Tiny().eval(), inputs, {"x": x}, tmp_path / "m.onnx", ExportSettings(opset=17, simplify=True), ["out"])
     assert info["simplified"] is True

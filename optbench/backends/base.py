@@ -69,7 +69,8 @@ class Session(ABC):
 
     @abstractmethod
     def to_numpy(self, result: Any) -> dict[str, np.ndarray]:
-        """Every output of the model by name, in the model's order, as float32 host arrays."""
+        """Every output of the model by name, in the model's order, as host arrays: floats as float32 (see
+        :func:`host_array`), integer and boolean outputs (class ids after an ArgMax, masks) as they are."""
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = self.run(self.prepare(feeds))
@@ -182,3 +183,10 @@ def get_backend(name: str) -> type[Backend]:
 def all_backends() -> dict[str, type[Backend]]:
     _discover()
     return dict(sorted(_REGISTRY.items()))
+
+
+def host_array(value: Any) -> np.ndarray:
+    """A backend's output on the host: float32 for any float type, integer and boolean outputs unchanged (an
+    ArgMax's class ids are judged by exact match, which a float cast would blur into a cosine)."""
+    arr = np.asarray(value)
+    return arr.astype(np.float32, copy=False) if arr.dtype.kind in "fc" or arr.dtype.name == "bfloat16" else arr

@@ -7,7 +7,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from optbench.backends.base import Artifact, Backend, Session, Target, register
+from optbench.backends.base import Artifact, Backend, Session, Target, host_array, register
 
 
 class OrtOptions(BaseModel):
@@ -92,7 +92,7 @@ class OrtSession(Session):
 
     def to_numpy(self, result: Any) -> dict[str, np.ndarray]:
         values = result if self.device == "cpu" else [o.numpy() for o in result.get_outputs()]
-        return {n: np.asarray(v).astype(np.float32) for n, v in zip(self.output_names, values)}
+        return {n: host_array(v) for n, v in zip(self.output_names, values)}
 
     def close(self) -> None:
         self.sess = None

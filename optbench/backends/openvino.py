@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from optbench.backends.base import Artifact, Backend, Session, Target, artifact_cache, register
+from optbench.backends.base import Artifact, Backend, Session, Target, artifact_cache, host_array, register
 
 
 class OvOptions(BaseModel):
@@ -64,7 +64,7 @@ class OvSession(Session):
         return self.request.infer(bound, share_inputs=True, share_outputs=False)
 
     def to_numpy(self, result: Any) -> dict[str, np.ndarray]:
-        return {n: np.asarray(result[o], dtype=np.float32) for n, o in zip(self.names, self.outputs)}
+        return {n: host_array(result[o]) for n, o in zip(self.names, self.outputs)}
 
     def close(self) -> None:
         self.request = self.compiled = None

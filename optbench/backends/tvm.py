@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from optbench.backends.base import Artifact, Backend, Session, Target, artifact_cache, register
+from optbench.backends.base import Artifact, Backend, Session, Target, artifact_cache, host_array, register
 
 
 class TvmOptions(BaseModel):
@@ -54,7 +54,7 @@ class TvmSession(Session):
 
     def to_numpy(self, result: Any) -> dict[str, np.ndarray]:
         values = [result] if hasattr(result, "numpy") else list(result)
-        return {n: np.asarray(v.numpy(), dtype=np.float32) for n, v in zip(self.output_names, values)}
+        return {n: host_array(v.numpy()) for n, v in zip(self.output_names, values)}
 
     def close(self) -> None:
         self.vm = None

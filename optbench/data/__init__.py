@@ -44,13 +44,15 @@ class Items:
     inputs: dict[str, np.ndarray]
     labels: np.ndarray | None = None
     feed: list[Feed] | None = None
+    fit: str = "crop"                       # how data meets a shape point it does not match (spec data.fit)
+    fitted: dict[str, str] | None = None    # input -> how its data was fitted to this point ("cropped 224 -> 200")
 
     def __len__(self) -> int:
         return len(next(iter(self.inputs.values()))) if self.inputs else 0
 
     def take(self, index: np.ndarray) -> Items:
         labels = None if self.labels is None else self.labels[index]
-        return Items({k: v[index] for k, v in self.inputs.items()}, labels, self.feed)
+        return Items({k: v[index] for k, v in self.inputs.items()}, labels, self.feed, self.fit)
 
     def batches(self, size: int):
         """Yield (feeds, n_real) with every batch exactly ``size`` items (the last one padded by repetition)."""
@@ -75,16 +77,49 @@ class Items:
         return out
 
     def at_shape(self, inputs: list[InputSpec], dims: dict[str, int]) -> Items:
-        """Slice symbolic dims other than batch to the values in ``dims``."""
-        out = {}
+        """The items at a shape point: each symbolic dim other than batch made ``dims[d]`` long by the data's fit
+        policy (crop: the first elements; pad: zeros after them; resize: linear resampling). A point longer than
+        the data is an error unless the policy pads or resizes."""
+        out, fitted = {}, {}
         for spec in inputs:
             if spec.name not in self.inputs:
                 continue
-            index = [slice(None)]
-            for d in spec.item_shape:
-                index.append(slice(0, dims[d]) if isinstance(d, str) and d in dims else slice(None))
-            out[spec.name] = self.inputs[spec.name][tuple(index)]
-        return Items(out, self.labels, self.feed)
+            arr = self.inputs[spec.name]
+            notes = []
+            for axis, d in enumerate(spec.item_shape, start=1):
+                if isinstance(d, str) and d in dims and arr.shape[axis] != dims[d]:
+                    have = arr.shape[axis]
+                    arr, how = fit_axis(arr, axis, dims[d], self.fit, f"input '{spec.name}' dim '{d}'")
+                    notes.append(f"{d}: {how} {have} -> {dims[d]}")
+            out[spec.name] = arr
+            if notes:
+                fitted[spec.name] = ", ".join(notes)
+        return Items(out, self.labels, self.feed, self.fit, fitted)
+
+
+def fit_axis(arr: np.ndarray, axis: int, want: int, policy: str, what: str) -> tuple[np.ndarray, str]:
+    """``arr`` made ``want`` long along ``axis``; returns it and what was done (cropped, padded, resized)."""
+    have = arr.shape[axis]
+    if policy == "resize":
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise SpecError(f"{what}: data.fit 'resize' resamples float data, this input is {arr.dtype}",
+                            field="data.fit", expected="pad or crop for integer data", found="resize")
+        from scipy.ndimage import zoom
+
+        factors = [1.0] * arr.ndim
+        factors[axis] = want / have
+        out = zoom(arr, factors, order=1, grid_mode=True, mode="nearest").astype(arr.dtype)
+        return out, "resized"
+    if want < have:
+        index = [slice(None)] * arr.ndim
+        index[axis] = slice(0, want)
+        return arr[tuple(index)], "cropped"
+    if policy == "pad":
+        pad = [(0, 0)] * arr.ndim
+        pad[axis] = (0, want - have)
+        return np.pad(arr, pad), "padded"
+    raise SpecError(f"{what}: the shape point asks for {want} but the data holds {have}", field="variants.shapes",
+                    expected=f"a point of at most {have}, or data.fit: pad | resize", found=str(want))
 
 
 @dataclass
@@ -111,6 +146,7 @@ def load_splits(spec: Spec, spec_dir: Path, tokenizer=None) -> Splits:
     _check_inputs(items, spec)
     items.inputs = {i.name: items.inputs[i.name] for i in spec.inputs if i.value is None}  # extra arrays dropped
     items.feed = feeds_of(spec.inputs)
+    items.fit = d.fit
     n = len(items)
     if n < d.eval + d.calibration + (d.train or 0):
         raise SpecError(f"data source '{d.source}' has {n} items, fewer than eval+calibration+train", field="data",

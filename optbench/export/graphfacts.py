@@ -46,16 +46,7 @@ def int8_facts(path: Path) -> dict[str, Any]:
         elif n.op_type == "QuantizeLinear" and n.input[0] in inits and inits[n.input[0]].data_type == 1 \
                 and len(inits[n.input[0]].dims) >= 2:
             runtime_quantized += 1
-    quantized_nodes, total = 0, 0
-    for n in g.node:
-        if n.op_type in INTEGER_OPS:
-            quantized_nodes += 1
-            total += 1
-        elif n.op_type in COMPUTE_OPS:
-            total += 1
-            src = producer.get(n.input[1]) if len(n.input) > 1 else None
-            if src is not None and src.op_type == "DequantizeLinear" and src.input[0] in weights:
-                quantized_nodes += 1
+    quantized_nodes, total, float_ops = _weight_ops(g, inits, producer, weights)
     q_elems = sum(_size(inits[w]) for w in weights)
     f_elems = sum(_size(i) for i in g.initializer if i.data_type in (1, 10) and len(i.dims) >= 2)
     dtypes = sorted({d for d, _ in weights.values()})
@@ -69,13 +60,55 @@ def int8_facts(path: Path) -> dict[str, Any]:
         "runtime_quantized_weights": runtime_quantized,
         "other_constants_quantized": other_constants,
     }
+    if float_ops:
+        facts["float_weight_ops"] = float_ops
     warnings = []
+    if float_ops:
+        total_elems = q_elems + f_elems
+        worst = ", ".join(f"{op} x{c['nodes']} ({c['weight_elements'] / total_elems:.0%} of the weights)"
+                          for op, c in sorted(float_ops.items(), key=lambda x: -x[1]["weight_elements"])[:3]) \
+            if total_elems else ", ".join(float_ops)
+        warnings.append(f"ops holding weights left in float: {worst}")
     if runtime_quantized:
         warnings.append(f"{runtime_quantized} float weights are quantized at run time (QuantizeLinear on weights)")
     if not weights:
         warnings.append("the int8 graph holds no int8 weights")
     facts["warnings"] = warnings
     return facts
+
+
+def _weight_ops(g: Any, inits: dict, producer: dict, weights: dict) -> tuple[int, int, dict]:
+    """Quantized ops out of every op that holds weights (a float initializer of rank >= 2, directly or through a
+    Cast/DequantizeLinear), not only Conv/MatMul/Gemm: an LSTM left in float counts against the share. Also the
+    float ones by op type, with their weight elements."""
+    def weight_of(x: str) -> tuple[str, bool] | None:
+        """(initializer, quantized) feeding input ``x``."""
+        if x in inits and inits[x].data_type in (1, 10, 16) and len(inits[x].dims) >= 2:
+            return x, False
+        src = producer.get(x)
+        if src is not None and src.op_type in ("DequantizeLinear", "Cast") and src.input[0] in inits:
+            return src.input[0], src.op_type == "DequantizeLinear" and inits[src.input[0]].data_type in _INT8
+        return None
+
+    quantized, total, floats = 0, 0, {}
+    for n in g.node:
+        if n.op_type in ("DequantizeLinear", "QuantizeLinear", "Cast", "Reshape", "Transpose", "Identity"):
+            continue
+        if n.op_type in INTEGER_OPS or n.op_type in ("DynamicQuantizeLSTM", "QGemm", "QAttention"):
+            quantized += 1
+            total += 1
+            continue
+        held = [w for w in (weight_of(x) for x in n.input) if w is not None]
+        if not held:
+            continue
+        total += 1
+        if any(q for _, q in held):
+            quantized += 1
+        else:
+            entry = floats.setdefault(n.op_type, {"nodes": 0, "weight_elements": 0})
+            entry["nodes"] += 1
+            entry["weight_elements"] += sum(_size(inits[w]) for w, _ in held)
+    return quantized, total, floats
 
 
 def _mixed(weights: dict) -> str:

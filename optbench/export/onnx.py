@@ -11,16 +11,21 @@ import numpy as np
 from optbench.spec.models import ExportSettings, InputSpec
 
 
-def dynamic_axes(inputs: list[InputSpec], output_names: list[str]) -> dict[str, dict[int, str]]:
+def dynamic_axes(inputs: list[InputSpec], output_names: list[str],
+                 output_axes: dict[str, Any] | None = None) -> dict[str, dict[int, str]]:
+    """Dynamic axes of the export: the inputs' symbolic dims, and each output's batch axis as the model's
+    interpretation read it (a time-major output keeps its batch on axis 1), never axis 0 by assumption."""
     axes = {i.name: {ax: d for ax, d in enumerate(i.shape) if isinstance(d, str)} for i in inputs}
-    batch = any(i.shape and i.shape[0] == "batch" for i in inputs)
+    batch = any(i.batch_axis is not None for i in inputs)
     for name in output_names:
-        axes[name] = {0: "batch"} if batch else {}
+        axis = (output_axes or {}).get(name)
+        axes[name] = {axis: "batch"} if batch and isinstance(axis, int) else {}
     return {k: v for k, v in axes.items() if v}
 
 
 def export_onnx(module: Any, inputs: list[InputSpec], sample: dict[str, np.ndarray], path: Path,
-                settings: ExportSettings, output_names: list[str]) -> dict[str, Any]:
+                settings: ExportSettings, output_names: list[str],
+                output_axes: dict[str, Any] | None = None) -> dict[str, Any]:
     """Export ``module`` to ``path``; returns what was done (exporter, simplification) for the row."""
     import onnx
     import torch
@@ -30,7 +35,7 @@ def export_onnx(module: Any, inputs: list[InputSpec], sample: dict[str, np.ndarr
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, args, str(path), input_names=[i.name for i in inputs],
-                          output_names=output_names, dynamic_axes=dynamic_axes(inputs, output_names),
+                          output_names=output_names, dynamic_axes=dynamic_axes(inputs, output_names, output_axes),
                           opset_version=settings.opset, do_constant_folding=True, dynamo=False)
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto)

@@ -80,32 +80,55 @@ def judge_outputs(outs: dict[str, np.ndarray], refs: dict[str, np.ndarray], view
                   ctx) -> dict:
     """Drift, the degenerate-output guard and task metrics per view; flat columns hold the worst view.
 
-    Returns ``{"outputs": {label: metrics}, <flat worst metrics>, "worst_output": label, "collapsed": [...]}``."""
-    from optbench.measure.tasks import LOWER_BETTER, evaluate
+    Float outputs get drift (rel. L2, cosine, ...); integer and boolean outputs (class ids, masks) get exact-match
+    rates instead, since a cosine between class ids means nothing. Where a ``postprocess`` hook transformed a
+    view, its drift columns describe the transformed arrays (``drift_after_postprocess``) and ``raw_drift_*``
+    keep the drift of the model's own output.
 
+    Returns ``{"outputs": {label: metrics}, <flat worst metrics>, "worst_output": label, "collapsed": [...]}``."""
+    import dataclasses
+
+    from optbench.measure.tasks import LOWER_BETTER, evaluate, exact
+
+    if getattr(ctx, "arrays", None) is None and dataclasses.is_dataclass(ctx):
+        ctx = dataclasses.replace(ctx, arrays=(outs, refs))
     per: dict[str, dict] = {}
     for v in views:
         o, r = v.select(outs), v.select(refs)
+        m: dict = {}
         if v.postprocess:
+            m.update({f"raw_{k}": val for k, val in _drift(o, r).items()})
             o, r = _post(v.postprocess, o, ctx), _post(v.postprocess, r, ctx)
-        m: dict = {k: val for k, val in drift_metrics(o, r).items() if k.startswith("drift_")}
+            m["drift_after_postprocess"] = True
+        if r.dtype.kind in "iub":
+            m.update(exact(o, r))
+        else:
+            m.update(_drift(o, r))
         m["collapsed"] = collapsed(o, r)
         if v.task is not None:
             m["task"] = v.task.kind
-            if np.isfinite(o).all():
+            if r.dtype.kind in "iub" or np.isfinite(o).all():
                 m.update(evaluate(v.task, o, r, labels, ctx, v.parts))
         per[v.label] = m
-    flat: dict = {"outputs": per, "collapsed": [f"{k}: {m['collapsed']}" for k, m in per.items() if m["collapsed"]]}
-    for key in sorted({k for m in per.values() for k in m if k not in ("collapsed", "task")}):
+    flat: dict = {"outputs": per, "collapsed": [f"{k}: {m['collapsed']}" for k, m in per.items() if m["collapsed"]],
+                  "drift_after_postprocess": sorted(k for k, m in per.items() if m.get("drift_after_postprocess"))}
+    skip = ("collapsed", "task", "drift_after_postprocess")
+    for key in sorted({k for m in per.values() for k in m if k not in skip}):
         vals = [(m[key], label) for label, m in per.items() if m.get(key) is not None]
         if not vals:
             flat[key] = None
             continue
         nan = [x for x in vals if isinstance(x[0], float) and np.isnan(x[0])]
         flat[key] = nan[0][0] if nan else (max(vals) if key in LOWER_BETTER else min(vals))[0]
-    rel = [(m["drift_rel_l2"], label) for label, m in per.items()]
+    rel = [(m["drift_rel_l2"], label) for label, m in per.items() if "drift_rel_l2" in m]
+    rel += [(1.0 - m["exact_element_rate"], label) for label, m in per.items() if "exact_element_rate" in m]
     flat["worst_output"] = max(rel, key=lambda x: (np.nan_to_num(x[0], nan=np.inf), x[1]))[1] if rel else None
     return flat
+
+
+def _drift(o: np.ndarray, r: np.ndarray) -> dict:
+    return {k: val for k, val in drift_metrics(o.astype(np.float64, copy=False), r.astype(np.float64, copy=False)).items()
+            if k.startswith("drift_")}
 
 
 def _post(hook: str, arr: np.ndarray, ctx) -> np.ndarray:
@@ -114,4 +137,26 @@ def _post(hook: str, arr: np.ndarray, ctx) -> np.ndarray:
     from optbench.models import import_entrypoint
 
     fn = import_entrypoint(hook, ctx.spec_dir or Path("."), field="outputs.postprocess")
-    return np.asarray(fn(arr))
+    return np.asarray(fn(arr.copy()))  # a copy: a hook that works in place never touches the reference
+
+
+def postprocess_outputs(hook: str | None, arrays: dict[str, np.ndarray], spec_dir) -> dict[str, np.ndarray]:
+    """The spec's model-level hook over every (item-major) output at once; copies in, arrays out."""
+    if not hook:
+        return arrays
+    from pathlib import Path
+
+    from optbench.errors import SpecError
+    from optbench.models import import_entrypoint
+
+    fn = import_entrypoint(hook, Path(spec_dir or "."), field="postprocess_outputs")
+    result = fn({k: v.copy() for k, v in arrays.items()})
+    if not isinstance(result, dict) or not result:
+        raise SpecError(f"postprocess_outputs {hook} returned {type(result).__name__}, not a dict of arrays",
+                        field="postprocess_outputs")
+    out = {str(k): np.asarray(v) for k, v in result.items()}
+    n = len(next(iter(arrays.values())))
+    if bad := [k for k, v in out.items() if v.ndim == 0 or len(v) != n]:
+        raise SpecError(f"postprocess_outputs {hook} returned {bad} without one entry per item ({n} items)",
+                        field="postprocess_outputs")
+    return out

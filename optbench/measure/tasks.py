@@ -18,8 +18,10 @@ import numpy as np
 _TASKS: dict[str, Callable[..., dict[str, float | None]]] = {}
 
 # metrics whose smaller value is better (every other task metric: larger is better)
-LOWER_BETTER = {"drift_rel_l2", "drift_max_abs", "drift_mean_abs", "ctc_cer", "ctc_label_cer"}
+LOWER_BETTER = {"drift_rel_l2", "drift_max_abs", "drift_mean_abs", "ctc_cer", "ctc_label_cer",
+                "raw_drift_rel_l2", "raw_drift_max_abs", "raw_drift_mean_abs"}
 TASK_METRICS = {
+    "exact": ["exact_element_rate", "exact_item_rate"],  # integer and boolean outputs, always
     "classification": ["top1_agreement", "topk_agreement", "task_accuracy"],
     "detection": ["det_precision", "det_recall", "det_f1", "det_map50"],
     "ctc": ["ctc_exact_rate", "ctc_cer", "ctc_label_exact_rate", "ctc_label_cer"],
@@ -34,6 +36,7 @@ class TaskContext:
 
     model_path: Path | None = None
     spec_dir: Path | None = None
+    arrays: tuple[dict, dict] | None = None  # every (variant, reference) output, for tasks over two outputs (detr)
 
 
 def task(kind: str):
@@ -96,13 +99,59 @@ def decode_yolov8(pred: np.ndarray, spec, parts: dict) -> tuple[np.ndarray, np.n
     b_rng = parts.get(spec.boxes, (0, 0, 4))[1:]
     s_rng = parts.get(spec.scores, (0, 4, pred.shape[0]))[1:]
     cx, cy, w, h = pred[b_rng[0] : b_rng[1]]
-    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
     cls_scores = pred[s_rng[0] : s_rng[1]]
-    classes, scores = cls_scores.argmax(0), cls_scores.max(0)
+    return _top_k(np.stack([cx, cy, w, h], axis=1), cls_scores.max(0), cls_scores.argmax(0), spec)
+
+
+def decode_yolov5(pred: np.ndarray, spec, parts: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One item (anchors, 5 + classes): cx, cy, w, h, objectness, class scores → top-k after NMS."""
+    cls_scores = pred[:, 5:] * pred[:, 4:5]
+    return _top_k(pred[:, :4], cls_scores.max(1), cls_scores.argmax(1), spec)
+
+
+def decode_detr(logits: np.ndarray, boxes: np.ndarray, spec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One item: (queries, classes) logits and (queries, 4) cx, cy, w, h boxes → top-k (DETR needs no NMS, but
+    duplicates between queries are dropped the same way)."""
+    if spec.detr_scores == "softmax":
+        e = np.exp(logits - logits.max(-1, keepdims=True))
+        probs = (e / e.sum(-1, keepdims=True))[:, :-1]  # the last class is 'no object'
+    elif spec.detr_scores == "sigmoid":
+        probs = 1 / (1 + np.exp(-logits))
+    else:
+        probs = logits
+    return _top_k(boxes, probs.max(1), probs.argmax(1), spec)
+
+
+def _top_k(cxcywh: np.ndarray, scores: np.ndarray, classes: np.ndarray, spec) -> tuple:
+    cx, cy, w, h = cxcywh.T
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
     pre = np.argsort(-scores, kind="stable")[: max(spec.top_k * 30, 300)]  # NMS over the strongest only
     keep = nms(boxes[pre], scores[pre], classes[pre], spec.nms_iou, spec.top_k)
     idx = pre[keep]
     return boxes[idx], scores[idx], classes[idx]
+
+
+def check_layout(spec, out: np.ndarray, parts: dict, boxes: np.ndarray | None = None) -> None:
+    """The output must have the layout its format decodes; a mismatch names expected and found (a YOLOX output
+    decoded as YOLOv8 gives numbers that mean nothing)."""
+    found = f"[b, {', '.join(str(d) for d in out.shape[1:])}]"
+    if spec.format == "yolov8":
+        ok = out.ndim == 3 and out.shape[1] >= 5 and out.shape[2] > out.shape[1]
+        expected = "[b, 4 + classes, anchors] with more anchors than channels"
+        other = "format: yolov5 (or yolox) for [b, anchors, 5 + classes]"
+    elif spec.format in ("yolov5", "yolox"):
+        ok = out.ndim == 3 and out.shape[2] >= 6 and out.shape[1] > out.shape[2]
+        expected = "[b, anchors, 5 + classes] with more anchors than channels"
+        other = "format: yolov8 for [b, 4 + classes, anchors]"
+    else:
+        ok = out.ndim == 3 and boxes is not None and boxes.ndim == 3 and boxes.shape[1] == out.shape[1] \
+            and boxes.shape[2] == 4
+        expected = f"logits [b, queries, classes] and boxes [b, queries, 4] in output '{spec.boxes}'"
+        other = "the output names of the logits and boxes"
+        if boxes is not None:
+            found += f" and boxes [b, {', '.join(str(d) for d in boxes.shape[1:])}]"
+    if not ok:
+        raise ValueError(f"detection format {spec.format} expects {expected}, found {found}; set {other}")
 
 
 def _matches(a: tuple, b: tuple, iou: float) -> int:
@@ -121,12 +170,27 @@ def _matches(a: tuple, b: tuple, iou: float) -> int:
     return hits
 
 
+def _decoder(spec, out, ref, ctx, parts):
+    """Per-item decode functions for the variant and the reference, after the layout check."""
+    if spec.format == "detr":
+        if ctx.arrays is None or spec.boxes not in ctx.arrays[0]:
+            have = sorted(ctx.arrays[0]) if ctx.arrays else []
+            raise ValueError(f"detection format detr: no output '{spec.boxes}' holds the boxes (outputs: {have})")
+        bo, br = ctx.arrays[0][spec.boxes], ctx.arrays[1][spec.boxes]
+        check_layout(spec, ref, parts, br)
+        return (lambda i: decode_detr(out[i], bo[i], spec)), (lambda i: decode_detr(ref[i], br[i], spec))
+    check_layout(spec, ref, parts)
+    fn = decode_yolov8 if spec.format == "yolov8" else decode_yolov5
+    return (lambda i: fn(out[i], spec, parts)), (lambda i: fn(ref[i], spec, parts))
+
+
 @task("detection")
 def detection(spec, out, ref, labels, ctx, parts) -> dict[str, float | None]:
     tp = n_out = n_ref = 0
     dets = []
-    for o, r in zip(out, ref):
-        do, dr = decode_yolov8(o, spec, parts), decode_yolov8(r, spec, parts)
+    mine, theirs = _decoder(spec, out, ref, ctx, parts)
+    for i in range(len(out)):
+        do, dr = mine(i), theirs(i)
         dets.append(do)
         tp += _matches(do, dr, spec.iou)
         n_out, n_ref = n_out + len(do[0]), n_ref + len(dr[0])
@@ -175,8 +239,9 @@ def _average_precision(scored: list[tuple[float, bool]], n_gt: int) -> float:
 
 # ---------------------------------------------------------------- CTC
 def ctc_greedy(probs: np.ndarray, blank: int = 0) -> list[tuple[int, ...]]:
-    """(N, T, C) → per item the class ids of the greedy path: repeats merged, blanks dropped."""
-    best = probs.argmax(-1)
+    """(N, T, C) probabilities, or (N, T) class ids (a graph that ends in ArgMax) → per item the class ids of the
+    greedy path: repeats merged, blanks dropped."""
+    best = probs if probs.ndim == 2 and probs.dtype.kind in "iu" else probs.argmax(-1)
     out = []
     for seq in best:
         keep = np.ones(len(seq), bool)
@@ -242,8 +307,9 @@ def ctc_strings(ids: list[tuple[int, ...]], charset: list[str], blank: int = 0) 
 @task("ctc")
 def ctc(spec, out, ref, labels, ctx, parts) -> dict[str, float | None]:
     got, want = ctc_greedy(out, spec.blank), ctc_greedy(ref, spec.blank)
-    if spec.strip and spec.space:
-        space = out.shape[-1] - 1
+    ids = out.ndim == 2 and out.dtype.kind in "iu"
+    if spec.strip and spec.space and (not ids or spec.charset is not None):
+        space = len(load_charset(spec, ctx)) if ids else out.shape[-1] - 1  # class ids: the charset's size
         got, want = [_trim(g, space) for g in got], [_trim(w, space) for w in want]
     exact, cer = _string_rates(got, want)
     row: dict[str, float | None] = {"ctc_exact_rate": exact, "ctc_cer": cer, "ctc_label_exact_rate": None,
@@ -288,7 +354,17 @@ def custom(spec, out, ref, labels, ctx, parts) -> dict[str, float | None]:
     from optbench.models import import_entrypoint
 
     fn = import_entrypoint(spec.metric, ctx.spec_dir or Path("."), field="outputs.task.metric")
-    values = fn(out, ref, labels)
+    values = fn(out.copy(), ref.copy(), None if labels is None else labels.copy())  # a hook never edits the reference
     if not isinstance(values, dict):
         raise ValueError(f"the metric hook {spec.metric} returned {type(values).__name__}, not a dict")
     return {f"x_{k}": (None if v is None else float(v)) for k, v in values.items()}
+
+
+# ---------------------------------------------------------------- integer and boolean outputs
+def exact(out: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """Class ids, masks, counts: the share of elements equal to the reference's, and of items equal in full."""
+    if out.shape != ref.shape:
+        return {"exact_element_rate": 0.0, "exact_item_rate": 0.0}
+    same = (out == ref).reshape(len(ref), -1)
+    return {"exact_element_rate": float(same.mean()) if same.size else 1.0,
+            "exact_item_rate": float(same.all(1).mean()) if len(same) else 1.0}

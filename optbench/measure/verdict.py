@@ -29,6 +29,12 @@ from dataclasses import dataclass
 import numpy as np
 
 PSEUDO_ROUNDS = 3
+# A worker process's memory layout and core placement move its latency as a whole: on a 2-core VM two same-code
+# runs of one process each came out up to 1.6x apart while their rounds agreed within 1-2 %. The gate sees that
+# spread only over GATE_PROCESSES worker processes a side (measure.processes); with fewer, only a difference
+# beyond PROCESS_SHIFT is called faster or slower, anything smaller is inconclusive and says how to settle it.
+GATE_PROCESSES = 3
+PROCESS_SHIFT = 0.6
 PROBE_SLOW = 0.15  # a round whose machine-speed probe ran this much above the best ran on a slowed machine
 
 
@@ -140,10 +146,22 @@ def decide(candidate: Rounds, baseline: Rounds, effect: float = 0.05) -> Latency
     return LatencyVerdict("inconclusive", ratio, noise, f"noise {noise:.1%} >= difference {abs(d):.1%} ({numbers})")
 
 
+def processes_of(row: dict) -> int:
+    n = row.get("timing_processes")
+    return int(n) if isinstance(n, (int, float)) and n == n and n >= 1 else 1
+
+
 def verdict_for(candidate_row: dict, baseline_row: dict, effect: float) -> LatencyVerdict:
     """The verdict for one variant's rows; notes what older rows lack."""
     c, b = rounds_of(candidate_row), rounds_of(baseline_row)
     v = decide(c, b, effect)
+    procs = min(processes_of(candidate_row), processes_of(baseline_row))
+    if v.word in ("faster", "slower") and procs < GATE_PROCESSES and abs((v.ratio or 1) - 1) <= PROCESS_SHIFT:
+        v = LatencyVerdict("inconclusive", v.ratio, v.noise,
+                           f"timed in {procs} worker process{'es' if procs > 1 else ''} on a side, which cannot see "
+                           f"the between-process shifts (up to {1 + PROCESS_SHIFT:.1f}x seen); only a difference "
+                           f"beyond {PROCESS_SHIFT:.0%} is a verdict then. Set measure.processes: {GATE_PROCESSES} "
+                           f"in both runs to settle it ({v.reason})")
     notes = [f"{side}: {r.note}" for side, r in (("candidate", c), ("baseline", b)) if r.note]
     if notes:
         v = LatencyVerdict(v.word, v.ratio, v.noise, v.reason + "; " + "; ".join(notes))

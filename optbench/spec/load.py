@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any
 
@@ -140,10 +141,14 @@ def _translate(err: ValidationError, data: dict, lines: dict[tuple, int], file: 
     errors = err.errors(include_url=False)
     first = _most_specific(errors)
     loc = _yaml_loc(first["loc"], data)
-    field = ".".join(str(p) for p in loc) or "(top level)"
+    field = ".".join(str(p) for p in loc) or None
     kind, msg = first["type"], first["msg"]
     found = first.get("input")
     more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    if not loc and kind == "value_error":  # a rule across fields: its message names them; no dump of the spec
+        text = msg.removeprefix("Value error, ")
+        key = next((k for k in data if isinstance(data, dict) and re.search(rf"\b{re.escape(str(k))}\b", text)), None)
+        return SpecError(text + more, file=file, line=line_of(lines, (key,)) if key else None)
     if kind == "extra_forbidden":
         key = str(loc[-1])
         parent = _model_at(loc[:-1], data)
@@ -320,7 +325,7 @@ def check_inputs_against_graph(spec: Spec, proto, file: str, line: int | None) -
             if isinstance(g, int) and g > 0 and isinstance(mine, int) and g != mine:
                 raise SpecError(f"input '{inp.name}' axis {axis} is {g} in the graph", file=file, line=line,
                                 field=where, expected=f"{dims} (graph)", found=f"{inp.shape} (spec)")
-            if isinstance(g, int) and g > 1 and isinstance(mine, str):
+            if isinstance(g, int) and g > 1 and isinstance(mine, str) and mine != "batch":  # a fixed batch: plan
                 raise SpecError(f"input '{inp.name}' axis {axis} is fixed at {g} in the graph, the spec makes it "
                                 f"dynamic ('{mine}')", file=file, line=line, field=where,
                                 expected=f"{dims} (graph)", found=f"{inp.shape} (spec)")

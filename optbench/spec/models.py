@@ -116,6 +116,11 @@ class _Splits(Strict):
     calibration: PositiveInt = Field(256, le=1_000_000, description="Items in the calibration split (int8 calibration).")
     eval: PositiveInt = Field(512, le=1_000_000, description="Items in the evaluation split (accuracy drift).")
     train: int | None = Field(None, ge=0, description="Items in the training split (fine-tune, distillation); all the rest when absent.")
+    fit: Literal["crop", "pad", "resize"] = Field(
+        "crop", description="How data meets a shape point of another size along a symbolic dim: crop (the first "
+                            "elements; a point longer than the data is an error), pad (zeros after the data, crop "
+                            "when shorter), resize (linear resampling of float data both ways). Rows record the "
+                            "shape actually fed.")
 
 
 class SyntheticData(_Splits):
@@ -225,9 +230,19 @@ class DetectionTask(Strict):
     kind: Literal["detection"] = Field(description="Decode boxes and scores, NMS, then match the reference's top-k "
                                                    "detections at IoU >= iou: precision/recall/F1; mAP@0.5 against box "
                                                    "labels when the data has them.")
-    format: Literal["yolov8"] = Field("yolov8", description="yolov8: (N, 4 + classes, anchors), boxes cx, cy, w, h.")
-    boxes: str = Field("boxes", description="Part holding the 4 box channels, when the output is split into parts.")
+    format: Literal["yolov8", "yolov5", "yolox", "detr"] = Field(
+        "yolov8", description="The output layout, checked before decoding (a mismatch names expected and found): "
+                              "yolov8/yolov11: (N, 4 + classes, anchors), boxes cx, cy, w, h, class scores; "
+                              "yolov5 and yolox (decoded in the graph): (N, anchors, 5 + classes), boxes cx, cy, w, h, "
+                              "objectness, class scores (score = objectness x class); detr: this output holds the "
+                              "class logits (N, queries, classes) and 'boxes' names the output with the (N, queries, "
+                              "4) cx, cy, w, h boxes.")
+    boxes: str = Field("boxes", description="yolov8: part holding the 4 box channels, when the output is split into "
+                                            "parts; detr: the output holding the boxes.")
     scores: str = Field("scores", description="Part holding the class scores, when the output is split into parts.")
+    detr_scores: Literal["softmax", "sigmoid", "probabilities"] = Field(
+        "softmax", description="detr: how logits become scores: softmax with the last class 'no object' (DETR), "
+                               "sigmoid per class (RT-DETR, Deformable DETR), or already probabilities.")
     top_k: PositiveInt = Field(10, description="Detections kept per item, by score after NMS (no score threshold, so a "
                                                "model that finds little on the data still has boxes to compare).")
     iou: float = Field(0.5, gt=0, le=1, description="IoU at which two detections of one class match.")
@@ -292,6 +307,10 @@ class OutputSpec(Strict):
     postprocess: str | None = Field(None, description="'file.py:fn(array) -> array' applied to variant and reference "
                                                       "alike before judging (e.g. a decode).")
     ignore: bool = Field(False, description="Do not judge this output (e.g. a recurrent state passed through).")
+    batch_axis: int | Literal["none"] | None = Field(
+        None, description="Axis of the model's output that holds the batch, where optbench cannot see it (a static "
+                          "batch of 1, a graph that declares another shape); 'none': the output holds no batch "
+                          "axis. Absent: read from the model at two batch sizes, and checked.")
     budgets: Budgets = Field(default_factory=dict, description=_BUDGETS_DOC)
 
     @model_validator(mode="after")
@@ -387,6 +406,11 @@ class Spec(Strict):
     budgets: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="Accuracy budgets per precision or variant pattern, over configs/budgets.yaml.")
     optional: list[str] = Field(default_factory=list, description="Variant id patterns whose failure is not a violation.")
+    postprocess_outputs: str | None = Field(
+        None, description="'file.py:fn(outputs: dict) -> dict': a model-level hook that sees every output at once "
+                          "(item-major arrays, copies) and returns the outputs to judge (e.g. a multi-head "
+                          "detector's heads decoded to boxes and scores); applied to variant and reference alike. "
+                          "Rows then say drift_after_postprocess.")
     constraints: list[str] = Field(
         default_factory=list, description="Deployment constraints the recommended variant must meet: 'COLUMN OP "
                                           "NUMBER' over row columns in their units, e.g. 'latency_ms_p99 <= 5'.")
