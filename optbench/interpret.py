@@ -68,7 +68,7 @@ class Interpretation:
 
     def compact(self) -> dict:
         """What every row keeps: the batch, each output's axis and evidence, the warnings."""
-        return {"batch": self.batch, "outputs": {o.name: {"batch_axis": o.batch_axis, "evidence": o.evidence}
+        return {"batch": self.batch, "batch_evidence": self.batch_evidence, "outputs": {o.name: {"batch_axis": o.batch_axis, "evidence": o.evidence}
                                                  for o in self.outputs}, "warnings": self.warnings()}
 
     def table(self) -> str:

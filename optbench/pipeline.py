@@ -160,6 +160,11 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
     stage("load")
     if failed := (ctx.prepared.get("reference_errors") or {}).get(dims_key(v.dims)):
         raise RuntimeError(failed)
+    read = ctx.prepared.get("interpretation") or {}
+    if str(read.get("batch", "")).startswith("fixed") and v.batch_size != int(read["batch"].split()[1]):
+        # the model showed a fixed batch only when run (a graph that declares a dynamic one, a torch reshape)
+        return {"status": "skipped", "settings": dict(v.settings),
+                "error": f"the model's batch is {read['batch']}, seen when it was read: {read.get('batch_evidence')}"}
     cls = get_backend(v.backend_name)
     backend = cls(cls.Options.model_validate(v.options))
     target = v.target
@@ -182,6 +187,7 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
         row["settings"].update(info)
         row["export_s"] = export_s
         row["model_bytes"] = path_bytes(path)
+        row["artifact"] = str(path)  # the ONNX file this variant's backend consumed (in the artifact cache)
         artifact = Artifact(onnx_path=path, inputs=ctx.spec.inputs)
     items = ctx.splits.eval.at_shape(ctx.spec.inputs, v.dims)
     artifact.sample = next(items.batches(v.batch_size))[0]
