@@ -10,6 +10,11 @@
 
     python benchmarks/latency_gate.py [--out gate.json] [--keep DIR]
 
+``--defaults``: the same spec at optbench's default ``measure`` settings (one worker process per variant), a
+candidate doing 2x the work, no busy run. Targets: no faster/slower verdict in the 20 same-code ordered pairs
+(inconclusive is allowed: one process cannot see between-process shifts and says so); the 2x candidate slower
+in all 10 pairs.
+
 It prints the counts, the verdicts that missed, and a table last; exits 0 when every target is met.
 """
 
@@ -40,6 +45,7 @@ variants: {batch_size: [1, 16]}
 backends: [{name: torch, device: cpu, threads: 1}, {name: onnxruntime, threads: 1}]
 measure: {warmup_s: 0.2, min_iters: 50, min_duration_s: 1.5, rounds: 9, round_pause_s: 0.5, processes: 3}
 """ % (ROOT / "benchmarks/models/gate_model.py:build")
+DEFAULTS_SPEC = SPEC.rsplit("measure:", 1)[0]  # optbench's default measure settings
 
 
 def run(spec: Path, out: Path, work: float, cache: Path) -> float:
@@ -68,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", help="write the counts and verdicts here (JSON)")
     ap.add_argument("--keep", help="keep the run directories here")
+    ap.add_argument("--defaults", action="store_true", help="default measure settings, a 2x candidate, no busy run")
     args = ap.parse_args(argv)
+    if args.defaults:
+        return defaults_gate(args)
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="optbench-gate-"))
     root.mkdir(parents=True, exist_ok=True)
     spec = root / "gate.yaml"
@@ -130,6 +139,49 @@ def main(argv: list[str] | None = None) -> int:
           f"| busy run: pairs all inconclusive | {busy_inconclusive}/5 | 5 |\n"
           f"| seconds per run | {min(times.values()):.0f}-{max(times.values()):.0f} | |")
     return 0 if met else 1
+
+
+def defaults_gate(args) -> int:
+    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="optbench-gate-defaults-"))
+    root.mkdir(parents=True, exist_ok=True)
+    spec = root / "gate.yaml"
+    spec.write_text(DEFAULTS_SPEC)
+    times: dict[str, float] = {}
+    base = [root / f"base{i}" for i in range(5)]
+    cand = [root / f"twice{i}" for i in range(2)]
+    for d in base:
+        times[d.name] = run(spec, d, 1.0, root / "cache-base")
+    for d in cand:
+        times[d.name] = run(spec, d, 2.0, root / "cache-twice")
+    words: dict[str, int] = {}
+    wrong, misses = 0, []
+    for a, b in itertools.permutations(base, 2):
+        _, v = verdicts(b, a)
+        for w in v.values():
+            words[w.split(":")[0]] = words.get(w.split(":")[0], 0) + 1
+        bad = {k: w for k, w in v.items() if w.startswith(("faster", "slower"))}
+        wrong += bool(bad)
+        if bad:
+            misses.append({"candidate": b.name, "baseline": a.name, "verdicts": bad})
+    slower_pairs = 0
+    for c, a in itertools.product(cand, base):
+        code, v = verdicts(c, a)
+        ok = code == 1 and all(w.startswith("slower") for w in v.values())
+        slower_pairs += ok
+        if not ok:
+            misses.append({"candidate": c.name, "baseline": a.name, "verdicts": v})
+    for m in misses:
+        print(f"miss: {m['candidate']} vs {m['baseline']}: " + "; ".join(f"{k}: {w}" for k, w in m["verdicts"].items()))
+    result = {"same_code_pairs_with_a_verdict": wrong, "verdict_words": words, "twice_pairs_all_slower": slower_pairs,
+              "run_seconds": times, "misses": misses, "runs": str(root)}
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"\n| check (default measure settings) | result | target |\n|---|---|---|\n"
+          f"| same-code ordered pairs with a faster/slower verdict | {wrong}/20 | 0 |\n"
+          f"| same-code verdicts | {', '.join(f'{k} {n}' for k, n in sorted(words.items()))} | |\n"
+          f"| 2x-work pairs: every variant slower (exit 1) | {slower_pairs}/10 | 10 |\n"
+          f"| seconds per run | {min(times.values()):.0f}-{max(times.values()):.0f} | |")
+    return 0 if wrong == 0 and slower_pairs == 10 else 1
 
 
 if __name__ == "__main__":
