@@ -74,17 +74,25 @@ class Interpretation:
     def table(self) -> str:
         lines = [f"model batch: {self.batch} ({self.batch_evidence})"]
         for i in self.inputs:
-            lines.append(f"  input  {i['name']}: spec {i['shape']}, graph {i.get('graph') or '-'}, "
+            lines.append(f"  input  {i['name']}: spec {i['shape']}, graph {_dims(i.get('graph'))}, "
                          f"batch axis {_axis(i.get('batch_axis'))}")
         for p in self.points:
             fed = "; ".join(f"{k} {v['shape']}" + (f" ({v['fit']})" if v.get("fit") else "") for k, v in p["fed"].items())
             lines.append(f"  point  batch {p['batch']} {p['dims'] or ''}: fed {fed}")
         for o in self.outputs:
             seen = ", ".join(f"bs{b}: {s}" for b, s in o.seen.items())
-            lines.append(f"  output {o.name} ({o.dtype}): declared {o.declared if o.declared is not None else '-'}, "
+            lines.append(f"  output {o.name} ({o.dtype}): declared {_dims(o.declared)}, "
                          f"seen {seen}; batch axis {_axis(o.batch_axis)}: {o.evidence}")
             lines += [f"         warning: {w}" for w in o.warnings]
         return "\n".join(lines)
+
+
+def _dims(dims: list | None) -> str:
+    """Declared dims for the table: long symbolic expressions (an exporter's shape arithmetic) shortened."""
+    if dims is None:
+        return "-"
+    return "[" + ", ".join(repr(d) if not isinstance(d, str) or len(d) <= 24 else repr(d[:20] + "...")
+                           for d in dims) + "]"
 
 
 def _axis(a: Any) -> str:
