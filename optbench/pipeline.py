@@ -66,7 +66,7 @@ def onnx_artifact(ctx: Context, v: Variant, module: Any, precision: str) -> tupl
     if module is None:
         fp32 = Path(ctx.prepared["model_path"])
     else:
-        sample = next(ctx.splits.eval.at_shape(spec.inputs, v.dims).batches(max(2, v.batch_size)))[0]
+        sample = next(ctx.splits.eval.at_shape(spec.inputs, v.dims).batches(sample_batch(ctx, max(2, v.batch_size))))[0]
         key = ctx.cache.key("onnx", [ctx.prepared["identity"], v.transform, spec.export.model_dump(mode="json"),
                                      [i.model_dump(mode="json") for i in spec.inputs], _tspec(ctx, v),
                                      ctx.prepared["output_axes"]])
@@ -98,12 +98,19 @@ def onnx_artifact(ctx: Context, v: Variant, module: Any, precision: str) -> tupl
     return path, {**info, **facts, "calibration": cal}
 
 
+def sample_batch(ctx: Context, wanted: int) -> int:
+    """The batch of a check or export sample: ``wanted``, or the batch the model fixes (1 without a batch axis)."""
+    read = str((ctx.prepared.get("interpretation") or {}).get("batch", "dynamic"))
+    if read.startswith("fixed"):
+        return int(read.split()[1])
+    return wanted if any(i.batch_axis is not None for i in ctx.spec.inputs) else 1
+
+
 def normalized_copy(ctx: Context, v: Variant, fp32: Path, min_opset: int) -> tuple[Path, dict]:
     """The fp32 graph normalised for conversion (see :mod:`optbench.export.normalize`), cached."""
     from optbench.export.normalize import RECIPE, normalize
 
-    sample = next(ctx.splits.calibration.at_shape(ctx.spec.inputs, v.dims).batches(
-        2 if any(i.batch_axis is not None for i in ctx.spec.inputs) else 1))[0]
+    sample = next(ctx.splits.calibration.at_shape(ctx.spec.inputs, v.dims).batches(sample_batch(ctx, 2)))[0]
     key = ctx.cache.key("normalized", [_file_key(fp32), RECIPE, min_opset])
     path, facts, _ = _cached(ctx, key, lambda out: normalize(fp32, out, min_opset, sample))
     return path, facts
