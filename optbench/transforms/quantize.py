@@ -166,7 +166,6 @@ def _modelopt(ctx: Any, dst: Path, variant: Any, module: Any, s: Any) -> dict[st
     import torch
 
     from optbench.export.onnx import export_onnx
-
     from optbench.pipeline import sample_batch
 
     if module is None:
