@@ -2,7 +2,7 @@
 
 Verdicts compare a variant's outputs with the reference's item by item, so optbench must know where each
 output keeps its batch. It never assumes axis 0: before any variant runs, the model is run on a few data
-items at two batch sizes (2 and 3 where the batch is dynamic) and the axis that follows the batch is the
+items at two batch sizes (7 and 11 where the batch is dynamic) and the axis that follows the batch is the
 batch axis. What the graph declares, and what the spec declares (``outputs: - {name, batch_axis}``), are
 checked against what the run sees. Where the evidence is ambiguous (a static batch of 1 with nothing that
 confirms which axis holds it, two axes that scale, none), optbench stops with one line naming the output, what
@@ -24,7 +24,9 @@ import numpy as np
 
 from optbench.errors import SpecError
 
-PROBES = (2, 3)  # batch sizes a dynamic-batch model is read at: an axis that goes 2 -> 3 holds the batch
+# Batch sizes a dynamic-batch model is read at: the axis that goes 7 -> 11 holds the batch. Two coprime sizes that
+# no other dim is likely to track, and off the small sizes users plan (1, 2, 4, 8) and the reference's 64.
+PROBES = (7, 11)
 FILE = "interpretation.json"
 
 

@@ -83,8 +83,10 @@ def test_rows_before_rounds_existed_are_cut_into_thirds():
     old = {"samples_ms": [1.0] * 30, "status": "ok"}
     r = rounds_of(old)
     assert r.medians == [1.0, 1.0, 1.0] and "made before rounds existed" in r.note
-    v = verdict_for({"samples_ms": [1.5] * 30}, old, 0.05)
+    v = verdict_for({"samples_ms": [1.7] * 30}, old, 0.05)  # beyond what one process a side can hide
     assert v.word == "slower" and "candidate: made before rounds existed" in v.reason
+    v = verdict_for({"samples_ms": [1.3] * 30}, old, 0.05)
+    assert v.word == "inconclusive" and "Set measure.processes: 3" in v.reason
 
 
 def test_busy_reason_names_the_numbers():
