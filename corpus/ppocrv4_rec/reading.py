@@ -1,0 +1,43 @@
+"""PP-OCRv4 rec (rapidocr-onnxruntime 1.4.4, models/ch_PP-OCRv4_rec_infer.onnx), read from the model and rapidocr.
+
+rapidocr's TextRecognizer feeds x (B, 3, 48, W) and reads `softmax_11.tmp_0` (B, W / 8, 6625): batch first,
+then time steps, then classes. Its CTCLabelDecode takes the argmax per step, merges repeats and drops class 0,
+the blank; the characters are the model's `character` metadata, with the blank in front and a space at the end
+(use_space_char), so class i > 0 is CHARS[i - 1].
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+MODEL = "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx"
+
+
+def _chars() -> list[str] | None:
+    found = importlib.util.find_spec("rapidocr_onnxruntime")
+    if found is None:
+        return None
+    import onnxruntime as ort
+
+    path = Path(next(iter(found.submodule_search_locations))) / MODEL.split("/", 1)[1]
+    meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
+    return meta.custom_metadata_map["character"].splitlines() + [" "]
+
+
+CHARS = _chars()
+OUTPUTS = {
+    "softmax_11.tmp_0": {"batch_axis": 0, "task": {"kind": "ctc", "blank": 0, "charset": CHARS}},
+}
+
+
+def decode(probs: np.ndarray) -> list[str]:
+    """Greedy CTC decode of (N, T, C) probabilities into strings, as rapidocr's CTCLabelDecode does."""
+    out = []
+    for ids in probs.argmax(-1):
+        keep = np.ones(len(ids), bool)
+        keep[1:] = ids[1:] != ids[:-1]
+        out.append("".join(CHARS[i - 1] for i in ids[keep & (ids != 0)]))
+    return out
