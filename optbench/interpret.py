@@ -329,18 +329,9 @@ def read_at_plan(spec: Any, spec_path: Path) -> tuple[Interpretation | None, str
         return (Interpretation("read when run builds the model", "a torch model is built (and trained) by run",
                                inputs, fed_points(spec, at), [], []),
                 "outputs: read by `optbench run` at its reference pass, where the model is built")
-    import onnxruntime as ort
-
-    from optbench.backends.base import host_array
     from optbench.spec.load import resolve_model_file
+    from optbench.worker import ort_infer
 
     path = resolve_model_file(spec.model.path, spec_path)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    wanted = {i.name for i in sess.get_inputs()}
-
-    def infer(feeds: dict) -> dict:
-        return dict(zip(names, (host_array(v) for v in sess.run(names, {k: v for k, v in feeds.items()
-                                                                            if k in wanted}))))
-
+    infer = ort_infer(path)  # the very reference inference run uses, so plan and run read the model alike
     return read_model(spec, infer, at(0, first), graph_facts(path), at), ""

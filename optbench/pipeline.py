@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from optbench.backends import Artifact, get_backend
 from optbench.measure import measure_rounds, timed
 from optbench.measure.gpu import GpuMonitor
@@ -198,7 +200,7 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
         artifact = Artifact(onnx_path=path, inputs=ctx.spec.inputs)
     items = ctx.splits.eval.at_shape(ctx.spec.inputs, v.dims)
     artifact.sample = next(items.batches(v.batch_size))[0]
-    row["fed_shapes"] = {k: list(np_shape(x)) for k, x in artifact.sample.items()}  # what this variant is fed
+    row["fed_shapes"] = {k: list(np.shape(x)) for k, x in artifact.sample.items()}  # what this variant is fed
     if items.fitted:
         row["settings"]["data_fit"] = items.fitted
     artifact.cache_dir = ctx.cache.root
@@ -359,12 +361,6 @@ def _as_reference_kind(x: Any, ref_dtype: Any) -> Any:
     if ref_dtype is None or np.dtype(ref_dtype).kind not in "iub" or np.asarray(x).dtype.kind not in "fc":
         return x
     return np.rint(np.asarray(x)).astype(ref_dtype)
-
-
-def np_shape(x: Any) -> tuple:
-    import numpy as np
-
-    return np.shape(x)
 
 
 def session_peak(session: Any) -> int | None:

@@ -126,7 +126,7 @@ def prepare(job: dict) -> dict:
 
         info.update(model_path=str(loaded.onnx_path), output_names=loaded.output_names,
                     reference="onnxruntime fp32 cpu of the ONNX file as given (no torch model: no noise floor)")
-        infer = _ort_infer(loaded.onnx_path)
+        infer = ort_infer(loaded.onnx_path)
         graph = graph_facts(loaded.onnx_path)
     interp = interpret_model(spec, splits, infer, graph)
     save_interpretation(run_dir, interp)
@@ -213,7 +213,8 @@ def _renamed(infer, names: list[str]):
     return lambda feeds: dict(zip(names, infer(feeds).values()))
 
 
-def _ort_infer(path):
+def ort_infer(path):
+    """ONNX Runtime CPU inference of a model file: {output name: host array}, in the graph's order."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
