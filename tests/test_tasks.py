@@ -30,8 +30,8 @@ def test_classification_top1_topk_and_accuracy():
     assert m["task_accuracy"] == 0.75  # argmax (0, 0, 1, 1) against labels (0, 0, 2, 1)
 
 
-def _yolo(boxes_scores: list[tuple[tuple, int, float]], classes: int = 3, anchors: int = 6) -> np.ndarray:
-    """One item in YOLOv8 layout (4 + classes, anchors): ((cx, cy, w, h), class, score) per anchor."""
+def _yolo(boxes_scores: list[tuple[tuple, int, float]], classes: int = 3, anchors: int = 9) -> np.ndarray:
+    """One item in YOLOv8 layout (4 + classes, anchors), more anchors than channels as in every real YOLOv8 head."""
     pred = np.zeros((4 + classes, anchors), np.float32)
     pred[:4] = np.array([[500.0], [500.0], [1.0], [1.0]])  # unused anchors: tiny boxes far away
     for a, (box, cls, score) in enumerate(boxes_scores):

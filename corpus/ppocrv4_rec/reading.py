@@ -29,7 +29,10 @@ def _chars() -> list[str] | None:
 
 CHARS = _chars()
 OUTPUTS = {
-    "softmax_11.tmp_0": {"batch_axis": 0, "task": {"kind": "ctc", "blank": 0, "charset": CHARS}},
+    # the spec keeps ctc's defaults (space: true, strip: true): strings are compared without leading and
+    # trailing runs of the space class, the last one
+    "softmax_11.tmp_0": {"batch_axis": 0, "task": {"kind": "ctc", "blank": 0, "charset": CHARS,
+                                                   "strip_class": len(CHARS) if CHARS else None}},
 }
 
 
