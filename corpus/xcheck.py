@@ -5,7 +5,7 @@
 Reads only the run directory (``work/data.npz``, ``reference.json``, ``spec.yaml``, ``results.jsonl``) and the
 key's ``reading.py``, the hand-written description of the model: ``OUTPUTS = {output name: {"batch_axis": int |
 None, "task": None | {...}, "parts": {...}, "postprocess": fn}}`` and optionally ``postprocess_outputs(dict) ->
-dict``. optbench itself is never imported. The reference is the model file as its package ships it, run on the CPU
+dict`` with ``HOOK_OUTPUTS``, the same description of what the hook returns. optbench itself is never imported. The reference is the model file as its package ships it, run on the CPU
 at the run's reference batch; each ok row's artifact is run at the row's batch size (the last batch padded by
 repeating items from the start, outputs cut to the real items), outputs moved item-major by the reading's batch
 axes, inputs fed at the row's shape point. Drift and task metrics follow their documented definitions.
@@ -413,7 +413,9 @@ TASKS = {"classification": classification, "ctc": ctc, "detection": detection, "
 def views(reading: Any) -> list[dict]:
     """Labels judged: each part of an output, and the whole output where it has a task or no parts."""
     out = []
-    for name, o in reading.OUTPUTS.items():
+    # with a model-level hook, what is judged is what the hook returns (HOOK_OUTPUTS, by the same keys)
+    described = getattr(reading, "HOOK_OUTPUTS", None) if hasattr(reading, "postprocess_outputs") else None
+    for name, o in (described if described is not None else reading.OUTPUTS).items():
         if o.get("batch_axis") is None or o.get("ignore"):
             continue
         for part, p in (o.get("parts") or {}).items():

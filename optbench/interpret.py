@@ -179,7 +179,15 @@ _UNSET = object()
 
 
 def _settle(name: str, axis: Any) -> str:
-    return f"outputs: - {{name: {name}, batch_axis: {axis}}}"
+    """The spec line that settles an output's batch axis, pasteable: a name YAML would not read back as this
+    string (``387``, ``true``, ``a: b``) is quoted."""
+    import yaml
+
+    try:
+        plain = yaml.safe_load(f"{{name: {name}}}") == {"name": name}
+    except yaml.YAMLError:
+        plain = False
+    return f"outputs: - {{name: {name if plain else json.dumps(name)}, batch_axis: {axis}}}"
 
 
 def _read_output(name: str, seen: dict[int, dict], batch: str, declared: Any, graph_dims: list | None) -> OutputReading:

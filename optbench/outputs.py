@@ -119,7 +119,7 @@ def _int_labels(labels: np.ndarray | None, n: int) -> bool:
 def build_views(spec: Any, refs: dict[str, np.ndarray], labels: np.ndarray | None) -> list[View]:
     """The views of a model whose (item-major) reference outputs are ``refs``."""
     # an entry that only says where a raw output keeps its batch may name an output a model-level hook consumed
-    listed = {o.name: o for o in spec.outputs if o.name in refs or not _only_reading(o)}
+    listed = {o.name: o for o in spec.outputs if o.name in refs or not only_reading(o)}
     if unknown := sorted(set(listed) - set(refs)):
         raise SpecError(f"outputs names {unknown}, which the model does not return", field="outputs",
                         expected=f"some of {list(refs)}", found=repr(unknown))
@@ -147,7 +147,7 @@ def build_views(spec: Any, refs: dict[str, np.ndarray], labels: np.ndarray | Non
     return views
 
 
-def _only_reading(o: Any) -> bool:
+def only_reading(o: Any) -> bool:
     return bool(getattr(o, "batch_axis", None) is not None) and not (o.parts or o.task or o.postprocess or o.budgets)
 
 

@@ -9,9 +9,11 @@ key's hand-written ``reading.py`` and must agree with the rows. A key whose ``re
 from __future__ import annotations
 
 import ast
+import glob
 import importlib.util
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,15 +29,20 @@ def _keys() -> list[str]:
     return sorted(p.parent.name for p in CORPUS.glob("*/spec.yaml"))
 
 
-def _slow(key: str) -> bool:
-    """``SLOW = True`` in the key's reading.py (read without running it)."""
+def _constant(key: str, name: str, default):
+    """A constant of the key's reading.py, read without running it."""
     path = CORPUS / key / "reading.py"
     if not path.exists():
-        return False
+        return default
     for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "SLOW" for t in node.targets):
-            return bool(ast.literal_eval(node.value))
-    return False
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    return default
+
+
+def _slow(key: str) -> bool:
+    """``SLOW = True`` in the key's reading.py."""
+    return bool(_constant(key, "SLOW", False))
 
 
 def _package(key: str) -> str | None:
@@ -48,6 +55,13 @@ def _missing(key: str) -> str | None:
     pkg = _package(key)
     if pkg and importlib.util.find_spec(pkg) is None:
         return f"package {pkg} is not installed (corpus/{key} runs a file it ships)"
+    # what the key's data is made from, beside the package: NEEDS = ["command:espeak-ng", "glob:/usr/share/..."]
+    for need in _constant(key, "NEEDS", []):
+        kind, _, what = need.partition(":")
+        if kind == "command" and shutil.which(what) is None:
+            return f"corpus/{key}'s data needs the command {what} (Debian: apt-get install {what})"
+        if kind == "glob" and not glob.glob(what):
+            return f"corpus/{key}'s data is read from {what}, and nothing matches here"
     return None
 
 
@@ -94,7 +108,6 @@ def _expect_captcha_crnn(run_dir: Path, rows: dict) -> None:
 
 def _xcheck_catches_a_changed_value(run_dir: Path) -> None:
     """xcheck itself: a row whose drift or task metric is moved past the tolerances is a disagreement (exit 1)."""
-    import shutil
 
     for metric, change in (("drift_rel_l2", lambda v: v * (1 + 1e-4) + 1e-8), ("ctc_cer", lambda v: v + 1e-9)):
         copy = run_dir.parent / f"changed-{metric}"

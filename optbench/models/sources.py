@@ -75,7 +75,7 @@ def onnx_model(spec, spec_dir: Path, train=None, seed: int = 0) -> LoadedModel:
     path = resolve_model_file(spec.path, spec_dir / "spec.yaml")
     try:
         proto = onnx.load(str(path), load_external_data=False)
-        onnx.checker.check_model(proto)
+        onnx.checker.check_model(str(path))  # by path: external data resolved beside the model
     except Exception as e:
         raise SpecError(f"not a valid ONNX model: {e.__class__.__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}",
                         field="model.path", found=repr(spec.path)) from None
