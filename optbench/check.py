@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -28,13 +29,14 @@ METRICS = {
 }
 
 
-def _task_keys() -> set[str]:
+@functools.cache
+def known_keys() -> frozenset[str]:
+    """Every budget key: the drift ones above, the noise keys, <task metric>_min / _max (read on first use: the
+    task registry imports numpy, which building the command line does not need)."""
     from optbench.measure.tasks import TASK_METRICS
 
-    return {f"{m}_{d}" for ms in TASK_METRICS.values() for m in ms for d in ("min", "max")}
-
-
-KNOWN_KEYS = set(METRICS) | {"rel_l2_noise_x", "noise_floor_max"} | _task_keys()
+    tasks = {f"{m}_{d}" for ms in TASK_METRICS.values() for m in ms for d in ("min", "max")}
+    return frozenset(set(METRICS) | {"rel_l2_noise_x", "noise_floor_max"} | tasks)
 NOISE_FLOOR_MAX = 1e-3  # fp32 on a second runtime farther than this from the torch reference is a conversion defect
 
 
@@ -42,7 +44,7 @@ def metric_of(key: str) -> tuple[str, str] | None:
     """The (column, direction) a budget key bounds, or None for modifiers such as rel_l2_noise_x."""
     if key in METRICS:
         return METRICS[key]
-    if key.endswith(("_min", "_max")) and (key in KNOWN_KEYS or key.startswith("x_")):
+    if key.endswith(("_min", "_max")) and (key in known_keys() or key.startswith("x_")):
         return key[:-4], key[-3:]
     return None
 
@@ -101,12 +103,12 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, float]]:
 
 
 def _known(key: str, where: str) -> None:
-    if key not in KNOWN_KEYS and not (key.startswith("x_") and key.endswith(("_min", "_max"))):
+    if key not in known_keys() and not (key.startswith("x_") and key.endswith(("_min", "_max"))):
         import difflib
 
-        hint = difflib.get_close_matches(key, sorted(KNOWN_KEYS), n=1)
+        hint = difflib.get_close_matches(key, sorted(known_keys()), n=1)
         raise OptbenchError(f"{where}: unknown budget key '{key}'" + (f"; did you mean '{hint[0]}'?" if hint else ""),
-                            expected=f"one of {sorted(KNOWN_KEYS)}", found=repr(key))
+                            expected=f"one of {sorted(known_keys())}", found=repr(key))
 
 
 def budget_for(row: dict, spec_budgets: dict, overrides: dict) -> dict[str, float]:
@@ -248,6 +250,12 @@ def env_differences(a: dict, b: dict) -> list[str]:
     for lib in sorted(set(la) | set(lb)):
         if la.get(lib) != lb.get(lib):
             diffs.append(f"{lib}: {lb.get(lib)} → {la.get(lib)}")
+    # every backend's runtime, where both runs recorded them (runs before this record only ``libraries``)
+    ra, rb = a.get("runtimes"), b.get("runtimes")
+    if ra is not None and rb is not None:
+        for lib in sorted((set(ra) | set(rb)) - set(la) - set(lb)):
+            if ra.get(lib) != rb.get(lib):
+                diffs.append(f"{lib}: {rb.get(lib)} → {ra.get(lib)}")
     return diffs
 
 
@@ -419,7 +427,7 @@ def add_commands(sub) -> None:
     c.add_argument("--baseline", help="run directory to compare latency with")
     c.add_argument("--budget", action="append", metavar="[SELECTOR.]KEY=VALUE", help="override a budget (repeatable)")
     c.add_argument("--min-effect", type=float, help="smallest latency change that counts, as a fraction (default "
-                                                    "0.05 from configs/budgets.yaml): slower beyond it and beyond the "
+                                                    "0.05 from optbench/configs/budgets.yaml): slower beyond it and beyond the "
                                                     "rounds' noise exits 1")
     c.add_argument("--tolerance", type=float, help=argparse.SUPPRESS)  # the former name of --min-effect
     c.add_argument("--strict", action="store_true", help="an inconclusive latency verdict (noise, busy machine) "

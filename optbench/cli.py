@@ -39,8 +39,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     spec_path = Path(args.spec)
     spec = load_spec(spec_path)
-    variants = plan(spec, fixed_batch=model_fixed_batch(spec, spec_path))
+    fixed = model_fixed_batch(spec, spec_path)
     interp, note = read_at_plan(spec, spec_path)  # a model file that cannot be read unambiguously: exit 2 here
+    if fixed[0] is None and interp is not None and interp.fixed_batch is not None:
+        fixed = (interp.fixed_batch, interp.batch_evidence)  # fixed only when run (a Reshape to 1): skipped alike
+    variants = plan(spec, fixed_batch=fixed)
     rows = [{"variant_id": v.id, "status": v.status, "reason": v.reason or ""} for v in variants]
     if args.json:
         print(json.dumps({"variants": [v.to_dict() for v in variants],
@@ -156,7 +159,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _print_decisions(run_dir: Path, args: argparse.Namespace) -> None:
-    from optbench.report import load_run
+    from optbench.report.build import load_run
     from optbench.report.render import summary_lines
 
     run = load_run(run_dir)
@@ -168,7 +171,7 @@ def _print_decisions(run_dir: Path, args: argparse.Namespace) -> None:
 
 def _maybe_report(run_dir: Path, args: argparse.Namespace) -> None:
     if not args.no_report:
-        from optbench.report import write_report
+        from optbench.report.build import write_report
 
         print(f"report: {write_report(run_dir, constraints=args.constraint or [])}")
 
@@ -180,7 +183,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     env = collect_env()
     cache = ArtifactCache(Path(args.cache_dir) if args.cache_dir else None)
     env["cache"] = {"path": str(cache.root), "bytes": cache.size_bytes()}
-    env["backends"] = backend_table()
+    env["backends"] = backend_table(deep=args.deep)
     if args.json:
         print(json.dumps(env, indent=2))
         return 0
@@ -191,14 +194,18 @@ def cmd_env(args: argparse.Namespace) -> int:
     print(f"commit      {env['commit']}")
     print("libraries   " + ", ".join(f"{k} {v}" for k, v in env["libraries"].items()))
     print(f"cache       {cache.root}  ({env['cache']['bytes'] / 2**20:.1f} MiB)")
-    print("\n" + _table(env["backends"], ["backend", "available", "builds", "reason"]))
+    columns = ["backend", "installed", "available", "builds", "reason"] if args.deep else \
+        ["backend", "installed", "versions", "reason"]
+    print("\n" + _table(env["backends"], columns))
+    if not args.deep:
+        print("\n(read from package metadata, nothing imported; --deep imports each runtime and probes its devices)")
     return 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from optbench.spec.models import Spec
+    from optbench.spec.schema import spec_json_schema
 
-    print(json.dumps(Spec.model_json_schema(), indent=2))
+    print(json.dumps(spec_json_schema(), indent=2))
     return 0
 
 
@@ -234,8 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl.set_defaults(fn=cmd_plan)
 
     e = sub.add_parser("env", help="versions, CPU/GPU, backends and why any is unavailable")
-    e.add_argument("--json", action="store_true")
-    e.add_argument("--cache-dir")
+    e.add_argument("--json", action="store_true", help="print the environment as JSON")
+    e.add_argument("--cache-dir", help="the artifact cache to size (default: the user's cache)")
+    e.add_argument("--deep", action="store_true", help="import every runtime and probe its devices (slow): whether "
+                                                       "each backend runs and builds here, and why not")
     e.set_defaults(fn=cmd_env)
 
     s = sub.add_parser("schema", help="JSON schema of the spec")

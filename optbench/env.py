@@ -79,21 +79,41 @@ def collect_env() -> dict[str, Any]:
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "libraries": library_versions(),
+        "runtimes": runtime_versions(),
         "gpus": gpu_info(),
         "commit": git_commit(),
         "hostname": platform.node(),
     }
 
 
-def backend_table() -> list[dict[str, Any]]:
+def runtime_versions() -> dict[str, str]:
+    """Every runtime a backend imports, by its installed metadata (nothing imported): a baseline that ran with
+    another OpenVINO or TVM is noticed by ``check``. Artifact cache keys keep only ``library_versions``."""
+    from optbench.backends import all_backends
+
+    out: dict[str, str] = {}
+    for cls in all_backends().values():
+        out.update(cls.installed()[1])
+    return dict(sorted(out.items()))
+
+
+def backend_table(deep: bool = False) -> list[dict[str, Any]]:
+    """One row per backend. Quick (default): installed or not, from package metadata. ``deep``: each runtime
+    imported, its devices probed: whether it runs and builds here, and why not."""
     from optbench.backends import all_backends
 
     rows = []
     for name, cls in all_backends().items():
-        reason = cls.unavailable_reason()
-        build = cls.build_unavailable_reason() if reason else None
-        rows.append({"backend": name, "available": reason is None, "builds": build is None,
-                     "reason": reason or ""})
+        missing, versions = cls.installed()
+        row = {"backend": name, "installed": missing is None,
+               "versions": ", ".join(f"{k} {v}" for k, v in versions.items()) or "-"}
+        if deep:
+            reason = missing or cls.unavailable_reason()
+            build = cls.build_unavailable_reason() if reason else None
+            row.update(available=reason is None, builds=build is None, reason=reason or "")
+        else:
+            row["reason"] = missing or ""
+        rows.append(row)
     return rows
 
 

@@ -102,7 +102,7 @@ def test_report_renders_in_headless_chromium(small_run, tmp_path):
 
 
 def test_speedup_against_the_reference_runtime_is_filled(small_run):
-    from optbench.report import enrich, load_run
+    from optbench.report.build import enrich, load_run
 
     df = enrich(load_run(small_run)["df"])
     ok = df[df.status == "ok"]
@@ -140,7 +140,7 @@ def test_the_report_opens_with_what_to_ship(small_run, tmp_path, capsys):
 
 
 def test_a_failing_variant_is_never_recommended(small_run, tmp_path):
-    from optbench.report import enrich, load_run
+    from optbench.report.build import enrich, load_run
     from optbench.report.decide import decisions
 
     run = load_run(small_run)
@@ -173,7 +173,7 @@ def test_tables_for_humans(small_run, tmp_path, capsys):
             rows.append({**ok[3], "variant_id": f"torch.fp16.none.bs{i}-filtered", "status": "skipped",
                          "error": f"fp16.bs{i} restricted by options.only to ['fp32.*']"})
     run = _edited(small_run, tmp_path, "human", edit)
-    from optbench.report import load_run
+    from optbench.report.build import load_run
     from optbench.report.render import context, render_md
 
     ctx = context(load_run(run))
@@ -202,7 +202,7 @@ def test_tables_for_humans(small_run, tmp_path, capsys):
 
 
 def test_best_under_budgets_is_per_point(small_run):
-    from optbench.report import best_under_budgets, enrich, load_run
+    from optbench.report.build import best_under_budgets, enrich, load_run
 
     df = enrich(load_run(small_run)["df"])
     ok = df[df.status == "ok"]

@@ -24,8 +24,8 @@ def test_quickstart_loads():
     spec = load_spec("experiments/quickstart.yaml")
     assert spec.name == "quickstart"
     assert spec.measure.min_iters == 20          # from the spec
-    assert spec.measure.max_iters == 100000      # from configs/measure.yaml
-    assert spec.export.opset == 17               # from configs/export.yaml
+    assert spec.measure.max_iters == 100000      # from optbench/configs/measure.yaml
+    assert spec.export.opset == 17               # from optbench/configs/export.yaml
 
 
 def run_cli(capsys, *argv):

@@ -80,7 +80,7 @@ def test_env_and_plan_say_why(tmp_path, capsys):
     from optbench.cli import main
     from tests.conftest import write_spec
 
-    assert main(["env"]) == 0
+    assert main(["env", "--deep"]) == 0
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("tensorrt"))
     assert "False" in line and ("cannot be imported" in line or "no NVIDIA GPU" in line or "9.0" in line)

@@ -90,6 +90,39 @@ class Backend(ABC):
         self.options = options
 
     # -------- declared capabilities
+    # the modules this backend imports -> the distributions that install them (versions recorded in env.json)
+    requires: ClassVar[dict[str, str]] = {}
+    requires_any: ClassVar[bool] = False  # one of ``requires`` suffices (alternative builds of one runtime)
+    extra: ClassVar[str | None] = None  # optbench's extra that installs them
+
+    @classmethod
+    def installed(cls) -> tuple[str | None, dict[str, str]]:
+        """Whether what this backend imports is installed, read from package metadata without importing
+        anything (``optbench env``; ``env --deep`` imports): why not, or None; and the versions found."""
+        import importlib.util
+        from importlib.metadata import PackageNotFoundError, version
+
+        found, missing = {}, []
+        for module, dist in cls.requires.items():
+            try:
+                spec = importlib.util.find_spec(module)
+            except (ImportError, ValueError):
+                spec = None
+            if spec is None:
+                missing.append(dist)
+                continue
+            try:
+                found[dist] = version(dist)
+            except PackageNotFoundError:  # another distribution installs the module (onnxruntime-gpu, ...)
+                from importlib.metadata import packages_distributions
+
+                for other in packages_distributions().get(module, []):
+                    found[other] = version(other)
+        if missing and not (cls.requires_any and found):
+            how = f" (install the '{cls.extra}' extra)" if cls.extra else ""
+            return f"{' / '.join(missing) if cls.requires_any else ', '.join(missing)} not installed{how}", found
+        return None, found
+
     @classmethod
     def unavailable_reason(cls) -> str | None:
         """Why this backend cannot run in this environment (missing package, no device), or None."""

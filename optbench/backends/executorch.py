@@ -65,6 +65,8 @@ class EtSession(Session):
 @register
 class ExecuTorch(Backend):
     name = "executorch"
+    requires = {"executorch": "executorch"}
+    extra = "executorch"
     consumes = "torch"
     Options = EtOptions
 

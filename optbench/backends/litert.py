@@ -82,6 +82,8 @@ class LiteRtSession(Session):
 @register
 class LiteRt(Backend):
     name = "litert"
+    requires = {"litert_torch": "litert-torch", "ai_edge_litert": "ai-edge-litert"}
+    extra = "litert"
     consumes = "torch"
     Options = LiteRtOptions
 

@@ -81,6 +81,8 @@ class NcnnSession(Session):
 @register
 class Ncnn(Backend):
     name = "ncnn"
+    requires = {"ncnn": "ncnn", "pnnx": "pnnx"}
+    extra = "ncnn"
     consumes = "onnx"
     Options = NcnnOptions
 

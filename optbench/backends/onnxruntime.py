@@ -101,6 +101,8 @@ class OrtSession(Session):
 @register
 class OnnxRuntime(Backend):
     name = "onnxruntime"
+    requires = {"onnxruntime": "onnxruntime"}
+    extra = None
     consumes = "onnx"
     Options = OrtOptions
 

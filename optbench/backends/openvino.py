@@ -94,6 +94,8 @@ def single_items(batches: list[dict], inputs: list) -> list[dict]:
 @register
 class OpenVINO(Backend):
     name = "openvino"
+    requires = {"openvino": "openvino", "nncf": "nncf"}
+    extra = "openvino"
     consumes = "onnx"
     Options = OvOptions
 

@@ -179,6 +179,9 @@ def installed_major() -> int:
 @register
 class TensorRT(Backend):
     name = "tensorrt"
+    requires = {"tensorrt": "tensorrt", "tensorrt_rtx": "tensorrt-rtx"}
+    requires_any = True  # TensorRT proper or TensorRT-RTX
+    extra = "tensorrt"
     consumes = "onnx"
     Options = TrtOptions
 

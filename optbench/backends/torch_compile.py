@@ -35,6 +35,8 @@ def user_inductor_dir() -> Path:
 @register
 class TorchCompile(Backend):
     name = "torch-compile"
+    requires = {"torch": "torch"}
+    extra = None
     consumes = "torch"
     Options = CompileOptions
 

@@ -123,6 +123,8 @@ class TorchSession(Session):
 @register
 class TorchEager(Backend):
     name = "torch"
+    requires = {"torch": "torch", "torchvision": "torchvision"}
+    extra = None
     consumes = "torch"
     Options = TorchOptions
 

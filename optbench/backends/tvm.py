@@ -63,6 +63,8 @@ class TvmSession(Session):
 @register
 class Tvm(Backend):
     name = "tvm"
+    requires = {"tvm": "apache-tvm"}
+    extra = "tvm"
     consumes = "onnx"
     Options = TvmOptions
 

@@ -1,4 +1,4 @@
-"""The run report: one self-contained HTML file (inline CSS, plots as data-URI SVG), plus Markdown and CSV."""
+"""The run report, built: rows loaded and enriched, verdicts, the HTML / Markdown / CSV writer."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from optbench.errors import OptbenchError
 
 
 def cmd_report(args) -> int:
-    from optbench.report import load_run, write_report
+    from optbench.report.build import load_run, write_report
 
     if args.output and Path(args.output).is_dir():
         raise OptbenchError(f"-o {args.output} is a folder; give a file name, e.g. {Path(args.output) / ('report.' + args.format)}")

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 from optbench.measure.verdict import verdict_for
-from optbench.report import generated_at, load_run
+from optbench.report.build import generated_at, load_run
 from optbench.spec.defaults import config_defaults
 
 DRIFT = ["drift_rel_l2", "drift_cosine", "top1_agreement", "task_accuracy"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from optbench.errors import OptbenchError
-from optbench.report import point_title
+from optbench.report.build import point_title
 
 _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
 CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import jinja2
 
-from optbench.report import (
+from optbench.report import plots
+from optbench.report.build import (
     accuracy_metric,
     best_under_budgets,
     enrich,
     generated_at,
-    plots,
     point_title,
     verdicts,
 )
@@ -135,7 +134,7 @@ def skipped_groups(df) -> dict[str, dict]:
 
 
 def _env():
-    loader = jinja2.FileSystemLoader(Path(__file__).parent / "templates")
+    loader = jinja2.PackageLoader("optbench.report", "templates")
     env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["fmt"] = fmt
     return env

@@ -1,6 +1,18 @@
-"""The experiment spec: models, loading, validation."""
+"""The experiment spec: models, loading, validation. Names load on first use (the command line's parser and
+``optbench.spec.defaults`` need no pydantic)."""
 
-from optbench.spec.load import load_spec
-from optbench.spec.models import BackendSpec, InputSpec, MeasureSettings, Spec
+from __future__ import annotations
 
-__all__ = ["BackendSpec", "InputSpec", "MeasureSettings", "Spec", "load_spec"]
+from typing import Any
+
+_WHERE = {"load_spec": "optbench.spec.load", "BackendSpec": "optbench.spec.models", "InputSpec": "optbench.spec.models",
+          "MeasureSettings": "optbench.spec.models", "Spec": "optbench.spec.models"}
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'optbench.spec' has no attribute '{name}'")

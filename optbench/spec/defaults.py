@@ -1,4 +1,4 @@
-"""Shared defaults read from ``configs/`` (measurement, export, budgets)."""
+"""Shared defaults read from ``optbench/configs/`` (measurement, export, budgets), package data."""
 
 from __future__ import annotations
 
@@ -13,9 +13,13 @@ from optbench.errors import OptbenchError
 
 
 def configs_dir() -> Path:
-    """``$OPTBENCH_CONFIGS``, else the repository's ``configs/`` beside the package."""
+    """``$OPTBENCH_CONFIGS``, else the package's own ``configs/`` (installed with it, wheel or editable)."""
     env = os.environ.get("OPTBENCH_CONFIGS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "configs"
+    if env:
+        return Path(env)
+    from importlib.resources import files
+
+    return Path(str(files("optbench") / "configs"))
 
 
 @functools.cache
@@ -24,7 +28,7 @@ def config_defaults(name: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise OptbenchError(f"default settings file {path} is missing (set OPTBENCH_CONFIGS)") from None
+        raise OptbenchError(f"default settings file {path} is missing (the package is installed without its data, or OPTBENCH_CONFIGS names the wrong folder)") from None
     except yaml.YAMLError as e:
         raise OptbenchError(f"{path}: invalid YAML: {e}") from None
     if not isinstance(data, dict):

@@ -2,7 +2,7 @@
 
 Every model forbids unknown keys and describes every field, so ``optbench schema`` is a
 usable editor schema and a typo is an error rather than a silently ignored setting.
-Defaults that users tune (measurement, export, budgets) live in ``configs/``.
+Defaults that users tune (measurement, export, budgets) live in ``optbench/configs/``.
 """
 
 from __future__ import annotations
@@ -404,7 +404,7 @@ class Spec(Strict):
         default_factory=list, description="How outputs are judged: names, parts, tasks and budgets. Outputs not listed "
                                           "are still compared, with the default task.")
     budgets: dict[str, dict[str, float]] = Field(
-        default_factory=dict, description="Accuracy budgets per precision or variant pattern, over configs/budgets.yaml.")
+        default_factory=dict, description="Accuracy budgets per precision or variant pattern, over optbench/configs/budgets.yaml.")
     optional: list[str] = Field(default_factory=list, description="Variant id patterns whose failure is not a violation.")
     postprocess_outputs: str | None = Field(
         None, description="'file.py:fn(outputs: dict) -> dict': a model-level hook that sees every output at once "
