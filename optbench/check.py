@@ -433,6 +433,7 @@ def add_commands(sub) -> None:
     c.add_argument("--strict", action="store_true", help="an inconclusive latency verdict (noise, busy machine) "
                                                          "exits 1 instead of 0")
     c.add_argument("--strict-env", action="store_true", help="fail latency even when hardware/versions differ")
-    c.add_argument("--junit", help="write JUnit XML here")
+    c.add_argument("--junitxml", "--junit", dest="junit", metavar="PATH",
+                   help="write the verdicts as JUnit XML here (as pytest's --junitxml)")
     c.set_defaults(fn=cmd_check)
 

@@ -60,17 +60,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from optbench.spec import load_spec
     from optbench.store import load_results
     from optbench.sweep import run_sweep
 
-    spec = load_spec(args.spec)
-    opts = _sweep_options(args, spec, "run")
+    spec, spec_path = _spec_of(args)
+    opts = _sweep_options(args, spec, "run", spec_path)
     run_sweep(spec, opts)
     run_dir = opts.run_dir
     df = load_results(run_dir)
-    cols = ["variant_id", "status", "latency_ms_p50", "throughput_items_s", "drift_rel_l2", "task_accuracy"]
-    print(_table(df[cols].to_dict("records"), cols))
+    print(_run_table(df))
     _print_decisions(run_dir, args)
     _maybe_report(run_dir, args)
     print(f"\nrun directory: {run_dir}")
@@ -80,7 +78,56 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep_options(args: argparse.Namespace, spec, mode: str):
+def _spec_of(args: argparse.Namespace):
+    """The spec of `run` / `build`: a spec file with its --set overrides, or, for a model file, a spec made from
+    the graph and the flags, with what was inferred printed (and kept beside the run as spec.yaml)."""
+    import tempfile
+
+    import yaml
+
+    from optbench.spec import load_spec
+
+    path = Path(args.spec)
+    quick = {"--precision": args.precision, "--batch": args.batch, "--backend": args.backend,
+             "--shapes": args.shapes, "--data": args.data, "--labels": args.labels}
+    if path.suffix.lower() != ".onnx":
+        if given := [flag for flag, v in quick.items() if v is not None]:
+            raise OptbenchError(f"{', '.join(given)} describe a spec-less run of a model file (optbench run "
+                                f"model.onnx ...); with a spec, set values with --set (e.g. --set "
+                                f"variants.batch_size=[1,8])")
+        return load_spec(path, args.set), path
+    from optbench.quick import apply_overrides, parse_shapes, spec_from_model, split_list
+
+    if not path.is_file():
+        raise OptbenchError(f"{path}: no such model file")
+    data, notes = spec_from_model(path, precision=split_list(args.precision, "--precision"),
+                                  batch=split_list(args.batch, "--batch", int),
+                                  backends=split_list(args.backend, "--backend"), shapes=parse_shapes(args.shapes),
+                                  data=Path(args.data) if args.data else None, labels=args.labels)
+    data = apply_overrides(data, args.set)
+    if not args.quiet:
+        print("a spec made from the model file:\n" + "\n".join(f"  {n}" for n in notes), flush=True)
+    spec_path = Path(tempfile.mkdtemp(prefix="optbench-spec-")) / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return load_spec(spec_path), spec_path
+
+
+def _run_table(df) -> str:
+    """The rows after a run: measured ones first, then skipped and failed with their reason; a column no row
+    has a value in (task accuracy without labels) left out."""
+    cols = ["variant_id", "status", "latency_ms_p50", "throughput_items_s", "drift_rel_l2", "task_accuracy"]
+    order = {"ok": 0, "built": 0, "failed": 1, "timeout": 1, "skipped": 2}
+    rows = sorted(df.to_dict("records"), key=lambda r: order.get(r.get("status"), 3))
+    measured = [r for r in rows if r.get("status") in ("ok", "built")]
+    keep = [c for c in cols[2:] if any(_fmt(r.get(c)) not in ("-", "nan") for r in measured)]
+    if len(measured) < len(rows):
+        keep.append("reason")
+        for r in rows:
+            r["reason"] = "" if r in measured else str(r.get("skip_reason") or r.get("error") or "")[:90]
+    return _table(rows, cols[:2] + keep)
+
+
+def _sweep_options(args: argparse.Namespace, spec, mode: str, spec_path: Path):
     """RunOptions of `run` and `build` from their shared arguments (a new run directory is named after the spec,
     `-build` for builds, and the time)."""
     from optbench.sweep import RunOptions
@@ -88,7 +135,7 @@ def _sweep_options(args: argparse.Namespace, spec, mode: str):
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(args.run_dir) if args.run_dir else \
         Path(args.out) / f"{spec.name}{'-build' if mode == 'build' else ''}-{stamp}"
-    return RunOptions(run_dir=run_dir, spec_path=Path(args.spec), force=args.force, resume=args.resume,
+    return RunOptions(run_dir=run_dir, spec_path=spec_path, force=args.force, resume=args.resume,
                       cache_dir=Path(args.cache_dir) if args.cache_dir else None, no_cache=args.no_cache,
                       quiet=args.quiet, mode=mode, **_executor_options(args))
 
@@ -96,7 +143,19 @@ def _sweep_options(args: argparse.Namespace, spec, mode: str):
 def _sweep_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     """The arguments `run` and `build` share: the spec, where the rows go, resume/force, the cache, the executor."""
     build = what == "build"
-    parser.add_argument("spec")
+    parser.add_argument("spec", help="a spec file (YAML), or an ONNX model file for a spec-less run")
+    parser.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
+                        help="override a spec value, read as YAML (repeatable): --set measure.rounds=3, "
+                             "--set variants.batch_size=[1,8]")
+    quick = parser.add_argument_group("spec-less run of a model file (optbench run model.onnx ...)")
+    quick.add_argument("--precision", metavar="LIST", help="precisions, e.g. fp32,fp16,int8 (default: all three)")
+    quick.add_argument("--batch", metavar="LIST", help="batch sizes, e.g. 1,8 (default: 1)")
+    quick.add_argument("--backend", metavar="LIST", help="backends, e.g. onnxruntime,openvino (default: onnxruntime)")
+    quick.add_argument("--shapes", metavar="SYM=SIZE,...", help="sizes of the graph's symbolic dims other than the "
+                                                                "batch, e.g. height=640,width=640")
+    quick.add_argument("--data", metavar="FILE.npz", help="inputs, one array per input name, items first "
+                                                          "(default: random inputs, and int8 rows say so)")
+    quick.add_argument("--labels", metavar="NAME", help="the array of --data holding labels")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--run-dir", help="run directory for the build rows (default: OUT/NAME-build-TIMESTAMP)" if build
                        else "run directory (default: OUT/NAME-TIMESTAMP)")
@@ -138,12 +197,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     """Build every variant's artifacts without measuring: ONNX exports, converted and quantized models, engines
     (rows with status ``built``, build seconds and bytes); the artifact cache keeps them for a later ``run``."""
     from optbench.cache import ArtifactCache
-    from optbench.spec import load_spec
     from optbench.store import load_results
     from optbench.sweep import run_sweep
 
-    spec = load_spec(args.spec)
-    opts = _sweep_options(args, spec, "build")
+    spec, spec_path = _spec_of(args)
+    opts = _sweep_options(args, spec, "build", spec_path)
     run_sweep(spec, opts)
     run_dir = opts.run_dir
     df = load_results(run_dir)

@@ -93,11 +93,18 @@ def onnx_artifact(ctx: Context, v: Variant, module: Any, precision: str) -> tupl
     cal = calibration_digest(ctx.splits.calibration.at_shape(spec.inputs, v.dims), q.get("samples", 256))
     key = ctx.cache.key("int8", [_file_key(norm), v.int8, v.dims, cal, QRECIPE])
     path, facts, _ = _cached(ctx, key, lambda out: quantize_onnx(ctx, norm, out, v, module))
-    graph = facts.get("int8_graph") or {}
+    graph = dict(facts.get("int8_graph") or {})  # a copy: the cached facts stay as built
+    warnings = list(graph.get("warnings", []))
+    if spec.data.source == "synthetic":  # said in every int8 row, never silently
+        cal = {**cal, "data": "random"}
+        warnings.append("calibrated on random inputs (data: synthetic): the int8 scales fit noise, not the model's "
+                        "real inputs")
     if path_bytes(path) >= path_bytes(fp32):
-        graph.setdefault("warnings", []).append(
-            f"the int8 file is not smaller than fp32 ({path_bytes(path) / 1e6:.2f} vs {path_bytes(fp32) / 1e6:.2f} MB)")
-    return path, {**info, **facts, "calibration": cal}
+        warnings.append(f"the int8 file is not smaller than fp32 ({path_bytes(path) / 1e6:.2f} vs "
+                        f"{path_bytes(fp32) / 1e6:.2f} MB)")
+    if warnings:
+        graph["warnings"] = warnings
+    return path, {**info, **facts, "calibration": cal, **({"int8_graph": graph} if graph else {})}
 
 
 def sample_batch(ctx: Context, wanted: int) -> int:

@@ -104,13 +104,17 @@ def load_results(run_dir: str | Path):
     return df[COLUMNS + [c for c in df.columns if c not in COLUMNS]]
 
 
+def csv_text(df) -> str:
+    """Rows as CSV with every nested cell (settings, warnings, shapes, per-output metrics) written as JSON, so
+    a spreadsheet or ``json.loads`` reads it back; the raw latency samples left out."""
+    df = df.drop(columns=["samples_ms"], errors="ignore").copy()
+    for col in df.columns:
+        if df[col].dtype == object:
+            df[col] = df[col].map(lambda v: json.dumps(v, default=str) if isinstance(v, (dict, list, tuple)) else v)
+    return df.to_csv(index=False)
+
+
 def write_csv(run_dir: Path) -> Path:
-    df = load_results(run_dir).drop(columns=["samples_ms"])
-    for col in ("settings", "warnings", "int8", "shape", "outputs", "collapsed", "rounds", "latency_ms_rounds",
-                "probe_us_rounds", "contention"):
-        if col not in df:
-            continue
-        df[col] = df[col].map(lambda v: json.dumps(v) if isinstance(v, (dict, list)) else v)
     path = Path(run_dir) / "results.csv"
-    df.to_csv(path, index=False)
+    path.write_text(csv_text(load_results(run_dir)))
     return path

@@ -276,6 +276,7 @@ def _md(text: str) -> str:
 
 
 def render_csv(run: dict) -> str:
-    df = run["df"].drop(columns=["samples_ms"])
-    return df.to_csv(index=False)
+    from optbench.store import csv_text
+
+    return csv_text(run["df"])
 

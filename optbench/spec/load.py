@@ -15,16 +15,25 @@ from optbench.errors import SpecError
 from optbench.spec.models import Spec
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Parse and validate ``path``; every problem raises :class:`SpecError`."""
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
+    """Parse and validate ``path`` with ``--set KEY.PATH=VALUE`` overrides; every problem raises
+    :class:`SpecError`."""
     path = Path(path)
     try:
         text = path.read_text()
     except FileNotFoundError:
         raise SpecError("spec file not found", file=str(path)) from None
-    except (IsADirectoryError, UnicodeDecodeError) as e:
-        raise SpecError(f"cannot read spec: {e.__class__.__name__}", file=str(path)) from None
+    except IsADirectoryError:
+        found = sorted(str(p) for p in path.glob("*.y*ml"))[:6]
+        raise SpecError("is a folder; give one spec file", file=str(path),
+                        expected=" or ".join(found) if found else "a .yaml spec") from None
+    except UnicodeDecodeError as e:
+        raise SpecError(f"cannot read spec: not UTF-8 text ({e.reason} at byte {e.start})", file=str(path)) from None
     data, lines = parse_yaml(text, str(path))
+    if overrides:
+        from optbench.quick import apply_overrides
+
+        data = apply_overrides(data, overrides)
     spec = validate(data, lines, str(path))
     check_files(spec, path, lines)
     return spec

@@ -23,6 +23,10 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# a size written as a number: "8" (a string) or true is an error, not silently 8 or 1
+Count = Annotated[int, Field(strict=True, gt=0)]
+
+
 # ---------------------------------------------------------------- model sources
 class TorchvisionModel(Strict):
     source: Literal["torchvision"] = Field(description="Build a torchvision classification model by name.")
@@ -205,8 +209,8 @@ class TransformSpec(Strict):
 
 class VariantAxes(Strict):
     precision: list[Precision] = Field(["fp32"], min_length=1, description="Precisions to build.")
-    batch_size: list[PositiveInt] = Field([1], min_length=1, description="Batch sizes bound to the 'batch' dimension.")
-    shapes: list[dict[str, PositiveInt]] | None = Field(
+    batch_size: list[Count] = Field([1], min_length=1, description="Batch sizes bound to the 'batch' dimension.")
+    shapes: list[dict[str, Count]] | None = Field(
         None, min_length=1, description="Values of the other symbolic dims to measure, e.g. [{seq: 16}, {seq: 128}]; "
         "a 'batch' key here overrides batch_size for that shape.")
     transforms: list[Literal["none"] | TransformSpec] = Field(

@@ -1,0 +1,190 @@
+"""A spec from a model file and flags (``optbench run model.onnx --precision fp32,int8 --batch 1,8``), and
+``--set KEY.PATH=VALUE`` overrides of any spec.
+
+What the graph does not say is never guessed silently: each inference (which input dim is the batch, the
+sizes of other symbolic dims, random data) is returned as a note that the command prints, and a symbolic dim
+without a size is an error naming the flag that gives it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from optbench.errors import SpecError
+
+_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 9: "bool"}
+_NAME = re.compile(r"[^A-Za-z0-9_]")
+
+
+def split_list(text: str | None, what: str, cast=str) -> list | None:
+    """``"1,8"`` -> [1, 8]; a value that does not cast is one clear line naming the flag."""
+    if text is None:
+        return None
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            out.append(cast(part))
+        except ValueError:
+            raise SpecError(f"{what}: '{part}' is not a {cast.__name__}", found=repr(text)) from None
+    if not out:
+        raise SpecError(f"{what} is empty", found=repr(text))
+    return out
+
+
+def parse_shapes(text: str | None) -> dict[str, int]:
+    """``--shapes height=640,width=640`` (trtexec writes name:dims; here: one size per symbolic dim)."""
+    sizes: dict[str, int] = {}
+    for part in split_list(text, "--shapes") or []:
+        name, sep, value = part.partition("=")
+        if not sep or not value.strip().isdigit() or int(value) < 1:
+            raise SpecError("--shapes takes SYMBOL=SIZE pairs, e.g. --shapes height=640,width=640",
+                            found=repr(part))
+        sizes[name.strip()] = int(value)
+    return sizes
+
+
+def spec_from_model(path: Path, *, precision: list[str] | None, batch: list[int] | None,
+                    backends: list[str] | None, shapes: dict[str, int], data: Path | None,
+                    labels: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The spec of a spec-less run of an ONNX file, and the notes saying what was inferred and why."""
+    import onnx
+
+    from optbench.spec.load import check_onnx
+
+    path = path.resolve()
+    check_onnx(path, str(path), None)
+    graph = onnx.load(str(path), load_external_data=False).graph
+    inits = {i.name for i in graph.initializer}
+    notes: list[str] = []
+    inputs, unsized = [], []
+    batch_symbols: set[str] = set()
+    for inp in (i for i in graph.input if i.name not in inits):
+        t = inp.type.tensor_type
+        if t.elem_type not in _DTYPES:
+            raise SpecError(f"input '{inp.name}' has ONNX element type {t.elem_type}, which optbench cannot feed",
+                            file=str(path), expected=f"one of {sorted(_DTYPES.values())}")
+        dims: list[int | str] = []
+        for k, d in enumerate(t.shape.dim):
+            if d.HasField("dim_value"):
+                dims.append(int(d.dim_value))
+            else:
+                dims.append(_symbol(d.dim_param, inp.name, k))
+        if dims and isinstance(dims[0], str):
+            batch_symbols.add(dims[0])
+            notes.append(f"input '{inp.name}' {_show(dims)}: dim 0 ('{dims[0]}') read as the batch: the first dim, "
+                         "symbolic in the graph (a model batched elsewhere needs a spec: inputs: shape with 'batch')")
+            dims[0] = "batch"
+        elif dims and dims[0] == 1 and len(dims) > 1:
+            notes.append(f"input '{inp.name}' {_show(dims)}: the graph fixes dim 0 at 1, read as a batch fixed at 1 "
+                         "(other batch sizes are skipped with the evidence)")
+            dims[0] = "batch"
+        else:
+            notes.append(f"input '{inp.name}' {_show(dims)}: no symbolic first dim, so no batch axis: one item per "
+                         "call, batch size 1")
+        inputs.append({"name": inp.name, "shape": dims, "dtype": _DTYPES[t.elem_type]})
+    for inp in inputs:
+        inp["shape"] = ["batch" if d in batch_symbols else d for d in inp["shape"]]
+        unsized += [d for d in inp["shape"] if isinstance(d, str) and d != "batch" and d not in unsized]
+    if missing := [d for d in unsized if d not in shapes]:
+        example = ",".join(f"{d}=SIZE" for d in missing)
+        raise SpecError(f"the graph leaves {missing} symbolic and optbench does not guess sizes", file=str(path),
+                        expected=f"--shapes {example}")
+    if extra := sorted(set(shapes) - set(unsized)):
+        raise SpecError(f"--shapes names {extra}, which are not symbolic dims of the graph's inputs",
+                        expected=f"some of {unsized}" if unsized else "no --shapes (every dim is fixed)")
+    has_batch = any("batch" in i["shape"] for i in inputs)
+    if not has_batch and batch and set(batch) != {1}:
+        raise SpecError(f"--batch {batch}: no input of the graph has a batch dim, so it runs at batch 1",
+                        expected="--batch 1")
+    spec: dict[str, Any] = {
+        "name": _NAME.sub("-", path.stem).strip("-") or "model",
+        "description": f"spec-less run of {path.name}",
+        "model": {"source": "onnx", "path": str(path)},
+        "inputs": inputs,
+        "variants": {"precision": precision or ["fp32", "fp16", "int8"], "batch_size": batch or [1]},
+        "backends": backends or ["onnxruntime"],
+    }
+    if unsized:
+        spec["variants"]["shapes"] = [{d: shapes[d] for d in unsized}]
+    if data is None:
+        spec["data"] = {"source": "synthetic", "calibration": 64, "eval": 64}
+        notes.append("data: random inputs (no --data): drift compares the variants on noise, and int8 rows are "
+                     "calibrated on it (their rows say so); pass --data FILE.npz with one array per input")
+    else:
+        spec["data"] = _npz_data(data, [i["name"] for i in inputs], labels)
+    return spec, notes
+
+
+def _npz_data(path: Path, names: list[str], labels: str | None) -> dict[str, Any]:
+    import numpy as np
+
+    path = path.resolve()
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            lengths = {k: len(f[k]) for k in f.files if f[k].ndim}
+    except (ValueError, OSError) as e:
+        raise SpecError(f"--data: cannot read {path} as .npz: {e}") from None
+    if missing := [n for n in names if n not in lengths]:
+        raise SpecError(f"--data {path.name} has no array for inputs {missing}", expected=f"arrays named {names}",
+                        found=str(sorted(lengths)))
+    n = min(lengths[k] for k in names)
+    if n < 2:
+        raise SpecError(f"--data {path.name} holds {n} item(s); calibration and eval need 2 at least")
+    calibration = min(256, max(1, n // 4))
+    out: dict[str, Any] = {"source": "npz", "path": str(path), "calibration": calibration,
+                           "eval": min(512, n - calibration), "train": 0}
+    if labels:
+        out["labels"] = labels
+    return out
+
+
+def _symbol(param: str, input_name: str, k: int) -> str:
+    """A graph's dim_param as a spec symbol; an unnamed one ('', '?', '-1') named after its input and axis."""
+    name = _NAME.sub("_", param).strip("_")
+    if not name or not name[0].isalpha():
+        name = f"{_NAME.sub('_', input_name).strip('_') or 'input'}_dim{k}"
+    return name
+
+
+def _show(dims: list) -> str:
+    return "[" + ", ".join(str(d) for d in dims) + "]"
+
+
+# ---------------------------------------------------------------- --set
+def apply_overrides(data: dict[str, Any], sets: list[str] | None) -> dict[str, Any]:
+    """``KEY.PATH=VALUE`` (VALUE read as YAML: ``3``, ``[1, 8]``, ``{rounds: 3}``) set into a spec's mapping;
+    list items by index (``backends.0=torch``). A path through a scalar is one clear error."""
+    for item in sets or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise SpecError("--set takes KEY.PATH=VALUE, e.g. --set measure.rounds=3", found=repr(item))
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise SpecError(f"--set {key}: the value is not YAML ({str(e).splitlines()[0]})", found=repr(raw)) from None
+        parts = key.strip().split(".")
+        node: Any = data
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise SpecError(f"--set {key}: '{part}' is not an index of the {len(node)}-item list at "
+                                    f"{'.'.join(parts[:depth]) or 'the top'}", found=repr(item))
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    node = node.setdefault(part, {})
+            else:
+                raise SpecError(f"--set {key}: {'.'.join(parts[:depth])} is a value ({node!r}), not a mapping",
+                                found=repr(item))
+    return data
