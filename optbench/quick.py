@@ -30,7 +30,7 @@ def split_list(text: str | None, what: str, cast=str) -> list | None:
         try:
             out.append(cast(part))
         except ValueError:
-            raise SpecError(f"{what}: '{part}' is not a {cast.__name__}", found=repr(text)) from None
+            raise SpecError(f"{what}: '{part}' is not {'an integer' if cast is int else cast.__name__}", found=repr(text)) from None
     if not out:
         raise SpecError(f"{what} is empty", found=repr(text))
     return out
