@@ -33,17 +33,54 @@ def lock_dir() -> Path:
 
 
 class Exclusive:
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, label: str = "", wait_file: Path | None = None) -> None:
         self.root = root or lock_dir()
         self.room = open(self.root / "room.lock", "a+")  # noqa: SIM115 (held for the process's lifetime)
         self.waited_s = 0.0
         self.building = False
         self.timing_core: int | None = None
+        self.label = label  # who this process is, for those who wait on it (run and variant)
+        self.wait_file = wait_file  # where a wait is announced while it lasts (the sweep shows it)
+        self._holding = self.root / f"holder-{os.getpid()}"
 
     def _lock(self, f, how: int) -> None:
         t0 = time.monotonic()
-        fcntl.flock(f, how)
+        try:
+            fcntl.flock(f, how | fcntl.LOCK_NB)
+        except BlockingIOError:  # someone holds it: say who, wait, and clear the note
+            self._announce(f"waiting for {'the timing window' if how == fcntl.LOCK_EX else 'a timing window to end'}"
+                           f" ({Path(f.name).stem}): held by {', '.join(self.holders()) or 'another process'}")
+            fcntl.flock(f, how)
+            self._announce("")
         self.waited_s += time.monotonic() - t0
+        self._holding.write_text(f"{self.label or 'an optbench worker'} (pid {os.getpid()})")
+
+    def holders(self) -> list[str]:
+        """The other live processes of this node's optbench runs that hold or wait on its locks."""
+        out = []
+        for path in sorted(self.root.glob("holder-*")):
+            pid = path.name.split("-", 1)[1]
+            if not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                path.unlink(missing_ok=True)  # a process that died left it
+                continue
+            except PermissionError:
+                pass
+            try:
+                out.append(path.read_text().strip())
+            except OSError:
+                continue
+        return out
+
+    def _announce(self, text: str) -> None:
+        if self.wait_file is not None:
+            try:
+                self.wait_file.write_text(text)
+            except OSError:
+                pass
 
     def build(self) -> None:
         """Enter the room shared (after the turnstile, so a waiting timing window goes first); once per process."""
@@ -107,8 +144,9 @@ def reserved_cores() -> dict[str, int]:
 _CURRENT: list[Exclusive] = []
 
 
-def current() -> Exclusive:
-    """This process's locks (one set per variant process)."""
+def current(label: str = "", wait_file: Path | None = None) -> Exclusive:
+    """This process's locks (one set per variant process); the first call names the process and where its
+    waits are announced."""
     if not _CURRENT:
-        _CURRENT.append(Exclusive())
+        _CURRENT.append(Exclusive(label=label, wait_file=wait_file))
     return _CURRENT[0]

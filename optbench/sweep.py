@@ -11,6 +11,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,7 +214,8 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
                 from optbench.executors import run_local
 
                 env["cluster"] = {"executor": "local", "jobs": opts.jobs}
-                run_local(to_run, lambda v: run_job(job_of(v), spec.measure, log_of(v)), record, opts.jobs,
+                run_local(to_run, lambda v: run_job(job_of(v), spec.measure, log_of(v),
+                                                    lambda text, vid=v.id: progress.note(vid, text)), record, opts.jobs,
                           lambda v: progress.show(v.id))
     except KeyboardInterrupt:
         interrupted = True
@@ -312,12 +314,23 @@ def _rss_bytes(pid: int) -> int:
         return 0
 
 
-def _join_watching(proc, timeout_s: float, rss_limit_mb: int | None) -> tuple[bool, str | None]:
+def _join_watching(proc, timeout_s: float, rss_limit_mb: int | None, waiting: Path | None = None,
+                   notify: Callable[[str], None] | None = None) -> tuple[bool, str | None]:
     """Wait for the worker, killing it past the time limit or past the resident-memory cap (a watchdog works
-    for CPU and CUDA workers alike, where an address-space limit breaks CUDA's large virtual reservations)."""
+    for CPU and CUDA workers alike, where an address-space limit breaks CUDA's large virtual reservations);
+    what the worker says it waits for (``waiting``, a node lock held by another run) goes to ``notify``."""
     deadline = time.monotonic() + timeout_s
+    said = ""
     while True:
         proc.join(min(RSS_POLL_S, max(0.0, deadline - time.monotonic())))
+        if notify is not None and waiting is not None:
+            try:
+                now = waiting.read_text().strip()
+            except OSError:
+                now = ""
+            if now != said:
+                said = now
+                notify(now)
         if proc.exitcode is not None:
             return False, None
         if time.monotonic() >= deadline:
@@ -331,9 +344,10 @@ def _join_watching(proc, timeout_s: float, rss_limit_mb: int | None) -> tuple[bo
 
 
 def spawn(job: dict, timeout_s: float, memory_limit_mb: int | None, log: Path,
-          rss_limit_mb: int | None = None) -> tuple[dict | None, dict]:
-    """Run one job in its own process; return (its output or None, what happened to the process)."""
-    from optbench.worker import child_main
+          rss_limit_mb: int | None = None, notify: Callable[[str], None] | None = None) -> tuple[dict | None, dict]:
+    """Run one job in its own process; return (its output or None, what happened to the process). ``notify``
+    hears what the process waits for while it waits (a timing lock another run holds), and "" when it stops."""
+    from optbench.worker import child_main, wait_file
 
     killed_for = None
     with tempfile.TemporaryDirectory(prefix="optbench-job-") as tmp:
@@ -343,7 +357,7 @@ def spawn(job: dict, timeout_s: float, memory_limit_mb: int | None, log: Path,
         proc.start()
         _LIVE.add(proc)
         try:
-            timed_out, killed_for = _join_watching(proc, timeout_s, rss_limit_mb)
+            timed_out, killed_for = _join_watching(proc, timeout_s, rss_limit_mb, wait_file(log), notify)
             if timed_out:
                 proc.kill()
                 proc.join()
@@ -354,6 +368,7 @@ def spawn(job: dict, timeout_s: float, memory_limit_mb: int | None, log: Path,
         finally:
             _LIVE.discard(proc)
             _kill_group(proc.pid)
+            wait_file(log).unlink(missing_ok=True)
         result = json.loads(out.read_text()) if out.exists() else None
     return result, {"exit_code": proc.exitcode, "timed_out": timed_out, "killed_for": killed_for}
 
@@ -436,7 +451,7 @@ def _crash_reason(proc: dict, timeout_s: float) -> str:
     return f"exited with code {code}"
 
 
-def run_job(job: dict, measure: Any, log: Path) -> dict:
+def run_job(job: dict, measure: Any, log: Path, notify: Callable[[str], None] | None = None) -> dict:
     """A variant's worker process, and for ``measure.processes`` > 1 its further timing processes (rebuilt from
     the cache, timing only), their rounds pooled into one row. Used by every executor, on the node that runs the
     variant (so the memory cap the row records is the one enforced there)."""
@@ -445,7 +460,7 @@ def run_job(job: dict, measure: Any, log: Path) -> dict:
     t0 = time.monotonic()
     shares = round_shares(measure.rounds, measure.processes) if job["mode"] == "variant" else [None]
     first = {**job, "rounds": shares[0]} if len(shares) > 1 else job
-    result, proc = spawn(first, measure.timeout_s, measure.memory_limit_mb, log, measure.rss_limit_mb)
+    result, proc = spawn(first, measure.timeout_s, measure.memory_limit_mb, log, measure.rss_limit_mb, notify)
     row = row_from_worker(result, proc, measure.timeout_s, log)
     others, lost = [], []
     for i, n in enumerate(shares[1:], start=1):
@@ -453,7 +468,7 @@ def run_job(job: dict, measure: Any, log: Path) -> dict:
             break
         plog = log.with_name(log.name.replace(".log", f".p{i}.log"))
         res, pr = spawn({**job, "rounds": n, "timing_only": True}, measure.timeout_s, measure.memory_limit_mb, plog,
-                        measure.rss_limit_mb)
+                        measure.rss_limit_mb, notify)
         more = row_from_worker(res, pr, measure.timeout_s, plog)
         if more.get("status") == "ok":
             others.append(more)
@@ -520,6 +535,16 @@ class Progress:
             self.live.update(self.task, description=vid, eta=self.eta())
         elif not self.quiet:
             sys.stderr.write(f"[{self.done + 1}/{self.total}] running {vid}\n")
+            sys.stderr.flush()
+
+    def note(self, vid: str, text: str) -> None:
+        """What a running variant waits for (a node lock another run holds), or "" when the wait ends."""
+        if self.quiet:
+            return
+        if self.live is not None:
+            self.live.update(self.task, description=f"{vid}: {text}" if text else vid)
+        elif text:
+            sys.stderr.write(f"[{self.done + 1}/{self.total}] {vid}: {text}\n")
             sys.stderr.flush()
 
     def step(self, vid: str, status: str, ran: bool = False) -> None:

@@ -282,6 +282,11 @@ def _vm_size_bytes() -> int:
     return 0
 
 
+def wait_file(log: Path) -> Path:
+    """Where a job's process announces a wait on a node lock while it lasts (beside its log)."""
+    return log.with_name(log.name + ".waiting")
+
+
 def child_main(job_path: str, log_path: str, memory_limit_mb: int | None) -> None:
     """Entry of a job's process: stdout/stderr to the job's log, an address-space cap, then the job."""
     import os
@@ -294,10 +299,13 @@ def child_main(job_path: str, log_path: str, memory_limit_mb: int | None) -> Non
     os.dup2(fd, 2)
     os.close(fd)
     faulthandler.enable()  # a segfault leaves the Python stack in the log (the row's stderr tail)
-    if json.loads(Path(job_path).read_text()).get("mode") != "prepare":
+    job = json.loads(Path(job_path).read_text())
+    if job.get("mode") != "prepare":
         from optbench.exclusive import current
 
-        current().build()  # before this process does any work: a timing window elsewhere on the node waits for none
+        label = f"optbench run {Path(job['run_dir']).name}, {(job.get('variant') or {}).get('id', job.get('mode'))}"
+        # before this process does any work: a timing window elsewhere on the node waits for none
+        current(label, wait_file(Path(log_path))).build()
     if memory_limit_mb:
         import resource
 
