@@ -210,6 +210,9 @@ def test_best_under_budgets_is_per_point(small_run):
     assert {b["point"] for b in best} == {"batch 1", "batch 16"}
     for b in best:
         assert f".bs{b['point'].split()[1]}-" in b["variant"]
+    for a, b in zip(best, best[1:]):  # a looser budget picking the same variant widens the line, not repeats it
+        assert a["point"] != b["point"] or a["variant"] != b["variant"]
+        assert b["budget"] > a["budget_to"] or a["point"] != b["point"]
 
 
 def test_pareto_falls_back_to_drift_when_accuracy_is_flat():
@@ -276,3 +279,22 @@ def test_what_to_ship_is_in_the_first_viewport(small_run, tmp_path):
                          timeout=120).stdout
     top, bottom, height, width = (float(x) for x in re.search(r'data-ship="([^"]+)"', dom).group(1).split(","))
     assert width == 1200 and 0 < top < bottom <= height, (top, bottom, height)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_results_table_fits_1280_pixels(small_run, tmp_path):
+    """At 1280 px the page never scrolls sideways and the results table ends inside the window, its verdict
+    column second (measured by Chromium in a copy of the report, as above)."""
+    page = tmp_path / "report.html"
+    probe = ("<script>addEventListener('load', function () { var t = document.querySelector('#summary')"
+             ".getBoundingClientRect(); var h = document.querySelectorAll('#summary thead th');"
+             "document.body.setAttribute('data-fit', document.documentElement.scrollWidth + ',' + innerWidth + ',' + "
+             "t.right + ',' + h[1].textContent.trim()); });</script></body>")
+    page.write_text((small_run / "report.html").read_text().replace("</body>", probe))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--window-size=1280,900", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", page.resolve().as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    scroll, inner, right, second = re.search(r'data-fit="([^"]+)"', dom).group(1).split(",", 3)
+    assert float(scroll) <= float(inner) == 1280 and float(right) <= 1280, (scroll, inner, right)
+    assert second == "accuracy verdict"

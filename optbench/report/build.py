@@ -77,14 +77,20 @@ def best_under_budgets(passing: pd.DataFrame, metric: str, reference: float | No
         if values.empty:
             continue
         top = reference if reference is not None else values.max()
+        lines: list[dict] = []
         for drop in ACCURACY_BUDGETS:
             fits = ok[ok[metric] >= top - drop - 1e-12]
             if fits.empty:
-                out.append({"point": point, "budget": drop, "variant": None})
-                continue
-            r = fits.sort_values("latency_ms_p50").iloc[0]
-            out.append({"point": point, "budget": drop, "variant": r["variant_id"], "latency_ms_p50": r["latency_ms_p50"],
-                        "value": r[metric]})
+                line = {"point": point, "budget": drop, "budget_to": drop, "variant": None}
+            else:
+                r = fits.sort_values("latency_ms_p50").iloc[0]
+                line = {"point": point, "budget": drop, "budget_to": drop, "variant": r["variant_id"],
+                        "latency_ms_p50": r["latency_ms_p50"], "value": r[metric]}
+            if lines and lines[-1]["variant"] == line["variant"]:
+                lines[-1]["budget_to"] = drop  # a looser budget that picks the same variant: one line, a range
+            else:
+                lines.append(line)
+        out += lines
     return out
 
 

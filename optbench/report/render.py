@@ -41,12 +41,25 @@ def verdict_column(df, failing: dict[str, list[str]], width: int) -> list[str]:
             for v, s in zip(df.variant_id, df.status)]
 
 
-def summary_columns(df) -> list[tuple[str, str]]:
+# columns said once above the table when every measured row has the same value (the table fits 1280 px)
+SHARED = ("backend", "device", "precision", "transform")
+
+
+def summary_columns(df) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """The results table's columns, the verdict beside the variant's name; and the identity columns every
+    measured row shares (one backend, one device), said once above the table instead. The rounds' spread is in
+    each p50 cell's hover text, not a column."""
+    ok = df[df.status == "ok"] if "status" in df else df
+    shared = {c: str(ok[c].iloc[0]) for c in SHARED if c in ok and len(ok) and ok[c].nunique(dropna=False) == 1}
     present = [(c, label) for c, label in SUMMARY
-               if c in ("variant_id", "latency_ms_p50") or (c in df and df[c].notna().any())]
-    extra = [(c, label) for c, label in TASK_COLUMNS if c in df and df[c].notna().any()]
+               if c not in shared and c != "latency_ms_round_spread"
+               and (c in ("variant_id", "latency_ms_p50") or (c in df and df[c].notna().any()))]
+    if "worst_output" in ok and len(ok) and ok["worst_output"].nunique(dropna=False) == 1:
+        shared["worst output"] = str(ok["worst_output"].iloc[0])
+    extra = [(c, label) for c, label in TASK_COLUMNS
+             if c in df and df[c].notna().any() and not (c == "worst_output" and "worst output" in shared)]
     extra += [(c, c) for c in df.columns if str(c).startswith("x_") and df[c].notna().any()]
-    return present + extra + [("verdict", "accuracy verdict")]
+    return present[:1] + [("verdict", "accuracy verdict")] + present[1:] + extra, shared
 
 
 def fmt(v, col: str = "") -> str:
@@ -96,8 +109,12 @@ def row_groups(df, verdict: dict, columns: list[tuple[str, str]]) -> list[dict]:
                 cls = "" if ok_flag is None else ("pass" if ok_flag else "fail")
                 raw = r.get(col)
                 text, title = fmt(raw, col), ""
-                if col == "latency_ms_p50" and flags:
-                    cls, text, title = "noisy", text + " ⚠", "; ".join(flags)
+                if col == "latency_ms_p50":
+                    spread = r.get("latency_ms_round_spread")
+                    title = "; ".join(([f"round medians spread {fmt(spread, 'latency_ms_round_spread')}"]
+                                       if isinstance(spread, float) and not math.isnan(spread) else []) + flags)
+                    if flags:
+                        cls, text = "noisy", text + " ⚠"
                 sort = raw if isinstance(raw, (int, float)) and not (isinstance(raw, float) and math.isnan(raw)) else ""
                 cells.append({"text": text, "cls": cls, "sort": sort, "title": title})
             rows.append(cells)
@@ -160,7 +177,7 @@ def context(run: dict) -> dict:
         candidates += [("Memory per variant", plots.memory_bars(ok_plot)),
                        ("Latency vs shape", plots.latency_vs_shape(ok_plot, colour))]
         figures = [{"title": t, "uri": u} for t, u in candidates if u]
-    columns = summary_columns(df)
+    columns, shared = summary_columns(df)
     column, higher, _ = plots.pareto_metric(ok_plot, metric) if not ok_plot.empty else (metric, True, "")
     frontier = []
     for (batch, _), g in passing.dropna(subset=["latency_ms_p50"]).groupby(["batch_size", "shape_sort"], sort=True):
@@ -172,6 +189,7 @@ def context(run: dict) -> dict:
         "name": run["spec"].get("name", run["dir"].name), "description": run["spec"].get("description"),
         "decisions": decided,
         "generated": generated_at(), "env": env, "ref": run["ref"], "columns": [c[1] for c in columns],
+        "shared": shared,
         "groups": row_groups(df, verdict, columns), "figures": figures, "metric": metric, "frontier_metric": column,
         "frontier": frontier,
         "best": best_under_budgets(passing, metric, run["ref"].get("reference_task_accuracy")
