@@ -224,6 +224,8 @@ def test_pareto_falls_back_to_drift_when_accuracy_is_flat():
                          "ms_per_item": [3.0, 2.0, 1.0]})
     assert pareto_metric(flat, "top1_agreement")[:2] == ("drift_rel_l2", False)
     assert list(frontier_of(flat, "drift_rel_l2", False)["ms_per_item"]) == [1.0, 2.0, 3.0]
+    noise = pd.DataFrame({"drift_rel_l2": [5.33e-7, 4.95e-7, 1e-8], "ms_per_item": [1.0, 2.0, 3.0]})
+    assert list(frontier_of(noise, "drift_rel_l2", False)["ms_per_item"]) == [1.0, 3.0]  # 4.95e-7: same noise
     varied = flat.assign(top1_agreement=[1.0, 0.99, 0.9])
     assert pareto_metric(varied, "top1_agreement")[:2] == ("top1_agreement", True)
     twelve = colours([f"series {i}" for i in range(12)])
