@@ -43,7 +43,7 @@ BAD = [
     ("negative count", GOOD.replace("eval: 64", "eval: -3"), ["data.eval", "greater than 0", "-3"]),
     ("empty axis", GOOD.replace("[fp32]", "[]"), ["variants.precision", "at least 1"]),
     ("bad precision", GOOD.replace("[fp32]", "[fp64]"), ["variants.precision.0", "fp32", "'fp64'"]),
-    ("missing model file", GOOD.replace("digits.py:build", "nope.py:build"), ["entrypoint file not found", "model.entrypoint", ":2"]),
+    ("missing model file", GOOD.replace("digits.py:build", "nope.py:build"), ["entrypoint file not found (looked for ", "nope.py", "model.entrypoint", ":2"]),
     ("bad entrypoint function", GOOD.replace("digits.py:build", "digits.py:nothing"), ["no top-level function 'nothing'"]),
     ("entrypoint without function", GOOD.replace("digits.py:build", "digits.py"), ["model.entrypoint", "path/or/module:function"]),
     ("unknown model source", GOOD.replace("source: python", "source: keras"), ["model", "torchvision", "'keras'"]),

@@ -237,10 +237,12 @@ def check_files(spec: Spec, spec_path: Path, lines: dict[tuple, int]) -> None:
         if model.source == "onnx" and attr == "path":
             continue  # resolved (package form included) and checked against the spec below
         if value and not value.startswith("package:") and not resolve_path(value, spec_path).exists():
-            raise SpecError("file not found", file=file, line=line_of(lines, ("model", attr)),
+            raise SpecError(f"file not found (looked for {resolve_path(value, spec_path)}; relative paths are "
+                            "read from the spec's folder)", file=file, line=line_of(lines, ("model", attr)),
                             field=f"model.{attr}", found=repr(value))
     if getattr(spec.data, "path", None) and not resolve_path(spec.data.path, spec_path).exists():
-        raise SpecError("file not found", file=file, line=line_of(lines, ("data", "path")),
+        raise SpecError(f"file not found (looked for {resolve_path(spec.data.path, spec_path)}; relative paths are "
+                        "read from the spec's folder)", file=file, line=line_of(lines, ("data", "path")),
                         field="data.path", found=repr(spec.data.path))
     if model.source == "python":
         check_entrypoint(model.entrypoint, spec_path, file, line_of(lines, ("model", "entrypoint")))
@@ -284,7 +286,8 @@ def resolve_model_file(value: str, spec_path: Path, file: str | None = None, lin
     if not value.startswith("package:"):
         path = resolve_path(value, spec_path)
         if not path.is_file():
-            raise SpecError("file not found", file=file, line=line, field="model.path", found=repr(value))
+            raise SpecError(f"file not found (looked for {path}; relative paths are read from the spec's folder)",
+                            file=file, line=line, field="model.path", found=repr(value))
         return path
     package, _, inner = value.split(":", 1)[1].partition("/")
     try:
@@ -380,7 +383,8 @@ def check_entrypoint(entrypoint: str, spec_path: Path, file: str, line: int | No
     if target.endswith(".py") or "/" in target:
         path = resolve_path(target, spec_path)
         if not path.is_file():
-            raise SpecError("entrypoint file not found", file=file, line=line, field=field, found=repr(target))
+            raise SpecError(f"entrypoint file not found (looked for {path}; relative paths are read from the "
+                            "spec's folder)", file=file, line=line, field=field, found=repr(target))
         if func not in _top_level_names(path):
             raise SpecError(f"entrypoint file has no top-level function '{func}'", file=file, line=line, field=field,
                             expected="a function defined in " + str(path), found=repr(func))
