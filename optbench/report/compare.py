@@ -54,7 +54,7 @@ def render_table(cmp: dict) -> str:
     colour = {"slower": "red", "faster": "green", "inconclusive": "yellow", "same": ""}
     t = Table(title=f"{cmp['a']['dir'].name} (A) → {cmp['b']['dir'].name} (B): verdicts on round medians, "
                     f"min effect {cmp['effect']:.0%}", title_justify="left")
-    for h, just in [("variant", "left"), ("p50 A ms", "right"), ("p50 B ms", "right"), ("B/A", "right"),
+    for h, just in [("variant", "left"), ("p50 A ms", "right"), ("p50 B ms", "right"), ("B/A rounds", "right"),
                     ("noise", "right"), ("verdict", "left"), ("why", "left")]:
         t.add_column(h, justify=just, overflow="fold")
     for r in cmp["rows"]:
@@ -71,7 +71,9 @@ def render_table(cmp: dict) -> str:
     tail = ", ".join(f"{n} {w}" for w, n in sorted(counts.items()))
     extra = (f"\nadded in B: {', '.join(cmp['added'])}" if cmp["added"] else "") + \
         (f"\nremoved in B: {', '.join(cmp['removed'])}" if cmp["removed"] else "")
-    return console.export_text() + f"latency: {tail or 'no variant measured in both runs'}{extra}\n"
+    note = ("B/A rounds: the ratio of the quiet rounds' medians, which the verdict weighs; the p50 columns are "
+            "over every sample, so their ratio can differ\n")
+    return console.export_text() + note + f"latency: {tail or 'no variant measured in both runs'}{extra}\n"
 
 
 def render(cmp: dict, fmt: str) -> str:
@@ -79,7 +81,7 @@ def render(cmp: dict, fmt: str) -> str:
         return render_table(cmp)
     if fmt == "md":
         lines = [f"## optbench compare: {cmp['a']['dir'].name} → {cmp['b']['dir'].name}", "",
-                 "| variant | p50 A ms | p50 B ms | B/A | noise | verdict |", "|---|---|---|---|---|---|"]
+                 "| variant | p50 A ms | p50 B ms | B/A rounds | noise | verdict |", "|---|---|---|---|---|---|"]
         for r in cmp["rows"]:
             lines.append(f"| {r['variant_id']} | {_f(r.get('p50_a'))} | {_f(r.get('p50_b'))} | {_f(r['ratio'])} | "
                          f"{_f(r['noise'], '.1%')} | {r['mark']} |")
@@ -96,7 +98,7 @@ def render(cmp: dict, fmt: str) -> str:
         f"<td>{_f(r['noise'], '.1%')}</td><td class='{e(r['mark'])}' title='{e(r['reason'])}'>{e(r['mark'])}</td>"
         + "".join(f"<td>{_f(r[f'{m}_change'], '+.3g')}</td>" for m in DRIFT) + "</tr>"
         for r in cmp["rows"])
-    head = "".join(f"<th>{h}</th>" for h in ["variant", "status A", "status B", "p50 A (ms)", "p50 B (ms)", "B/A",
+    head = "".join(f"<th>{h}</th>" for h in ["variant", "status A", "status B", "p50 A (ms)", "p50 B (ms)", "B/A rounds",
                                             "noise", "verdict"] + [f"Δ {m}" for m in DRIFT])
     lst = lambda xs: "".join(f"<li>{e(x)}</li>" for x in xs) or "<li>none</li>"  # noqa: E731
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>optbench compare</title><style>"
@@ -105,7 +107,7 @@ def render(cmp: dict, fmt: str) -> str:
             f"</style></head><body><h1>optbench compare</h1><p>A (baseline): {e(str(cmp['a']['dir']))}<br>"
             f"B: {e(str(cmp['b']['dir']))}<br>generated {generated_at()}. Verdicts on round medians: faster or slower beyond "
             f"{cmp['effect']:.0%} and beyond the rounds' noise; inconclusive where the noise or a busy machine "
-            f"hides the answer (hover a verdict for its numbers).</p>"
+            f"hides the answer (hover a verdict for its numbers). B/A rounds is the ratio of the quiet rounds' medians the verdict weighs; the p50 columns are over every sample.</p>"
             + ("<p><b>The runs come from different specs.</b></p>" if cmp["specs_differ"] else "") + f"<table><tr>{head}</tr>{body}</table>"
             f"<h2>Added in B</h2><ul>{lst(cmp['added'])}</ul><h2>Removed in B</h2><ul>{lst(cmp['removed'])}</ul>"
             "</body></html>")
