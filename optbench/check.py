@@ -423,7 +423,7 @@ def cmd_check(args) -> int:
 
 def add_commands(sub) -> None:
     c = sub.add_parser("check", help="budgets and baseline gate → exit 0 (pass), 1 (violation), 2 (usage error)")
-    c.add_argument("run_dir")
+    c.add_argument("run_dir", help="the run directory to judge (results.jsonl inside)")
     c.add_argument("--baseline", help="run directory to compare latency with")
     c.add_argument("--budget", action="append", metavar="[SELECTOR.]KEY=VALUE", help="override a budget (repeatable)")
     c.add_argument("--min-effect", type=float, help="smallest latency change that counts, as a fraction (default "

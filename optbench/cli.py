@@ -38,7 +38,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from optbench.spec import load_spec
 
     spec_path = Path(args.spec)
-    spec = load_spec(spec_path)
+    spec = load_spec(spec_path, args.set)
     fixed = model_fixed_batch(spec, spec_path)
     interp, note = read_at_plan(spec, spec_path)  # a model file that cannot be read unambiguously: exit 2 here
     if fixed[0] is None and interp is not None and interp.fixed_batch is not None:
@@ -294,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(fn=cmd_build)
 
     pl = sub.add_parser("plan", help="list the variants of a spec; build nothing")
-    pl.add_argument("spec")
+    pl.add_argument("spec", help="a spec file (YAML)")
+    pl.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override a spec value (as for run)")
     pl.add_argument("--json", action="store_true")
     pl.set_defaults(fn=cmd_plan)
 

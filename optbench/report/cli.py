@@ -61,7 +61,7 @@ def cmd_compare(args) -> int:
 
 def add_commands(sub) -> None:
     r = sub.add_parser("report", help="write the run's report (HTML, Markdown or CSV)")
-    r.add_argument("run_dir")
+    r.add_argument("run_dir", help="the run directory to report on")
     r.add_argument("-o", "--output", help="output file (default: RUN_DIR/report.html for html; stdout for md and csv)")
     r.add_argument("--format", choices=["html", "md", "csv"], default="html")
     r.add_argument("--constraint", action="append", metavar="'COLUMN OP NUMBER'",
