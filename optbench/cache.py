@@ -48,11 +48,28 @@ class CacheIntegrityError(RuntimeError):
     """A cached artifact's files differ from the digests recorded when this user built it."""
 
 
+def private(path: Path, what: str) -> None:
+    """Refuse, as ssh does with keys, a folder or file that another user could write: owned by someone else, or
+    writable by the group or everyone. The ledger vouches for pickles the workers load, so whoever can write
+    it (or swap the cache's files under it) could run code as this user."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return
+    if st.st_uid != os.getuid():
+        raise CacheIntegrityError(f"the {what} {path} belongs to another user (uid {st.st_uid}); optbench loads only "
+                                  f"what this user's own ledger vouches for. Use your own folder")
+    if st.st_mode & 0o022:
+        raise CacheIntegrityError(f"the {what} {path} is writable by other users (mode {st.st_mode & 0o777:o}): "
+                                  f"anyone could plant an artifact and vouch for it. Fix: chmod go-w {path}")
+
+
 def ledger_root() -> Path:
     base = os.environ.get("OPTBENCH_LEDGER") or \
         Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "optbench" / "ledger"
     root = Path(base)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private(root, "ledger folder")
     return root
 
 
@@ -128,6 +145,9 @@ class ArtifactCache:
         entry = self._ledger(folder.name)
         if not entry.exists():
             return False
+        for path, what in ((entry.parent, "ledger folder"), (entry, "ledger entry"), (self.root, "artifact cache"),
+                           (folder, "cached artifact folder")):
+            private(path, what)
         recorded = json.loads(entry.read_text())
         found = _digests(folder)
         if found != recorded:
@@ -143,6 +163,12 @@ class ArtifactCache:
         if folder.parent.resolve() == self.root.resolve() and not self._trusted(folder):
             raise CacheIntegrityError(f"cached artifact {folder} is not in this user's ledger; refusing to load it")
         return Path(path)
+
+    def check_private(self) -> None:
+        """Before a run: the ledger and the cache folder writable by this user alone (see :func:`private`)."""
+        if self.enabled:
+            ledger_root()
+            private(self.root, "artifact cache")
 
     def size_bytes(self) -> int:
         if not self.root.exists():

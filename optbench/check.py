@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optbench.errors import OptbenchError, RunDirError
+from optbench.errors import OptbenchError, RunDirError, strict_float
 from optbench.spec.defaults import config_defaults
 
 # budget key → (row column, direction); "max": value must be <= budget. Besides these, every task metric
@@ -93,7 +93,7 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, float]]:
         selector, _, key = lhs.rpartition(".")
         _known(key, "--budget")
         try:
-            number = float(value)
+            number = strict_float(value)
         except ValueError:
             raise OptbenchError(f"--budget {lhs}: expected a number, found {value!r}") from None
         if not math.isfinite(number):
@@ -297,6 +297,10 @@ def check_run(run_dir: Path, baseline: Path | None = None, overrides: dict | Non
     import yaml
 
     rows, env, ref = _load_run(run_dir)
+    if rows and not any(r.get("status") in ("ok", "failed", "timeout") for r in rows.values()):
+        kinds = sorted({str(r.get("status")) for r in rows.values()})
+        raise RunDirError(f"{run_dir}: nothing to check: its rows are {', '.join(kinds)}, none measured "
+                          f"(`optbench build` measures nothing; check the directory of an `optbench run`)")
     spec_path = Path(run_dir) / "spec.yaml"
     spec = yaml.safe_load(spec_path.read_text()) if spec_path.exists() else {}
     spec_budgets, optional = spec.get("budgets") or {}, spec.get("optional") or []

@@ -56,6 +56,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(_table(rows, ["variant_id", "status", "reason"]))
         n = sum(v.status == "planned" for v in variants)
         print(f"\n{len(variants)} variants: {n} planned, {len(variants) - n} skipped")
+        from optbench.sweep import MAX_VARIANTS
+
+        if n > MAX_VARIANTS:
+            print(f"warning: {n:,} variants is more than {MAX_VARIANTS} (at tens of seconds each, hours of machine "
+                  f"time); `run` asks for --max-variants {n}")
     return 0
 
 
@@ -137,7 +142,8 @@ def _sweep_options(args: argparse.Namespace, spec, mode: str, spec_path: Path):
         Path(args.out) / f"{spec.name}{'-build' if mode == 'build' else ''}-{stamp}"
     return RunOptions(run_dir=run_dir, spec_path=spec_path, force=args.force, resume=args.resume,
                       cache_dir=Path(args.cache_dir) if args.cache_dir else None, no_cache=args.no_cache,
-                      quiet=args.quiet, mode=mode, **_executor_options(args))
+                      quiet=args.quiet, mode=mode, **_executor_options(args),
+                      **({"max_variants": args.max_variants} if args.max_variants else {}))
 
 
 def _sweep_arguments(parser: argparse.ArgumentParser, what: str) -> None:
@@ -165,6 +171,8 @@ def _sweep_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--cache-dir", help="artifact cache (default: $OPTBENCH_CACHE or ~/.cache/optbench)")
     parser.add_argument("--no-cache", action="store_true", help="rebuild every artifact")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--max-variants", type=int, default=None, metavar="N",
+                        help="run a sweep of more than 500 planned variants (the default refuses, naming the count)")
     _executor_arguments(parser)
 
 
@@ -174,6 +182,12 @@ def _executor_options(args: argparse.Namespace) -> dict:
         raise OptbenchError(f"--jobs takes a positive number of variants in flight, found {args.jobs}")
     if args.address and args.executor != "ray":
         raise OptbenchError("--address is a Ray cluster's address: give it with --executor ray")
+    if args.address:
+        import re
+
+        if args.address != "auto" and not re.fullmatch(r"(ray://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5}", args.address):
+            raise OptbenchError(f"--address {args.address!r} is not a Ray cluster address: HOST:PORT (e.g. "
+                                f"10.0.0.5:6379), ray://HOST:PORT, or auto")
     if args.executor == "ray":
         import importlib.util
 

@@ -50,3 +50,14 @@ class Interrupted(OptbenchError):
     """Ctrl-C: the shell's code for SIGINT, not a usage error's."""
 
     exit_code = 130
+
+
+def strict_float(text: str) -> float:
+    """A number as a user writes one on a command line: ``5``, ``0.05``, ``1e-3``; Python's ``float`` also takes
+    ``1_0`` (ten) and surrounding spaces, which here are mistakes (ValueError)."""
+    import re
+
+    if not re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|nan)", text.strip(), re.IGNORECASE) \
+            or "_" in text:
+        raise ValueError(f"not a number: {text!r}")
+    return float(text)

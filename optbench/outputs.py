@@ -85,7 +85,9 @@ def item_major(arrays: dict[str, np.ndarray], axes: dict[str, Any] | None) -> di
     out = {}
     for name, arr in arrays.items():
         if axes is None or name not in axes:
-            raise KeyError(f"output '{name}' has no batch axis in the model's interpretation")
+            raise ValueError(f"output '{name}' is not one the model returned when optbench read it (outputs "
+                             f"{sorted(axes or {})}): an output that exists at some batch sizes only cannot be "
+                             f"judged")
         axis = axes[name]
         if axis is None:
             continue
@@ -105,6 +107,8 @@ def default_task(model_source: str, ref: np.ndarray, labels: np.ndarray | None) 
     Never classification for embeddings: a (N, 384) embedding is not 384 classes."""
     from optbench.spec.models import ClassificationTask, EmbeddingTask
 
+    if ref.dtype.kind in "iub":  # class ids, masks, flags: compared exactly, never read as class scores
+        return None
     if model_source == "transformers" and ref.ndim == 2:
         return EmbeddingTask(kind="embedding")
     if ref.ndim == 2 and ref.shape[1] > 1 and (model_source == "torchvision" or _int_labels(labels, len(ref))):
@@ -141,6 +145,9 @@ def build_views(spec: Any, refs: dict[str, np.ndarray], labels: np.ndarray | Non
         task = o.task if o.task is not None else (None if o.parts else default_task(spec.model.source, ref, labels))
         if task is not None or not o.parts:
             views.append(View(name, name, task=task, budgets=o.budgets, postprocess=o.postprocess, parts=parts))
+    if not views:
+        raise SpecError("every output is ignored: nothing would be judged, so every accuracy verdict would pass "
+                        "without looking", field="outputs", expected="at least one output without ignore: true")
     labels_seen = [v.label for v in views]
     if len(set(labels_seen)) != len(labels_seen):
         raise SpecError(f"output and part names collide: {labels_seen}", field="outputs")

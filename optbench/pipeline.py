@@ -347,6 +347,12 @@ def judge_all(spec: Any, spec_dir: Path, outputs: dict, refs: dict, labels: Any,
     from optbench.measure.tasks import TaskContext
     from optbench.outputs import build_views
 
+    if missing := sorted(set(refs) - set(outputs)):
+        raise ValueError(f"the variant does not return output(s) {missing}, which the reference returns: an "
+                         f"output that exists at some batch sizes or precisions only cannot be judged")
+    if extra := sorted(set(outputs) - set(refs)):
+        raise ValueError(f"the variant returns output(s) {extra}, which the reference does not: an output that "
+                         f"exists at some batch sizes or precisions only cannot be judged")
     raw = {}
     if spec.postprocess_outputs:
         raw = {k: _drift(outputs[k], r) for k, r in refs.items() if r.dtype.kind not in "iub"}

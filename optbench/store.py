@@ -31,7 +31,29 @@ COLUMNS = [
 
 
 def append_row(run_dir: Path, row: dict[str, Any]) -> None:
-    line = json.dumps(row, default=_json_default, allow_nan=True) + "\n"
+    """One row, as strict JSON: a NaN or infinite number (a NaN drift, a hook's metric) is written null and its
+    place listed in ``nonfinite`` ([[["outputs", "y", "drift_rel_l2"], "nan"]]), which :func:`read_rows` puts
+    back."""
+    import math
+
+    found: list[list] = []
+
+    def clean(v: Any, where: list) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            found.append([where, "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")])
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x, [*where, k]) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x, [*where, i]) for i, x in enumerate(v)]
+        if type(v).__module__ == "numpy" and hasattr(v, "item"):
+            return clean(v.item(), where)
+        return v
+
+    row = clean(row, [])
+    if found:
+        row["nonfinite"] = found
+    line = json.dumps(row, default=_json_default, allow_nan=False) + "\n"
     with open(Path(run_dir) / RESULTS, "a", encoding="utf-8") as f:
         f.write(line)
         f.flush()
@@ -60,12 +82,26 @@ def read_rows(run_dir: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            rows.append(_restore(json.loads(line)))
         except json.JSONDecodeError:
             if i >= len(lines) - 2:  # torn tail from a kill mid-write
                 continue
             raise RunDirError(f"{path}:{i + 1}: corrupt result row") from None
     return rows
+
+
+def _restore(row: dict[str, Any]) -> dict[str, Any]:
+    """The NaN and infinite numbers :func:`append_row` wrote as null, back in place."""
+    for where, what in row.pop("nonfinite", None) or []:
+        *path, last = where
+        node: Any = row
+        try:
+            for k in path:
+                node = node[k]
+            node[last] = float(what)
+        except (KeyError, IndexError, ValueError, TypeError):
+            continue
+    return row
 
 
 def repair_tail(run_dir: Path) -> None:
@@ -108,10 +144,23 @@ def csv_text(df) -> str:
     """Rows as CSV with every nested cell (settings, warnings, shapes, per-output metrics) written as JSON, so
     a spreadsheet or ``json.loads`` reads it back; the raw latency samples left out."""
     df = df.drop(columns=["samples_ms"], errors="ignore").copy()
+    import pandas as pd
+
     for col in df.columns:
-        if df[col].dtype == object:
-            df[col] = df[col].map(lambda v: json.dumps(v, default=str) if isinstance(v, (dict, list, tuple)) else v)
+        if not pd.api.types.is_numeric_dtype(df[col]):  # object or string dtype (pandas 3 keeps text as str)
+            df[col] = df[col].astype(object).map(lambda v: json.dumps(v, default=str) if isinstance(v, (dict, list, tuple)) else
+                                  _inert(v))
+    df.columns = [_inert(str(c)) for c in df.columns]
     return df.to_csv(index=False)
+
+
+FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(v: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (an output named ``=cmd|' /C calc'!A0``) gets a leading
+    apostrophe, as OWASP advises for CSV: shown as text, never evaluated."""
+    return "'" + v if isinstance(v, str) and v.startswith(FORMULA) else v
 
 
 def write_csv(run_dir: Path) -> Path:

@@ -7,6 +7,7 @@ status, exit code or signal and the tail of its stderr, and the sweep goes on.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -18,12 +19,14 @@ from typing import Any
 
 import yaml
 
-from optbench.cache import ArtifactCache
+from optbench.cache import ArtifactCache, CacheIntegrityError
 from optbench.env import collect_env, host_summary
 from optbench.errors import Interrupted, OptbenchError, RunDirError, SpecError
 from optbench.plan import Variant, plan
 from optbench.spec.models import Spec
 from optbench.store import SCHEMA_VERSION, append_row, final_rows, repair_tail, write_csv
+
+MAX_VARIANTS = 500  # a sweep larger than this is asked for explicitly (--max-variants): hours of machine time
 
 
 @dataclass
@@ -40,6 +43,7 @@ class RunOptions:
     executor: str = "local"  # local | ray
     address: str | None = None  # a Ray cluster's address; None: a local Ray instance started and stopped here
     lock: Any = None  # the run directory's lock, held while the run lasts
+    max_variants: int = MAX_VARIANTS  # more planned variants than this: refused before anything runs
 
 
 # what optbench writes in a run directory; --force removes these and nothing else
@@ -153,6 +157,10 @@ def run_sweep(spec: Spec, opts: RunOptions) -> Path:
     from optbench.interpret import model_fixed_batch
 
     variants = plan(spec, opts.mode, fixed_batch=model_fixed_batch(spec, opts.spec_path))
+    if (n := sum(v.status == "planned" for v in variants)) > opts.max_variants:
+        raise OptbenchError(f"the spec plans {n:,} variants to {opts.mode}, more than --max-variants "
+                            f"{opts.max_variants} (at tens of seconds each, hours of machine time); narrow the spec "
+                            f"(variants:, only:) or pass --max-variants {n}")
     done = open_run_dir(spec, variants, opts)
     try:
         return _sweep(spec, opts, variants, done)
@@ -169,6 +177,10 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
     (opts.run_dir / "env.json").write_text(json.dumps(env, indent=2))
     start = contention.snapshot()
     cache = ArtifactCache(opts.cache_dir, enabled=not opts.no_cache)
+    try:
+        cache.check_private()  # before anything runs: a cache others can write is refused, not used
+    except CacheIntegrityError as e:
+        raise OptbenchError(str(e)) from None
     base = _row_base(spec, env)
     todo = [v for v in variants if v.id not in done]
     to_run = [v for v in todo if v.status != "skipped"]
@@ -315,32 +327,57 @@ def _rss_bytes(pid: int) -> int:
 
 
 def _join_watching(proc, timeout_s: float, rss_limit_mb: int | None, waiting: Path | None = None,
-                   notify: Callable[[str], None] | None = None) -> tuple[bool, str | None]:
+                   notify: Callable[[str], None] | None = None, log: Path | None = None) -> tuple[bool, str | None, float]:
     """Wait for the worker, killing it past the time limit or past the resident-memory cap (a watchdog works
     for CPU and CUDA workers alike, where an address-space limit breaks CUDA's large virtual reservations);
-    what the worker says it waits for (``waiting``, a node lock held by another run) goes to ``notify``."""
+    what the worker says it waits for (``waiting``, a node lock held by another run) goes to ``notify``, and that
+    wait does not count against ``timeout_s``; a log past LOG_CAP_BYTES is cut back to its head."""
     deadline = time.monotonic() + timeout_s
-    said = ""
+    said, last, waited = "", time.monotonic(), 0.0
     while True:
         proc.join(min(RSS_POLL_S, max(0.0, deadline - time.monotonic())))
-        if notify is not None and waiting is not None:
+        now_t = time.monotonic()
+        if said:  # waiting on a lock another run holds is not the variant's time
+            deadline += now_t - last
+            waited += now_t - last
+        last = now_t
+        if waiting is not None:
             try:
                 now = waiting.read_text().strip()
             except OSError:
                 now = ""
             if now != said:
                 said = now
-                notify(now)
+                if notify is not None:
+                    notify(now)
+        if log is not None:
+            _cap_log(log)
         if proc.exitcode is not None:
-            return False, None
+            return False, None, waited
         if time.monotonic() >= deadline:
-            return True, None
+            return True, None, waited
         cap, how = rss_cap_bytes(rss_limit_mb)
         rss = _rss_bytes(proc.pid)
         if rss > cap:
             proc.kill()
             proc.join()
-            return False, f"out of memory: the worker's resident memory reached {rss / 2**20:,.0f} MiB, over its cap of {how}"
+            return False, f"out of memory: the worker's resident memory reached {rss / 2**20:,.0f} MiB, over its cap of {how}", waited
+
+
+LOG_CAP_BYTES = 20 << 20  # a worker's log beyond this (a hook printing in a loop) is cut back to its first MiB
+LOG_KEEP_BYTES = 1 << 20
+
+
+def _cap_log(log: Path) -> None:
+    try:
+        if log.stat().st_size <= LOG_CAP_BYTES:
+            return
+        with open(log, "r+b") as f:  # the worker appends (O_APPEND): its next write lands at the new end
+            f.seek(LOG_KEEP_BYTES)
+            f.write(f"\n[optbench: the log passed {LOG_CAP_BYTES >> 20} MiB; the rest up to here was cut]\n".encode())
+            f.truncate()
+    except OSError:
+        pass
 
 
 def spawn(job: dict, timeout_s: float, memory_limit_mb: int | None, log: Path,
@@ -352,12 +389,12 @@ def spawn(job: dict, timeout_s: float, memory_limit_mb: int | None, log: Path,
     killed_for = None
     with tempfile.TemporaryDirectory(prefix="optbench-job-") as tmp:
         job_path, out = Path(tmp) / "job.json", Path(tmp) / "out.json"
-        job_path.write_text(json.dumps({**job, "out": str(out)}))
+        job_path.write_text(json.dumps({**job, "out": str(out), "driver_pid": os.getpid()}))
         proc = _context().Process(target=child_main, args=(str(job_path), str(log), memory_limit_mb), daemon=True)
         proc.start()
         _LIVE.add(proc)
         try:
-            timed_out, killed_for = _join_watching(proc, timeout_s, rss_limit_mb, wait_file(log), notify)
+            timed_out, killed_for, waited = _join_watching(proc, timeout_s, rss_limit_mb, wait_file(log), notify, log)
             if timed_out:
                 proc.kill()
                 proc.join()
@@ -370,7 +407,8 @@ def spawn(job: dict, timeout_s: float, memory_limit_mb: int | None, log: Path,
             _kill_group(proc.pid)
             wait_file(log).unlink(missing_ok=True)
         result = json.loads(out.read_text()) if out.exists() else None
-    return result, {"exit_code": proc.exitcode, "timed_out": timed_out, "killed_for": killed_for}
+    return result, {"exit_code": proc.exitcode, "timed_out": timed_out, "killed_for": killed_for,
+                    "lock_wait_s": round(waited, 1)}
 
 
 _LIVE: set = set()  # worker processes running now (several with --jobs), killed on Ctrl-C
@@ -491,7 +529,9 @@ def row_from_worker(result: dict | None, proc: dict, timeout_s: float, log: Path
     if proc.get("killed_for"):
         row.update(status="failed", error=proc["killed_for"])
     elif proc["timed_out"]:
-        row.update(status="timeout", error=f"timed out after {timeout_s:g} s; {_tail(log, 500)}".strip())
+        waited = proc.get("lock_wait_s") or 0
+        also = f" (not counting {waited:g} s waiting for another run's timing window)" if waited else ""
+        row.update(status="timeout", error=f"timed out after {timeout_s:g} s{also}; {_tail(log, 500)}".strip())
     elif result is None:
         row.update(status="failed", error=f"worker {_crash_reason(proc, timeout_s)}; stderr tail: {_crash_tail(log)}")
     else:

@@ -9,6 +9,7 @@ missing output into a failed row.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from dataclasses import dataclass
@@ -287,19 +288,46 @@ def wait_file(log: Path) -> Path:
     return log.with_name(log.name + ".waiting")
 
 
+def _die_with_driver(driver: int, job_dir: Path) -> None:
+    """Fork a watcher that ends this job's whole process group (and removes its temp folder) once the process
+    that spawned it is gone, killed with -9 included: a hung worker must not outlive its driver and hold the
+    node's timing lock. A process, not a thread, so a worker hung in native code holding the GIL still dies.
+    It leaves quietly when the worker ends."""
+    import shutil
+    import signal
+    import time
+
+    worker = os.getpid()
+    if os.fork() != 0:
+        return
+    try:
+        while os.getppid() == worker:
+            try:
+                os.kill(driver, 0)
+            except ProcessLookupError:
+                shutil.rmtree(job_dir, ignore_errors=True)
+                os.killpg(worker, signal.SIGKILL)
+            except PermissionError:
+                pass
+            time.sleep(0.5)
+    finally:
+        os._exit(0)
+
+
 def child_main(job_path: str, log_path: str, memory_limit_mb: int | None) -> None:
     """Entry of a job's process: stdout/stderr to the job's log, an address-space cap, then the job."""
-    import os
-
     os.setpgid(0, 0)  # its own process group: a timeout ends whatever the job started, too
+    job = json.loads(Path(job_path).read_text())
+    if job.get("driver_pid"):
+        _die_with_driver(int(job["driver_pid"]), Path(job_path).parent)
     import faulthandler
 
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    # appending: the sweep may cut a runaway log short, and writes then go on at the new end
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
     faulthandler.enable()  # a segfault leaves the Python stack in the log (the row's stderr tail)
-    job = json.loads(Path(job_path).read_text())
     if job.get("mode") != "prepare":
         from optbench.exclusive import current
 

@@ -102,3 +102,14 @@ def test_a_difference_the_machine_speed_explains_is_inconclusive():
     assert v.word == "inconclusive" and "machine itself was slower while the candidate's quietest rounds" in v.reason
     real = Rounds([1.4, 1.41, 1.42], probes=[4.0, 4.1, 4.0])  # same machine speed: a real slowdown
     assert decide(real, base).word == "slower"
+
+
+def test_a_slowdown_the_machine_speed_cannot_explain_is_still_slower():
+    """A 2x-work candidate whose own rounds' probes ran +30 % (its lingering threads beside the probe): a machine
+    30 % slower cannot make a variant twice as slow."""
+    base = Rounds([1.0, 1.0, 1.01], probes=[4.0, 4.0, 4.1])
+    twice = Rounds([2.0, 2.01, 2.02], probes=[5.2, 5.2, 5.3])
+    v = decide(twice, base)
+    assert v.word == "slower", v.reason
+    close = Rounds([1.5, 1.51, 1.52], probes=[5.2, 5.2, 5.3])  # +50 % beside a +30 % machine: could be the machine
+    assert decide(close, base).word == "inconclusive"

@@ -131,13 +131,20 @@ def _drift(o: np.ndarray, r: np.ndarray) -> dict:
             if k.startswith("drift_")}
 
 
+class HookError(RuntimeError):
+    """A user's hook raised: the message names the hook (the traceback stays in the variant's log)."""
+
+
 def _post(hook: str, arr: np.ndarray, ctx) -> np.ndarray:
     from pathlib import Path
 
     from optbench.models import import_entrypoint
 
     fn = import_entrypoint(hook, ctx.spec_dir or Path("."), field="outputs.postprocess")
-    return np.asarray(fn(arr.copy()))  # a copy: a hook that works in place never touches the reference
+    try:
+        return np.asarray(fn(arr.copy()))  # a copy: a hook that works in place never touches the reference
+    except Exception as e:
+        raise HookError(f"the postprocess hook {hook} failed: {e.__class__.__name__}: {e}") from e
 
 
 def postprocess_outputs(hook: str | None, arrays: dict[str, np.ndarray], spec_dir) -> dict[str, np.ndarray]:
@@ -150,7 +157,10 @@ def postprocess_outputs(hook: str | None, arrays: dict[str, np.ndarray], spec_di
     from optbench.models import import_entrypoint
 
     fn = import_entrypoint(hook, Path(spec_dir or "."), field="postprocess_outputs")
-    result = fn({k: v.copy() for k, v in arrays.items()})
+    try:
+        result = fn({k: v.copy() for k, v in arrays.items()})
+    except Exception as e:
+        raise HookError(f"the postprocess_outputs hook {hook} failed: {e.__class__.__name__}: {e}") from e
     if not isinstance(result, dict) or not result:
         raise SpecError(f"postprocess_outputs {hook} returned {type(result).__name__}, not a dict of arrays",
                         field="postprocess_outputs")

@@ -135,7 +135,12 @@ def check_layout(spec, out: np.ndarray, parts: dict, boxes: np.ndarray | None = 
     """The output must have the layout its format decodes; a mismatch names expected and found (a YOLOX output
     decoded as YOLOv8 gives numbers that mean nothing)."""
     found = f"[b, {', '.join(str(d) for d in out.shape[1:])}]"
-    if spec.format == "yolov8":
+    if spec.format == "yolov8":  # parts named for the boxes and scores must exist: no silent default channels
+        for key in ("boxes", "scores"):
+            name = getattr(spec, key)
+            if (parts or key in spec.model_fields_set) and name not in parts:
+                raise ValueError(f"detection: {key} names part '{name}', which the output does not have (its parts: "
+                                 f"{sorted(parts) or 'none'}); name the part holding the {key}, or drop parts")
         ok = out.ndim == 3 and out.shape[1] >= 5 and out.shape[2] > out.shape[1]
         expected = "[b, 4 + classes, anchors] with more anchors than channels"
         other = "format: yolov5 (or yolox) for [b, anchors, 5 + classes]"
@@ -354,7 +359,10 @@ def custom(spec, out, ref, labels, ctx, parts) -> dict[str, float | None]:
     from optbench.models import import_entrypoint
 
     fn = import_entrypoint(spec.metric, ctx.spec_dir or Path("."), field="outputs.task.metric")
-    values = fn(out.copy(), ref.copy(), None if labels is None else labels.copy())  # a hook never edits the reference
+    try:
+        values = fn(out.copy(), ref.copy(), None if labels is None else labels.copy())  # never edits the reference
+    except Exception as e:
+        raise RuntimeError(f"the metric hook {spec.metric} failed: {e.__class__.__name__}: {e}") from e
     if not isinstance(values, dict):
         raise ValueError(f"the metric hook {spec.metric} returned {type(values).__name__}, not a dict")
     return {f"x_{k}": (None if v is None else float(v)) for k, v in values.items()}

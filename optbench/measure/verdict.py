@@ -17,7 +17,8 @@ and timing window):
 Each round also carries a machine-speed probe (``probe_us``, a fixed pure-Python loop timed around it). It flags
 slowed periods only roughly (a slowdown can start or end inside a round), so it never drops rounds; it vetoes a
 faster/slower verdict when the machine itself ran over PROBE_SLOW slower during one side's quiet rounds than
-during the other's, in the direction of the difference: then the verdict is inconclusive.
+during the other's, in the direction of the difference, and by enough to explain it (the difference within
+PROBE_EXPLAINS times that slowdown): then the verdict is inconclusive.
 Rows with one timing window (runs made before rounds existed) are cut into three chronological pseudo-rounds,
 and the verdict says so.
 """
@@ -36,6 +37,11 @@ PSEUDO_ROUNDS = 3
 GATE_PROCESSES = 3
 PROCESS_SHIFT = 0.6
 PROBE_SLOW = 0.15  # a round whose machine-speed probe ran this much above the best ran on a slowed machine
+# A machine slowed by s explains a latency difference of about s, not more: the probe vetoes a verdict only when
+# the difference is within PROBE_EXPLAINS times the slowdown it saw. (On a 2-core VM a candidate doing 2x the
+# work came out +91..+127 % with its own rounds' probes +25..+39 %: the probe loop runs after the window, where
+# the heavier workload's lingering threads share the cores; a +39 % machine cannot make a variant 2x slower.)
+PROBE_EXPLAINS = 2.0
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,7 @@ def decide(candidate: Rounds, baseline: Rounds, effect: float = 0.05) -> Latency
         return LatencyVerdict("inconclusive", ratio, noise, f"noise {noise:.1%} > effect {effect:.0%} ({numbers})")
     if abs(d) > noise:
         shift = _probe_shift(candidate, baseline)
-        if shift is not None and abs(shift) > PROBE_SLOW and shift * d > 0:
+        if shift is not None and abs(shift) > PROBE_SLOW and shift * d > 0 and abs(d) <= PROBE_EXPLAINS * abs(shift):
             who = "candidate" if shift > 0 else "baseline"
             return LatencyVerdict("inconclusive", ratio, noise,
                                   f"the machine itself was slower while the {who}'s quietest rounds ran (speed "

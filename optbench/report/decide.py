@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from optbench.errors import OptbenchError
+from optbench.errors import OptbenchError, strict_float
 from optbench.report.build import point_title
 
 _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
@@ -43,7 +43,7 @@ def parse_constraint(text: str, where: str = "--constraint") -> Constraint:
         raise OptbenchError(f"{where}: a constraint is 'COLUMN OP NUMBER' with OP one of <=, <, >=, >, "
                             f"e.g. 'latency_ms_p99 <= 5'", found=repr(text))
     try:
-        value = float(m.group(3))
+        value = strict_float(m.group(3))
     except ValueError:
         raise OptbenchError(f"{where}: expected a number after {m.group(2)}", found=repr(text)) from None
     if not math.isfinite(value):
@@ -55,11 +55,15 @@ def decisions(df: pd.DataFrame, failing: dict[str, list[str]], constraints: list
               reference: str) -> list[dict]:
     """One decision per (batch, shape) point of the enriched rows ``df``."""
     ok = df[df["status"] == "ok"]
+    numeric = "a numeric column such as latency_ms_p50, latency_ms_p99, gpu_peak_bytes, model_bytes, " \
+              "throughput_items_s, drift_rel_l2"
     for c in constraints:
         if c.column not in df.columns:
-            raise OptbenchError(f"constraint '{c}': the rows have no column '{c.column}'",
-                                expected="a numeric column such as latency_ms_p50, latency_ms_p99, gpu_peak_bytes, "
-                                         "model_bytes, throughput_items_s, drift_rel_l2")
+            raise OptbenchError(f"constraint '{c}': the rows have no column '{c.column}'", expected=numeric)
+        values = df.loc[df["status"] == "ok", c.column].dropna()
+        if len(values) and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise OptbenchError(f"constraint '{c}': column '{c.column}' holds text, not numbers "
+                                f"(e.g. {values.iloc[0]!r})", expected=numeric)
     out = []
     for (batch, shape), group in ok.groupby(["batch_size", "shape_label"], sort=True):
         rows = group.sort_values("latency_ms_p50").to_dict("records")

@@ -357,9 +357,9 @@ def _measure_default(field: str) -> Any:
 
 
 class MeasureSettings(Strict):
-    warmup_s: float = Field(default_factory=lambda: _measure_default("warmup_s"), ge=0, description="Warm-up seconds before timing (at least one call).")
+    warmup_s: float = Field(default_factory=lambda: _measure_default("warmup_s"), ge=0, le=3600, description="Warm-up seconds before timing (at least one call; an hour at most).")
     min_iters: PositiveInt = Field(default_factory=lambda: _measure_default("min_iters"), description="Timed iterations at least.")
-    min_duration_s: float = Field(default_factory=lambda: _measure_default("min_duration_s"), ge=0, description="Timed seconds at least.")
+    min_duration_s: float = Field(default_factory=lambda: _measure_default("min_duration_s"), ge=0, le=3600, description="Timed seconds at least (an hour at most).")
     max_iters: PositiveInt = Field(default_factory=lambda: _measure_default("max_iters"), description="Timed iterations at most.")
     cv_warn: float = Field(default_factory=lambda: _measure_default("cv_warn"), gt=0, description="Coefficient of variation above which the row warns.")
     rounds: PositiveInt = Field(default_factory=lambda: _measure_default("rounds"), le=100,
