@@ -11,6 +11,8 @@ import pytest
 import optbench
 from optbench.cli import main
 
+pytestmark = pytest.mark.slow  # each example's sweep takes about a minute
+
 
 def _need(*packages: str) -> None:
     missing = [p for p in packages if importlib.util.find_spec(p) is None]

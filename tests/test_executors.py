@@ -127,6 +127,7 @@ def test_jobs_two_runs_every_variant_with_exclusive_timing(tmp_path, cache_dir):
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
 
 
+@pytest.mark.slow  # a local Ray instance
 def test_ray_local_gives_the_variants_and_rows_of_the_local_executor(tmp_path, cache_dir):
     spec = write_spec(tmp_path, SPEC)
     local, remote = tmp_path / "local", tmp_path / "ray"
@@ -140,6 +141,7 @@ def test_ray_local_gives_the_variants_and_rows_of_the_local_executor(tmp_path, c
     assert not ray.is_initialized()  # optbench shut down the instance it started
 
 
+@pytest.mark.slow  # a local Ray instance
 def test_a_node_killed_mid_sweep_costs_only_its_variant(tmp_path, cache_dir):
     """Two nodes of one CPU each; once the second node has taken a variant it is removed: that variant is
     retried once (marked) or failed with the reason, every other variant is measured, and the sweep ends."""

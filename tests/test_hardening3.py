@@ -146,6 +146,7 @@ def test_a_cached_artifact_in_a_folder_others_can_write_is_refused(tmp_path):
         cache.verify(path)
 
 
+@pytest.mark.slow  # waits 25 s on purpose
 def test_waiting_for_another_runs_timing_window_does_not_count_against_the_time_limit(tmp_path):
     locks = tmp_path / "locks"
     locks.mkdir()

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 import optbench
 from optbench.cli import main
 from tests.conftest import write_spec
@@ -22,6 +24,7 @@ measure: {warmup_s: 0.0, min_iters: 60, min_duration_s: 0.0, timeout_s: 30, memo
 """
 
 
+@pytest.mark.slow  # end-to-end sweeps with injected faults
 def test_each_kind_of_fault_costs_only_its_variant(tmp_path, cache_dir):
     run = tmp_path / "run"
     assert main(["run", str(write_spec(tmp_path, FAULTY)), "--run-dir", str(run), "--quiet", "--no-report"]) == 0
@@ -52,6 +55,7 @@ def _rows(run):
     return path.read_text().splitlines() if path.exists() else []
 
 
+@pytest.mark.slow  # end-to-end sweeps with injected faults
 def test_kill_9_then_resume_gives_one_row_per_variant(tmp_path, cache_dir):
     spec = write_spec(tmp_path, SLOWISH)
     run = tmp_path / "run"

@@ -75,6 +75,7 @@ def test_openvino_plans_what_the_cpu_cannot_do_as_skipped():
     assert "static" in dyn
 
 
+@pytest.mark.slow  # an ExecuTorch lowering, about a minute
 @pytest.mark.skipif(_reason("executorch") is not None, reason=str(_reason("executorch")))
 def test_executorch_xnnpack_fp32_and_pt2e_int8(tmp_path, cache_dir):
     run = tmp_path / "run"

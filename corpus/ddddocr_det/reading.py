@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+SLOW = True  # about 30-45 s: behind the slow marker (CI runs it)
+
 
 def yolox_boxes(raw: np.ndarray) -> np.ndarray:
     out = np.array(raw, dtype=np.float32, copy=True)

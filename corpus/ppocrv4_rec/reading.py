@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+SLOW = True  # about 30-45 s: behind the slow marker (CI runs it)
+
 MODEL = "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx"
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+SLOW = True  # about 30-45 s: behind the slow marker (CI runs it)
+
 MAPS = ("1959", "1960", "1961", "1962", "1963", "1964", "1965")
 OUTPUTS = {name: {"batch_axis": 0, "task": {"kind": "dense", "threshold": 0.5}} for name in MAPS}
 
