@@ -158,7 +158,8 @@ def defaults_gate(args) -> int:
     for a, b in itertools.permutations(base, 2):
         _, v = verdicts(b, a)
         for w in v.values():
-            words[w.split(":")[0]] = words.get(w.split(":")[0], 0) + 1
+            word = w.split()[0]  # "same", or "inconclusive (inconclusive: ...)"
+            words[word] = words.get(word, 0) + 1
         bad = {k: w for k, w in v.items() if w.startswith(("faster", "slower"))}
         wrong += bool(bad)
         if bad:
