@@ -393,15 +393,37 @@ def spec_name(run_dir: Path) -> str:
 
 
 # ---------------------------------------------------------------- CLI
+def history_results(run_dir: Path, n: int, db: str | None, effect: float, strict: bool) -> list[Result]:
+    """The run's latency against the level of its last ``n`` comparable runs in the history (see
+    :func:`optbench.history.trends.gate`): slower fails, inconclusive warns (fails under --strict)."""
+    from optbench.history.store import open_history
+    from optbench.history.trends import gate
+
+    history = open_history(db, required=True)
+    out = []
+    for vid, word, message in gate(history, run_dir, n, effect):
+        passed = word in ("same", "faster")
+        out.append(Result(vid, "history latency", passed, f"{word}: {message}",
+                          warning=word == "inconclusive" and not strict, verdict=word))
+    return out
+
+
 def cmd_check(args) -> int:
     overrides = parse_overrides(args.budget or [])
     effect = args.min_effect if args.min_effect is not None else args.tolerance
     if effect is not None and not (math.isfinite(effect) and 0 < effect < 1):
         raise OptbenchError(f"--min-effect takes a fraction in (0, 1), e.g. 0.05 for 5 %, found {effect!r}")
-    if args.strict and not args.baseline:
-        raise OptbenchError("--strict applies to the latency gate: give --baseline RUN")
+    if args.strict and not (args.baseline or args.history):
+        raise OptbenchError("--strict applies to the latency gate: give --baseline RUN or --history N")
+    if args.history is not None and args.history < 3:
+        raise OptbenchError(f"--history takes the number of past runs to gate against, at least 3; found "
+                            f"{args.history}")
     report = check_run(Path(args.run_dir), Path(args.baseline) if args.baseline else None, overrides,
                        strict_env=args.strict_env, min_effect=effect, strict=args.strict)
+    if args.history:
+        report.results += history_results(Path(args.run_dir), args.history, args.history_db,
+                                          effect if effect is not None else
+                                          float(config_defaults("budgets")["latency"]["min_effect"]), args.strict)
     for note in report.notes:
         print(f"note: {note}")
     for r in report.warnings:
@@ -415,7 +437,7 @@ def cmd_check(args) -> int:
             write_junit(report, Path(args.junit), spec_name(Path(args.run_dir)), final_rows(Path(args.run_dir)))
         except OSError as e:
             raise OptbenchError(f"--junit {args.junit}: cannot write it ({e.strerror})") from None
-    if args.baseline:
+    if args.baseline or args.history:
         counts = report.latency_counts
         print("latency: " + ", ".join(f"{n} {w}" for w, n in counts.items()) +
               (" (inconclusive fails under --strict)" if counts["inconclusive"] and not args.strict else ""))
@@ -429,6 +451,11 @@ def add_commands(sub) -> None:
     c = sub.add_parser("check", help="budgets and baseline gate → exit 0 (pass), 1 (violation), 2 (usage error)")
     c.add_argument("run_dir", help="the run directory to judge (results.jsonl inside)")
     c.add_argument("--baseline", help="run directory to compare latency with")
+    c.add_argument("--history", type=int, metavar="N", help="gate latency against the level of the last N "
+                                                             "comparable runs in the run history (same spec, "
+                                                             "machine and library versions)")
+    c.add_argument("--history-db", metavar="PATH|URL", help="the history database (default: $OPTBENCH_HISTORY, "
+                                                            "else ~/.local/share/optbench/history.sqlite)")
     c.add_argument("--budget", action="append", metavar="[SELECTOR.]KEY=VALUE", help="override a budget (repeatable)")
     c.add_argument("--min-effect", type=float, help="smallest latency change that counts, as a fraction (default "
                                                     "0.05 from optbench/configs/budgets.yaml): slower beyond it and beyond the "

@@ -142,7 +142,8 @@ def _sweep_options(args: argparse.Namespace, spec, mode: str, spec_path: Path):
         Path(args.out) / f"{spec.name}{'-build' if mode == 'build' else ''}-{stamp}"
     return RunOptions(run_dir=run_dir, spec_path=spec_path, force=args.force, resume=args.resume,
                       cache_dir=Path(args.cache_dir) if args.cache_dir else None, no_cache=args.no_cache,
-                      quiet=args.quiet, mode=mode, **_executor_options(args),
+                      quiet=args.quiet, mode=mode, history=args.history_db, no_history=args.no_history,
+                      **_executor_options(args),
                       **({"max_variants": args.max_variants} if args.max_variants else {}))
 
 
@@ -171,6 +172,11 @@ def _sweep_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--cache-dir", help="artifact cache (default: $OPTBENCH_CACHE or ~/.cache/optbench)")
     parser.add_argument("--no-cache", action="store_true", help="rebuild every artifact")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--no-history", action="store_true",
+                        help="keep this run out of the run history (or OPTBENCH_HISTORY=off)")
+    parser.add_argument("--history-db", metavar="PATH|URL",
+                        help="the history database: an SQLite file or an SQLAlchemy URL (default: $OPTBENCH_HISTORY, "
+                             "else ~/.local/share/optbench/history.sqlite)")
     parser.add_argument("--max-variants", type=int, default=None, metavar="N",
                         help="run a sweep of more than 500 planned variants (the default refuses, naming the count)")
     _executor_arguments(parser)
@@ -256,6 +262,9 @@ def cmd_env(args: argparse.Namespace) -> int:
     cache = ArtifactCache(Path(args.cache_dir) if args.cache_dir else None)
     env["cache"] = {"path": str(cache.root), "bytes": cache.size_bytes()}
     env["backends"] = backend_table(deep=args.deep)
+    from optbench.history.store import history_url
+
+    env["history"] = history_url()
     if args.json:
         print(json.dumps(env, indent=2))
         return 0
@@ -266,6 +275,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     print(f"commit      {env['commit']}")
     print("libraries   " + ", ".join(f"{k} {v}" for k, v in env["libraries"].items()))
     print(f"cache       {cache.root}  ({env['cache']['bytes'] / 2**20:.1f} MiB)")
+    print(f"history     {env['history'] or 'off (OPTBENCH_HISTORY)'}")
     columns = ["backend", "installed", "available", "builds", "reason"] if args.deep else \
         ["backend", "installed", "versions", "reason"]
     print("\n" + _table(env["backends"], columns))
@@ -329,10 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _extensions(sub) -> None:
     """Commands that live in their own modules (report, compare, check)."""
     from optbench import check
+    from optbench.history import cli as history_cli
     from optbench.report import cli as report_cli
 
     check.add_commands(sub)
     report_cli.add_commands(sub)
+    history_cli.add_commands(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

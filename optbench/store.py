@@ -30,9 +30,9 @@ COLUMNS = [
 ]
 
 
-def append_row(run_dir: Path, row: dict[str, Any]) -> None:
-    """One row, as strict JSON: a NaN or infinite number (a NaN drift, a hook's metric) is written null and its
-    place listed in ``nonfinite`` ([[["outputs", "y", "drift_rel_l2"], "nan"]]), which :func:`read_rows` puts
+def row_json(row: dict[str, Any]) -> str:
+    """A row as strict JSON: a NaN or infinite number (a NaN drift, a hook's metric) is written null and its
+    place listed in ``nonfinite`` ([[["outputs", "y", "drift_rel_l2"], "nan"]]), which :func:`restore_row` puts
     back."""
     import math
 
@@ -53,7 +53,11 @@ def append_row(run_dir: Path, row: dict[str, Any]) -> None:
     row = clean(row, [])
     if found:
         row["nonfinite"] = found
-    line = json.dumps(row, default=_json_default, allow_nan=False) + "\n"
+    return json.dumps(row, default=_json_default, allow_nan=False)
+
+
+def append_row(run_dir: Path, row: dict[str, Any]) -> None:
+    line = row_json(row) + "\n"
     with open(Path(run_dir) / RESULTS, "a", encoding="utf-8") as f:
         f.write(line)
         f.flush()
@@ -82,7 +86,7 @@ def read_rows(run_dir: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            rows.append(_restore(json.loads(line)))
+            rows.append(restore_row(json.loads(line)))
         except json.JSONDecodeError:
             if i >= len(lines) - 2:  # torn tail from a kill mid-write
                 continue
@@ -90,8 +94,8 @@ def read_rows(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _restore(row: dict[str, Any]) -> dict[str, Any]:
-    """The NaN and infinite numbers :func:`append_row` wrote as null, back in place."""
+def restore_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The NaN and infinite numbers :func:`row_json` wrote as null, back in place."""
     for where, what in row.pop("nonfinite", None) or []:
         *path, last = where
         node: Any = row

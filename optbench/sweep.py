@@ -44,11 +44,13 @@ class RunOptions:
     address: str | None = None  # a Ray cluster's address; None: a local Ray instance started and stopped here
     lock: Any = None  # the run directory's lock, held while the run lasts
     max_variants: int = MAX_VARIANTS  # more planned variants than this: refused before anything runs
+    history: str | None = None  # the history database (a path or SQLAlchemy URL); None: $OPTBENCH_HISTORY or the default
+    no_history: bool = False  # keep this run out of the history
 
 
 # what optbench writes in a run directory; --force removes these and nothing else
 RUN_FILES = ("results.jsonl", "results.csv", "report.html", "report.md", "report.csv", "spec.yaml", "plan.json",
-             "env.json", "reference.json")
+             "env.json", "reference.json", "interpretation.json", "history.json")
 RUN_DIRS = ("logs", "work")
 MARKER = ".optbench-run.json"
 LOCK = ".optbench-run.lock"
@@ -153,6 +155,19 @@ def open_run_dir(spec: Spec, variants: list[Variant], opts: RunOptions) -> dict[
     return {}
 
 
+def _history_of(spec: Spec, opts: RunOptions, env: dict):
+    """The history database and this run's id in it, or (None, None) when history is off for this run."""
+    if opts.no_history:
+        return None, None
+    from optbench.history.store import open_history, run_uid
+
+    history = open_history(opts.history)  # a bad URL or path is one clear line before anything runs
+    if history is None:
+        return None, None
+    return history, history.record_run(run_uid(opts.run_dir), spec.model_dump(mode="json"), env,
+                                       opts.run_dir.resolve(), opts.mode)
+
+
 def run_sweep(spec: Spec, opts: RunOptions) -> Path:
     from optbench.interpret import model_fixed_batch
 
@@ -181,6 +196,7 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
         cache.check_private()  # before anything runs: a cache others can write is refused, not used
     except CacheIntegrityError as e:
         raise OptbenchError(str(e)) from None
+    history, run_id = _history_of(spec, opts, env)
     base = _row_base(spec, env)
     todo = [v for v in variants if v.id not in done]
     to_run = [v for v in todo if v.status != "skipped"]
@@ -199,8 +215,18 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
         read = (prepared or {}).get("interpretation")
         if read and read.get("warnings") and row.get("status") not in ("skipped", None):
             row = {**row, "warnings": list(row.get("warnings") or []) + list(read["warnings"])}
-        append_row(opts.run_dir, {**base, **_variant_cols(v, spec), **row, "interpretation": read,
-                                  "reference": (prepared or {}).get("reference")})
+        full = {**base, **_variant_cols(v, spec), **row, "interpretation": read,
+                "reference": (prepared or {}).get("reference")}
+        append_row(opts.run_dir, full)
+        nonlocal history
+        if history is not None:
+            try:
+                history.record_row(run_id, full)  # one transaction per row
+            except Exception as e:  # the database went away: the rows stay in results.jsonl
+                sys.stderr.write(f"optbench: history: {e.__class__.__name__}: {str(e).splitlines()[0][:200]}; "
+                                 f"this run's rows are in results.jsonl (`optbench history import {opts.run_dir}` "
+                                 f"adds them later)\n")
+                history = None
         progress.step(v.id, row["status"], ran=v.status != "skipped")
 
     try:

@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# the suite never writes to the user's run history; tests of the history name their own databases
+os.environ["OPTBENCH_HISTORY"] = "off"
 
 
 def _has_cuda() -> bool:

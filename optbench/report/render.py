@@ -199,8 +199,26 @@ def context(run: dict) -> dict:
         "warnings": [(r["variant_id"], w) for r in ok.to_dict("records") for w in (r.get("warnings") or [])],
         "spec_text": run["spec_text"], "counts": df.status.value_counts().to_dict(),
         "gpu_rows": gpu_rows(ok),
+        "trend": trend(run),
         "has_gpu_time": ok["gpu_ms_p50"].notna().any() if "gpu_ms_p50" in ok else False,
     }
+
+
+def trend(run: dict) -> dict | None:
+    """The spec's latency trend from the run history, where the history is on and holds two runs or more."""
+    name = (run.get("spec") or {}).get("name")
+    if not name:
+        return None
+    try:
+        from optbench.history.store import machine_of, open_history
+        from optbench.history.trends import trend_rows
+
+        history = open_history()
+        rows = trend_rows(history, name, machine_of(run.get("env") or {})) \
+            if history is not None and name in history.spec_names() else []
+    except Exception as e:  # the history is an extra: a database that cannot be read never stops a report
+        return {"rows": [], "note": f"the run history could not be read ({e.__class__.__name__})"}
+    return {"rows": rows, "note": "", "db": history.safe_url} if rows else None
 
 
 def gpu_rows(ok) -> list[dict]:

@@ -1,0 +1,223 @@
+"""Trends read from the history: a metric per variant over runs, cut into comparable series (one machine, one
+set of library versions), with their change points; the gate of a run against the last N comparable runs; and
+what the terminal, CSV, JSON and HTML show of them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from optbench.history.changes import Step, change_points, split_comparable
+
+# metric names a user types -> the row column (latency: the level of the quiet rounds, as the gate reads it)
+METRICS = {"p50": "latency", "p99": "latency_ms_p99", "throughput": "throughput_items_s",
+           "memory": "peak_rss_bytes", "gpu_memory": "gpu_peak_bytes", "drift": "drift_rel_l2",
+           "accuracy": "task_accuracy"}
+LOWER_IS_BETTER = {"latency", "latency_ms_p99", "peak_rss_bytes", "gpu_peak_bytes", "drift_rel_l2"}
+
+
+def value_of(row: dict, column: str) -> float | None:
+    """A row's value of ``column``; ``latency`` is the median of the quiet rounds (the latency gate's level)."""
+    if row.get("status") != "ok":
+        return None
+    if column == "latency":
+        from optbench.measure.verdict import quiet, rounds_of
+
+        if row.get("latency_ms_p50") is None:
+            return None
+        return float(np.median(quiet(rounds_of(row).medians)))
+    v = row.get(column)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def column_of(metric: str) -> str:
+    return METRICS.get(metric, metric)
+
+
+@dataclass
+class Series:
+    variant: str
+    metric: str
+    machine: str
+    versions: str
+    points: list[dict] = field(default_factory=list)  # {run, uid, started_at, commit, value}
+    steps: list[Step] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {**{k: v for k, v in asdict(self).items() if k != "steps"},
+                "steps": [{"run": self.points[s.index]["run"], "uid": self.points[s.index]["uid"], "before": s.before,
+                           "after": s.after, "ratio": s.ratio} for s in self.steps]}
+
+
+def series(history, spec_name: str, variant: str, metric: str, min_effect: float = 0.05) -> list[Series]:
+    """Every comparable series of ``metric`` for the spec's variants matching ``variant``, with change points."""
+    column = column_of(metric)
+    out = []
+    for vid, points in sorted(history.points(spec_name, variant).items()):
+        for (machine, versions), group in split_comparable(points):
+            pts = [{"run": p.run, "uid": p.uid, "started_at": p.started_at, "commit": p.commit,
+                    "value": value_of(p.row, column)} for p in group]
+            pts = [p for p in pts if p["value"] is not None]
+            if not pts:
+                continue
+            s = Series(vid, metric, machine, versions, pts)
+            s.steps = change_points([p["value"] for p in pts], min_effect)
+            out.append(s)
+    return out
+
+
+# ---------------------------------------------------------------- the gate against history
+def gate(history, run_dir, n: int, effect: float) -> list[tuple[str, str, str]]:
+    """(variant, verdict word, message) of each ok row of the run against the level of the last ``n``
+    comparable runs before it (same spec, machine and library versions): the latency gate's decision with the
+    history's run levels as the baseline's rounds (their spread is the noise)."""
+    from pathlib import Path
+
+    from optbench.history.store import machine_of, read_uid, versions_of
+    from optbench.measure.verdict import Rounds, decide, rounds_of
+    from optbench.store import final_rows
+
+    run_dir = Path(run_dir)
+    uid = read_uid(run_dir)
+    import json
+
+    import yaml
+
+    env = json.loads((run_dir / "env.json").read_text()) if (run_dir / "env.json").exists() else {}
+    spec = yaml.safe_load((run_dir / "spec.yaml").read_text()) if (run_dir / "spec.yaml").exists() else {}
+    machine, versions = machine_of(env), versions_of(env)
+    past = history.points(str(spec.get("name")), "*", before=uid) if uid else \
+        history.points(str(spec.get("name")), "*")
+    out = []
+    for vid, row in sorted(final_rows(run_dir).items()):
+        if row.get("status") != "ok":
+            continue
+        same = [p for p in past.get(vid, []) if p.machine == machine and p.versions == versions and p.uid != uid]
+        levels = [v for v in (value_of(p.row, "latency") for p in same[-n:]) if v is not None]
+        if len(levels) < 3:
+            other = len(past.get(vid, [])) - len(same)
+            out.append((vid, "inconclusive", f"{len(levels)} comparable run(s) before this one (at least 3 needed"
+                        + (f"; {other} ran on another machine or with other library versions" if other else "")
+                        + ")"))
+            continue
+        v = decide(rounds_of(row), Rounds(levels), effect)
+        out.append((vid, v.word, f"{v.reason} (against the last {len(levels)} runs)"))
+    return out
+
+
+# ---------------------------------------------------------------- rendering
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
+
+
+def table(found: list[Series], metric: str) -> str:
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"history of {metric} (a series per variant, machine and library versions)", title_justify="left")
+    for h in ("variant", "machine", "runs", "first", "last", "change points"):
+        t.add_column(h, overflow="fold", justify="right" if h in ("runs", "first", "last") else "left")
+    for s in found:
+        steps = "; ".join(f"run {s.points[x.index]['run']}: {_fmt(x.before)} -> {_fmt(x.after)} "
+                          f"({x.ratio - 1:+.1%})" for x in s.steps) or "none"
+        t.add_row(s.variant, s.machine[:48], str(len(s.points)), _fmt(s.points[0]["value"]),
+                  _fmt(s.points[-1]["value"]), steps)
+    console = Console(record=True, width=170, force_terminal=False, color_system=None, file=io.StringIO())
+    console.print(t)
+    return console.export_text()
+
+
+def csv_text(found: list[Series]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["variant", "metric", "machine", "versions", "run", "uid", "started_at", "commit", "value", "step"])
+    for s in found:
+        starts = {x.index for x in s.steps}
+        for i, p in enumerate(s.points):
+            w.writerow([s.variant, s.metric, s.machine, s.versions, p["run"], p["uid"], p["started_at"],
+                        p["commit"] or "", p["value"], i in starts])
+    return buf.getvalue()
+
+
+def html_page(history, spec_name: str, variant: str, metrics: list[str]) -> str:
+    """One plot per metric: a line per variant, points coloured by machine, change points marked."""
+    import base64
+    import html
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from optbench.report.build import generated_at
+
+    figures = []
+    for metric in metrics:
+        found = series(history, spec_name, variant, metric)
+        if not found:
+            continue
+        machines = sorted({s.machine for s in found})
+        colour = {m: plt.cm.tab10(i % 10) for i, m in enumerate(machines)}
+        fig, ax = plt.subplots(figsize=(10, 4.2))
+        for s in found:
+            xs, ys = [p["run"] for p in s.points], [p["value"] for p in s.points]
+            ax.plot(xs, ys, color="grey", lw=0.8, alpha=0.6)
+            ax.scatter(xs, ys, color=colour[s.machine], s=18, zorder=3)
+            for x in s.steps:
+                ax.axvline(s.points[x.index]["run"] - 0.5, color="red", ls="--", lw=0.8)
+                ax.annotate(f"{x.ratio - 1:+.0%}", (s.points[x.index]["run"], x.after), fontsize=7, color="red",
+                            textcoords="offset points", xytext=(3, 4))
+        for m in machines:
+            ax.scatter([], [], color=colour[m], label=m[:60])
+        ax.set(xlabel="run (in start order)", ylabel=metric, title=f"{metric} per run")
+        ax.legend(fontsize=7, frameon=False, loc="best")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="svg", bbox_inches="tight")
+        plt.close(fig)
+        figures.append((metric, base64.b64encode(buf.getvalue()).decode()))
+    e = html.escape
+    body = "".join(f"<figure><img alt='{e(m)}' src='data:image/svg+xml;base64,{u}'><figcaption>{e(m)}: a point per "
+                   f"run and variant, coloured by machine; dashed red lines mark change points</figcaption></figure>"
+                   for m, u in figures) or "<p>No runs of this spec in the history.</p>"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>optbench history: {e(spec_name)}</title>"
+            "<style>body{font:14px system-ui;margin:2em}img{max-width:100%}</style></head><body>"
+            f"<h1>optbench history: {e(spec_name)}</h1><p>variants {e(variant)}; generated {generated_at()}; "
+            f"database {e(history.safe_url)}</p>{body}</body></html>")
+
+
+def sparkline(values: list[float]) -> str:
+    bars = "▁▂▃▄▅▆▇█"
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    if hi - lo <= 1e-12 * max(abs(hi), 1.0):
+        return bars[3] * len(values)
+    return "".join(bars[min(7, int((v - lo) / (hi - lo) * 7.999))] for v in values)
+
+
+def trend_rows(history, spec_name: str, machine: str | None = None, last: int = 12) -> list[dict[str, Any]]:
+    """For a run's report: per variant, its latency level over the last runs (on ``machine``) as a sparkline,
+    and its last step."""
+    out = []
+    for s in series(history, spec_name, "*", "p50"):
+        if machine is not None and s.machine != machine:
+            continue
+        pts = s.points[-last:]
+        if len(pts) < 2:
+            continue
+        step = s.steps[-1] if s.steps else None
+        out.append({"variant": s.variant, "runs": len(s.points), "spark": sparkline([p["value"] for p in pts]),
+                    "last": pts[-1]["value"], "step": (f"run {s.points[step.index]['run']}: {step.ratio - 1:+.1%}"
+                                                        if step else "")})
+    return out
