@@ -84,7 +84,7 @@ ENV = {"cpu": "Test CPU", "cpu_count": 2, "gpus": [], "python": "3.11", "librari
 def _row(vid: str, level: float, rng) -> dict:
     rounds = [level * (1 + abs(x)) for x in rng.normal(0, 0.01, 5)]
     return {"variant_id": vid, "status": "ok", "precision": "fp32", "transform": "none", "backend": "onnxruntime",
-            "batch_size": 1, "latency_ms_p50": float(np.median(rounds)),
+            "batch_size": 1, "timing_processes": 3, "latency_ms_p50": float(np.median(rounds)),
             "latency_ms_rounds": rounds, "probe_us_rounds": [4.0] * 5, "throughput_items_s": 1000 / level,
             "drift_rel_l2": float("nan") if vid.endswith("nan") else 1e-6}
 
@@ -153,6 +153,18 @@ def test_check_gates_against_the_last_n_runs(db, tmp_path, capsys):
     assert "history latency: slower" in capsys.readouterr().out
     assert main(["check", str(same), "--history", "5", "--history-db", db]) == 0
     assert main(["check", str(same), "--history", "2", "--history-db", db]) == 2
+
+
+def test_one_process_runs_are_held_to_the_gates_process_rule():
+    from optbench.history.trends import history_verdict
+    from optbench.measure.verdict import Rounds
+
+    past = [2.0, 2.02, 1.98, 2.01, 1.99]
+    word, why = history_verdict(Rounds([2.6, 2.61, 2.62]), past, 0.05, processes=1)
+    assert word == "inconclusive" and "measure.processes: 3" in why
+    assert history_verdict(Rounds([2.6, 2.61, 2.62]), past, 0.05, processes=3)[0] == "slower"
+    assert history_verdict(Rounds([4.0, 4.01, 4.02]), past, 0.05, processes=1)[0] == "slower"  # beyond 60 %
+    assert history_verdict(Rounds([2.05, 2.06, 2.04]), past, 0.05, processes=1)[0] == "same"
 
 
 def test_a_run_is_recorded_as_it_goes_and_a_kill_leaves_whole_rows(tmp_path):

@@ -77,7 +77,7 @@ def gate(history, run_dir, n: int, effect: float) -> list[tuple[str, str, str]]:
     from pathlib import Path
 
     from optbench.history.store import machine_of, read_uid, versions_of
-    from optbench.measure.verdict import Rounds, decide, rounds_of
+    from optbench.measure.verdict import processes_of, rounds_of
     from optbench.store import final_rows
 
     run_dir = Path(run_dir)
@@ -103,9 +103,40 @@ def gate(history, run_dir, n: int, effect: float) -> list[tuple[str, str, str]]:
                         + (f"; {other} ran on another machine or with other library versions" if other else "")
                         + ")"))
             continue
-        v = decide(rounds_of(row), Rounds(levels), effect)
-        out.append((vid, v.word, f"{v.reason} (against the last {len(levels)} runs)"))
+        out.append((vid, *history_verdict(rounds_of(row), levels, effect, processes_of(row))))
     return out
+
+
+def history_verdict(candidate, levels: list[float], effect: float, processes: int = 1) -> tuple[str, str]:
+    """The run against its history: the history's level is the median of the past runs' levels, its noise the
+    largest deviation of any past run from that median (each run is its own worker process, so this is the
+    between-process spread one run cannot see). Same within ``effect``; slower or faster beyond both the
+    effect and that spread; otherwise inconclusive, with the numbers. A run timed in fewer worker processes
+    than the latency gate needs is held to the gate's rule: only a difference beyond PROCESS_SHIFT is called
+    (a single process's layout moved whole runs by up to 1.6x here); the history's change points, over the
+    runs that follow, settle the rest."""
+    from optbench.measure.verdict import GATE_PROCESSES, PROCESS_SHIFT, quiet
+
+    if candidate.busy:
+        return "inconclusive", f"machine busy while this run was timed ({candidate.busy})"
+    if not candidate.medians:
+        return "inconclusive", "this run has no latency rounds"
+    level = float(np.median(levels))
+    c = float(np.median(quiet(candidate.medians)))
+    d = c / level - 1
+    spread = max(abs(v / level - 1) for v in levels)
+    numbers = (f"{c:.4g} ms vs the history's {level:.4g} ms: {d:+.1%}; past runs within {spread:.1%} of it; "
+               f"effect {effect:.0%}; {len(levels)} runs")
+    if abs(d) <= effect:
+        return "same", numbers
+    if abs(d) <= spread:
+        return "inconclusive", f"within the history's run-to-run range ({numbers})"
+    if processes < GATE_PROCESSES and abs(d) <= PROCESS_SHIFT:
+        return "inconclusive", (f"this run was timed in {processes} worker process(es), fewer than the "
+                                f"{GATE_PROCESSES} the gate needs: a shift up to {PROCESS_SHIFT:.0%} can be one "
+                                f"process's layout ({numbers}); set measure.processes: {GATE_PROCESSES}, or read "
+                                f"`optbench history` change points over the next runs")
+    return ("slower" if d > 0 else "faster"), numbers
 
 
 # ---------------------------------------------------------------- rendering
