@@ -109,8 +109,8 @@ def gate(history, run_dir, n: int, effect: float) -> list[tuple[str, str, str]]:
 
 def history_verdict(candidate, levels: list[float], effect: float, processes: int = 1) -> tuple[str, str]:
     """The run against its history: the history's level is the median of the past runs' levels, its noise the
-    largest deviation of any past run from that median (each run is its own worker process, so this is the
-    between-process spread one run cannot see). Same within ``effect``; slower or faster beyond both the
+    largest deviation of a past run from that median, the most deviant one set aside from five runs on (each run
+    is its own worker processes, so this is the between-run spread one run cannot see). Same within ``effect``; slower or faster beyond both the
     effect and that spread; otherwise inconclusive, with the numbers. A run timed in fewer worker processes
     than the latency gate needs is held to the gate's rule: only a difference beyond PROCESS_SHIFT is called
     (a single process's layout moved whole runs by up to 1.6x here); the history's change points, over the
@@ -124,8 +124,12 @@ def history_verdict(candidate, levels: list[float], effect: float, processes: in
     level = float(np.median(levels))
     c = float(np.median(quiet(candidate.medians)))
     d = c / level - 1
-    spread = max(abs(v / level - 1) for v in levels)
-    numbers = (f"{c:.4g} ms vs the history's {level:.4g} ms: {d:+.1%}; past runs within {spread:.1%} of it; "
+    deviations = sorted(abs(v / level - 1) for v in levels)
+    # with five runs or more, the single most deviant past run is set aside (one outlier run, a neighbour's
+    # burst, must not widen the range for every later run)
+    spread = deviations[-2] if len(deviations) >= 5 else deviations[-1]
+    numbers = (f"{c:.4g} ms vs the history's {level:.4g} ms: {d:+.1%}; past runs within {spread:.1%} of it"
+               f"{' but one' if len(deviations) >= 5 else ''}; "
                f"effect {effect:.0%}; {len(levels)} runs")
     if abs(d) <= effect:
         return "same", numbers
