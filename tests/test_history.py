@@ -167,6 +167,7 @@ def test_one_process_runs_are_held_to_the_gates_process_rule():
     assert history_verdict(Rounds([2.05, 2.06, 2.04]), past, 0.05, processes=1)[0] == "same"
 
 
+@pytest.mark.slow  # a real sweep, killed and resumed
 def test_a_run_is_recorded_as_it_goes_and_a_kill_leaves_whole_rows(tmp_path):
     """A real sweep writes each row in its own transaction; kill -9 mid-sweep leaves the database consistent
     with results.jsonl, and --resume appends to the same run."""

@@ -3,6 +3,9 @@ one output ``logits`` of shape (20 time steps, batch, 37 classes), time-major, s
 0-35 are the characters 0-9, A-Z (``constants.LABELS``), class 36 (the last) is the CTC blank. Greedy CTC over
 the argmax path reads the text."""
 
+SLOW = True  # about 35-55 s: behind the slow marker (CI runs it)
+
+
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 OUTPUTS = {
