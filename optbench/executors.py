@@ -46,7 +46,7 @@ def run_local(variants: list, run_one: RunOne, on_row: OnRow, jobs: int, on_star
             for f in cf.as_completed(futures):
                 on_row(futures[f], {**f.result(), **node_info()})
         except KeyboardInterrupt:
-            from optbench.sweep import kill_live_workers
+            from optbench.supervise import kill_live_workers
 
             for f in futures:
                 f.cancel()
@@ -59,7 +59,7 @@ def _ray_task(job: dict, log: str) -> dict:
     import ray
 
     from optbench.spec.models import MeasureSettings
-    from optbench.sweep import run_job
+    from optbench.supervise import run_job
 
     ctx = ray.get_runtime_context()
     gpus = [str(g) for g in ray.get_gpu_ids()]

@@ -194,7 +194,7 @@ def test_progress_lines_name_status_time_and_eta(capsys):
     from the median time of the variants that ran."""
     import time
 
-    from optbench.sweep import Progress
+    from optbench.progress import Progress
 
     p = Progress(3, pending=2)
     p.show("a")

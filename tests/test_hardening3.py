@@ -287,13 +287,13 @@ def test_non_finite_numbers_are_strict_json_and_read_back(tmp_path):
 
 
 def test_a_runaway_log_is_cut_back(tmp_path, monkeypatch):
-    from optbench import sweep
+    from optbench import supervise
 
-    monkeypatch.setattr(sweep, "LOG_CAP_BYTES", 1000)
-    monkeypatch.setattr(sweep, "LOG_KEEP_BYTES", 100)
+    monkeypatch.setattr(supervise, "LOG_CAP_BYTES", 1000)
+    monkeypatch.setattr(supervise, "LOG_KEEP_BYTES", 100)
     log = tmp_path / "v.log"
     log.write_text("x" * 5000)
-    sweep._cap_log(log)
+    supervise._cap_log(log)
     text = log.read_text()
     assert text.startswith("x" * 100) and "was cut" in text and len(text) < 300
 
