@@ -42,13 +42,9 @@ RSS_POLL_S = 0.2    # how often the sweep reads its worker's resident memory
 
 
 def _mem_total_bytes() -> int:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 1 << 62
+    from optbench.measure.memory import proc_kib_field
+
+    return proc_kib_field("/proc/meminfo", "MemTotal") or 1 << 62
 
 
 def _rss_bytes(pid: int) -> int:

@@ -13,15 +13,21 @@ def peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
+def proc_kib_field(path: str, key: str) -> int | None:
+    """A ``Key:  N kB`` field of a /proc file in bytes (VmRSS of /proc/self/status, MemTotal of /proc/meminfo),
+    None where /proc or the field is not there."""
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def current_rss_bytes() -> int:
     """Resident set size of this process now (VmRSS), 0 where /proc is not there."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return proc_kib_field("/proc/self/status", "VmRSS") or 0
 
 
 def path_bytes(path: Path | None) -> int | None:
