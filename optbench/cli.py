@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -68,9 +69,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from optbench.store import load_results
     from optbench.sweep import run_sweep
 
-    spec, spec_path = _spec_of(args)
-    opts = _sweep_options(args, spec, "run", spec_path)
-    run_sweep(spec, opts)
+    with _spec_of(args) as (spec, spec_path):
+        opts = _sweep_options(args, spec, "run", spec_path)
+        run_sweep(spec, opts)
     run_dir = opts.run_dir
     df = load_results(run_dir)
     print(_run_table(df))
@@ -83,9 +84,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
 def _spec_of(args: argparse.Namespace):
-    """The spec of `run` / `build`: a spec file with its --set overrides, or, for a model file, a spec made from
-    the graph and the flags, with what was inferred printed (and kept beside the run as spec.yaml)."""
+    """The spec of `run` / `build` and its path: a spec file with its --set overrides, or, for a model file, a
+    spec made from the graph and the flags, with what was inferred printed; that spec is written to a temporary
+    folder the sweep reads while it runs (the run directory keeps it as spec.yaml) and removed after."""
     import tempfile
 
     import yaml
@@ -100,7 +103,8 @@ def _spec_of(args: argparse.Namespace):
             raise OptbenchError(f"{', '.join(given)} describe a spec-less run of a model file (optbench run "
                                 f"model.onnx ...); with a spec, set values with --set (e.g. --set "
                                 f"variants.batch_size=[1,8])")
-        return load_spec(path, args.set), path
+        yield load_spec(path, args.set), path
+        return
     from optbench.quick import apply_overrides, parse_shapes, spec_from_model, split_list
 
     if not path.is_file():
@@ -112,9 +116,10 @@ def _spec_of(args: argparse.Namespace):
     data = apply_overrides(data, args.set)
     if not args.quiet:
         print("a spec made from the model file:\n" + "\n".join(f"  {n}" for n in notes), flush=True)
-    spec_path = Path(tempfile.mkdtemp(prefix="optbench-spec-")) / "spec.yaml"
-    spec_path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return load_spec(spec_path), spec_path
+    with tempfile.TemporaryDirectory(prefix="optbench-spec-") as tmp:
+        spec_path = Path(tmp) / "spec.yaml"
+        spec_path.write_text(yaml.safe_dump(data, sort_keys=False))
+        yield load_spec(spec_path), spec_path
 
 
 def _run_table(df) -> str:
@@ -220,9 +225,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     from optbench.store import load_results
     from optbench.sweep import run_sweep
 
-    spec, spec_path = _spec_of(args)
-    opts = _sweep_options(args, spec, "build", spec_path)
-    run_sweep(spec, opts)
+    with _spec_of(args) as (spec, spec_path):
+        opts = _sweep_options(args, spec, "build", spec_path)
+        run_sweep(spec, opts)
     run_dir = opts.run_dir
     df = load_results(run_dir)
     df["model_MiB"] = df["model_bytes"].map(lambda b: round(b / 2**20, 3) if b == b and b is not None else None)

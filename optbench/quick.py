@@ -15,7 +15,6 @@ import yaml
 
 from optbench.errors import SpecError
 
-_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 9: "bool"}
 _NAME = re.compile(r"[^A-Za-z0-9_]")
 
 
@@ -52,22 +51,19 @@ def spec_from_model(path: Path, *, precision: list[str] | None, batch: list[int]
                     backends: list[str] | None, shapes: dict[str, int], data: Path | None,
                     labels: str | None = None) -> tuple[dict[str, Any], list[str]]:
     """The spec of a spec-less run of an ONNX file, and the notes saying what was inferred and why."""
-    import onnx
-
-    from optbench.spec.load import check_onnx
+    from optbench.spec.load import ONNX_DTYPES, check_onnx
 
     path = path.resolve()
-    check_onnx(path, str(path), None)
-    graph = onnx.load(str(path), load_external_data=False).graph
+    graph = check_onnx(path, str(path), None).graph
     inits = {i.name for i in graph.initializer}
     notes: list[str] = []
     inputs, unsized = [], []
     batch_symbols: set[str] = set()
     for inp in (i for i in graph.input if i.name not in inits):
         t = inp.type.tensor_type
-        if t.elem_type not in _DTYPES:
+        if t.elem_type not in ONNX_DTYPES:
             raise SpecError(f"input '{inp.name}' has ONNX element type {t.elem_type}, which optbench cannot feed",
-                            file=str(path), expected=f"one of {sorted(_DTYPES.values())}")
+                            file=str(path), expected=f"one of {sorted(ONNX_DTYPES.values())}")
         dims: list[int | str] = []
         for k, d in enumerate(t.shape.dim):
             if d.HasField("dim_value"):
@@ -86,7 +82,7 @@ def spec_from_model(path: Path, *, precision: list[str] | None, batch: list[int]
         else:
             notes.append(f"input '{inp.name}' {_show(dims)}: no symbolic first dim, so no batch axis: one item per "
                          "call, batch size 1")
-        inputs.append({"name": inp.name, "shape": dims, "dtype": _DTYPES[t.elem_type]})
+        inputs.append({"name": inp.name, "shape": dims, "dtype": ONNX_DTYPES[t.elem_type]})
     for inp in inputs:
         inp["shape"] = ["batch" if d in batch_symbols else d for d in inp["shape"]]
         unsized += [d for d in inp["shape"] if isinstance(d, str) and d != "batch" and d not in unsized]

@@ -304,7 +304,8 @@ def resolve_model_file(value: str, spec_path: Path, file: str | None = None, lin
     return path
 
 
-_ONNX_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 9: "bool"}
+# ONNX element types optbench feeds -> the spec's dtype names
+ONNX_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 9: "bool"}
 
 
 def check_inputs_against_graph(spec: Spec, proto, file: str, line: int | None) -> None:
@@ -332,7 +333,7 @@ def check_inputs_against_graph(spec: Spec, proto, file: str, line: int | None) -
     for inp in spec.inputs:
         t = graph[inp.name]
         dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim]
-        dtype = _ONNX_DTYPES.get(t.elem_type, f"onnx type {t.elem_type}")
+        dtype = ONNX_DTYPES.get(t.elem_type, f"onnx type {t.elem_type}")
         where = f"inputs.{names.index(inp.name)}"
         if dtype != inp.dtype:
             raise SpecError(f"input '{inp.name}' dtype differs from the graph's", file=file, line=line, field=where,
