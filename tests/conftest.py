@@ -57,6 +57,18 @@ def write_spec(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
     return p
 
 
+# one fp32 digits variant on ONNX Runtime, timed briefly: for tests of the run machinery around a variant
+TINY = """\
+name: tiny
+model: {source: python, entrypoint: "%s", kwargs: {epochs: 1, width: 8}}
+inputs: [{name: image, shape: [batch, 1, 8, 8], dtype: float32}]
+data: {source: digits, calibration: 32, eval: 64}
+variants: {precision: [fp32], batch_size: [1]}
+backends: [onnxruntime]
+measure: {warmup_s: 0.01, min_iters: 5, min_duration_s: 0.02, rounds: 1, processes: 1}
+""" % (ROOT / "experiments" / "models" / "digits.py:build")
+
+
 SMALL = """\
 name: small
 model: {source: python, entrypoint: "experiments/models/digits.py:build", kwargs: {epochs: 4, width: 8}}

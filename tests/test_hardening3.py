@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from optbench.cli import main
+from tests.conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,17 +97,6 @@ measure: {timeout_s: 120, rounds: 1, processes: 1}
     assert not list(tmp.glob("optbench-job-*"))
 
 
-SMALL = """\
-name: h3
-model: {source: python, entrypoint: "%s", kwargs: {epochs: 1, width: 8}}
-inputs: [{name: image, shape: [batch, 1, 8, 8], dtype: float32}]
-data: {source: digits, calibration: 32, eval: 64}
-variants: {precision: [fp32], batch_size: [1]}
-backends: [onnxruntime]
-measure: {warmup_s: 0.01, min_iters: 5, min_duration_s: 0.02, rounds: 1, processes: 1}
-""" % (ROOT / "experiments" / "models" / "digits.py:build")
-
-
 def test_a_metric_hook_writing_into_its_reference_changes_nothing(tmp_path):
     from optbench.measure.tasks import TaskContext, evaluate
     from optbench.spec.models import CustomTask
@@ -123,7 +113,7 @@ def test_a_ledger_other_users_can_write_is_refused(tmp_path, capsys):
     ledger = tmp_path / "ledger"
     ledger.mkdir()
     ledger.chmod(0o777)
-    (tmp_path / "spec.yaml").write_text(SMALL)
+    (tmp_path / "spec.yaml").write_text(TINY)
     old = os.environ.get("OPTBENCH_LEDGER")
     os.environ["OPTBENCH_LEDGER"] = str(ledger)
     try:
@@ -150,7 +140,7 @@ def test_a_cached_artifact_in_a_folder_others_can_write_is_refused(tmp_path):
 def test_waiting_for_another_runs_timing_window_does_not_count_against_the_time_limit(tmp_path):
     locks = tmp_path / "locks"
     locks.mkdir()
-    (tmp_path / "spec.yaml").write_text(SMALL.replace("processes: 1}", "processes: 1, timeout_s: 20}"))
+    (tmp_path / "spec.yaml").write_text(TINY.replace("processes: 1}", "processes: 1, timeout_s: 20}"))
     room = open(locks / "room.lock", "a+")  # noqa: SIM115
     fcntl.flock(room, fcntl.LOCK_EX)
     env = {**os.environ, "OPTBENCH_LOCK_DIR": str(locks)}
@@ -172,7 +162,7 @@ def test_waiting_for_another_runs_timing_window_does_not_count_against_the_time_
 
 
 def test_every_output_ignored_is_an_error_not_a_vacuous_pass(tmp_path, capsys):
-    (tmp_path / "spec.yaml").write_text(SMALL + "outputs: [{name: output, ignore: true}]\n")
+    (tmp_path / "spec.yaml").write_text(TINY + "outputs: [{name: output, ignore: true}]\n")
     assert main(["run", str(tmp_path / "spec.yaml"), "--run-dir", str(tmp_path / "run"), "--quiet"]) == 2
     assert "every output is ignored" in capsys.readouterr().err
 
@@ -243,7 +233,7 @@ def test_csv_cells_a_spreadsheet_would_run_are_made_text():
 
 
 def test_a_bad_ray_address_is_one_line_before_anything_runs(tmp_path, capsys):
-    (tmp_path / "spec.yaml").write_text(SMALL)
+    (tmp_path / "spec.yaml").write_text(TINY)
     t0 = time.monotonic()
     assert main(["run", str(tmp_path / "spec.yaml"), "--executor", "ray", "--address", "not-an-address",
                  "--run-dir", str(tmp_path / "run")]) == 2
@@ -269,7 +259,7 @@ def test_check_on_a_build_directory_has_nothing_to_check(tmp_path, capsys):
 
 
 def test_a_huge_sweep_is_asked_for(tmp_path, capsys):
-    (tmp_path / "spec.yaml").write_text(SMALL.replace("batch_size: [1]", f"batch_size: {list(range(1, 602))}"))
+    (tmp_path / "spec.yaml").write_text(TINY.replace("batch_size: [1]", f"batch_size: {list(range(1, 602))}"))
     assert main(["run", str(tmp_path / "spec.yaml"), "--run-dir", str(tmp_path / "run"), "--quiet"]) == 2
     assert "plans 601 variants" in capsys.readouterr().err and not (tmp_path / "run").exists()
     assert main(["plan", str(tmp_path / "spec.yaml")]) == 0
@@ -299,7 +289,7 @@ def test_a_runaway_log_is_cut_back(tmp_path, monkeypatch):
 
 
 def test_absurd_measure_settings_are_refused(tmp_path, capsys):
-    (tmp_path / "spec.yaml").write_text(SMALL.replace("warmup_s: 0.01", "warmup_s: 1e9"))
+    (tmp_path / "spec.yaml").write_text(TINY.replace("warmup_s: 0.01", "warmup_s: 1e9"))
     assert main(["plan", str(tmp_path / "spec.yaml")]) == 2
     assert "warmup_s" in capsys.readouterr().err
 

@@ -9,23 +9,15 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import TINY
 
-SPEC = """\
-name: wait
-model: {source: python, entrypoint: "%s", kwargs: {epochs: 1, width: 8}}
-inputs: [{name: image, shape: [batch, 1, 8, 8], dtype: float32}]
-data: {source: digits, calibration: 32, eval: 64}
-variants: {precision: [fp32], batch_size: [1]}
-backends: [onnxruntime]
-measure: {warmup_s: 0.01, min_iters: 5, min_duration_s: 0.02, rounds: 1, processes: 1}
-""" % (ROOT / "experiments" / "models" / "digits.py:build")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_progress_says_what_a_variant_waits_for(tmp_path):
     locks = tmp_path / "locks"
     locks.mkdir()
-    (tmp_path / "spec.yaml").write_text(SPEC)
+    (tmp_path / "spec.yaml").write_text(TINY)
     room = open(locks / "room.lock", "a+")  # noqa: SIM115
     fcntl.flock(room, fcntl.LOCK_EX)  # as another run's CPU timing window would
     (locks / f"holder-{os.getpid()}").write_text(f"optbench run other-run, its variant (pid {os.getpid()})")
