@@ -74,7 +74,10 @@ def gate(history, run_dir, n: int, effect: float) -> list[tuple[str, str, str]]:
     """(variant, verdict word, message) of each ok row of the run against the level of the last ``n``
     comparable runs before it (same spec, machine and library versions): the latency gate's decision with the
     history's run levels as the baseline's rounds (their spread is the noise)."""
+    import json
     from pathlib import Path
+
+    import yaml
 
     from optbench.history.store import machine_of, read_uid, versions_of
     from optbench.measure.verdict import processes_of, rounds_of
@@ -82,10 +85,6 @@ def gate(history, run_dir, n: int, effect: float) -> list[tuple[str, str, str]]:
 
     run_dir = Path(run_dir)
     uid = read_uid(run_dir)
-    import json
-
-    import yaml
-
     env = json.loads((run_dir / "env.json").read_text()) if (run_dir / "env.json").exists() else {}
     spec = yaml.safe_load((run_dir / "spec.yaml").read_text()) if (run_dir / "spec.yaml").exists() else {}
     machine, versions = machine_of(env), versions_of(env)
