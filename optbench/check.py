@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from optbench.backends import backend_name_of, reference_backend_of, second_opinion_backends
 from optbench.errors import OptbenchError, RunDirError, strict_float
 from optbench.spec.defaults import config_defaults
 
@@ -124,23 +125,25 @@ def budget_for(row: dict, spec_budgets: dict, overrides: dict) -> dict[str, floa
     return budget
 
 
-def second_opinions(rows: list[dict], reference: str = "") -> list[dict]:
-    """fp32 ONNX Runtime rows of the untransformed model: the same fp32 math on a second runtime. None where the
-    reference is ONNX Runtime itself (an ONNX file): those rows are the reference, not a second opinion."""
-    if reference.startswith("onnxruntime"):
+def second_opinions(rows: list[dict], reference: dict | None = None) -> list[dict]:
+    """fp32 rows of the untransformed model on a second-opinion runtime (ONNX Runtime): the same fp32 math on a
+    second runtime. None where that runtime computed the reference itself (an ONNX file): those rows are the
+    reference, not a second opinion. ``reference``: a row (or reference.json) naming the reference."""
+    opinions = second_opinion_backends()
+    if reference_backend_of(reference or {}) in opinions:
         return []
     return [r for r in rows if r.get("status") == "ok" and r["precision"] == "fp32" and r.get("transform") == "none"
-            and r.get("backend", "").startswith("onnxruntime") and r.get("drift_rel_l2") is not None]
+            and backend_name_of(r) in opinions and r.get("drift_rel_l2") is not None]
 
 
-def noise_floor(rows: list[dict], reference: str = "", limit: float = NOISE_FLOOR_MAX) -> float | None:
+def noise_floor(rows: list[dict], reference: dict | None = None, limit: float = NOISE_FLOOR_MAX) -> float | None:
     """drift_rel_l2 of fp32 ONNX Runtime vs the fp32 torch reference on the same inputs, from the rows that fp32
     can explain (at most ``limit``): a broken conversion fails as such and never widens the budgets."""
     vals = [r["drift_rel_l2"] for r in second_opinions(rows, reference) if r["drift_rel_l2"] <= limit]
     return max(vals) if vals else None
 
 
-def conversion_defects(rows: list[dict], reference: str, limits) -> list[Result]:
+def conversion_defects(rows: list[dict], reference: dict | None, limits) -> list[Result]:
     """Second-opinion rows farther from the reference than fp32 can explain: each fails, naming the limit."""
     out = []
     for r in second_opinions(rows, reference):
@@ -309,15 +312,16 @@ def check_run(run_dir: Path, baseline: Path | None = None, overrides: dict | Non
     def limit_of(row: dict) -> float:
         return float(budget_for(row, spec_budgets, overrides or {}).get("noise_floor_max", NOISE_FLOOR_MAX))
 
-    limit = limit_of({"precision": "fp32", "transform": "none", "variant_id": "", "backend": "onnxruntime"})
-    noise = noise_floor(list(rows.values()), ref.get("reference", ""), limit)
-    report.results += conversion_defects(list(rows.values()), ref.get("reference", ""), limit_of)
+    opinion = min(second_opinion_backends())
+    limit = limit_of({"precision": "fp32", "transform": "none", "variant_id": "", "backend": opinion})
+    noise = noise_floor(list(rows.values()), ref, limit)
+    report.results += conversion_defects(list(rows.values()), ref, limit_of)
     per_output = output_budgets(spec)
-    if ref.get("reference", "").startswith("onnxruntime"):
+    if reference_backend_of(ref) in second_opinion_backends():
         report.notes.append(f"reference: {ref['reference']}")
     else:
-        report.notes.append(f"noise floor (fp32 onnxruntime vs torch rel_l2): {noise:.3g}" if noise is not None
-                            else "noise floor: no fp32 onnxruntime row in this run")
+        report.notes.append(f"noise floor (fp32 {opinion} vs torch rel_l2): {noise:.3g}" if noise is not None
+                            else f"noise floor: no fp32 {opinion} row in this run")
     ok_rows = [r for r in rows.values() if r.get("status") == "ok"]
     if ok_rows and not any(isinstance(r.get("outputs"), dict) for r in ok_rows):
         report.notes.append("rows made before per-output judging: the first output only, no collapse guard")

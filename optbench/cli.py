@@ -57,7 +57,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(_table(rows, ["variant_id", "status", "reason"]))
         n = sum(v.status == "planned" for v in variants)
         print(f"\n{len(variants)} variants: {n} planned, {len(variants) - n} skipped")
-        from optbench.sweep import MAX_VARIANTS
+        from optbench.run.sweep import MAX_VARIANTS
 
         if n > MAX_VARIANTS:
             print(f"warning: {n:,} variants is more than {MAX_VARIANTS} (at tens of seconds each, hours of machine "
@@ -67,7 +67,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from optbench.store import load_results
-    from optbench.sweep import run_sweep
+    from optbench.run.sweep import run_sweep
 
     with _spec_of(args) as (spec, spec_path):
         opts = _sweep_options(args, spec, "run", spec_path)
@@ -140,7 +140,7 @@ def _run_table(df) -> str:
 def _sweep_options(args: argparse.Namespace, spec, mode: str, spec_path: Path):
     """RunOptions of `run` and `build` from their shared arguments (a new run directory is named after the spec,
     `-build` for builds, and the time)."""
-    from optbench.sweep import RunOptions
+    from optbench.run.sweep import RunOptions
 
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(args.run_dir) if args.run_dir else \
@@ -223,7 +223,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     (rows with status ``built``, build seconds and bytes); the artifact cache keeps them for a later ``run``."""
     from optbench.cache import ArtifactCache
     from optbench.store import load_results
-    from optbench.sweep import run_sweep
+    from optbench.run.sweep import run_sweep
 
     with _spec_of(args) as (spec, spec_path):
         opts = _sweep_options(args, spec, "build", spec_path)

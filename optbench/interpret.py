@@ -337,9 +337,9 @@ def read_at_plan(spec: Any, spec_path: Path) -> tuple[Interpretation | None, str
         return (Interpretation("read when run builds the model", "a torch model is built (and trained) by run",
                                inputs, fed_points(spec, at), [], []),
                 "outputs: read by `optbench run` at its reference pass, where the model is built")
+    from optbench.backends import reference_backend
     from optbench.spec.load import resolve_model_file
-    from optbench.worker import ort_infer
 
     path = resolve_model_file(spec.model.path, spec_path)
-    infer = ort_infer(path)  # the very reference inference run uses, so plan and run read the model alike
+    infer = reference_backend("onnx").reference_infer(path)  # the very reference inference run uses, so plan and run read the model alike
     return read_model(spec, infer, at(0, first), graph_facts(path), at), ""

@@ -33,7 +33,7 @@ def _rows(run):
 
 
 def _hold(root, mode, started, release, out, who=""):
-    from optbench.exclusive import Exclusive
+    from optbench.measure.exclusive import Exclusive
 
     e = Exclusive(Path(root))
     e.build()
@@ -81,7 +81,7 @@ def test_a_cpu_timing_window_waits_for_builds_and_keeps_new_ones_out(tmp_path):
 
 
 def test_a_dead_process_releases_its_locks(tmp_path):
-    from optbench.exclusive import Exclusive
+    from optbench.measure.exclusive import Exclusive
 
     ctx = mp.get_context("spawn")
     q, started, release = ctx.Queue(), ctx.Event(), ctx.Event()
@@ -148,7 +148,7 @@ def test_a_node_killed_mid_sweep_costs_only_its_variant(tmp_path, cache_dir):
     from ray.cluster_utils import Cluster
 
     from optbench.spec import load_spec
-    from optbench.sweep import RunOptions, run_sweep
+    from optbench.run.sweep import RunOptions, run_sweep
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     victim = cluster.add_node(num_cpus=1)
@@ -193,7 +193,7 @@ def test_a_node_killed_mid_sweep_costs_only_its_variant(tmp_path, cache_dir):
 
 
 def test_gpu_timing_windows_get_a_core_of_their_own_where_cpus_are_spare(monkeypatch):
-    from optbench import exclusive
+    from optbench.measure import exclusive
 
     monkeypatch.setattr(exclusive.os, "cpu_count", lambda: 16)
     monkeypatch.setenv("OPTBENCH_GPUS", "0,1")

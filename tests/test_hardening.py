@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from optbench.cli import main
-from optbench.sweep import lock_run_dir
+from optbench.run.sweep import lock_run_dir
 from tests.conftest import write_spec
 
 SPEC = """\
@@ -194,7 +194,7 @@ def test_progress_lines_name_status_time_and_eta(capsys):
     from the median time of the variants that ran."""
     import time
 
-    from optbench.progress import Progress
+    from optbench.run.progress import Progress
 
     p = Progress(3, pending=2)
     p.show("a")

@@ -277,7 +277,7 @@ def test_non_finite_numbers_are_strict_json_and_read_back(tmp_path):
 
 
 def test_a_runaway_log_is_cut_back(tmp_path, monkeypatch):
-    from optbench import supervise
+    from optbench.run import supervise
 
     monkeypatch.setattr(supervise, "LOG_CAP_BYTES", 1000)
     monkeypatch.setattr(supervise, "LOG_KEEP_BYTES", 100)

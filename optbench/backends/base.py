@@ -94,6 +94,26 @@ class Backend(ABC):
     requires: ClassVar[dict[str, str]] = {}
     requires_any: ClassVar[bool] = False  # one of ``requires`` suffices (alternative builds of one runtime)
     extra: ClassVar[str | None] = None  # optbench's extra that installs them
+    # the modules a worker process should have imported before it forks a variant's process (start-up time)
+    preload: ClassVar[tuple[str, ...]] = ()
+    # the kind of model ("torch" or "onnx") whose fp32 reference this backend computes on the CPU (see
+    # :meth:`reference_infer`); the reference is run through the backend registered for the model's kind
+    reference_for: ClassVar[str | None] = None
+    # an independent fp32 runtime: its fp32 rows against a torch reference measure the noise floor of the check
+    second_opinion: ClassVar[bool] = False
+
+    @classmethod
+    def reference_infer(cls, model: Any):
+        """``infer(feeds) -> {output: host array}`` of ``model`` (a module or an ONNX path) in fp32 on the CPU,
+        outputs in the model's order; for backends with ``reference_for``."""
+        raise NotImplementedError(f"backend '{cls.name}' computes no reference")
+
+    reference_title: ClassVar[str] = ""  # how a report names this backend as the reference runtime
+
+    @classmethod
+    def reference_label(cls, model_kind: str) -> str:
+        """How rows name the reference this backend computes."""
+        return f"{cls.name} fp32 cpu"
 
     @classmethod
     def installed(cls) -> tuple[str | None, dict[str, str]]:
@@ -195,9 +215,7 @@ def register(cls: type[Backend]) -> type[Backend]:
 
 
 def _discover() -> None:
-    import optbench.backends as pkg
-
-    for info in pkgutil.iter_modules(pkg.__path__):
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if info.name != "base":
             importlib.import_module(f"optbench.backends.{info.name}")
 
@@ -211,6 +229,47 @@ def get_backend(name: str) -> type[Backend]:
         raise SpecError(f"unknown backend '{name}'" + (f"; did you mean '{hint[0]}'?" if hint else ""),
                         field="backends", expected=f"one of {sorted(_REGISTRY)}", found=repr(name))
     return _REGISTRY[name]
+
+
+def reference_backend(model_kind: str) -> type[Backend]:
+    """The registered backend that computes the fp32 reference of a ``torch`` or ``onnx`` model."""
+    found = [b for b in all_backends().values() if b.reference_for == model_kind]
+    if not found:
+        raise RuntimeError(f"no registered backend computes the reference of a {model_kind} model")
+    return found[0]
+
+
+def reference_backend_of(row: dict) -> str:
+    """The backend name of a row's reference: recorded since schema 3, read from the reference's label before."""
+    if row.get("reference_backend"):
+        return str(row["reference_backend"])
+    label = str(row.get("reference") or "")
+    for b in all_backends().values():
+        if b.reference_for and label.startswith(b.name):
+            return b.name
+    return reference_backend("torch").name
+
+
+def backend_name_of(row: dict) -> str | None:
+    """The registered backend of a row (``backend`` is the spec's label for it): recorded since schema 3, read from
+    the label before (the registered name it is, or the longest one it starts with)."""
+    if row.get("backend_name"):
+        return str(row["backend_name"])
+    label = str(row.get("backend") or "")
+    names = sorted(all_backends(), key=len, reverse=True)
+    return next((n for n in names if label == n), None) or next((n for n in names if label.startswith(n)), None)
+
+
+def second_opinion_backends() -> set[str]:
+    return {n for n, b in all_backends().items() if b.second_opinion}
+
+
+def preload_modules() -> list[str]:
+    """What the worker's forkserver imports once (the backends' own lists, in registry order)."""
+    out: list[str] = []
+    for b in all_backends().values():
+        out += [m for m in b.preload if m not in out]
+    return out
 
 
 def all_backends() -> dict[str, type[Backend]]:

@@ -104,6 +104,27 @@ class OnnxRuntime(Backend):
     requires = {"onnxruntime": "onnxruntime"}
     extra = None
     consumes = "onnx"
+    preload = ("onnxruntime", "onnx", "onnxruntime.quantization", "onnxsim", "sympy", "optbench.backends.onnxruntime")
+    reference_for = "onnx"
+    second_opinion = True
+    reference_title = "ONNX Runtime CPU"
+
+    @classmethod
+    def reference_infer(cls, model: Any):
+        """ONNX Runtime CPU inference of a model file: {output name: host array}, in the graph's order."""
+        ort = _ort()
+        sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        names = {i.name for i in sess.get_inputs()}
+        outputs = [o.name for o in sess.get_outputs()]
+
+        def infer(feeds):
+            values = sess.run(outputs, {k: v for k, v in feeds.items() if k in names})
+            return {n: host_array(v) for n, v in zip(outputs, values)}
+        return infer
+
+    @classmethod
+    def reference_label(cls, model_kind: str) -> str:
+        return "onnxruntime fp32 cpu of the ONNX file as given (no torch model: no noise floor)"
     Options = OrtOptions
 
     @classmethod

@@ -126,6 +126,21 @@ class TorchEager(Backend):
     requires = {"torch": "torch", "torchvision": "torchvision"}
     extra = None
     consumes = "torch"
+    preload = ("numpy", "torch", "torch.onnx", "torch_pruning", "optbench.backends.torch_eager")
+    reference_for = "torch"
+    reference_title = "torch"
+
+    @classmethod
+    def reference_infer(cls, model: Any):
+        """The module in fp32 on the CPU under inference mode: {output: host array} (tuples and dicts flattened)."""
+        import torch
+
+        from optbench.outputs import torch_to_numpy
+
+        def infer(feeds):
+            with torch.inference_mode():
+                return torch_to_numpy(model(*(torch.from_numpy(v) for v in feeds.values())))
+        return infer
     Options = TorchOptions
 
     @classmethod

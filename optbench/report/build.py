@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from optbench.backends import backend_name_of, get_backend, reference_backend_of
 from optbench.check import budget_for, check_accuracy, noise_floor
 from optbench.errors import RunDirError
 
@@ -45,10 +46,13 @@ def enrich(df: pd.DataFrame) -> pd.DataFrame:
     df["ms_per_item"] = df["latency_ms_p50"] / df["batch_size"]
     # the reference runtime at fp32: torch for torch models, ONNX Runtime on the CPU for ONNX files (df["..."]:
     # df.transform is DataFrame.transform, a method, which once left this column empty in every report)
-    onnx_source = df["reference"].astype(str).str.startswith("onnxruntime").any()
-    runtime = (df["backend"].astype(str).str.startswith("onnxruntime") & (df["device"] == "cpu")) if onnx_source \
-        else (df["backend"] == "torch")
+    records = df.to_dict("records")
+    ref = get_backend(reference_backend_of(records[0])) if records else None
+    names = [backend_name_of(r) for r in records]
+    runtime = pd.Series([ref is not None and n == ref.name and (ref.reference_for == "torch" or r["device"] == "cpu")
+                         for n, r in zip(names, records)], index=df.index, dtype=bool)
     base = df[(df["status"] == "ok") & runtime & (df["precision"] == "fp32") & (df["transform"] == "none")]
+    base = base.assign(_own=base["backend"] == (ref.name if ref else "")).sort_values("_own", kind="stable")
     lookup = {(r.batch_size, r.shape_label): r.latency_ms_p50 for r in base.itertuples()}
     df["speedup"] = [lookup.get((r.batch_size, r.shape_label), float("nan")) / r.latency_ms_p50
                      if r.status == "ok" else float("nan") for r in df.itertuples()]
@@ -94,13 +98,19 @@ def best_under_budgets(passing: pd.DataFrame, metric: str, reference: float | No
     return out
 
 
+def reference_of(run: dict) -> dict:
+    """What names the run's reference: its reference.json, or (runs without one) its first row."""
+    rows = run["df"].to_dict("records") if len(run["df"]) else []
+    return run["ref"] or (rows[0] if rows else {})
+
+
 def verdicts(df: pd.DataFrame, run: dict) -> tuple[dict[tuple[str, str], bool], dict[str, list[str]]]:
     """(variant, metric column) → within budget, as ``optbench check`` decides it; and per variant the
     reasons it fails (every output and part, collapsed ones included)."""
     from optbench.check import metric_of, output_budgets
 
     rows = df.to_dict("records")
-    noise = noise_floor(rows, run["ref"].get("reference", ""))
+    noise = noise_floor(rows, reference_of(run))
     per_output = output_budgets(run["spec"])
     out: dict[tuple[str, str], bool] = {}
     failing: dict[str, list[str]] = {}

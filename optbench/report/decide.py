@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from optbench.backends import get_backend, reference_backend_of
 from optbench.errors import OptbenchError, strict_float
 from optbench.report.build import point_title
 
@@ -52,7 +53,7 @@ def parse_constraint(text: str, where: str = "--constraint") -> Constraint:
 
 
 def decisions(df: pd.DataFrame, failing: dict[str, list[str]], constraints: list[Constraint],
-              reference: str) -> list[dict]:
+              reference: dict | str) -> list[dict]:
     """One decision per (batch, shape) point of the enriched rows ``df``."""
     ok = df[df["status"] == "ok"]
     numeric = "a numeric column such as latency_ms_p50, latency_ms_p99, gpu_peak_bytes, model_bytes, " \
@@ -96,7 +97,7 @@ def _accuracy(r: dict) -> str:
     return "; ".join(parts) or "no accuracy figures"
 
 
-def sentence(d: dict, reference: str, failing: dict[str, list[str]]) -> str:
+def sentence(d: dict, reference: dict | str, failing: dict[str, list[str]]) -> str:
     where = point_title(d["batch"], d["shape"])
     under = f" under {', '.join(d['constraints'])}" if d["constraints"] else ""
     best = d["best"]
@@ -105,7 +106,8 @@ def sentence(d: dict, reference: str, failing: dict[str, list[str]]) -> str:
         return (f"At {where}: no variant passes every accuracy check{meets} ({d['candidates']} measured here; "
                 f"{len(failing)} variant(s) of the run fail an accuracy check).")
     speed = best.get("speedup")
-    ref_name = "ONNX Runtime CPU" if reference.startswith("onnxruntime") else "torch"
+    named = reference if isinstance(reference, dict) else {"reference": str(reference)}
+    ref_name = get_backend(reference_backend_of(named)).reference_title
     vs_ref = f"{speed:.2f}x {ref_name} fp32" if isinstance(speed, float) and not math.isnan(speed) else \
         f"no {ref_name} fp32 row to compare with"
     fast = d["fastest_fp32"]

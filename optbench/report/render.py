@@ -8,6 +8,7 @@ import jinja2
 
 from optbench.report import plots
 from optbench.report.build import (
+    reference_of,
     accuracy_metric,
     best_under_budgets,
     enrich,
@@ -160,7 +161,7 @@ def _env():
 def context(run: dict) -> dict:
     df = enrich(run["df"])
     verdict, failing = verdicts(df, run)
-    decided = decisions(df, failing, run_constraints(run), run["ref"].get("reference", ""))
+    decided = decisions(df, failing, run_constraints(run), reference_of(run))
     df["verdict"] = verdict_column(df, failing, 300)
     ok = df[df.status == "ok"]
     passing = ok[~ok.variant_id.isin(failing)]  # only variants within every budget are recommended
@@ -261,7 +262,7 @@ def summary_lines(run: dict, df=None, failing: dict | None = None) -> list[str]:
         df = enrich(run["df"])
     if failing is None:
         _, failing = verdicts(df, run)
-    return [d["sentence"] for d in decisions(df, failing, run_constraints(run), run["ref"].get("reference", ""))]
+    return [d["sentence"] for d in decisions(df, failing, run_constraints(run), reference_of(run))]
 
 
 MD_COLUMNS = ["variant_id", "latency_ms_p50", "latency_ms_round_spread", "throughput_items_s", "speedup", "model_bytes",

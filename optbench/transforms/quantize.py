@@ -143,9 +143,7 @@ def _static(ctx: Any, pre: Path, dst: Path, variant: Any, s: Any, excluded: list
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     items = ctx.splits.calibration.at_shape(ctx.spec.inputs, variant.dims)
-    from optbench.pipeline import sample_batch
-
-    reader = _Reader(items, [i.name for i in ctx.spec.inputs], s.samples, batch=sample_batch(ctx, 8))
+    reader = _Reader(items, [i.name for i in ctx.spec.inputs], s.samples, batch=ctx.sample_batch(8))
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[s.method]
     act = QuantType.QUInt8 if s.activations == "u8" else QuantType.QInt8
@@ -166,8 +164,6 @@ def _modelopt(ctx: Any, dst: Path, variant: Any, module: Any, s: Any) -> dict[st
     import torch
 
     from optbench.export.onnx import export_onnx
-    from optbench.pipeline import sample_batch
-
     if module is None:
         raise ValueError("int8 mode 'modelopt' needs a torch model, and this model is an ONNX file")
     items = ctx.splits.calibration.at_shape(ctx.spec.inputs, variant.dims)
@@ -185,11 +181,11 @@ def _modelopt(ctx: Any, dst: Path, variant: Any, module: Any, s: Any) -> dict[st
 
     def forward_loop(m) -> None:
         with torch.no_grad():
-            for feeds in _Reader(items, list(items.inputs), n, batch=sample_batch(ctx, 8)).batches:
+            for feeds in _Reader(items, list(items.inputs), n, batch=ctx.sample_batch(8)).batches:
                 m(*(torch.from_numpy(v) for v in feeds.values()))
 
     model = mtq.quantize(model, cfg, forward_loop)
-    sample = next(items.batches(sample_batch(ctx, max(2, variant.batch_size))))[0]
+    sample = next(items.batches(ctx.sample_batch(max(2, variant.batch_size))))[0]
     info = export_onnx(model, ctx.spec.inputs, sample, dst, ctx.spec.export.model_copy(update={"simplify": False}),
                        ctx.prepared["output_names"], ctx.prepared["output_axes"])
     return {"int8": f"modelopt PTQ (INT8_DEFAULT_CFG, {s.method}) exported as Q/DQ ONNX on {n} items",

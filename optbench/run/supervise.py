@@ -13,19 +13,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# Imported once by the forkserver, so a variant's process starts with them loaded (sympy alone takes
-# seconds to import, and both the ONNX exporter and ORT's quantizer pull it in).
-_PRELOAD = ["optbench.worker", "optbench.pipeline", "numpy", "onnx", "onnxruntime", "torch", "sympy", "torch.onnx",
-            "onnxruntime.quantization", "onnxsim", "torch_pruning", "optbench.backends.torch_eager",
-            "optbench.backends.onnxruntime", "optbench.transforms.quantize"]
-
-
 def _context():
     """A forkserver that imported the heavy libraries once (never touching a GPU); each job is a fresh fork of it."""
     import multiprocessing as mp
 
+    from optbench.backends import preload_modules
+
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(_PRELOAD)
+    # imported once, so a variant's process starts with them loaded (sympy alone takes seconds to import, and both
+    # the ONNX exporter and ORT's quantizer pull it in); the backends say what they need
+    ctx.set_forkserver_preload(["optbench.run.worker", *preload_modules(), "optbench.transforms.quantize"])
     return ctx
 
 
@@ -114,7 +111,7 @@ def spawn(job: dict, timeout_s: float, memory_limit_mb: int | None, log: Path,
           rss_limit_mb: int | None = None, notify: Callable[[str], None] | None = None) -> tuple[dict | None, dict]:
     """Run one job in its own process; return (its output or None, what happened to the process). ``notify``
     hears what the process waits for while it waits (a timing lock another run holds), and "" when it stops."""
-    from optbench.worker import child_main, wait_file
+    from optbench.run.worker import child_main, wait_file
 
     killed_for = None
     with tempfile.TemporaryDirectory(prefix="optbench-job-") as tmp:

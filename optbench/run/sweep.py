@@ -1,5 +1,5 @@
 """Run a plan: the run directory's lifecycle (lock, resume, --force), the model's preparation, the variants
-through an executor (local processes or Ray; each job's process is :mod:`optbench.supervise`'s), rows written to
+through an executor (local processes or Ray; each job's process is :mod:`optbench.run.supervise`'s), rows written to
 results.jsonl and the history as they finish.
 """
 
@@ -18,10 +18,10 @@ from optbench.cache import ArtifactCache, CacheIntegrityError
 from optbench.env import collect_env, host_summary
 from optbench.errors import Interrupted, OptbenchError, RunDirError, SpecError
 from optbench.plan import Variant, plan
-from optbench.progress import Progress
+from optbench.run.progress import Progress
 from optbench.spec.models import Spec
 from optbench.store import SCHEMA_VERSION, append_row, final_rows, repair_tail, write_csv
-from optbench.supervise import crash_reason, run_job, spawn, tail
+from optbench.run.supervise import crash_reason, run_job, spawn, tail
 
 MAX_VARIANTS = 500  # a sweep larger than this is asked for explicitly (--max-variants): hours of machine time
 
@@ -241,11 +241,11 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
                                       ",".join(str(i) for i in range(len(env.get("gpus") or []))))
             prepared = _prepare(spec, opts, cache)
             if opts.executor == "ray":
-                from optbench.executors import run_ray
+                from optbench.run.executors import run_ray
 
                 env["cluster"] = run_ray(to_run, job_of, record, lambda v: progress.show(v.id), opts.address, log_of)
             else:
-                from optbench.executors import run_local
+                from optbench.run.executors import run_local
 
                 env["cluster"] = {"executor": "local", "jobs": opts.jobs}
                 run_local(to_run, lambda v: run_job(job_of(v), spec.measure, log_of(v),

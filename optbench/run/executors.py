@@ -1,6 +1,6 @@
 """Where a sweep's variants run: ``local`` (worker processes on this machine, ``--jobs N`` at a time) or ``ray``
 (Ray tasks over a cluster's nodes and GPUs). Either way each variant runs in a fresh worker process with the
-spec's time limit and memory cap, timing windows stay exclusive (:mod:`optbench.exclusive`, per node), and only
+spec's time limit and memory cap, timing windows stay exclusive (:mod:`optbench.measure.exclusive`, per node), and only
 the driver appends rows to ``results.jsonl``: rows come back to it as variants finish.
 
 Ray: each variant is a task (``max_calls=1``: a fresh Ray worker per task) that starts optbench's own worker
@@ -46,7 +46,7 @@ def run_local(variants: list, run_one: RunOne, on_row: OnRow, jobs: int, on_star
             for f in cf.as_completed(futures):
                 on_row(futures[f], {**f.result(), **node_info()})
         except KeyboardInterrupt:
-            from optbench.supervise import kill_live_workers
+            from optbench.run.supervise import kill_live_workers
 
             for f in futures:
                 f.cancel()
@@ -59,7 +59,7 @@ def _ray_task(job: dict, log: str) -> dict:
     import ray
 
     from optbench.spec.models import MeasureSettings
-    from optbench.supervise import run_job
+    from optbench.run.supervise import run_job
 
     ctx = ray.get_runtime_context()
     gpus = [str(g) for g in ray.get_gpu_ids()]

@@ -1,0 +1,177 @@
+"""Build, judge and time one variant (inside its worker process): artifact → backend session → accuracy →
+timing window → its row."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from optbench.backends import Artifact, get_backend
+from optbench.measure import measure_rounds, timed
+from optbench.measure.gpu import GpuMonitor
+from optbench.measure.memory import current_rss_bytes, path_bytes, peak_rss_bytes
+from optbench.plan import Variant, points
+from optbench.run.artifacts import module_bytes, onnx_artifact, transformed_module
+from optbench.run.context import Context, dims_key
+from optbench.run.judge import judge_variant
+from optbench.transforms import count_params
+
+
+def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds: int | None = None,
+                    timing_only: bool = False) -> dict:
+    """Build, judge and time one variant (its row); with ``build_only`` build its artifacts and stop there (a row
+    with status ``built``, build time and bytes)."""
+    from optbench.measure.exclusive import current
+
+    v = Variant(**vdict)
+    idle_rss = current_rss_bytes()  # the worker before this variant loads anything of its own
+    ctx.stage("waiting for the node")
+    excl = current()
+    excl.build()  # builds share the node; a timing window waits for them and keeps new ones out (held already
+    # when the worker process took it at its start)
+    ctx.stage("load")
+    if failed := (ctx.prepared.get("reference_errors") or {}).get(dims_key(v.dims)):
+        raise RuntimeError(failed)
+    read = ctx.prepared.get("interpretation") or {}
+    if str(read.get("batch", "")).startswith("fixed") and v.batch_size != int(read["batch"].split()[1]):
+        # the model showed a fixed batch only when run (a graph that declares a dynamic one, a torch reshape)
+        return {"status": "skipped", "settings": dict(v.settings),
+                "error": f"the model's batch is {read['batch']}, seen when it was read: {read.get('batch_evidence')}"}
+    cls = get_backend(v.backend_name)
+    backend = cls(cls.Options.model_validate(v.options))
+    target = v.target
+    row: dict[str, Any] = {"settings": dict(v.settings)}
+    if v.transform != "none":
+        ctx.stage("transform")
+    module, facts = (None, {}) if ctx.spec.model.source == "onnx" else transformed_module(ctx, v)
+    row.update({k: facts.pop(k) for k in ("params", "sparsity") if k in facts})
+    row["settings"].update(facts)
+    if module is not None and "params" not in row:
+        row["params"] = count_params(module)
+    if cls.consumes == "torch":
+        artifact = Artifact(module=module, inputs=ctx.spec.inputs)
+        row["model_bytes"] = module_bytes(module)
+    else:
+        precision = cls.onnx_precision(target, backend.options)
+        ctx.stage("export" if precision == "fp32" else f"export ({precision})")
+        (path, info), export_s = timed(lambda: onnx_artifact(ctx, v, module, precision))
+        row["warnings"] = list((info.get("int8_graph") or {}).pop("warnings", []))
+        row["settings"].update(info)
+        row["export_s"] = export_s
+        row["model_bytes"] = path_bytes(path)
+        row["artifact"] = str(path)  # the ONNX file this variant's backend consumed (in the artifact cache)
+        artifact = Artifact(onnx_path=path, inputs=ctx.spec.inputs)
+    items = ctx.splits.eval.at_shape(ctx.spec.inputs, v.dims)
+    artifact.sample = next(items.batches(v.batch_size))[0]
+    row["fed_shapes"] = {k: list(np.shape(x)) for k, x in artifact.sample.items()}  # what this variant is fed
+    if items.fitted:
+        row["settings"]["data_fit"] = items.fitted
+    artifact.cache_dir = ctx.cache.root
+    artifact.cache = ctx.cache
+    artifact.points = points(ctx.spec)
+    if v.precision == "int8":
+        from optbench.transforms.quantize import calibration_batches
+
+        q = v.int8 or {}
+        cal = ctx.splits.calibration.at_shape(ctx.spec.inputs, v.dims)
+        artifact.calibration = calibration_batches(cal, q.get("samples", 256), batch=v.batch_size)
+    if build_only:
+        ctx.stage("build")
+        info, row["build_s"] = timed(lambda: backend.build_only(artifact, target))
+        _record_built(row, cls.consumes, info.get("bytes"), info.get("facts"))
+        row["status"] = "built"
+        return row
+    monitor = gpu_monitor(target.device)
+    try:
+        _build_and_measure(ctx, v, backend, artifact, items, row, monitor, excl, rounds, timing_only)
+    finally:
+        if monitor is not None:
+            monitor.stop()
+    if monitor is not None:
+        gpu = monitor.summary()
+        row["settings"]["gpu_state"] = gpu["states"]
+        row["gpu_process_peak_bytes"] = gpu["process_peak_bytes"]
+        if gpu.get("note"):
+            row["settings"]["gpu_memory_note"] = gpu["note"]
+        if row.get("gpu_peak_bytes") is None and gpu["process_peak_bytes"] is not None:
+            row["gpu_peak_bytes"] = gpu["process_peak_bytes"]
+            row["settings"]["gpu_memory"] = "NVML per-process peak (polled every 10 ms; includes the CUDA context)"
+        row["warnings"] = list(row.get("warnings") or []) + monitor.warnings()
+    elif target.device == "cuda":
+        row["settings"]["gpu_memory_note"] = f"no NVML readings: {GpuMonitor.why}"
+    row["peak_rss_bytes"] = peak_rss_bytes()
+    row["idle_rss_bytes"] = idle_rss
+    row["rss_delta_bytes"] = max(0, row["peak_rss_bytes"] - idle_rss) if idle_rss else None
+    row["status"] = "ok"
+    return row
+
+
+def _record_built(row: dict, consumes: str, nbytes: int | None, facts: dict | None) -> None:
+    """What the backend built: its bytes replace the ONNX file's where it runs something else (an engine, an IR;
+    the ONNX bytes are kept in the settings), and what it can say about it (layers, precisions)."""
+    if nbytes:
+        if consumes != "torch":
+            row["settings"]["onnx_bytes"] = row.get("model_bytes")
+        row["model_bytes"] = nbytes
+    row["settings"].update(facts or {})
+
+
+def gpu_monitor(device: str) -> GpuMonitor | None:
+    """An NVML monitor of the GPU this process uses, started; None on the CPU or without NVML."""
+    from optbench.measure.gpu import gpu_index
+
+    if not device.startswith("cuda"):
+        return None
+    monitor = GpuMonitor.open(gpu_index(device))
+    return monitor.start() if monitor is not None else None
+
+
+def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifact, items: Any, row: dict,
+                       monitor: GpuMonitor | None, excl: Any, rounds: int | None = None,
+                       timing_only: bool = False) -> None:
+    ctx.stage("build")
+    session, row["build_s"] = timed(lambda: backend.build(artifact, v.target))
+    _record_built(row, type(backend).consumes, getattr(session, "artifact_bytes", None), getattr(session, "facts", None))
+    try:
+        if not timing_only:  # a variant's further timing processes leave accuracy to its first
+            ctx.stage("accuracy")
+            row.update(judge_variant(ctx, v, session, items))
+        if monitor is not None:
+            monitor.pause()  # no polling thread while latency is sampled
+        ctx.stage("waiting for the timing window")
+        with excl.timing(v.target.device):
+            ctx.stage("timing")
+            opened = time.time()  # wall clock: windows of processes on one node compare
+            m, dev, timing = measure_rounds(session, artifact.sample, v.batch_size, ctx.spec.measure, count=rounds)
+            row["timing_window"] = [opened, time.time()]
+        row["lock_wait_s"] = round(excl.waited_s, 3)
+        if excl.timing_core is not None:
+            row["timing_core"] = excl.timing_core
+        row.update(rounds=timing["rounds"], contention=timing["contention"], busy=timing["busy"],
+                   probe_us_rounds=[r["probe_us"] for r in timing["rounds"]])
+        if timing["busy"]:
+            row["warnings"] = list(row.get("warnings") or []) + ["machine busy during timing: " + timing["busy"]]
+        if monitor is not None:
+            monitor.state("after_timing")
+            monitor.resume()
+        row.update(m.summary())
+        if dev is not None:
+            row.update({k: val for k, val in dev.summary("gpu_ms").items()}, gpu_samples_ms=list(dev.samples_ms))
+            row["settings"]["timing"] = "latency_ms_*: host clock around call + synchronize; gpu_ms_*: CUDA events"
+        row.update(throughput_items_s=m.throughput, iterations=len(m.samples_ms), samples_ms=list(m.samples_ms),
+                   warnings=list(row.get("warnings") or []) + list(m.warnings))
+        peak = session_peak(session)
+        if peak is not None:
+            row["gpu_peak_bytes"] = peak
+            row["settings"]["gpu_memory"] = "torch allocator peak (torch.cuda.max_memory_allocated)"
+        else:
+            row["gpu_peak_bytes"] = None
+    finally:
+        session.close()
+
+
+def session_peak(session: Any) -> int | None:
+    peak = getattr(session, "device_peak_bytes", None)
+    return peak() if callable(peak) else None

@@ -1,0 +1,124 @@
+"""One isolated process per job (:func:`child_main`, forked by :mod:`optbench.run.supervise`).
+
+``prepare`` loads data and the model once, saves the model, the splits and the reference
+outputs to files; ``variant`` builds and measures one variant from those files and writes
+its result row. A crash, a hang or an OOM here costs this variant only: the sweep turns the
+missing output into a failed row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from optbench.cache import ArtifactCache
+from optbench.data import feeds_of
+from optbench.errors import OptbenchError
+from optbench.run.context import Context, Stage, load_splits_file
+from optbench.run.prepare import prepare
+from optbench.run.variant import measure_variant
+from optbench.spec.load import validate
+
+
+def run_variant(job: dict, stage: Stage) -> dict:
+    spec_dir, run_dir = Path(job["spec_dir"]), Path(job["run_dir"])
+    spec = validate(job["spec"], {}, str(run_dir / "spec.yaml"))
+    splits = load_splits_file(run_dir / "work" / "data.npz")
+    for items in (splits.train, splits.calibration, splits.eval):
+        items.feed = feeds_of(spec.inputs)  # batch axes and constants: the model's layout
+    ctx = Context(spec, spec_dir, run_dir, ArtifactCache(Path(job["cache_dir"]), enabled=not job.get("no_cache")),
+                  splits, json.loads((run_dir / "work" / "prepare.json").read_text()), stage)
+    return measure_variant(ctx, job["variant"], build_only=job["mode"] == "build", rounds=job.get("rounds"),
+                           timing_only=bool(job.get("timing_only")))
+
+
+def main(argv: list[str]) -> int:
+    job = json.loads(Path(argv[0]).read_text())
+    out = Path(job["out"])
+    stage = Stage("prepare" if job["mode"] == "prepare" else "start")
+    try:
+        result = prepare(job) if job["mode"] == "prepare" else run_variant(job, stage)
+        status = 0
+    except Exception as e:  # the worker's whole job is to turn any failure into a reported one
+        message = e.format() if isinstance(e, OptbenchError) else f"{e.__class__.__name__}: {e}"
+        result = {"status": "failed", "error": message.strip()[:2000], "failed_stage": stage.now,
+                  "user_error": isinstance(e, OptbenchError), "traceback": traceback.format_exc()[-4000:]}
+        status = 3
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, default=str))
+    tmp.replace(out)
+    return status
+
+
+def _vm_size_bytes() -> int:
+    """Address space already mapped (the preloaded libraries); the memory cap is counted on top of it."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def wait_file(log: Path) -> Path:
+    """Where a job's process announces a wait on a node lock while it lasts (beside its log)."""
+    return log.with_name(log.name + ".waiting")
+
+
+def _die_with_driver(driver: int, job_dir: Path) -> None:
+    """Fork a watcher that ends this job's whole process group (and removes its temp folder) once the process
+    that spawned it is gone, killed with -9 included: a hung worker must not outlive its driver and hold the
+    node's timing lock. A process, not a thread, so a worker hung in native code holding the GIL still dies.
+    It leaves quietly when the worker ends."""
+    import shutil
+    import signal
+    import time
+
+    worker = os.getpid()
+    if os.fork() != 0:
+        return
+    try:
+        while os.getppid() == worker:
+            try:
+                os.kill(driver, 0)
+            except ProcessLookupError:
+                shutil.rmtree(job_dir, ignore_errors=True)
+                os.killpg(worker, signal.SIGKILL)
+            except PermissionError:
+                pass
+            time.sleep(0.5)
+    finally:
+        os._exit(0)
+
+
+def child_main(job_path: str, log_path: str, memory_limit_mb: int | None) -> None:
+    """Entry of a job's process: stdout/stderr to the job's log, an address-space cap, then the job."""
+    os.setpgid(0, 0)  # its own process group: a timeout ends whatever the job started, too
+    job = json.loads(Path(job_path).read_text())
+    if job.get("driver_pid"):
+        _die_with_driver(int(job["driver_pid"]), Path(job_path).parent)
+    import faulthandler
+
+    # appending: the sweep may cut a runaway log short, and writes then go on at the new end
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    faulthandler.enable()  # a segfault leaves the Python stack in the log (the row's stderr tail)
+    if job.get("mode") != "prepare":
+        from optbench.measure.exclusive import current
+
+        label = f"optbench run {Path(job['run_dir']).name}, {(job.get('variant') or {}).get('id', job.get('mode'))}"
+        # before this process does any work: a timing window elsewhere on the node waits for none
+        current(label, wait_file(Path(log_path))).build()
+    if memory_limit_mb:
+        import resource
+
+        cap = _vm_size_bytes() + memory_limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    code = main([job_path])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
