@@ -56,3 +56,10 @@ def test_compare_markdown_escapes_user_text():
 def test_report_page_extends_the_base():
     page = html("base.html.j2")
     assert page.startswith("<!doctype html>") and "<title></title>" in page and page.endswith("</html>")
+
+
+def test_compare_terminal_table_shows_markup_as_text():
+    cmp = _cmp("v[bold]x[/bold]")
+    cmp["rows"][0]["reason"] = "[red]why"
+    out = render(cmp, "table")
+    assert "v[bold]x[/bold]" in out and "[red]why" in out

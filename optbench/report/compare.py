@@ -42,19 +42,21 @@ def compare_runs(a_dir: Path, b_dir: Path, min_effect: float | None = None) -> d
 def render_table(cmp: dict) -> str:
     """The comparison as a terminal table (rich; plain text where the output is not a terminal)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     colour = {"slower": "red", "faster": "green", "inconclusive": "yellow", "same": ""}
-    t = Table(title=f"{cmp['a']['dir'].name} (A) → {cmp['b']['dir'].name} (B): verdicts on round medians, "
-                    f"min effect {cmp['effect']:.0%}", title_justify="left")
+    t = Table(title=f"{escape(cmp['a']['dir'].name)} (A) → {escape(cmp['b']['dir'].name)} (B): verdicts on round "
+                    f"medians, min effect {cmp['effect']:.0%}", title_justify="left")
     for h, just in [("variant", "left"), ("p50 A ms", "right"), ("p50 B ms", "right"), ("B/A rounds", "right"),
                     ("noise", "right"), ("verdict", "left"), ("why", "left")]:
         t.add_column(h, justify=just, overflow="fold")
     for r in cmp["rows"]:
         mark = r["mark"] or f"{r['status_a']}/{r['status_b']}"
         style = colour.get(r["mark"], "")
-        t.add_row(r["variant_id"], num(r.get("p50_a")), num(r.get("p50_b")), num(r["ratio"]), num(r["noise"], ".1%"),
-                  f"[{style}]{mark}[/]" if style else mark, r["reason"] if r["mark"] not in ("", "same") else "")
+        t.add_row(escape(r["variant_id"]), num(r.get("p50_a")), num(r.get("p50_b")), num(r["ratio"]),
+                  num(r["noise"], ".1%"), f"[{style}]{mark}[/]" if style else mark,
+                  escape(r["reason"]) if r["mark"] not in ("", "same") else "")
     console = Console(record=True, width=160, force_terminal=False, color_system=None, file=io.StringIO())
     console.print(t)
     counts: dict[str, int] = {}
