@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import html
 import io
-import math
 from pathlib import Path
+
+import pandas as pd
 
 from optbench.measure.verdict import verdict_for
 from optbench.report.build import generated_at, load_run
+from optbench.report.write import html, is_number, md_table, md_text, num
 from optbench.spec.defaults import config_defaults
 
 DRIFT = ["drift_rel_l2", "drift_cosine", "top1_agreement", "task_accuracy"]
@@ -31,37 +32,31 @@ def compare_runs(a_dir: Path, b_dir: Path, min_effect: float | None = None) -> d
                        reason=v.reason)
         for m in DRIFT:
             va, vb = x.get(m), y.get(m)
-            row[f"{m}_change"] = (vb - va) if _num(va) and _num(vb) else None
+            row[f"{m}_change"] = (vb - va) if is_number(va) and is_number(vb) else None
         rows.append(row)
     specs_differ = (a["spec"] or {}).get("name") != (b["spec"] or {}).get("name")
     return {"a": a, "b": b, "rows": rows, "added": sorted(set(rb) - set(ra)), "removed": sorted(set(ra) - set(rb)),
             "effect": effect, "specs_differ": specs_differ}
 
 
-def _num(v) -> bool:
-    return isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))
-
-
-def _f(v, spec: str = ".3f") -> str:
-    return format(v, spec) if _num(v) else "–"
-
-
 def render_table(cmp: dict) -> str:
     """The comparison as a terminal table (rich; plain text where the output is not a terminal)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     colour = {"slower": "red", "faster": "green", "inconclusive": "yellow", "same": ""}
-    t = Table(title=f"{cmp['a']['dir'].name} (A) → {cmp['b']['dir'].name} (B): verdicts on round medians, "
-                    f"min effect {cmp['effect']:.0%}", title_justify="left")
+    t = Table(title=f"{escape(cmp['a']['dir'].name)} (A) → {escape(cmp['b']['dir'].name)} (B): verdicts on round "
+                    f"medians, min effect {cmp['effect']:.0%}", title_justify="left")
     for h, just in [("variant", "left"), ("p50 A ms", "right"), ("p50 B ms", "right"), ("B/A rounds", "right"),
                     ("noise", "right"), ("verdict", "left"), ("why", "left")]:
         t.add_column(h, justify=just, overflow="fold")
     for r in cmp["rows"]:
         mark = r["mark"] or f"{r['status_a']}/{r['status_b']}"
         style = colour.get(r["mark"], "")
-        t.add_row(r["variant_id"], _f(r.get("p50_a")), _f(r.get("p50_b")), _f(r["ratio"]), _f(r["noise"], ".1%"),
-                  f"[{style}]{mark}[/]" if style else mark, r["reason"] if r["mark"] not in ("", "same") else "")
+        t.add_row(escape(r["variant_id"]), num(r.get("p50_a")), num(r.get("p50_b")), num(r["ratio"]),
+                  num(r["noise"], ".1%"), f"[{style}]{mark}[/]" if style else mark,
+                  escape(r["reason"]) if r["mark"] not in ("", "same") else "")
     console = Console(record=True, width=160, force_terminal=False, color_system=None, file=io.StringIO())
     console.print(t)
     counts: dict[str, int] = {}
@@ -77,37 +72,22 @@ def render_table(cmp: dict) -> str:
 
 
 def render(cmp: dict, fmt: str) -> str:
+    """The comparison as a terminal table, Markdown (a pull-request comment), CSV or an HTML page."""
     if fmt == "table":
         return render_table(cmp)
     if fmt == "md":
-        lines = [f"## optbench compare: {cmp['a']['dir'].name} → {cmp['b']['dir'].name}", "",
-                 "| variant | p50 A ms | p50 B ms | B/A rounds | noise | verdict |", "|---|---|---|---|---|---|"]
-        for r in cmp["rows"]:
-            lines.append(f"| {r['variant_id']} | {_f(r.get('p50_a'))} | {_f(r.get('p50_b'))} | {_f(r['ratio'])} | "
-                         f"{_f(r['noise'], '.1%')} | {r['mark']} |")
-        lines += ["", f"added: {', '.join(cmp['added']) or 'none'}", f"removed: {', '.join(cmp['removed']) or 'none'}"]
-        return "\n".join(lines) + "\n"
+        return render_md(cmp)
     if fmt == "csv":
-        import pandas as pd
-
         return pd.DataFrame(cmp["rows"]).to_csv(index=False)
-    e = html.escape
-    body = "".join(
-        f"<tr><td>{e(r['variant_id'])}</td><td>{e(r['status_a'])}</td><td>{e(r['status_b'])}</td>"
-        f"<td>{_f(r.get('p50_a'))}</td><td>{_f(r.get('p50_b'))}</td><td>{_f(r['ratio'])}</td>"
-        f"<td>{_f(r['noise'], '.1%')}</td><td class='{e(r['mark'])}' title='{e(r['reason'])}'>{e(r['mark'])}</td>"
-        + "".join(f"<td>{_f(r[f'{m}_change'], '+.3g')}</td>" for m in DRIFT) + "</tr>"
-        for r in cmp["rows"])
-    head = "".join(f"<th>{h}</th>" for h in ["variant", "status A", "status B", "p50 A (ms)", "p50 B (ms)", "B/A rounds",
-                                            "noise", "verdict"] + [f"Δ {m}" for m in DRIFT])
-    lst = lambda xs: "".join(f"<li>{e(x)}</li>" for x in xs) or "<li>none</li>"  # noqa: E731
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>optbench compare</title><style>"
-            "body{font:14px system-ui;margin:2em}table{border-collapse:collapse;font-size:12px}"
-            "td,th{border:1px solid #ddd;padding:3px 6px}.slower{background:#f9d6d5}.faster{background:#e3f4e1}.inconclusive{background:#fff3cd}"
-            f"</style></head><body><h1>optbench compare</h1><p>A (baseline): {e(str(cmp['a']['dir']))}<br>"
-            f"B: {e(str(cmp['b']['dir']))}<br>generated {generated_at()}. Verdicts on round medians: faster or slower beyond "
-            f"{cmp['effect']:.0%} and beyond the rounds' noise; inconclusive where the noise or a busy machine "
-            f"hides the answer (hover a verdict for its numbers). B/A rounds is the ratio of the quiet rounds' medians the verdict weighs; the p50 columns are over every sample.</p>"
-            + ("<p><b>The runs come from different specs.</b></p>" if cmp["specs_differ"] else "") + f"<table><tr>{head}</tr>{body}</table>"
-            f"<h2>Added in B</h2><ul>{lst(cmp['added'])}</ul><h2>Removed in B</h2><ul>{lst(cmp['removed'])}</ul>"
-            "</body></html>")
+    return html("compare.html.j2", a_dir=str(cmp["a"]["dir"]), b_dir=str(cmp["b"]["dir"]), generated=generated_at(),
+                effect=cmp["effect"], specs_differ=cmp["specs_differ"], rows=cmp["rows"], drift=DRIFT,
+                added=cmp["added"], removed=cmp["removed"])
+
+
+def render_md(cmp: dict) -> str:
+    table = md_table(["variant", "p50 A ms", "p50 B ms", "B/A rounds", "noise", "verdict"],
+                     [[r["variant_id"], num(r.get("p50_a")), num(r.get("p50_b")), num(r["ratio"]),
+                       num(r["noise"], ".1%"), r["mark"]] for r in cmp["rows"]])
+    listed = lambda xs: ", ".join(md_text(x) for x in xs) or "none"  # noqa: E731
+    return (f"## optbench compare: {md_text(cmp['a']['dir'].name)} → {md_text(cmp['b']['dir'].name)}\n\n{table}\n"
+            f"added: {listed(cmp['added'])}\nremoved: {listed(cmp['removed'])}\n")

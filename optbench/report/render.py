@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 
-import jinja2
-
 from optbench.report import plots
 from optbench.report.build import (
     reference_of,
@@ -17,6 +15,7 @@ from optbench.report.build import (
     verdicts,
 )
 from optbench.report.decide import decisions, parse_constraint
+from optbench.report.write import fmt, html, md_table, md_text
 
 # the results table: batch and shape are the group a row sits in, not columns
 SUMMARY = [("variant_id", "variant"), ("backend", "backend"), ("device", "device"), ("precision", "precision"),
@@ -32,7 +31,6 @@ TASK_COLUMNS = [("topk_agreement", "top-k agree"), ("det_f1", "det F1"), ("det_m
                 ("ctc_exact_rate", "exact strings"), ("ctc_cer", "CER"), ("ctc_label_exact_rate", "exact vs labels"),
                 ("embedding_cosine", "emb. cosine"), ("retrieval_agreement", "retrieval agree"),
                 ("dense_iou", "map IoU"), ("worst_output", "worst output")]
-BYTES = {"model_bytes", "rss_delta_bytes", "gpu_peak_bytes", "peak_rss_bytes", "gpu_process_peak_bytes"}
 NOISE_FLAGS = ("unstable", "machine busy")
 
 
@@ -61,28 +59,6 @@ def summary_columns(df) -> tuple[list[tuple[str, str]], dict[str, str]]:
              if c in df and df[c].notna().any() and not (c == "worst_output" and "worst output" in shared)]
     extra += [(c, c) for c in df.columns if str(c).startswith("x_") and df[c].notna().any()]
     return present[:1] + [("verdict", "accuracy verdict")] + present[1:] + extra, shared
-
-
-def fmt(v, col: str = "") -> str:
-    """A cell: MiB for bytes, thousands separators (never scientific notation) for throughput and large values,
-    percent for spreads, three or four significant figures elsewhere."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if col in BYTES:
-        return f"{v / 2**20:,.2f}"
-    if col == "speedup":
-        return f"{v:.2f}×"
-    if col.endswith("_round_spread"):
-        return f"{v:.1%}"
-    if isinstance(v, float):
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        if v == 0:
-            return "0"
-        if col == "throughput_items_s" or abs(v) >= 1e3:
-            return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
-        return f"{v:.3g}" if abs(v) < 1e-2 else f"{v:.4g}"
-    return str(v)
 
 
 def noise_flags(row: dict) -> list[str]:
@@ -149,13 +125,6 @@ def skipped_groups(df) -> dict[str, dict]:
         out[kind] = {"count": len(rows), "reasons": sorted(reasons.items(), key=lambda kv: -kv[1]),
                      "rows": [(r["variant_id"], str(r.get("error") or "")) for r in rows]}
     return out
-
-
-def _env():
-    loader = jinja2.PackageLoader("optbench.report", "templates")
-    env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
-    env.filters["fmt"] = fmt
-    return env
 
 
 def context(run: dict) -> dict:
@@ -246,7 +215,7 @@ def gpu_rows(ok) -> list[dict]:
 
 
 def render_html(run: dict) -> str:
-    return _env().get_template("report.html.j2").render(**context(run))
+    return html("report.html.j2", **context(run))
 
 
 def run_constraints(run: dict) -> list:
@@ -279,37 +248,32 @@ def render_md(run: dict) -> str:
     cols = [c for c in MD_COLUMNS if c == "variant_id" or (c in df and df[c].notna().any())]
     cols += [c for c, _ in TASK_COLUMNS if c in df and df[c].notna().any()] + ["verdict"]
     names = [labels.get(c, c).replace("speedup vs ref. fp32", "speedup") for c in cols]
-    head = "| " + " | ".join(names) + " |\n|" + "---|" * len(cols) + "\n"
     counts = ", ".join(f"{v} {k}" for k, v in df.status.value_counts().items())
-    name = _md(str(run["spec"].get("name", "")))
-    decided = "".join(f"- {_md(line)}\n" for line in summary_lines(run, df, failing))
-    parts = [f"## optbench: {name}\n\n### What to ship\n\n{decided}\n{counts} · host: {_md(str(run['env'].get('cpu', '')))}\n"]
+    name = md_text(run["spec"].get("name", ""))
+    decided = "".join(f"- {md_text(line)}\n" for line in summary_lines(run, df, failing))
+    host = md_text(run["env"].get("cpu", ""))
+    parts = [f"## optbench: {name}\n\n### What to ship\n\n{decided}\n{counts} · host: {host}\n"]
     ok = df[df.status == "ok"]
     for (batch, _), g in ok.groupby(["batch_size", "shape_sort"], sort=True):
-        body = ""
-        for r in g.sort_values("latency_ms_p50").to_dict("records"):
-            cells = [fmt(r.get(c), c) + (" ⚠" if c == "latency_ms_p50" and noise_flags(r) else "") for c in cols]
-            body += "| " + " | ".join(_md(x) for x in cells) + " |\n"
-        parts.append(f"### {point_title(batch, g['shape_label'].iloc[0])}\n\n{head}{body}")
+        cells = [[fmt(r.get(c), c) + (" ⚠" if c == "latency_ms_p50" and noise_flags(r) else "") for c in cols]
+                 for r in g.sort_values("latency_ms_p50").to_dict("records")]
+        parts.append(f"### {point_title(batch, g['shape_label'].iloc[0])}\n\n{md_table(names, cells)}")
     if any(noise_flags(r) for r in ok.to_dict("records")):
         parts.append("⚠: unstable rounds or a busy machine while timing (see the HTML report's warnings).\n")
     failed = failed_rows(df)
     if failed:
-        parts.append("### Failed\n\n" + "".join(f"- {_md(f['variant_id'])} ({f['status']} at {_md(f['stage'])}): "
-                                                  f"{_md(f['reason'][:300])}\n" for f in failed))
+        parts.append("### Failed\n\n" + "".join(f"- {md_text(f['variant_id'])} ({f['status']} at "
+                                                  f"{md_text(f['stage'])}): {md_text(f['reason'][:300])}\n"
+                                                  for f in failed))
     skipped = skipped_groups(df)
     lines = []
     if skipped["filter"]["count"]:
         lines.append(f"- {skipped['filter']['count']} left out by the spec's `only:` filters")
     for reason, n in skipped["cannot"]["reasons"]:
-        lines.append(f"- {n} that a backend cannot build: {_md(reason)}")
+        lines.append(f"- {n} that a backend cannot build: {md_text(reason)}")
     if lines:
         parts.append("### Skipped\n\n" + "\n".join(lines) + "\n")
     return "\n".join(parts)
-
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
 
 
 def render_csv(run: dict) -> str:
