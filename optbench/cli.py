@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 
+import optbench.measure.clock as clock
 from optbench.errors import OptbenchError
 
 
@@ -66,8 +66,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from optbench.store import load_results
     from optbench.run.sweep import run_sweep
+    from optbench.store import load_results
 
     with _spec_of(args) as (spec, spec_path):
         opts = _sweep_options(args, spec, "run", spec_path)
@@ -142,7 +142,7 @@ def _sweep_options(args: argparse.Namespace, spec, mode: str, spec_path: Path):
     `-build` for builds, and the time)."""
     from optbench.run.sweep import RunOptions
 
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    stamp = clock.stamp("%Y%m%d-%H%M%S")
     run_dir = Path(args.run_dir) if args.run_dir else \
         Path(args.out) / f"{spec.name}{'-build' if mode == 'build' else ''}-{stamp}"
     return RunOptions(run_dir=run_dir, spec_path=spec_path, force=args.force, resume=args.resume,
@@ -222,8 +222,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     """Build every variant's artifacts without measuring: ONNX exports, converted and quantized models, engines
     (rows with status ``built``, build seconds and bytes); the artifact cache keeps them for a later ``run``."""
     from optbench.cache import ArtifactCache
-    from optbench.store import load_results
     from optbench.run.sweep import run_sweep
+    from optbench.store import load_results
 
     with _spec_of(args) as (spec, spec_path):
         opts = _sweep_options(args, spec, "build", spec_path)
@@ -254,7 +254,7 @@ def _print_decisions(run_dir: Path, args: argparse.Namespace) -> None:
 
 def _maybe_report(run_dir: Path, args: argparse.Namespace) -> None:
     if not args.no_report:
-        from optbench.report.build import write_report
+        from optbench.report.render import write_report
 
         print(f"report: {write_report(run_dir, constraints=args.constraint or [])}")
 
@@ -343,11 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extensions(sub) -> None:
     """Commands that live in their own modules (report, compare, check)."""
-    from optbench import check
+    from optbench import check_cli
     from optbench.history import cli as history_cli
     from optbench.report import cli as report_cli
 
-    check.add_commands(sub)
+    check_cli.add_commands(sub)
     report_cli.add_commands(sub)
     history_cli.add_commands(sub)
 

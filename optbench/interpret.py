@@ -313,7 +313,7 @@ def model_fixed_batch(spec: Any, spec_path: Path) -> tuple[int | None, str]:
     """The batch a model file fixes (ONNX sources; torch models show theirs when run builds them)."""
     if spec.model.source != "onnx":
         return None, ""
-    from optbench.spec.load import resolve_model_file
+    from optbench.paths import resolve_model_file
 
     return fixed_batch_of(spec, graph_facts(resolve_model_file(spec.model.path, spec_path)))
 
@@ -338,7 +338,7 @@ def read_at_plan(spec: Any, spec_path: Path) -> tuple[Interpretation | None, str
                                inputs, fed_points(spec, at), [], []),
                 "outputs: read by `optbench run` at its reference pass, where the model is built")
     from optbench.backends import reference_backend
-    from optbench.spec.load import resolve_model_file
+    from optbench.paths import resolve_model_file
 
     path = resolve_model_file(spec.model.path, spec_path)
     infer = reference_backend("onnx").reference_infer(path)  # the very reference inference run uses, so plan and run read the model alike

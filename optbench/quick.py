@@ -51,7 +51,7 @@ def spec_from_model(path: Path, *, precision: list[str] | None, batch: list[int]
                     backends: list[str] | None, shapes: dict[str, int], data: Path | None,
                     labels: str | None = None) -> tuple[dict[str, Any], list[str]]:
     """The spec of a spec-less run of an ONNX file, and the notes saying what was inferred and why."""
-    from optbench.spec.load import ONNX_DTYPES, check_onnx
+    from optbench.paths import ONNX_DTYPES, check_onnx
 
     path = path.resolve()
     graph = check_onnx(path, str(path), None).graph

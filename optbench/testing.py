@@ -10,18 +10,18 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+import optbench.measure.clock as clock
 from optbench.check import check_run
 
 
 def run_spec(spec_path: str | Path, run_dir: str | Path, *, force: bool = True, quiet: bool = True) -> Path:
     """Run a spec into ``run_dir`` (overwriting it by default) and return the run directory."""
-    from optbench.spec import load_spec
     from optbench.run.sweep import RunOptions, run_sweep
+    from optbench.spec import load_spec
 
     spec = load_spec(spec_path)
     return run_sweep(spec, RunOptions(run_dir=Path(run_dir), spec_path=Path(spec_path), force=force, quiet=quiet))
@@ -77,7 +77,7 @@ def to_pytest_benchmark(run_dir: str | Path, path: str | Path) -> Path:
                          "release": env.get("platform"), "cpu": cpu, "gpus": env.get("gpus", [])},
         "commit_info": {"id": env.get("commit"), "dirty": str(env.get("commit", "")).endswith("-dirty")},
         "benchmarks": benches,
-        "datetime": datetime.now(UTC).isoformat(),
+        "datetime": clock.iso_utc(),
         "version": bench_version,
     }
     Path(path).write_text(json.dumps(doc, indent=2))

@@ -182,7 +182,7 @@ class OpenVINO(Backend):
             for k in sorted(feeds):
                 digest.update(k.encode())
                 digest.update(np.ascontiguousarray(feeds[k]).tobytes())
-        from optbench.models import file_digest
+        from optbench.paths import file_digest
 
         recipe = {"preset": self.options.preset, "fast_bias_correction": self.options.fast_bias_correction,
                   "items": sum(len(next(iter(f.values()))) for f in batches)}

@@ -242,7 +242,7 @@ class TensorRT(Backend):
 
 
 def _file_digest(path: Path) -> str:
-    from optbench.models import file_digest
+    from optbench.paths import file_digest
 
     return file_digest(Path(path))
 

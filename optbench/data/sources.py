@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from optbench.data import Items, source
+from optbench.data.items import Items, source
 from optbench.errors import SpecError
-from optbench.spec.load import resolve_path
+from optbench.paths import resolve_path
 from optbench.spec.models import Spec
 
 
@@ -46,7 +46,7 @@ def synthetic(spec: Spec, spec_dir: Path, count: int, tokenizer=None) -> Items:
 @source("python")
 def python_data(spec: Spec, spec_dir: Path, count: int, tokenizer=None) -> Items:
     """Items made by a user function ``fn(count=..., seed=..., **kwargs) -> {name: array, '__labels__': labels}``."""
-    from optbench.models import call_entrypoint, import_entrypoint
+    from optbench.paths import call_entrypoint, import_entrypoint
 
     fn = import_entrypoint(spec.data.entrypoint, spec_dir, field="data.entrypoint")
     try:

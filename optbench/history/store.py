@@ -10,10 +10,10 @@ import json
 import os
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import optbench.measure.clock as clock
 from optbench.errors import OptbenchError
 
 SCHEMA = 1
@@ -147,7 +147,7 @@ class History:
                 uid=uid, spec_name=str(spec.get("name") or "?"), mode=mode,
                 spec_digest=hashlib.sha256(spec_text.encode()).hexdigest()[:16],
                 run_dir=str(run_dir) if run_dir else None,
-                started_at=started_at if started_at is not None else datetime.now(UTC).timestamp(),
+                started_at=started_at if started_at is not None else clock.wall(),
                 machine=machine_of(env), versions=versions_of(env), commit=env.get("commit"),
                 env=json.dumps(env, default=str)))
             return int(res.inserted_primary_key[0])

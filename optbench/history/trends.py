@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+import optbench.measure.clock as clock
 from optbench.history.changes import Step, change_points, split_comparable
 
 # metric names a user types -> the row column (latency: the level of the quiet rounds, as the gate reads it)
@@ -194,7 +195,6 @@ def html_page(history, spec_name: str, variant: str, metrics: list[str]) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from optbench.report.build import generated_at
 
     figures = []
     for metric in metrics:
@@ -226,7 +226,7 @@ def html_page(history, spec_name: str, variant: str, metrics: list[str]) -> str:
                    for m, u in figures) or "<p>No runs of this spec in the history.</p>"
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>optbench history: {e(spec_name)}</title>"
             "<style>body{font:14px system-ui;margin:2em}img{max-width:100%}</style></head><body>"
-            f"<h1>optbench history: {e(spec_name)}</h1><p>variants {e(variant)}; generated {generated_at()}; "
+            f"<h1>optbench history: {e(spec_name)}</h1><p>variants {e(variant)}; generated {clock.stamp()}; "
             f"database {e(history.safe_url)}</p>{body}</body></html>")
 
 

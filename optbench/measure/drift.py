@@ -138,7 +138,7 @@ class HookError(RuntimeError):
 def _post(hook: str, arr: np.ndarray, ctx) -> np.ndarray:
     from pathlib import Path
 
-    from optbench.models import import_entrypoint
+    from optbench.paths import import_entrypoint
 
     fn = import_entrypoint(hook, ctx.spec_dir or Path("."), field="outputs.postprocess")
     try:
@@ -154,7 +154,7 @@ def postprocess_outputs(hook: str | None, arrays: dict[str, np.ndarray], spec_di
     from pathlib import Path
 
     from optbench.errors import SpecError
-    from optbench.models import import_entrypoint
+    from optbench.paths import import_entrypoint
 
     fn = import_entrypoint(hook, Path(spec_dir or "."), field="postprocess_outputs")
     try:

@@ -18,9 +18,10 @@ from __future__ import annotations
 import fcntl
 import os
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
+
+import optbench.measure.clock as clock
 
 ENV = "OPTBENCH_LOCK_DIR"
 
@@ -44,7 +45,7 @@ class Exclusive:
         self._holding = self.root / f"holder-{os.getpid()}"
 
     def _lock(self, f, how: int) -> None:
-        t0 = time.monotonic()
+        t0 = clock.monotonic()
         try:
             fcntl.flock(f, how | fcntl.LOCK_NB)
         except BlockingIOError:  # someone holds it: say who, wait, and clear the note
@@ -52,7 +53,7 @@ class Exclusive:
                            f" ({Path(f.name).stem}): held by {', '.join(self.holders()) or 'another process'}")
             fcntl.flock(f, how)
             self._announce("")
-        self.waited_s += time.monotonic() - t0
+        self.waited_s += clock.monotonic() - t0
         self._holding.write_text(f"{self.label or 'an optbench worker'} (pid {os.getpid()})")
 
     def holders(self) -> list[str]:

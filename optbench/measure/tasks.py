@@ -295,7 +295,7 @@ def load_charset(spec, ctx: TaskContext) -> list[str]:
             raise ValueError(f"ctc: the model's metadata has no '{key}' (it has {sorted(meta)})")
         chars = meta[key].splitlines()
     else:
-        from optbench.spec.load import resolve_path
+        from optbench.paths import resolve_path
 
         path = resolve_path(spec.charset, (ctx.spec_dir or Path(".")) / "spec.yaml")
         chars = path.read_text(encoding="utf-8").splitlines()
@@ -356,7 +356,7 @@ def dense(spec, out, ref, labels, ctx, parts) -> dict[str, float | None]:
 
 @task("custom")
 def custom(spec, out, ref, labels, ctx, parts) -> dict[str, float | None]:
-    from optbench.models import import_entrypoint
+    from optbench.paths import import_entrypoint
 
     fn = import_entrypoint(spec.metric, ctx.spec_dir or Path("."), field="outputs.task.metric")
     try:

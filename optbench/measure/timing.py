@@ -78,7 +78,7 @@ def measure_rounds(session: Any, feeds: dict, batch_size: int, settings: Any, cl
     one of ``measure.processes`` worker processes."""
     import math
 
-    from optbench.measure import contention
+    import optbench.measure.contention as contention
 
     n = max(1, int(getattr(settings, "rounds", 1)))
     per_round = SimpleNamespace(

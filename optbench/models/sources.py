@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from optbench.errors import SpecError
-from optbench.models import LoadedModel, call_entrypoint, file_digest, import_entrypoint, model_source
-from optbench.spec.load import resolve_path
+from optbench.models.base import LoadedModel, model_source
+from optbench.paths import call_entrypoint, file_digest, import_entrypoint, resolve_path
 
 
 def _ident(spec, *parts: str) -> str:
@@ -70,7 +70,7 @@ def python_model(spec, spec_dir: Path, train=None, seed: int = 0) -> LoadedModel
 def onnx_model(spec, spec_dir: Path, train=None, seed: int = 0) -> LoadedModel:
     import onnx
 
-    from optbench.spec.load import resolve_model_file
+    from optbench.paths import resolve_model_file
 
     path = resolve_model_file(spec.path, spec_dir / "spec.yaml")
     try:

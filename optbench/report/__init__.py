@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 _BUILD = ("ACCURACY_BUDGETS", "accuracy_metric", "best_under_budgets", "enrich", "generated_at", "load_run",
-          "point_title", "verdicts", "write_report")
-__all__ = list(_BUILD)
+          "point_title", "verdicts")
+__all__ = [*_BUILD, "write_report"]
 
 
 def __getattr__(name: str) -> Any:
@@ -16,4 +16,8 @@ def __getattr__(name: str) -> Any:
         from optbench.report import build
 
         return getattr(build, name)
+    if name == "write_report":
+        from optbench.report.render import write_report
+
+        return write_report
     raise AttributeError(f"module 'optbench.report' has no attribute '{name}'")

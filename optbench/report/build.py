@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
+import optbench.measure.clock as clock
 from optbench.backends import backend_name_of, get_backend, reference_backend_of
 from optbench.check import budget_for, check_accuracy, noise_floor
 from optbench.errors import RunDirError
@@ -129,17 +129,5 @@ def verdicts(df: pd.DataFrame, run: dict) -> tuple[dict[tuple[str, str], bool], 
     return out, failing
 
 
-def write_report(run_dir: Path, out: Path | None = None, fmt: str = "html", constraints: list[str] | None = None) -> Path:
-    from optbench.report.render import render_csv, render_html, render_md
-
-    run = load_run(Path(run_dir))
-    run["constraints"] = list(constraints or [])
-    out = Path(out) if out else Path(run_dir) / {"html": "report.html", "md": "report.md", "csv": "report.csv"}[fmt]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    text = {"html": render_html, "md": render_md, "csv": render_csv}[fmt](run)
-    out.write_text(text, encoding="utf-8")
-    return out
-
-
 def generated_at() -> str:
-    return datetime.now().strftime("%Y-%m-%d %H:%M")
+    return clock.stamp()

@@ -10,7 +10,8 @@ from optbench.errors import OptbenchError
 
 
 def cmd_report(args) -> int:
-    from optbench.report.build import load_run, write_report
+    from optbench.report.build import load_run
+    from optbench.report.render import write_report
 
     if args.output and Path(args.output).is_dir():
         raise OptbenchError(f"-o {args.output} is a folder; give a file name, e.g. {Path(args.output) / ('report.' + args.format)}")

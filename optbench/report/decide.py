@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import operator
-import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -19,9 +18,9 @@ import pandas as pd
 from optbench.backends import get_backend, reference_backend_of
 from optbench.errors import OptbenchError, strict_float
 from optbench.report.build import point_title
+from optbench.spec.base import CONSTRAINT
 
 _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
-CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
-from optbench.report import plots
+import optbench.report.plots as plots
 from optbench.report.build import (
-    reference_of,
     accuracy_metric,
     best_under_budgets,
     enrich,
     generated_at,
+    load_run,
     point_title,
+    reference_of,
     verdicts,
 )
 from optbench.report.decide import decisions, parse_constraint
@@ -281,3 +283,12 @@ def render_csv(run: dict) -> str:
 
     return csv_text(run["df"])
 
+
+def write_report(run_dir: Path, out: Path | None = None, fmt: str = "html", constraints: list[str] | None = None) -> Path:
+    run = load_run(Path(run_dir))
+    run["constraints"] = list(constraints or [])
+    out = Path(out) if out else Path(run_dir) / {"html": "report.html", "md": "report.md", "csv": "report.csv"}[fmt]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = {"html": render_html, "md": render_md, "csv": render_csv}[fmt](run)
+    out.write_text(text, encoding="utf-8")
+    return out

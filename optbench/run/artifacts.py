@@ -17,7 +17,7 @@ def load_base_module(ctx: Context) -> Any:
     import torch
 
     if ctx.spec.model.source == "python":
-        from optbench.models import import_entrypoint
+        from optbench.paths import import_entrypoint
 
         import_entrypoint(ctx.spec.model.entrypoint, ctx.spec_dir)  # classes the pickle refers to
     path = ctx.cache.verify(Path(ctx.prepared["model_path"]))
@@ -127,7 +127,7 @@ def _tspec(ctx: Context, v: Variant) -> Any:
 
 
 def _file_key(path: Path) -> str:
-    from optbench.models import file_digest
+    from optbench.paths import file_digest
 
     return file_digest(path)
 

@@ -58,8 +58,8 @@ def _ray_task(job: dict, log: str) -> dict:
     """Runs on a Ray worker: the variant's optbench worker process(es), as the local executor runs them."""
     import ray
 
-    from optbench.spec.models import MeasureSettings
     from optbench.run.supervise import run_job
+    from optbench.spec.models import MeasureSettings
 
     ctx = ray.get_runtime_context()
     gpus = [str(g) for g in ray.get_gpu_ids()]

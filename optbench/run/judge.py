@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from optbench.plan import Variant
 from optbench.run.context import Context, load_reference
 
 

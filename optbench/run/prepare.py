@@ -11,8 +11,8 @@ import numpy as np
 from optbench.backends import reference_backend
 from optbench.cache import ArtifactCache
 from optbench.data import Splits
-from optbench.run.judge import judge_all
 from optbench.run.context import REF_BATCH, dims_key, ref_key, reference_outputs, save_splits
+from optbench.run.judge import judge_all
 from optbench.spec.models import Spec
 
 

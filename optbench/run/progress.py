@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-import time
+
+import optbench.measure.clock as clock
 
 
 class Progress:
@@ -34,7 +35,7 @@ class Progress:
         return "ETA " + (f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s")
 
     def show(self, vid: str) -> None:
-        self.starts[vid] = time.monotonic()
+        self.starts[vid] = clock.monotonic()
         if self.live is not None:
             self.live.update(self.task, description=vid, eta=self.eta())
         elif not self.quiet:
@@ -53,7 +54,7 @@ class Progress:
 
     def step(self, vid: str, status: str, ran: bool = False) -> None:
         self.done += 1
-        took = time.monotonic() - self.starts.pop(vid, time.monotonic())
+        took = clock.monotonic() - self.starts.pop(vid, clock.monotonic())
         if ran:
             self.ran.append(took)
             self.pending -= 1

@@ -8,10 +8,12 @@ import json
 import os
 import signal
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import optbench.measure.clock as clock
+
 
 def _context():
     """A forkserver that imported the heavy libraries once (never touching a GPU); each job is a fresh fork of it."""
@@ -59,11 +61,11 @@ def _join_watching(proc, timeout_s: float, rss_limit_mb: int | None, waiting: Pa
     for CPU and CUDA workers alike, where an address-space limit breaks CUDA's large virtual reservations);
     what the worker says it waits for (``waiting``, a node lock held by another run) goes to ``notify``, and that
     wait does not count against ``timeout_s``; a log past LOG_CAP_BYTES is cut back to its head."""
-    deadline = time.monotonic() + timeout_s
-    said, last, waited = "", time.monotonic(), 0.0
+    deadline = clock.monotonic() + timeout_s
+    said, last, waited = "", clock.monotonic(), 0.0
     while True:
-        proc.join(min(RSS_POLL_S, max(0.0, deadline - time.monotonic())))
-        now_t = time.monotonic()
+        proc.join(min(RSS_POLL_S, max(0.0, deadline - clock.monotonic())))
+        now_t = clock.monotonic()
         if said:  # waiting on a lock another run holds is not the variant's time
             deadline += now_t - last
             waited += now_t - last
@@ -81,7 +83,7 @@ def _join_watching(proc, timeout_s: float, rss_limit_mb: int | None, waiting: Pa
             _cap_log(log)
         if proc.exitcode is not None:
             return False, None, waited
-        if time.monotonic() >= deadline:
+        if clock.monotonic() >= deadline:
             return True, None, waited
         cap, how = rss_cap_bytes(rss_limit_mb)
         rss = _rss_bytes(proc.pid)
@@ -199,7 +201,7 @@ def run_job(job: dict, measure: Any, log: Path, notify: Callable[[str], None] | 
     variant (so the memory cap the row records is the one enforced there)."""
     from optbench.measure.timing import merge_processes, round_shares
 
-    t0 = time.monotonic()
+    t0 = clock.monotonic()
     shares = round_shares(measure.rounds, measure.processes) if job["mode"] == "variant" else [None]
     first = {**job, "rounds": shares[0]} if len(shares) > 1 else job
     result, proc = spawn(first, measure.timeout_s, measure.memory_limit_mb, log, measure.rss_limit_mb, notify)
@@ -220,7 +222,7 @@ def run_job(job: dict, measure: Any, log: Path, notify: Callable[[str], None] | 
         row = merge_processes(row, others, job["variant"]["batch_size"], measure)
     if lost:
         row["warnings"] = list(row.get("warnings") or []) + lost
-    row["wall_s"] = round(time.monotonic() - t0, 3)  # the variant's processes: build, judge, time
+    row["wall_s"] = round(clock.monotonic() - t0, 3)  # the variant's processes: build, judge, time
     if isinstance(row.get("settings"), dict):
         row["settings"]["memory_cap"] = rss_cap_bytes(measure.rss_limit_mb)[1]
     return row

@@ -19,9 +19,9 @@ from optbench.env import collect_env, host_summary
 from optbench.errors import Interrupted, OptbenchError, RunDirError, SpecError
 from optbench.plan import Variant, plan
 from optbench.run.progress import Progress
+from optbench.run.supervise import crash_reason, run_job, spawn, tail
 from optbench.spec.models import Spec
 from optbench.store import SCHEMA_VERSION, append_row, final_rows, repair_tail, write_csv
-from optbench.run.supervise import crash_reason, run_job, spawn, tail
 
 MAX_VARIANTS = 500  # a sweep larger than this is asked for explicitly (--max-variants): hours of machine time
 
@@ -182,7 +182,7 @@ def run_sweep(spec: Spec, opts: RunOptions) -> Path:
 
 
 def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str, dict]) -> Path:
-    from optbench.measure import contention
+    import optbench.measure.contention as contention
 
     env = collect_env()
     (opts.run_dir / "env.json").write_text(json.dumps(env, indent=2))

@@ -3,11 +3,11 @@ timing window → its row."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 
+import optbench.measure.clock as clock
 from optbench.backends import Artifact, get_backend
 from optbench.measure import measure_rounds, timed
 from optbench.measure.gpu import GpuMonitor
@@ -143,9 +143,9 @@ def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifac
         ctx.stage("waiting for the timing window")
         with excl.timing(v.target.device):
             ctx.stage("timing")
-            opened = time.time()  # wall clock: windows of processes on one node compare
+            opened = clock.wall()  # wall clock: windows of processes on one node compare
             m, dev, timing = measure_rounds(session, artifact.sample, v.batch_size, ctx.spec.measure, count=rounds)
-            row["timing_window"] = [opened, time.time()]
+            row["timing_window"] = [opened, clock.wall()]
         row["lock_wait_s"] = round(excl.waited_s, 3)
         if excl.timing_core is not None:
             row["timing_core"] = excl.timing_core

@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from optbench.errors import SpecError
+from optbench.paths import ONNX_DTYPES, check_onnx, resolve_model_file, resolve_path  # noqa: F401 (here too)
 from optbench.spec.models import Spec
 
 
@@ -193,7 +194,7 @@ def _short(value: Any) -> str:
 
 def _model_at(loc: tuple, data: Any) -> type[BaseModel] | None:
     """The pydantic model that validates the mapping at ``loc`` (for 'did you mean')."""
-    from optbench.spec import models as m
+    import optbench.spec.models as m
 
     model: Any = Spec
     cur: Any = data
@@ -266,48 +267,6 @@ def check_backends(spec: Spec, file: str, lines: dict[tuple, int]) -> None:
                             expected=e.expected, found=e.found) from None
 
 
-def check_onnx(path: Path, file: str, line: int | None):
-    """A file given as ONNX must parse and pass the ONNX checker (catches non-ONNX and truncated files)."""
-    import onnx
-
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-        onnx.checker.check_model(str(path))  # by path: external data resolved beside the model
-    except Exception as e:
-        first = (str(e).strip().splitlines() or [e.__class__.__name__])[0][:160]
-        raise SpecError(f"not a valid ONNX model ({first})", file=file, line=line, field="model.path",
-                        found=repr(str(path))) from None
-    return proto
-
-
-def resolve_model_file(value: str, spec_path: Path, file: str | None = None, line: int | None = None) -> Path:
-    """A model file path, or ``package:NAME/path/in/it.onnx``: a file inside an installed package, found with
-    importlib's finder without importing the package (importing rapidocr pulls cv2, silero's torch)."""
-    if not value.startswith("package:"):
-        path = resolve_path(value, spec_path)
-        if not path.is_file():
-            raise SpecError(f"file not found (looked for {path}; relative paths are read from the spec's folder)",
-                            file=file, line=line, field="model.path", found=repr(value))
-        return path
-    package, _, inner = value.split(":", 1)[1].partition("/")
-    try:
-        found = importlib.util.find_spec(package) if package else None
-    except (ImportError, ValueError):
-        found = None
-    if found is None or not found.submodule_search_locations:
-        raise SpecError("model package is not installed", file=file, line=line, field="model.path",
-                        expected="'package:NAME/path' naming an installed package", found=repr(package))
-    path = Path(next(iter(found.submodule_search_locations))) / inner
-    if not inner or not path.is_file():
-        raise SpecError(f"no file '{inner}' in package '{package}'", file=file, line=line, field="model.path",
-                        expected=f"a file under {path.parent if inner else path}", found=repr(value))
-    return path
-
-
-# ONNX element types optbench feeds -> the spec's dtype names
-ONNX_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 9: "bool"}
-
-
 def check_inputs_against_graph(spec: Spec, proto, file: str, line: int | None) -> None:
     """The spec's inputs must be the graph's: names, ranks, dtypes and static dims, naming both sides."""
     inits = {i.name for i in proto.graph.initializer}
@@ -364,18 +323,6 @@ def check_data(spec: Spec, spec_path: Path, lines: dict[tuple, int]) -> None:
         e.line = e.line or line_of(lines, tuple((e.field or "").split(".")[:1]))
         raise SpecError(e.message, file=e.file, line=e.line, field=e.field, expected=e.expected,
                         found=e.found) from None
-
-
-def resolve_path(value: str, spec_path: Path) -> Path:
-    """Relative paths are tried from the spec's folder first, then from the working directory (so a spec runs
-    from anywhere); a path found in neither is returned as the spec's folder would have it."""
-    p = Path(value)
-    if p.is_absolute():
-        return p
-    beside = spec_path.parent / p
-    if beside.exists():
-        return beside
-    return p if p.exists() else beside
 
 
 def check_entrypoint(entrypoint: str, spec_path: Path, file: str, line: int | None) -> None:

@@ -1,0 +1,128 @@
+"""``optbench check``: the run's verdicts (decided in :mod:`optbench.check`) printed, as JUnit XML, and the latency
+gate against the run history."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import optbench.measure.clock as clock
+from optbench.check import Report, Result, check_run, parse_overrides
+from optbench.errors import OptbenchError
+from optbench.spec.defaults import config_defaults
+
+
+def write_junit(report: Report, path: Path, name: str, rows: dict[str, dict] | None = None) -> None:
+    """A JUnit suite named after the spec, a testcase per variant and check (budget, status, latency), the
+    variant's wall time on its status case."""
+    import socket
+    import xml.etree.ElementTree as ET
+
+    rows = rows or {}
+    wall = {vid: float(r.get("wall_s") or 0.0) for vid, r in rows.items() if isinstance(r.get("wall_s"), (int, float))}
+    suite = ET.Element("testsuite", name=f"optbench.{name}", tests=str(len(report.results)),
+                       failures=str(len(report.violations)), errors="0", skipped=str(len(report.warnings)),
+                       time=f"{sum(wall.values()):.3f}", timestamp=clock.iso_local(),
+                       hostname=socket.gethostname())
+    for r in report.results:
+        t = wall.get(r.variant, 0.0) if r.check == "status" else 0.0
+        case = ET.SubElement(suite, "testcase", classname=f"optbench.{name}.{r.variant}", name=r.check, time=f"{t:.3f}")
+        if not r.passed and r.warning:
+            ET.SubElement(case, "skipped", message=r.message)
+        elif not r.passed:
+            ET.SubElement(case, "failure", message=r.message, type="BudgetViolation").text = r.message
+    root = ET.Element("testsuites", name=f"optbench.{name}", tests=suite.get("tests"), failures=suite.get("failures"),
+                      time=suite.get("time"))
+    root.append(suite)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def spec_name(run_dir: Path) -> str:
+    """The run's spec name (the run folder's name where the spec is missing)."""
+    import yaml
+
+    path = Path(run_dir) / "spec.yaml"
+    try:
+        name = (yaml.safe_load(path.read_text()) or {}).get("name") if path.exists() else None
+    except yaml.YAMLError:
+        name = None
+    return str(name or Path(run_dir).name)
+
+
+# ---------------------------------------------------------------- CLI
+def history_results(run_dir: Path, n: int, db: str | None, effect: float, strict: bool) -> list[Result]:
+    """The run's latency against the level of its last ``n`` comparable runs in the history (see
+    :func:`optbench.history.trends.gate`): slower fails, inconclusive warns (fails under --strict)."""
+    from optbench.history.store import open_history
+    from optbench.history.trends import gate
+
+    history = open_history(db, required=True)
+    out = []
+    for vid, word, message in gate(history, run_dir, n, effect):
+        passed = word in ("same", "faster")
+        out.append(Result(vid, "history latency", passed, f"{word}: {message}",
+                          warning=word == "inconclusive" and not strict, verdict=word))
+    return out
+
+
+def cmd_check(args) -> int:
+    overrides = parse_overrides(args.budget or [])
+    effect = args.min_effect if args.min_effect is not None else args.tolerance
+    if effect is not None and not (math.isfinite(effect) and 0 < effect < 1):
+        raise OptbenchError(f"--min-effect takes a fraction in (0, 1), e.g. 0.05 for 5 %, found {effect!r}")
+    if args.strict and not (args.baseline or args.history):
+        raise OptbenchError("--strict applies to the latency gate: give --baseline RUN or --history N")
+    if args.history is not None and args.history < 3:
+        raise OptbenchError(f"--history takes the number of past runs to gate against, at least 3; found "
+                            f"{args.history}")
+    report = check_run(Path(args.run_dir), Path(args.baseline) if args.baseline else None, overrides,
+                       strict_env=args.strict_env, min_effect=effect, strict=args.strict)
+    if args.history:
+        report.results += history_results(Path(args.run_dir), args.history, args.history_db,
+                                          effect if effect is not None else
+                                          float(config_defaults("budgets")["latency"]["min_effect"]), args.strict)
+    for note in report.notes:
+        print(f"note: {note}")
+    for r in report.warnings:
+        print(f"WARN {r.variant}: {r.check}: {r.message}")
+    for r in report.violations:
+        print(f"FAIL {r.variant}: {r.check}: {r.message}")
+    if args.junit:
+        try:
+            from optbench.store import final_rows
+
+            write_junit(report, Path(args.junit), spec_name(Path(args.run_dir)), final_rows(Path(args.run_dir)))
+        except OSError as e:
+            raise OptbenchError(f"--junit {args.junit}: cannot write it ({e.strerror})") from None
+    if args.baseline or args.history:
+        counts = report.latency_counts
+        print("latency: " + ", ".join(f"{n} {w}" for w, n in counts.items()) +
+              (" (inconclusive fails under --strict)" if counts["inconclusive"] and not args.strict else ""))
+    passed = sum(r.passed for r in report.results)
+    print(f"{passed}/{len(report.results)} checks passed, {len(report.violations)} violation(s), "
+          f"{len(report.warnings)} warning(s)")
+    return report.exit_code
+
+
+def add_commands(sub) -> None:
+    c = sub.add_parser("check", help="budgets and baseline gate → exit 0 (pass), 1 (violation), 2 (usage error)")
+    c.add_argument("run_dir", help="the run directory to judge (results.jsonl inside)")
+    c.add_argument("--baseline", help="run directory to compare latency with")
+    c.add_argument("--history", type=int, metavar="N", help="gate latency against the level of the last N "
+                                                             "comparable runs in the run history (same spec, "
+                                                             "machine and library versions)")
+    c.add_argument("--history-db", metavar="PATH|URL", help="the history database (default: $OPTBENCH_HISTORY, "
+                                                            "else ~/.local/share/optbench/history.sqlite)")
+    c.add_argument("--budget", action="append", metavar="[SELECTOR.]KEY=VALUE", help="override a budget (repeatable)")
+    c.add_argument("--min-effect", type=float, help="smallest latency change that counts, as a fraction (default "
+                                                    "0.05 from optbench/configs/budgets.yaml): slower beyond it and beyond the "
+                                                    "rounds' noise exits 1")
+    c.add_argument("--tolerance", type=float, help=argparse.SUPPRESS)  # the former name of --min-effect
+    c.add_argument("--strict", action="store_true", help="an inconclusive latency verdict (noise, busy machine) "
+                                                         "exits 1 instead of 0")
+    c.add_argument("--strict-env", action="store_true", help="fail latency even when hardware/versions differ")
+    c.add_argument("--junitxml", "--junit", dest="junit", metavar="PATH",
+                   help="write the verdicts as JUnit XML here (as pytest's --junitxml)")
+    c.set_defaults(fn=cmd_check)
+
