@@ -17,6 +17,7 @@ from pathlib import Path
 from optbench.backends import backend_name_of, reference_backend_of, second_opinion_backends
 from optbench.errors import OptbenchError, RunDirError, strict_float
 from optbench.spec.defaults import config_defaults
+from optbench.store import schema_note
 
 # budget key → (row column, direction); "max": value must be <= budget. Besides these, every task metric
 # (optbench.measure.tasks.TASK_METRICS) and user metric (x_<name>) is a budget key as <column>_min / <column>_max.
@@ -321,6 +322,8 @@ def check_run(run_dir: Path, baseline: Path | None = None, overrides: dict | Non
     else:
         report.notes.append(f"noise floor (fp32 {opinion} vs torch rel_l2): {noise:.3g}" if noise is not None
                             else f"noise floor: no fp32 {opinion} row in this run")
+    if note := schema_note(run_dir):
+        report.notes.append(note)
     ok_rows = [r for r in rows.values() if r.get("status") == "ok"]
     if ok_rows and not any(isinstance(r.get("outputs"), dict) for r in ok_rows):
         report.notes.append("rows made before per-output judging: the first output only, no collapse guard")

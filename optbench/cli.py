@@ -290,6 +290,11 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    if args.row:
+        from optbench.row import json_schema
+
+        print(json.dumps(json_schema(), indent=2))
+        return 0
     from optbench.spec.schema import spec_json_schema
 
     print(json.dumps(spec_json_schema(), indent=2))
@@ -335,7 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "each backend runs and builds here, and why not")
     e.set_defaults(fn=cmd_env)
 
-    s = sub.add_parser("schema", help="JSON schema of the spec")
+    s = sub.add_parser("schema", help="JSON schema of the spec (--row: of a result row)")
+    s.add_argument("--row", action="store_true", help="the JSON schema of a result row (results.jsonl) instead")
     s.set_defaults(fn=cmd_schema)
     _extensions(sub)
     return p

@@ -12,22 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from optbench.errors import RunDirError
+from optbench.row import COLUMNS as ROW_COLUMNS
+from optbench.row import INTEGER, SCHEMA_VERSION, normalize  # noqa: F401 (SCHEMA_VERSION: the writers' import)
 
-# 2: every output judged (outputs, worst_output, collapsed, task metric columns); rounds, robust statistics, busy
-SCHEMA_VERSION = 2
 RESULTS = "results.jsonl"
 FINAL_STATUSES = ("ok", "built", "failed", "timeout", "skipped")
-
-COLUMNS = [
-    "variant_id", "model", "backend", "device", "precision", "int8", "transform", "batch_size", "shape", "status",
-    "error", "failed_stage", "warnings", "latency_ms_p50", "latency_ms_p90", "latency_ms_p95", "latency_ms_p99", "latency_ms_mean",
-    "latency_ms_std", "latency_ms_min", "latency_ms_max", "latency_ms_cv", "latency_ms_iqr", "latency_ms_mad",
-    "latency_ms_cv_trimmed", "latency_ms_outliers", "latency_ms_rounds", "latency_ms_round_spread", "probe_us_rounds", "busy", "contention", "gpu_ms_p50", "gpu_ms_p90", "gpu_ms_p95", "gpu_ms_p99", "gpu_ms_mean",
-    "throughput_items_s", "iterations", "peak_rss_bytes", "idle_rss_bytes", "rss_delta_bytes", "gpu_peak_bytes", "gpu_process_peak_bytes", "model_bytes", "params", "sparsity",
-    "build_s", "export_s", "wall_s", "lock_wait_s", "timing_window", "cached", "drift_max_abs", "drift_mean_abs", "drift_rel_l2", "drift_cosine",
-    "top1_agreement", "task_accuracy", "worst_output", "collapsed", "outputs", "reference", "settings", "samples_ms", "exit_code", "signal",
-    "schema_version", "commit", "host",
-]
+# every column of a row, in the order of its parts (see optbench/row.py, where each is documented)
+COLUMNS = [c.name for c in ROW_COLUMNS]
 
 
 def row_json(row: dict[str, Any]) -> str:
@@ -57,7 +48,8 @@ def row_json(row: dict[str, Any]) -> str:
 
 
 def append_row(run_dir: Path, row: dict[str, Any]) -> None:
-    line = row_json(row) + "\n"
+    """Append a row (normalised to today's typed row: every column, renamed columns renamed)."""
+    line = row_json(normalize(row)) + "\n"
     with open(Path(run_dir) / RESULTS, "a", encoding="utf-8") as f:
         f.write(line)
         f.flush()
@@ -75,7 +67,8 @@ def _json_default(o: Any) -> Any:
 
 
 def read_rows(run_dir: Path) -> list[dict[str, Any]]:
-    """All complete rows; a torn (unterminated or unparsable) last line is dropped."""
+    """All complete rows, as today's typed row has them whatever schema wrote them (see
+    :meth:`optbench.row.Row.from_dict`); a torn (unterminated or unparsable) last line is dropped."""
     path = Path(run_dir) / RESULTS
     if not path.exists():
         return []
@@ -86,7 +79,7 @@ def read_rows(run_dir: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            rows.append(restore_row(json.loads(line)))
+            rows.append(normalize(restore_row(json.loads(line))))
         except json.JSONDecodeError:
             if i >= len(lines) - 2:  # torn tail from a kill mid-write
                 continue
@@ -120,6 +113,25 @@ def repair_tail(run_dir: Path) -> None:
             f.truncate(cut)
 
 
+def schema_note(run_dir: Path) -> str | None:
+    """What the run's rows lack when an older schema version wrote them (None for today's rows)."""
+    from optbench.row import Row
+
+    path = Path(run_dir) / RESULTS
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            first = json.loads(f.readline() or "{}")
+    except (OSError, json.JSONDecodeError):
+        return None
+    row = Row.from_dict(first)
+    version = row.identity.schema_version or 1
+    if version >= SCHEMA_VERSION:
+        return None
+    lacks = row.lacks()
+    return (f"rows written by schema version {version} (today's is {SCHEMA_VERSION}): columns renamed since are read "
+            f"under today's names" + (f"; they lack {', '.join(lacks)}" if lacks else ""))
+
+
 def final_rows(run_dir: Path) -> dict[str, dict[str, Any]]:
     """The last final row per variant id."""
     out: dict[str, dict[str, Any]] = {}
@@ -141,6 +153,11 @@ def load_results(run_dir: str | Path):
     for col in COLUMNS:
         if col not in df.columns:
             df[col] = None
+        elif col in INTEGER:  # integers stay integers where some rows have none (pandas' nullable Int64)
+            try:
+                df[col] = df[col].astype("Int64")
+            except (TypeError, ValueError):
+                pass
     return df[COLUMNS + [c for c in df.columns if c not in COLUMNS]]
 
 

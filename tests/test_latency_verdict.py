@@ -39,7 +39,7 @@ def test_a_slow_round_makes_the_row_unstable():
     assert any(w.startswith("unstable: round medians spread 30.0%") for w in host.warnings)
     summary = host.summary()
     assert summary["latency_ms_rounds"] == pytest.approx([1.0, 1.3, 1.0])
-    assert summary["latency_ms_outliers"] == 0 and summary["latency_ms_min"] == pytest.approx(1.0)
+    assert summary["latency_outliers"] == 0 and summary["latency_ms_min"] == pytest.approx(1.0)
 
 
 def test_robust_statistics():

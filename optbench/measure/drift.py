@@ -112,7 +112,7 @@ def judge_outputs(outs: dict[str, np.ndarray], refs: dict[str, np.ndarray], view
         per[v.label] = m
     flat: dict = {"outputs": per, "collapsed": [f"{k}: {m['collapsed']}" for k, m in per.items() if m["collapsed"]],
                   "drift_after_postprocess": sorted(k for k, m in per.items() if m.get("drift_after_postprocess"))}
-    skip = ("collapsed", "task", "drift_after_postprocess")
+    skip = ("collapsed", "task", "drift_after_postprocess", "topk_k")
     for key in sorted({k for m in per.values() for k in m if k not in skip}):
         vals = [(m[key], label) for label, m in per.items() if m.get(key) is not None]
         if not vals:
@@ -120,6 +120,9 @@ def judge_outputs(outs: dict[str, np.ndarray], refs: dict[str, np.ndarray], view
             continue
         nan = [x for x in vals if isinstance(x[0], float) and np.isnan(x[0])]
         flat[key] = nan[0][0] if nan else (max(vals) if key in LOWER_BETTER else min(vals))[0]
+    topk = [(m["topk_agreement"], label) for label, m in per.items() if m.get("topk_agreement") is not None]
+    if topk:  # the k of the output whose top-k agreement the flat column holds
+        flat["topk_k"] = per[min(topk)[1]]["topk_k"]
     rel = [(m["drift_rel_l2"], label) for label, m in per.items() if "drift_rel_l2" in m]
     rel += [(1.0 - m["exact_element_rate"], label) for label, m in per.items() if "exact_element_rate" in m]
     flat["worst_output"] = max(rel, key=lambda x: (np.nan_to_num(x[0], nan=np.inf), x[1]))[1] if rel else None

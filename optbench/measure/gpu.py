@@ -17,6 +17,8 @@ import threading
 import time
 from typing import Any
 
+from optbench.row import warning
+
 # NVML's clock-event reason bits (nvmlClocksEventReason*, formerly nvmlClocksThrottleReason*).
 EVENT_REASONS = {
     0x1: "gpu_idle",
@@ -175,16 +177,16 @@ class GpuMonitor:
         self.state("end")
 
     # -- what goes into the row -------------------------------------------------------------------------------
-    def warnings(self) -> list[str]:
+    def warnings(self) -> list[dict[str, str]]:
         out = []
         for label, s in self.states.items():
             hit = sorted(THROTTLING & set(s.get("clock_event_reasons") or []))
             if hit and label != "start":
-                out.append(f"GPU clocks were held down ({', '.join(hit)}) at '{label}': "
-                           f"SM {s.get('sm_clock_mhz')} of {s.get('max_sm_clock_mhz')} MHz, {s.get('temperature_c')} °C")
+                out.append(warning("gpu_clocks", f"GPU clocks were held down ({', '.join(hit)}) at '{label}': "
+                           f"SM {s.get('sm_clock_mhz')} of {s.get('max_sm_clock_mhz')} MHz, {s.get('temperature_c')} °C"))
         if self.others and (self.matched or len(self.others) > 1):
-            out.append(f"other processes were on the GPU during this variant (pids {sorted(self.others)}): "
-                       "its timings may be contended")
+            out.append(warning("gpu_shared", f"other processes were on the GPU during this variant (pids "
+                                             f"{sorted(self.others)}): its timings may be contended"))
         return out
 
     def summary(self) -> dict[str, Any]:

@@ -7,6 +7,8 @@ from functools import cached_property
 
 import numpy as np
 
+from optbench.row import warning
+
 
 @dataclass(frozen=True)
 class Measurement:
@@ -72,29 +74,30 @@ class Measurement:
         return (max(meds) - min(meds)) / mid if mid > 0 else 0.0
 
     @property
-    def warnings(self) -> list[str]:
+    def warnings(self) -> list[dict[str, str]]:
         out = []
         spread = self.round_spread
         if spread is not None and spread > self.spread_warn:
             meds = ", ".join(f"{m:.4g}" for m in self.round_medians)
-            out.append(f"unstable: round medians spread {spread:.1%} > {self.spread_warn:.0%} ({meds} ms)")
+            out.append(warning("unstable", f"unstable: round medians spread {spread:.1%} > {self.spread_warn:.0%} ({meds} ms)"))
         cv = self.robust["cv_trimmed"]
         if cv > self.cv_warn:
-            out.append(f"noisy samples: CV {cv:.1%} > {self.cv_warn:.0%} inside the Tukey fences "
-                       f"({self.robust['outliers']} outliers of {len(self._arr)})")
+            out.append(warning("noisy", f"noisy samples: CV {cv:.1%} > {self.cv_warn:.0%} inside the Tukey fences "
+                       f"({self.robust['outliers']} outliers of {len(self._arr)})"))
         return out
 
     def summary(self, prefix: str = "latency_ms") -> dict[str, float]:
         a, r = self._arr, self.robust
+        ratio = prefix.removesuffix("_ms")  # ratios and counts carry no unit in their names (latency_cv)
         out = {
             f"{prefix}_p50": self.percentile(50), f"{prefix}_p90": self.percentile(90),
             f"{prefix}_p95": self.percentile(95), f"{prefix}_p99": self.percentile(99),
             f"{prefix}_mean": self.mean, f"{prefix}_std": self.std,
-            f"{prefix}_min": float(a.min()), f"{prefix}_max": float(a.max()), f"{prefix}_cv": self.cv,
-            f"{prefix}_iqr": r["iqr"], f"{prefix}_mad": r["mad"], f"{prefix}_cv_trimmed": r["cv_trimmed"],
-            f"{prefix}_outliers": r["outliers"],
+            f"{prefix}_min": float(a.min()), f"{prefix}_max": float(a.max()), f"{ratio}_cv": self.cv,
+            f"{prefix}_iqr": r["iqr"], f"{prefix}_mad": r["mad"], f"{ratio}_cv_trimmed": r["cv_trimmed"],
+            f"{ratio}_outliers": int(r["outliers"]),
         }
         if self.rounds:
             out[f"{prefix}_rounds"] = self.round_medians
-            out[f"{prefix}_round_spread"] = self.round_spread
+            out[f"{ratio}_round_spread"] = self.round_spread
         return out

@@ -62,6 +62,7 @@ def classification(spec, out, ref, labels, ctx, parts) -> dict[str, float | None
     row: dict[str, float | None] = {
         "top1_agreement": float((o.argmax(1) == ref_top1).mean()),
         "topk_agreement": float((top_k == ref_top1[:, None]).any(1).mean()),
+        "topk_k": int(k),  # the k of topk_agreement (the task's top_k, at most the number of classes)
         "task_accuracy": None,
     }
     if labels is not None and labels.ndim == 1 and len(labels) == len(o) and np.issubdtype(labels.dtype, np.integer):

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from optbench.measure.stats import Measurement
+from optbench.row import as_warning, warning
 
 Clock = Callable[[], float]
 T = TypeVar("T")
@@ -142,11 +143,11 @@ def merge_processes(first: dict, others: list[dict], batch_size: int, settings: 
     host = Measurement(tuple(x for rr in host_rounds for x in rr), batch_size, {}, settings.cv_warn,
                        tuple(host_rounds), spread_warn)
     out = dict(first)
-    noisy = ("unstable:", "noisy samples:", "machine busy")
-    out["warnings"] = [w for w in first.get("warnings") or [] if not str(w).startswith(noisy)] + list(host.warnings)
+    out["warnings"] = [w for w in map(as_warning, first.get("warnings") or [])
+                       if w["code"] not in ("unstable", "noisy", "busy")] + list(host.warnings)
     busy = next((r.get("busy") for r in rows if r.get("busy")), None)
     if busy:
-        out["warnings"].append("machine busy during timing: " + busy)
+        out["warnings"].append(warning("busy", "machine busy during timing: " + busy))
     out.update(host.summary())
     out.update(rounds=info, probe_us_rounds=[x["probe_us"] for x in info], busy=busy,
                contention={**(first.get("contention") or {}), "processes": [r.get("contention") for r in rows]},

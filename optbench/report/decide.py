@@ -18,6 +18,7 @@ import pandas as pd
 from optbench.backends import get_backend, reference_backend_of
 from optbench.errors import OptbenchError, strict_float
 from optbench.report.build import point_title
+from optbench.row import codes, current_name
 from optbench.spec.base import CONSTRAINT
 
 _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
@@ -48,7 +49,7 @@ def parse_constraint(text: str, where: str = "--constraint") -> Constraint:
         raise OptbenchError(f"{where}: expected a number after {m.group(2)}", found=repr(text)) from None
     if not math.isfinite(value):
         raise OptbenchError(f"{where}: expected a finite number", found=repr(text))
-    return Constraint(m.group(1), m.group(2), value)
+    return Constraint(current_name(m.group(1)), m.group(2), value)  # a former column name still reads
 
 
 def decisions(df: pd.DataFrame, failing: dict[str, list[str]], constraints: list[Constraint],
@@ -78,7 +79,8 @@ def decisions(df: pd.DataFrame, failing: dict[str, list[str]], constraints: list
 
 
 def _noise(r: dict) -> str:
-    flags = [w.split(":")[0] for w in (r.get("warnings") or []) if w.startswith(("unstable", "machine busy"))]
+    words = {"unstable": "unstable", "busy": "machine busy"}
+    flags = [words[c] for c in codes(r) if c in words]
     return f" ({', '.join(flags)})" if flags else ""
 
 

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import optbench.report.plots as plots
+from optbench.backends import get_backend, reference_backend_of
 from optbench.report.build import (
     accuracy_metric,
     best_under_budgets,
@@ -18,10 +19,12 @@ from optbench.report.build import (
 )
 from optbench.report.decide import decisions, parse_constraint
 from optbench.report.write import fmt, html, md_table, md_text
+from optbench.row import as_warning
+from optbench.store import schema_note
 
 # the results table: batch and shape are the group a row sits in, not columns
 SUMMARY = [("variant_id", "variant"), ("backend", "backend"), ("device", "device"), ("precision", "precision"),
-           ("transform", "transform"), ("latency_ms_p50", "p50 ms"), ("latency_ms_round_spread", "round spread"),
+           ("transform", "transform"), ("latency_ms_p50", "p50 ms"), ("latency_round_spread", "round spread"),
            ("latency_ms_p99", "p99 ms"), ("gpu_ms_p50", "GPU p50 ms"), ("throughput_items_s", "items/s"),
            ("speedup", "speedup vs ref. fp32"), ("model_bytes", "model MiB"),
            ("rss_delta_bytes", "host RSS Δ MiB"), ("gpu_peak_bytes", "GPU peak MiB"),
@@ -33,7 +36,7 @@ TASK_COLUMNS = [("topk_agreement", "top-k agree"), ("det_f1", "det F1"), ("det_m
                 ("ctc_exact_rate", "exact strings"), ("ctc_cer", "CER"), ("ctc_label_exact_rate", "exact vs labels"),
                 ("embedding_cosine", "emb. cosine"), ("retrieval_agreement", "retrieval agree"),
                 ("dense_iou", "map IoU"), ("worst_output", "worst output")]
-NOISE_FLAGS = ("unstable", "machine busy")
+NOISE_FLAGS = ("unstable", "busy")  # warning codes (optbench/row.py) that put a ⚠ on the latency
 
 
 def verdict_column(df, failing: dict[str, list[str]], width: int) -> list[str]:
@@ -53,18 +56,20 @@ def summary_columns(df) -> tuple[list[tuple[str, str]], dict[str, str]]:
     ok = df[df.status == "ok"] if "status" in df else df
     shared = {c: str(ok[c].iloc[0]) for c in SHARED if c in ok and len(ok) and ok[c].nunique(dropna=False) == 1}
     present = [(c, label) for c, label in SUMMARY
-               if c not in shared and c != "latency_ms_round_spread"
+               if c not in shared and c != "latency_round_spread"
                and (c in ("variant_id", "latency_ms_p50") or (c in df and df[c].notna().any()))]
     if "worst_output" in ok and len(ok) and ok["worst_output"].nunique(dropna=False) == 1:
         shared["worst output"] = str(ok["worst_output"].iloc[0])
     extra = [(c, label) for c, label in TASK_COLUMNS
              if c in df and df[c].notna().any() and not (c == "worst_output" and "worst output" in shared)]
+    ks = sorted({int(k) for k in df["topk_k"].dropna()}) if "topk_k" in df else []
+    extra = [(c, f"top-{ks[0]} agree" if c == "topk_agreement" and len(ks) == 1 else label) for c, label in extra]
     extra += [(c, c) for c in df.columns if str(c).startswith("x_") and df[c].notna().any()]
     return present[:1] + [("verdict", "accuracy verdict")] + present[1:] + extra, shared
 
 
 def noise_flags(row: dict) -> list[str]:
-    return [w for w in (row.get("warnings") or []) if str(w).startswith(NOISE_FLAGS)]
+    return [w["message"] for w in map(as_warning, row.get("warnings") or []) if w["code"] in NOISE_FLAGS]
 
 
 def skip_kind(reason) -> str:
@@ -89,8 +94,8 @@ def row_groups(df, verdict: dict, columns: list[tuple[str, str]]) -> list[dict]:
                 raw = r.get(col)
                 text, title = fmt(raw, col), ""
                 if col == "latency_ms_p50":
-                    spread = r.get("latency_ms_round_spread")
-                    title = "; ".join(([f"round medians spread {fmt(spread, 'latency_ms_round_spread')}"]
+                    spread = r.get("latency_round_spread")
+                    title = "; ".join(([f"round medians spread {fmt(spread, 'latency_round_spread')}"]
                                        if isinstance(spread, float) and not math.isnan(spread) else []) + flags)
                     if flags:
                         cls, text = "noisy", text + " ⚠"
@@ -161,6 +166,8 @@ def context(run: dict) -> dict:
         "name": run["spec"].get("name", run["dir"].name), "description": run["spec"].get("description"),
         "decisions": decided,
         "generated": generated_at(), "env": env, "ref": run["ref"], "columns": [c[1] for c in columns],
+        "ref_title": get_backend(reference_backend_of(reference_of(run))).reference_title + " at fp32",
+        "schema_note": schema_note(run["dir"]),
         "shared": shared,
         "groups": row_groups(df, verdict, columns), "figures": figures, "metric": metric, "frontier_metric": column,
         "frontier": frontier,
@@ -168,7 +175,8 @@ def context(run: dict) -> dict:
                                    if metric == "task_accuracy" else None) if not passing.empty else [],
         "drift": ok[["variant_id"] + DRIFT].to_dict("records"), "drift_cols": DRIFT,
         "failed": failed_rows(df), "skipped": skipped_groups(df),
-        "warnings": [(r["variant_id"], w) for r in ok.to_dict("records") for w in (r.get("warnings") or [])],
+        "warnings": [(r["variant_id"], as_warning(w)["message"]) for r in ok.to_dict("records")
+                     for w in (r.get("warnings") or [])],
         "spec_text": run["spec_text"], "counts": df.status.value_counts().to_dict(),
         "gpu_rows": gpu_rows(ok),
         "trend": trend(run),
@@ -236,7 +244,7 @@ def summary_lines(run: dict, df=None, failing: dict | None = None) -> list[str]:
     return [d["sentence"] for d in decisions(df, failing, run_constraints(run), reference_of(run))]
 
 
-MD_COLUMNS = ["variant_id", "latency_ms_p50", "latency_ms_round_spread", "throughput_items_s", "speedup", "model_bytes",
+MD_COLUMNS = ["variant_id", "latency_ms_p50", "latency_round_spread", "throughput_items_s", "speedup", "model_bytes",
               "drift_rel_l2", "task_accuracy"]
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from optbench.measure.memory import path_bytes
 from optbench.plan import Variant
+from optbench.row import warning
 from optbench.run.context import Context
 from optbench.transforms import apply_transform
 
@@ -86,14 +87,15 @@ def onnx_artifact(ctx: Context, v: Variant, module: Any, precision: str) -> tupl
     key = ctx.cache.key("int8", [_file_key(norm), v.int8, v.dims, cal, QRECIPE])
     path, facts, _ = _cached(ctx, key, lambda out: quantize_onnx(ctx, norm, out, v, module))
     graph = dict(facts.get("int8_graph") or {})  # a copy: the cached facts stay as built
-    warnings = list(graph.get("warnings", []))
+    # the graph's facts hold text (they are cached as built); the row's warnings are typed
+    warnings = [warning("int8_graph", w) if isinstance(w, str) else w for w in graph.get("warnings", [])]
     if spec.data.source == "synthetic":  # said in every int8 row, never silently
         cal = {**cal, "data": "random"}
-        warnings.append("calibrated on random inputs (data: synthetic): the int8 scales fit noise, not the model's "
-                        "real inputs")
+        warnings.append(warning("calibration", "calibrated on random inputs (data: synthetic): the int8 scales fit "
+                                               "noise, not the model's real inputs"))
     if path_bytes(path) >= path_bytes(fp32):
-        warnings.append(f"the int8 file is not smaller than fp32 ({path_bytes(path) / 1e6:.2f} vs "
-                        f"{path_bytes(fp32) / 1e6:.2f} MB)")
+        warnings.append(warning("int8_size", f"the int8 file is not smaller than fp32 ({path_bytes(path) / 1e6:.2f} "
+                                             f"vs {path_bytes(fp32) / 1e6:.2f} MB)"))
     if warnings:
         graph["warnings"] = warnings
     return path, {**info, **facts, "calibration": cal, **({"int8_graph": graph} if graph else {})}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import optbench.measure.clock as clock
+from optbench.row import warning
 
 
 def _context():
@@ -217,7 +218,8 @@ def run_job(job: dict, measure: Any, log: Path, notify: Callable[[str], None] | 
         if more.get("status") == "ok":
             others.append(more)
         else:
-            lost.append(f"timing process {i} {more.get('status')}: {str(more.get('error') or '')[:200]}")
+            lost.append(warning("timing_process", f"timing process {i} {more.get('status')}: "
+                                                  f"{str(more.get('error') or '')[:200]}"))
     if others:
         row = merge_processes(row, others, job["variant"]["batch_size"], measure)
     if lost:

@@ -18,10 +18,11 @@ from optbench.cache import ArtifactCache, CacheIntegrityError
 from optbench.env import collect_env, host_summary
 from optbench.errors import Interrupted, OptbenchError, RunDirError, SpecError
 from optbench.plan import Variant, plan
+from optbench.row import SCHEMA_VERSION, normalize, warning
 from optbench.run.progress import Progress
 from optbench.run.supervise import crash_reason, run_job, spawn, tail
 from optbench.spec.models import Spec
-from optbench.store import SCHEMA_VERSION, append_row, final_rows, repair_tail, write_csv
+from optbench.store import append_row, final_rows, repair_tail, write_csv
 
 MAX_VARIANTS = 500  # a sweep larger than this is asked for explicitly (--max-variants): hours of machine time
 
@@ -210,9 +211,12 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
     def record(v: Variant, row: dict) -> None:
         read = (prepared or {}).get("interpretation")
         if read and read.get("warnings") and row.get("status") not in ("skipped", None):
-            row = {**row, "warnings": list(row.get("warnings") or []) + list(read["warnings"])}
-        full = {**base, **_variant_cols(v, spec), **row, "interpretation": read,
-                "reference": (prepared or {}).get("reference")}
+            row = {**row, "warnings": list(row.get("warnings") or []) +
+                   [warning("interpretation", w) for w in read["warnings"]]}
+        # the row, built here from its parts: the run's, the variant's, what its processes measured, the reference's
+        full = normalize({**base, **_variant_cols(v, spec), **row, "interpretation": read,
+                          "reference": (prepared or {}).get("reference"),
+                          "reference_backend": (prepared or {}).get("reference_backend")})
         append_row(opts.run_dir, full)
         nonlocal history
         if history is not None:
@@ -289,7 +293,7 @@ def _model_name(spec: Spec) -> str:
 
 
 def _variant_cols(v: Variant, spec: Spec) -> dict[str, Any]:
-    return {"variant_id": v.id, "backend": v.backend, "device": v.device, "precision": v.precision, "int8": v.int8,
+    return {"variant_id": v.id, "backend": v.backend, "backend_name": v.backend_name, "device": v.device, "precision": v.precision, "int8": v.int8,
             "transform": v.transform, "batch_size": v.batch_size, "shape": dict(v.dims), "settings": v.settings,
             "error": None}
 

@@ -13,6 +13,7 @@ from optbench.measure import measure_rounds, timed
 from optbench.measure.gpu import GpuMonitor
 from optbench.measure.memory import current_rss_bytes, path_bytes, peak_rss_bytes
 from optbench.plan import Variant, points
+from optbench.row import warning
 from optbench.run.artifacts import module_bytes, onnx_artifact, transformed_module
 from optbench.run.context import Context, dims_key
 from optbench.run.judge import judge_variant
@@ -152,7 +153,8 @@ def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifac
         row.update(rounds=timing["rounds"], contention=timing["contention"], busy=timing["busy"],
                    probe_us_rounds=[r["probe_us"] for r in timing["rounds"]])
         if timing["busy"]:
-            row["warnings"] = list(row.get("warnings") or []) + ["machine busy during timing: " + timing["busy"]]
+            row["warnings"] = list(row.get("warnings") or []) + [warning("busy", "machine busy during timing: " +
+                                                                         timing["busy"])]
         if monitor is not None:
             monitor.state("after_timing")
             monitor.resume()

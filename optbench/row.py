@@ -1,0 +1,410 @@
+"""The result row: one per variant, typed, in parts (identity, timing, memory, accuracy, artifact, failure,
+warnings), with the unit and meaning of every column on its field.
+
+A row is written flat (``results.jsonl``, one JSON object per line, every column present, ``null`` where the
+variant has no value: one missing-value convention) and read back through :meth:`Row.from_dict`, which also
+reads rows of older schema versions: columns renamed since are renamed, warnings written as text get a code, and
+:meth:`Row.lacks` says which columns the older schema did not record. ``store.COLUMNS``, the JSON schema of a row
+(``optbench schema --row``) and the column reference in ``docs/columns.md`` are generated from the fields here.
+
+Adding a column: a field in the part it belongs to, with ``col(doc, unit=..., since=SCHEMA_VERSION)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+# 1: first rows; 2: every output judged, rounds, robust statistics, busy; 3: typed row (backend_name,
+# reference_backend, typed warnings, topk_k; ratios and counts no longer named *_ms_*)
+SCHEMA_VERSION = 3
+
+
+def col(doc: str, unit: str | None = None, old: tuple[str, ...] = (), since: int = 1, default: Any = None) -> Any:
+    """A column: its meaning, its unit (None for names, flags and ratios without one), the names it had in older
+    schema versions, and the schema version that introduced it."""
+    kw: dict[str, Any] = {"default_factory": default} if callable(default) else {"default": default}
+    return field(metadata={"doc": doc, "unit": unit, "old": old, "since": since}, **kw)
+
+
+@dataclass
+class Identity:
+    """Which variant this is, of which run, on which machine."""
+
+    schema_version: int | None = col("The row's schema version (see optbench/row.py).")
+    variant_id: str | None = col("Stable id: the axes' values and a hash of the settings that differ from their "
+                                 "defaults.")
+    model: str | None = col("The model as the spec names it (torchvision name, entrypoint, file name, folder).")
+    backend: str | None = col("The spec's label of the backend entry (a backend may appear with several options).")
+    backend_name: str | None = col("The registered backend that ran the variant (optbench env lists them).", since=3)
+    device: str | None = col("Where the variant ran: cpu, cuda, cuda:N.")
+    precision: str | None = col("fp32, fp16, bf16 or int8.")
+    int8: dict | None = col("The int8 settings (mode, calibration method, per-channel, ...); null for other "
+                            "precisions.")
+    transform: str | None = col("The torch-side transform: none, or the spec's prune/distill entry name.")
+    batch_size: int | None = col("Items per call.", unit="items")
+    shape: dict | None = col("The dynamic dimensions of this point ({name: size}); {} for static models.")
+    status: str | None = col("ok, failed, timeout, skipped, or built (optbench build).")
+    reference: str | None = col("What the variant was judged against (e.g. 'torch fp32 cpu').")
+    reference_backend: str | None = col("The registered backend that computed the reference.", since=3)
+    interpretation: dict | None = col("How optbench read the model: batch, each output's batch axis and its "
+                                      "evidence, warnings (see interpretation.json).", since=2)
+    fed_shapes: dict | None = col("The shape fed to each input at this variant's point ({input: [dims]}).", since=2)
+    node: str | None = col("The machine (host name) the variant ran on.", since=2)
+    host: str | None = col("CPU and GPU of the machine, in words.")
+    commit: str | None = col("optbench's git commit (-dirty with local changes).")
+    retried: bool | None = col("Whether the variant ran again after its Ray task was lost (Ray executor).", since=2)
+
+
+@dataclass
+class Timing:
+    """Latency of one call at a time (the single-stream measurement), its statistics and how it was taken."""
+
+    latency_ms_p50: float | None = col("Median latency of a call (host clock around call + synchronize).", "ms")
+    latency_ms_p90: float | None = col("90th percentile latency.", "ms")
+    latency_ms_p95: float | None = col("95th percentile latency.", "ms")
+    latency_ms_p99: float | None = col("99th percentile latency.", "ms")
+    latency_ms_mean: float | None = col("Mean latency.", "ms")
+    latency_ms_std: float | None = col("Standard deviation of the latency.", "ms")
+    latency_ms_min: float | None = col("Fastest call.", "ms")
+    latency_ms_max: float | None = col("Slowest call.", "ms")
+    latency_ms_iqr: float | None = col("Interquartile range of the latency.", "ms", since=2)
+    latency_ms_mad: float | None = col("Median absolute deviation of the latency.", "ms", since=2)
+    latency_ms_rounds: list | None = col("Median latency of each timing round.", "ms", since=2)
+    latency_cv: float | None = col("Coefficient of variation of all samples (std / mean).", "ratio",
+                                   old=("latency_ms_cv",), since=3)
+    latency_cv_trimmed: float | None = col("Coefficient of variation inside the Tukey fences.", "ratio",
+                                           old=("latency_ms_cv_trimmed",), since=3)
+    latency_outliers: int | None = col("Samples outside the Tukey fences.", "count", old=("latency_ms_outliers",),
+                                       since=3)
+    latency_round_spread: float | None = col("(max - min) / median of the round medians.", "ratio",
+                                             old=("latency_ms_round_spread",), since=3)
+    gpu_ms_p50: float | None = col("Median GPU time of a call (CUDA events).", "ms")
+    gpu_ms_p90: float | None = col("90th percentile GPU time.", "ms")
+    gpu_ms_p95: float | None = col("95th percentile GPU time.", "ms")
+    gpu_ms_p99: float | None = col("99th percentile GPU time.", "ms")
+    gpu_ms_mean: float | None = col("Mean GPU time.", "ms")
+    gpu_ms_std: float | None = col("Standard deviation of the GPU time.", "ms")
+    gpu_ms_min: float | None = col("Shortest GPU time.", "ms")
+    gpu_ms_max: float | None = col("Longest GPU time.", "ms")
+    gpu_ms_iqr: float | None = col("Interquartile range of the GPU time.", "ms", since=2)
+    gpu_ms_mad: float | None = col("Median absolute deviation of the GPU time.", "ms", since=2)
+    gpu_ms_rounds: list | None = col("Median GPU time of each timing round.", "ms", since=2)
+    gpu_cv: float | None = col("Coefficient of variation of the GPU times.", "ratio", old=("gpu_ms_cv",), since=3)
+    gpu_cv_trimmed: float | None = col("GPU time CV inside the Tukey fences.", "ratio", old=("gpu_ms_cv_trimmed",),
+                                       since=3)
+    gpu_outliers: int | None = col("GPU times outside the Tukey fences.", "count", old=("gpu_ms_outliers",), since=3)
+    gpu_round_spread: float | None = col("(max - min) / median of the GPU round medians.", "ratio",
+                                         old=("gpu_ms_round_spread",), since=3)
+    throughput_items_s: float | None = col("Items per second over the timed calls (batch / mean latency).", "items/s")
+    iterations: int | None = col("Timed calls.", "count")
+    samples_ms: list | None = col("Every timed call's latency, in order.", "ms")
+    gpu_samples_ms: list | None = col("Every timed call's GPU time, in order.", "ms")
+    rounds: list | None = col("Each timing round: median_ms, iterations, probe_us, contention, process.", since=2)
+    probe_us_rounds: list | None = col("The machine-speed probe's time before each round.", "us", since=2)
+    contention: dict | None = col("What else ran on the machine during the timing window (CPU shares, steal, "
+                                  "load).", since=2)
+    busy: str | None = col("Why the machine counted as busy while timing, or null.", since=2)
+    timing_window: list | None = col("Start and end of the timing window (epoch seconds, wall clock).", "s", since=2)
+    timing_windows: list | None = col("Each timing process's window (with measure.processes > 1).", "s", since=2)
+    timing_processes: int | None = col("Worker processes whose rounds were pooled into this row.", "count", since=2)
+    timing_core: int | None = col("The CPU the timing thread was pinned to, or null.", since=2)
+    lock_wait_s: float | None = col("Time waiting for the node's timing window (not counted in any limit).", "s",
+                                    since=2)
+    build_s: float | None = col("Time to build the backend session (engine build, compile, session creation).", "s")
+    export_s: float | None = col("Time to produce the ONNX artifact (export, conversion, quantization; ~0 when "
+                                 "cached).", "s")
+    wall_s: float | None = col("Wall time of the variant's processes: build, judge, time.", "s", since=2)
+
+
+@dataclass
+class Memory:
+    """Memory the variant's process used."""
+
+    peak_rss_bytes: int | None = col("Peak resident memory of the variant's process.", "bytes")
+    idle_rss_bytes: int | None = col("Resident memory before the variant loaded anything of its own.", "bytes",
+                                     since=2)
+    rss_delta_bytes: int | None = col("peak_rss_bytes - idle_rss_bytes: what the variant itself added.", "bytes",
+                                      since=2)
+    gpu_peak_bytes: int | None = col("Peak GPU memory (torch allocator, or NVML's per-process peak; see "
+                                     "settings.gpu_memory).", "bytes")
+    gpu_process_peak_bytes: int | None = col("NVML's per-process GPU memory peak (includes the CUDA context).",
+                                             "bytes", since=2)
+
+
+@dataclass
+class Accuracy:
+    """The variant's outputs against the reference's on the same eval items: the worst output in the flat columns,
+    every output and part in ``outputs``."""
+
+    drift_max_abs: float | None = col("Largest absolute difference from the reference (worst output).")
+    drift_mean_abs: float | None = col("Mean absolute difference from the reference (worst output).")
+    drift_rel_l2: float | None = col("||variant - reference|| / ||reference|| (worst output).", "ratio")
+    drift_cosine: float | None = col("Cosine similarity with the reference (worst output).", "ratio")
+    top1_agreement: float | None = col("Share of items whose top-1 class matches the reference's.", "ratio")
+    topk_agreement: float | None = col("Share of items whose reference top-1 is among the variant's top-k "
+                                       "(k: topk_k).", "ratio", since=2)
+    topk_k: int | None = col("The k of topk_agreement (the classification task's top_k).", since=3)
+    task_accuracy: float | None = col("Accuracy against the data's labels (classification).", "ratio")
+    exact_element_rate: float | None = col("Integer/boolean outputs: share of elements equal to the reference's.",
+                                           "ratio", since=2)
+    exact_item_rate: float | None = col("Integer/boolean outputs: share of items equal to the reference's.",
+                                        "ratio", since=2)
+    det_precision: float | None = col("Detections matching the reference's (IoU >= iou) / the variant's.", "ratio",
+                                      since=2)
+    det_recall: float | None = col("Reference detections the variant found / the reference's.", "ratio", since=2)
+    det_f1: float | None = col("Harmonic mean of det_precision and det_recall.", "ratio", since=2)
+    det_map50: float | None = col("mAP@0.5 against the data's box labels.", "ratio", since=2)
+    ctc_exact_rate: float | None = col("CTC: share of items decoded to the reference's text.", "ratio", since=2)
+    ctc_cer: float | None = col("CTC: character error rate against the reference's text.", "ratio", since=2)
+    ctc_label_exact_rate: float | None = col("CTC: share of items decoded to the label text.", "ratio", since=2)
+    ctc_label_cer: float | None = col("CTC: character error rate against the label text.", "ratio", since=2)
+    embedding_cosine: float | None = col("Embeddings: mean cosine with the reference's.", "ratio", since=2)
+    retrieval_agreement: float | None = col("Embeddings: share of items whose nearest neighbour matches the "
+                                            "reference's.", "ratio", since=2)
+    dense_iou: float | None = col("Dense outputs (masks): IoU of the thresholded maps with the reference's.",
+                                  "ratio", since=2)
+    worst_output: str | None = col("The output (or part) with the largest drift.", since=2)
+    collapsed: list | None = col("Outputs that collapsed (constant, NaN, all zero) where the reference's did not.",
+                                 since=2)
+    outputs: dict | None = col("Every output and part: its drift and task metrics ({label: {metric: value}}).",
+                               since=2)
+    raw_outputs: dict | None = col("With a postprocess_outputs hook: the raw outputs' drift, before the hook.",
+                                   since=2)
+    drift_after_postprocess: list | None = col("Outputs judged after a post-processing hook.", since=2)
+
+
+@dataclass
+class ArtifactFacts:
+    """What the variant's artifact really is, read from the artifact."""
+
+    model_bytes: int | None = col("Bytes of what the backend runs (ONNX file, engine, IR; the module's tensors for "
+                                  "torch).", "bytes")
+    params: int | None = col("Parameters of the (transformed) model.", "count")
+    sparsity: float | None = col("Share of zero weights after pruning.", "ratio")
+    artifact: str | None = col("The ONNX file the backend consumed (in the artifact cache).", since=2)
+    settings: dict | None = col("How the variant was realised, per backend and step (precision mode, providers, "
+                                "engine facts, int8 graph facts, calibration, memory cap, ...).")
+
+
+@dataclass
+class Failure:
+    """Why a variant has no measurement."""
+
+    error: str | None = col("What went wrong (failed, timeout) or why it was skipped.")
+    failed_stage: str | None = col("The step a failed variant was in (load, transform, export, build, accuracy, "
+                                   "timing).", since=2)
+    exit_code: int | None = col("The worker process's exit code (negative: killed by that signal).")
+    signal: str | None = col("The signal that killed the worker, or null.")
+
+
+# warning codes: what each means (rows written before schema 3 held text; the prefix table maps it)
+WARNING_CODES = {
+    "unstable": "the round medians spread more than measure.spread_warn: the latency is not stable",
+    "noisy": "the samples' CV inside the Tukey fences exceeds measure.cv_warn",
+    "busy": "the machine was busy while timing (other processes, steal, throttling)",
+    "gpu_clocks": "the GPU's clocks were held down (power, thermal) during the variant",
+    "gpu_shared": "other processes used the GPU during the variant",
+    "int8_graph": "what the int8 graph really holds differs from what was asked",
+    "calibration": "the int8 calibration data is not the model's real inputs",
+    "int8_size": "the int8 file is not smaller than the fp32 one",
+    "interpretation": "how the model was read carries a contradiction (graph vs run)",
+    "timing_process": "a further timing process of the variant was lost",
+    "other": "a warning of an older row that no code describes",
+}
+_LEGACY_PREFIXES = [("unstable", "unstable"), ("noisy", "noisy"), ("machine busy", "busy"),
+                    ("GPU clocks", "gpu_clocks"), ("other processes were on the GPU", "gpu_shared"),
+                    ("ops holding weights", "int8_graph"), ("the int8 graph", "int8_graph"),
+                    ("per_channel was asked", "int8_graph"), ("calibrated on random", "calibration"),
+                    ("the int8 file", "int8_size"), ("timing process", "timing_process")]
+
+
+def warning(code: str, message: str) -> dict[str, str]:
+    """A row's warning: a code from :data:`WARNING_CODES` and its message."""
+    if code not in WARNING_CODES:
+        raise ValueError(f"unknown warning code {code!r}")
+    return {"code": code, "message": message}
+
+
+def as_warning(w: Any) -> dict[str, str]:
+    """A warning as written by any schema version: typed, or text (given the code its prefix says)."""
+    if isinstance(w, dict) and "code" in w:
+        return {"code": str(w["code"]), "message": str(w.get("message", ""))}
+    text = str(w)
+    for prefix, code in _LEGACY_PREFIXES:
+        if text.startswith(prefix):
+            return {"code": code, "message": text}
+    return {"code": "interpretation" if text.startswith("output '") else "other", "message": text}
+
+
+def codes(row: dict) -> list[str]:
+    """The codes of a row's warnings (any schema version)."""
+    return [as_warning(w)["code"] for w in row.get("warnings") or []]
+
+
+PARTS: dict[str, type] = {"identity": Identity, "timing": Timing, "memory": Memory, "accuracy": Accuracy,
+                          "artifact": ArtifactFacts, "failure": Failure}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    part: str
+    type: str
+    unit: str | None
+    doc: str
+    old: tuple[str, ...]
+    since: int
+
+
+def _type_name(annotation: Any) -> str:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    base = args[0] if args else annotation
+    return {int: "integer", float: "number", str: "string", bool: "boolean", list: "array", dict: "object"}.get(
+        typing.get_origin(base) or base, "any")
+
+
+def _columns() -> list[Column]:
+    out = []
+    for part, cls in PARTS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            m = f.metadata
+            out.append(Column(f.name, part, _type_name(hints[f.name]), m["unit"], m["doc"], m["old"], m["since"]))
+    out.append(Column("warnings", "warnings", "array", None, "Typed warnings: [{code, message}] (codes in "
+                      "optbench/row.py WARNING_CODES).", (), 1))
+    return out
+
+
+COLUMNS: list[Column] = _columns()
+BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
+RENAMED: dict[str, str] = {old: c.name for c in COLUMNS for old in c.old}
+INTEGER = frozenset(c.name for c in COLUMNS if c.type == "integer")
+
+
+def current_name(name: str) -> str:
+    """A column's name today (budgets, constraints and old runs may use the name it had before)."""
+    return RENAMED.get(name, name)
+
+
+@dataclass
+class Row:
+    identity: Identity = field(default_factory=Identity)
+    timing: Timing = field(default_factory=Timing)
+    memory: Memory = field(default_factory=Memory)
+    accuracy: Accuracy = field(default_factory=Accuracy)
+    artifact: ArtifactFacts = field(default_factory=ArtifactFacts)
+    failure: Failure = field(default_factory=Failure)
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    # columns no part declares, kept as written: a custom task hook's own metrics
+    extra: dict[str, Any] = field(default_factory=dict)
+    # the columns the row was read with (today's names), for :meth:`lacks`
+    present: set[str] = field(default_factory=set, repr=False, compare=False)
+
+    def set(self, **columns: Any) -> Row:
+        """Set columns by their (current or former) names; a name no part declares goes to ``extra``."""
+        for name, value in columns.items():
+            name = current_name(name)
+            if name == "warnings":
+                self.warnings = [as_warning(w) for w in value or []]
+            elif name in BY_NAME:
+                setattr(getattr(self, BY_NAME[name].part), name, _coerce(name, value))
+            else:
+                self.extra[name] = value
+        return self
+
+    def get(self, name: str, default: Any = None) -> Any:
+        name = current_name(name)
+        if name == "warnings":
+            return self.warnings
+        if name in BY_NAME:
+            value = getattr(getattr(self, BY_NAME[name].part), name)
+            return default if value is None else value
+        return self.extra.get(name, default)
+
+    def warn(self, code: str, message: str) -> None:
+        self.warnings.append(warning(code, message))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat row: every column (null where missing), then the extra ones."""
+        out: dict[str, Any] = {}
+        for part in PARTS:
+            out.update(dataclasses.asdict(getattr(self, part)))
+        out["warnings"] = list(self.warnings)
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Row:
+        """A row of any schema version (renamed columns renamed, text warnings given codes)."""
+        row = cls()
+        for name, value in data.items():
+            if name == "cached":  # listed once, never written
+                continue
+            row.set(**{name: value})
+            row.present.add(current_name(name))
+        if row.identity.schema_version is None:
+            row.identity.schema_version = 1
+        return row
+
+    def lacks(self) -> list[str]:
+        """Columns the schema version this row was written with did not record."""
+        v = self.identity.schema_version or 1
+        return [c.name for c in COLUMNS if c.since > v and c.name not in self.present]
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Integer columns hold integers (a float 3.0 from an older writer, numpy integers); bools stay bools."""
+    if name in INTEGER and value is not None and not isinstance(value, bool):
+        try:
+            as_int = int(value)
+        except (TypeError, ValueError):
+            return value
+        return as_int if as_int == value else value
+    return value
+
+
+def normalize(data: dict[str, Any]) -> dict[str, Any]:
+    """A row of any schema version as today's flat dict."""
+    return Row.from_dict(data).to_dict()
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of a flat row (``optbench schema --row``)."""
+    props: dict[str, Any] = {}
+    for c in COLUMNS:
+        t = c.type
+        if c.name == "warnings":
+            props[c.name] = {"type": "array", "description": c.doc, "items": {
+                "type": "object", "required": ["code", "message"],
+                "properties": {"code": {"enum": sorted(WARNING_CODES)}, "message": {"type": "string"}}}}
+            continue
+        types = [t, "null"] if t != "any" else None
+        entry: dict[str, Any] = {"description": c.doc + (f" Unit: {c.unit}." if c.unit else "")}
+        if types:
+            entry["type"] = types
+        props[c.name] = entry
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "optbench result row",
+            "description": f"One variant's row in results.jsonl, schema version {SCHEMA_VERSION}.", "type": "object",
+            "required": [c.name for c in COLUMNS], "properties": props, "additionalProperties": True}
+
+
+def reference_doc() -> str:
+    """The column reference (docs/columns.md), generated from the fields."""
+    lines = ["# Result row columns", "",
+             f"Generated from `optbench/row.py` (schema version {SCHEMA_VERSION}); `optbench schema --row` prints the "
+             "JSON schema. Every row holds every column, `null` where the variant has no value. Former names are "
+             "still read from older runs and accepted in budgets and constraints.", ""]
+    for part, cls in PARTS.items():
+        lines += [f"## {part}", "", (cls.__doc__ or "").strip(), "", "| column | type | unit | meaning | former names |",
+                  "| --- | --- | --- | --- | --- |"]
+        for c in COLUMNS:
+            if c.part == part:
+                lines.append(f"| `{c.name}` | {c.type} | {c.unit or ''} | {c.doc} | "
+                             f"{', '.join(f'`{o}`' for o in c.old)} |")
+        lines.append("")
+    lines += ["## warnings", "", "| code | meaning |", "| --- | --- |"]
+    lines += [f"| `{k}` | {v} |" for k, v in WARNING_CODES.items()]
+    return "\n".join(lines) + "\n"
