@@ -31,16 +31,33 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "optbench"
 
 
-def library_versions() -> dict[str, str]:
+# the libraries that build each kind of artifact: a cache key holds their versions only, so upgrading a runtime
+# rebuilds what it builds and nothing else (the backends' own artifacts put their runtime's version in the key)
+BUILT_BY: dict[str, tuple[str, ...]] = {
+    "model": ("torch", "transformers"),
+    "model-state": ("torch", "torchvision"),
+    "transform": ("torch", "torch-pruning"),
+    "onnx": ("torch", "onnx", "onnxsim", "transformers"),
+    "normalized": ("onnx", "onnxruntime"),
+    "fp16": ("onnx", "onnxruntime"),
+    "int8": ("onnx", "onnxruntime", "nvidia-modelopt", "torch"),
+}
+_BASE = ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxsim", "nvidia-modelopt", "transformers")
+
+
+def library_versions(packages: tuple[str, ...] = _BASE) -> dict[str, str]:
+    """Installed versions of ``packages`` (by default the libraries every run builds with; env.json's
+    ``libraries``)."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for pkg in ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxsim", "nvidia-modelopt", "tensorrt",
-                "transformers"):
+    for pkg in packages:
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
             continue
+    if "onnxruntime" in packages and "onnxruntime" not in out:  # the GPU build installs the same module
+        out.update(library_versions(("onnxruntime-gpu",)))
     return out
 
 
@@ -91,7 +108,8 @@ class ArtifactCache:
         self.enabled = enabled
 
     def key(self, kind: str, payload: Any) -> str:
-        blob = json.dumps({"kind": kind, "payload": payload, "versions": library_versions()}, sort_keys=True, default=str)
+        versions = library_versions(BUILT_BY.get(kind, ("onnx",)))  # a backend's kind: it keys its own runtime
+        blob = json.dumps({"kind": kind, "payload": payload, "versions": versions}, sort_keys=True, default=str)
         return f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:20]}"
 
     def get_or_build(self, key: str, filename: str, build: Callable[[Path], Any]) -> tuple[Path, bool]:

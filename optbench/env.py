@@ -88,7 +88,8 @@ def collect_env() -> dict[str, Any]:
 
 def runtime_versions() -> dict[str, str]:
     """Every runtime a backend imports, by its installed metadata (nothing imported): a baseline that ran with
-    another OpenVINO or TVM is noticed by ``check``. Artifact cache keys keep only ``library_versions``."""
+    another OpenVINO or TVM is noticed by ``check``. An artifact's cache key keeps only the versions of what built it
+    (``optbench.cache.BUILT_BY``; a backend's own artifacts key their runtime's version)."""
     from optbench.backends import all_backends
 
     out: dict[str, str] = {}

@@ -8,6 +8,7 @@ with one ``@register`` decorator; the plan, the sweep and measurement do not cha
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from abc import ABC, abstractmethod
@@ -94,6 +95,8 @@ class Backend(ABC):
     requires: ClassVar[dict[str, str]] = {}
     requires_any: ClassVar[bool] = False  # one of ``requires`` suffices (alternative builds of one runtime)
     extra: ClassVar[str | None] = None  # optbench's extra that installs them
+    # the modules that must import for the backend to run (default: the keys of ``requires``)
+    imports: ClassVar[tuple[str, ...]] = ()
     # the modules a worker process should have imported before it forks a variant's process (start-up time)
     preload: ClassVar[tuple[str, ...]] = ()
     # the kind of model ("torch" or "onnx") whose fp32 reference this backend computes on the CPU (see
@@ -144,9 +147,16 @@ class Backend(ABC):
         return None, found
 
     @classmethod
+    def import_reason(cls) -> str | None:
+        """Why the backend's modules cannot be imported ("X cannot be imported (install the 'x' extra): ..."), found
+        once per process, or None."""
+        return _import_reason(cls.name, cls.imports or tuple(cls.requires), cls.requires_any, cls.extra)
+
+    @classmethod
     def unavailable_reason(cls) -> str | None:
-        """Why this backend cannot run in this environment (missing package, no device), or None."""
-        return None
+        """Why this backend cannot run in this environment (missing package, no device), or None. By default,
+        why its modules do not import; backends add what else they need (a device, a converter)."""
+        return cls.import_reason()
 
     @classmethod
     def build_unavailable_reason(cls) -> str | None:
@@ -198,6 +208,25 @@ class Backend(ABC):
             return {"bytes": getattr(session, "artifact_bytes", None), "facts": getattr(session, "facts", None) or {}}
         finally:
             session.close()
+
+
+@functools.cache
+def _import_reason(name: str, modules: tuple[str, ...], any_of: bool, extra: str | None) -> str | None:
+    failures = []
+    for module in modules:
+        try:
+            importlib.import_module(module)
+            if any_of:
+                return None
+        except ImportError as e:
+            failures.append(f"{module}: {e}")
+        except Exception as e:  # a broken install raises anything at import
+            failures.append(f"{module}: {e.__class__.__name__}: {e}")
+    if not failures or (any_of and len(failures) < len(modules)):
+        return None
+    how = f" (install the '{extra}' extra)" if extra else ""
+    return f"{' / '.join(modules) if any_of else ', '.join(m.split(':')[0] for m in failures)} cannot be imported{how}: " \
+           + "; ".join(failures)[:400]
 
 
 def artifact_cache(artifact: Artifact):

@@ -66,19 +66,14 @@ class EtSession(Session):
 class ExecuTorch(Backend):
     name = "executorch"
     requires = {"executorch": "executorch"}
+    imports = ("executorch", "executorch.backends.xnnpack.partition.xnnpack_partitioner", "executorch.runtime")
     extra = "executorch"
     consumes = "torch"
     Options = EtOptions
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        try:
-            import executorch  # noqa: F401
-            from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner  # noqa: F401
-            from executorch.runtime import Runtime  # noqa: F401
-        except ImportError as e:
-            return f"executorch cannot be imported (install the 'executorch' extra): {e}"
-        return None
+        return cls.import_reason()
 
     @classmethod
     def skip_reason(cls, target: Target, options: EtOptions) -> str | None:

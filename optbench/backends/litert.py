@@ -83,18 +83,14 @@ class LiteRtSession(Session):
 class LiteRt(Backend):
     name = "litert"
     requires = {"litert_torch": "litert-torch", "ai_edge_litert": "ai-edge-litert"}
+    imports = ("litert_torch", "ai_edge_litert.interpreter")
     extra = "litert"
     consumes = "torch"
     Options = LiteRtOptions
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        try:
-            import litert_torch  # noqa: F401
-            from ai_edge_litert.interpreter import Interpreter  # noqa: F401
-        except ImportError as e:
-            return f"litert-torch / ai-edge-litert cannot be imported (install the 'litert' extra): {e}"
-        return None
+        return cls.import_reason()
 
     @classmethod
     def skip_reason(cls, target: Target, options: LiteRtOptions) -> str | None:

@@ -82,16 +82,15 @@ class NcnnSession(Session):
 class Ncnn(Backend):
     name = "ncnn"
     requires = {"ncnn": "ncnn", "pnnx": "pnnx"}
+    imports = ("ncnn",)  # pnnx is a command-line converter (see pnnx_tool)
     extra = "ncnn"
     consumes = "onnx"
     Options = NcnnOptions
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        try:
-            import ncnn  # noqa: F401
-        except ImportError:
-            return "ncnn cannot be imported (install the 'ncnn' extra)"
+        if why := cls.import_reason():
+            return why
         if pnnx_tool() is None:
             return "pnnx, the converter, is not installed (install the 'ncnn' extra)"
         return None

@@ -129,11 +129,7 @@ class OnnxRuntime(Backend):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        try:
-            _ort()
-        except ImportError as e:
-            return f"onnxruntime cannot be imported: {e}"
-        return None
+        return cls.import_reason()
 
     @classmethod
     def device_of(cls, options: OrtOptions) -> str:

@@ -101,10 +101,9 @@ class OpenVINO(Backend):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        try:
-            ov = _ov()
-        except ImportError:
-            return "openvino cannot be imported (install the 'openvino' extra)"
+        if why := cls.import_reason():
+            return why
+        ov = _ov()
         try:
             devices = ov.Core().available_devices
         except Exception as e:

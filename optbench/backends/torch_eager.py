@@ -124,6 +124,7 @@ class TorchSession(Session):
 class TorchEager(Backend):
     name = "torch"
     requires = {"torch": "torch", "torchvision": "torchvision"}
+    imports = ("torch",)
     extra = None
     consumes = "torch"
     preload = ("numpy", "torch", "torch.onnx", "torch_pruning", "optbench.backends.torch_eager")
@@ -145,11 +146,7 @@ class TorchEager(Backend):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        try:
-            import torch  # noqa: F401
-        except ImportError as e:
-            return f"torch cannot be imported: {e}"
-        return None
+        return cls.import_reason()
 
     @classmethod
     def device_of(cls, options: TorchOptions) -> str:

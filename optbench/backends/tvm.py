@@ -64,17 +64,16 @@ class TvmSession(Session):
 class Tvm(Backend):
     name = "tvm"
     requires = {"tvm": "apache-tvm"}
+    imports = ("tvm", "tvm.relax.frontend.onnx")
     extra = "tvm"
     consumes = "onnx"
     Options = TvmOptions
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        try:
-            tvm = _tvm()
-            from tvm.relax.frontend.onnx import from_onnx  # noqa: F401
-        except ImportError as e:
-            return f"apache-tvm cannot be imported (install the 'tvm' extra): {e}"
+        if why := cls.import_reason():
+            return why
+        tvm = _tvm()
         return None if tvm.runtime.enabled("llvm") else f"tvm {tvm.__version__} was built without LLVM"
 
     @classmethod
