@@ -142,12 +142,4 @@ def reserved_cores() -> dict[str, int]:
     return {g: n - 1 - int(g) for g in gpus if int(g) < n // 4}
 
 
-_CURRENT: list[Exclusive] = []
 
-
-def current(label: str = "", wait_file: Path | None = None) -> Exclusive:
-    """This process's locks (one set per variant process); the first call names the process and where its
-    waits are announced."""
-    if not _CURRENT:
-        _CURRENT.append(Exclusive(label=label, wait_file=wait_file))
-    return _CURRENT[0]

@@ -24,12 +24,10 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
                     timing_only: bool = False) -> dict:
     """Build, judge and time one variant (its row); with ``build_only`` build its artifacts and stop there (a row
     with status ``built``, build time and bytes)."""
-    from optbench.measure.exclusive import current
-
     v = Variant(**vdict)
     idle_rss = current_rss_bytes()  # the worker before this variant loads anything of its own
     ctx.stage("waiting for the node")
-    excl = current()
+    excl = ctx.excl
     excl.build()  # builds share the node; a timing window waits for them and keeps new ones out (held already
     # when the worker process took it at its start)
     ctx.stage("load")
