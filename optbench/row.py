@@ -53,6 +53,7 @@ class Identity:
                                       "evidence, warnings (see interpretation.json).", since=2)
     fed_shapes: dict | None = col("The shape fed to each input at this variant's point ({input: [dims]}).", since=2)
     node: str | None = col("The machine (host name) the variant ran on.", since=2)
+    gpu: int | None = col("The physical GPU (its index on the node) a CUDA variant ran on; null on the CPU.", since=3)
     host: str | None = col("CPU and GPU of the machine, in words.")
     commit: str | None = col("optbench's git commit (-dirty with local changes).")
     retried: bool | None = col("Whether the variant ran again after its Ray task was lost (Ray executor).", since=2)

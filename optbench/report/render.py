@@ -178,7 +178,7 @@ def context(run: dict) -> dict:
         "warnings": [(r["variant_id"], as_warning(w)["message"]) for r in ok.to_dict("records")
                      for w in (r.get("warnings") or [])],
         "spec_text": run["spec_text"], "counts": df.status.value_counts().to_dict(),
-        "gpu_rows": gpu_rows(ok),
+        "gpu_rows": gpu_rows(ok), "gpu_spread": gpu_spread(ok, env),
         "trend": trend(run),
         "has_gpu_time": ok["gpu_ms_p50"].notna().any() if "gpu_ms_p50" in ok else False,
     }
@@ -213,7 +213,7 @@ def gpu_rows(ok) -> list[dict]:
         proc = r.get("gpu_process_peak_bytes")
         peak = r.get("gpu_peak_bytes")
         out.append({
-            "variant_id": r["variant_id"],
+            "variant_id": r["variant_id"], "gpu": r.get("gpu") if r.get("gpu") == r.get("gpu") else None,
             "peak_mib": peak / 2**20 if isinstance(peak, (int, float)) and peak == peak else None,
             "source": settings.get("gpu_memory") or settings.get("gpu_memory_note") or "–",
             "process_mib": proc / 2**20 if isinstance(proc, (int, float)) and proc == proc else None,
@@ -221,7 +221,40 @@ def gpu_rows(ok) -> list[dict]:
             "temp": s.get("temperature_c", "–"), "power": s.get("power_w"),
             "reasons": ", ".join(x for x in (s.get("clock_event_reasons") or []) if x != "gpu_idle") or "none",
         })
-    return out
+    return sorted(out, key=lambda g: (g["gpu"] is None, g["gpu"] if g["gpu"] is not None else 0))
+
+
+def gpu_spread(ok, env: dict) -> dict | None:
+    """Where a sweep timed on more than one GPU: the variants per GPU, and what differs between the GPUs (model,
+    the highest SM clock and temperature they showed after timing) that could tell in their latencies."""
+    rows = [r for r in ok.to_dict("records") if isinstance(r.get("gpu"), (int, float)) and r["gpu"] == r["gpu"]]
+    used = sorted({int(r["gpu"]) for r in rows})
+    if len(used) < 2:
+        return None
+    listed = env.get("gpus") or []
+    names = {i: (listed[i].get("name") or "?") if i < len(listed) else "?" for i in used}
+    seen: dict[int, dict] = {i: {"variants": 0, "sm": [], "temp": []} for i in used}
+    for r in rows:
+        g = seen[int(r["gpu"])]
+        g["variants"] += 1
+        s = ((r.get("settings") or {}).get("gpu_state") or {}).get("after_timing") or {}
+        if isinstance(s.get("sm_clock_mhz"), (int, float)):
+            g["sm"].append(s["sm_clock_mhz"])
+        if isinstance(s.get("temperature_c"), (int, float)):
+            g["temp"].append(s["temperature_c"])
+    per = [{"gpu": i, "name": names[i], "variants": seen[i]["variants"],
+            "sm": max(seen[i]["sm"]) if seen[i]["sm"] else None, "temp": max(seen[i]["temp"]) if seen[i]["temp"] else None}
+           for i in used]
+    warn = []
+    if len({p["name"] for p in per}) > 1:
+        warn.append("the GPUs are different models: compare variants on one GPU only")
+    sms = [p["sm"] for p in per if p["sm"]]
+    if len(sms) > 1 and max(sms) > 1.05 * min(sms):
+        warn.append(f"the GPUs' SM clocks after timing differ ({min(sms):g} vs {max(sms):g} MHz)")
+    temps = [p["temp"] for p in per if p["temp"] is not None]
+    if len(temps) > 1 and max(temps) - min(temps) > 10:
+        warn.append(f"the GPUs' temperatures after timing differ by {max(temps) - min(temps):g} °C")
+    return {"per": per, "warnings": warn}
 
 
 def render_html(run: dict) -> str:

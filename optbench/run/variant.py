@@ -82,6 +82,10 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
         _record_built(row, cls.consumes, info.get("bytes"), info.get("facts"))
         row["status"] = "built"
         return row
+    if target.device.startswith("cuda"):
+        from optbench.measure.gpu import gpu_index
+
+        row["gpu"] = gpu_index(target.device)  # physical: CUDA_VISIBLE_DEVICES maps it (an executor's choice)
     monitor = gpu_monitor(target.device)
     try:
         _build_and_measure(ctx, v, backend, artifact, items, row, monitor, excl, rounds, timing_only)

@@ -100,6 +100,8 @@ def child_main(job_path: str, log_path: str, memory_limit_mb: int | None) -> Non
     """Entry of a job's process: stdout/stderr to the job's log, an address-space cap, then the job."""
     os.setpgid(0, 0)  # its own process group: a timeout ends whatever the job started, too
     job = json.loads(Path(job_path).read_text())
+    if job.get("gpu") is not None:  # the GPU the executor gave this variant; before anything initialises CUDA
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(job["gpu"])
     if job.get("driver_pid"):
         _die_with_driver(int(job["driver_pid"]), Path(job_path).parent)
     import faulthandler
