@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 from optbench.spec.defaults import config_defaults
+from optbench.spec.serving import ServingSpec
 
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
 DType = Literal["float32", "float16", "int64", "int32", "bool"]
@@ -415,6 +416,8 @@ class Spec(Strict):
                           "(item-major arrays, copies) and returns the outputs to judge (e.g. a multi-head "
                           "detector's heads decoded to boxes and scores); applied to variant and reference alike. "
                           "Rows then say drift_after_postprocess.")
+    serving: ServingSpec | None = Field(None, description="Serving scenarios (LoadGen): latency under load, dynamic "
+                                                          "batching, peak QPS, concurrency, energy, soak.")
     constraints: list[str] = Field(
         default_factory=list, description="Deployment constraints the recommended variant must meet: 'COLUMN OP "
                                           "NUMBER' over row columns in their units, e.g. 'latency_ms_p99 <= 5'.")
