@@ -369,7 +369,7 @@ def test_soak_30_s(session, leak):
 
 
 # ---------------------------------------------------------------- check
-def _row(p99: float, peak: float | None = 300.0, energy: dict | None = None) -> dict:
+def _row(p99: float | None, peak: float | None = 300.0, energy: dict | None = None) -> dict:
     run = {"scenario": "server", "batching": "dynamic", "target_qps": 100.0, "p99_ms": p99, "p99_bound_ms": 20.0,
            "validity": "INVALID", "energy": energy}
     return {"variant_id": "v", "serving": {
@@ -384,8 +384,9 @@ def test_check_judges_the_deployed_engine_against_the_bound_and_budgets():
     assert len([c for c in results if c.startswith("serving.server")]) == 1
     assert results["serving_peak_qps_min"].passed
     results = {r.check: r for r in check_serving(_row(p99=25.0, peak=200.0), {"serving_peak_qps_min": 250})}
-    assert not results["serving.server@100qps"].passed and "above the bound 20 ms" in \
-        results["serving.server@100qps"].message
+    assert not results["serving.server@100qps"].passed and "p99 25 ms at 100 QPS (dynamic batching), bound 20 ms" \
+        in results["serving.server@100qps"].message
+    assert "no p99" in check_serving(_row(p99=None), {})[0].message
     assert not results["serving_peak_qps_min"].passed and "would pass with" in results["serving_peak_qps_min"].message
 
 
