@@ -258,12 +258,9 @@ def check_serving(row: dict, budget: dict) -> list[Result]:
             out.append(Result(vid, f"serving.server@{r['target_qps']:g}qps", ok, "" if ok else
                               f"{p99} at {r['target_qps']:g} QPS ({judged} batching), bound {r['p99_bound_ms']:g} ms "
                               f"(LoadGen: {r['validity']})"))
-    figures = {"serving_peak_qps": max((p["qps"] or 0.0 for p in s.get("peak") or [] if p["batching"] == judged),
-                                       default=None),
-               "energy_j_per_item": max((r["energy"]["j_per_item"] for r in s.get("runs") or []
-                                         if (r.get("energy") or {}).get("j_per_item") is not None), default=None),
-               "soak_rss_mb_per_min": ((s.get("soak") or {}).get("rss_slope_bytes_per_min") or 0) / 2**20
-               if s.get("soak") else None, "soak_p99_drift": (s.get("soak") or {}).get("p99_drift")}
+    from optbench.measure.serving.figures import headline
+
+    figures = headline(s)
     for key in sorted(SERVING_KEYS & set(limits)):
         value, limit, direction = figures[key[:-4]], limits[key], key[-3:]
         if value is None:  # a budget the spec or --budget set on a figure the row lacks warns; a default is moot

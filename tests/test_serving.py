@@ -399,6 +399,15 @@ def test_check_energy_budget_warns_where_energy_is_unavailable_and_judges_it_whe
     assert check_serving({"variant_id": "v", "serving": {"error": "RuntimeError: x"}}, {})[0].passed is False
 
 
+def test_headline_figures_read_the_deployed_engine():
+    from optbench.measure.serving.figures import headline
+
+    h = headline(_row(12.0, peak=300.0, energy={"j_per_item": 0.25})["serving"])
+    assert h == {"serving_peak_qps": 300.0, "energy_j_per_item": 0.25, "soak_rss_mb_per_min": None,
+                 "soak_p99_drift": None}
+    assert headline({"error": "x"})["serving_peak_qps"] is None and headline(None)["energy_j_per_item"] is None
+
+
 # ---------------------------------------------------------------- the spec section
 BAD_SERVING = [
     ("server without bound", "serving: {qps: [10]}", ["serving", "p99_ms is required"]),
@@ -468,4 +477,12 @@ def test_run_with_serving_end_to_end(tmp_path, cache_dir):
         assert len(s["concurrency"]) == 6 and s["energy"]
     assert main(["check", str(run_dir)]) in (0, 1)
     html = (run_dir / "report.html").read_text()
-    assert "Serving" in html
+    assert "Serving: p99 latency under load" in html and "Serving: throughput vs latency over concurrency" in html
+    from optbench.report.build import load_run
+    from optbench.report.render import summary_lines
+
+    run = load_run(run_dir)
+    run["constraints"] = ["serving_peak_qps >= 1"]     # 'what to ship' under a serving constraint
+    assert all("ship " in line for line in summary_lines(run))
+    run["constraints"] = ["serving_peak_qps >= 1e12"]
+    assert all("no variant" in line for line in summary_lines(run))

@@ -52,6 +52,10 @@ def enrich(df: pd.DataFrame) -> pd.DataFrame:
     lookup = {(r.batch_size, r.shape_label): r.latency_ms_p50 for r in base.itertuples()}
     df["speedup"] = [lookup.get((r.batch_size, r.shape_label), float("nan")) / r.latency_ms_p50
                      if r.status == "ok" else float("nan") for r in df.itertuples()]
+    if "serving" in df:  # serving's headline figures as columns, for constraints such as 'serving_peak_qps >= 500'
+        from optbench.measure.serving.figures import headline
+
+        df = df.join(pd.DataFrame([headline(s) for s in df["serving"]], index=df.index, dtype=float))
     return df
 
 
