@@ -18,7 +18,9 @@ import numpy as np
 
 @dataclass
 class ConcurrencyPoint:
-    """One level of the sweep: requests completed per second and their latency (ms) at ``concurrency``."""
+    """One level of the sweep: requests completed per second and their latency (ms) at ``concurrency``, over
+    ``seconds`` after the warm-up; ``batch_sizes`` counts the engine's calls per batch size over the whole level,
+    warm-up included."""
 
     concurrency: int
     batching: str
