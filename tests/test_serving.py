@@ -410,15 +410,17 @@ def test_headline_figures_read_the_deployed_engine():
 
 # ---------------------------------------------------------------- the spec section
 BAD_SERVING = [
-    ("server without bound", "serving: {qps: [10]}", ["serving", "p99_ms is required"]),
-    ("server without qps", "serving: {p99_ms: 20}", ["serving", "needs target QPS"]),
+    ("server without bound", "serving: {qps: [10]}", ["field 'serving'", "expected serving.p99_ms, the bound"]),
+    ("server without qps", "serving: {p99_ms: 20}", ["field 'serving'", "expected target QPS values"]),
     ("qps as text", "serving: {qps: ['10'], p99_ms: 20}", ["serving.qps.0", "number"]),
     ("negative qps", "serving: {qps: [-5], p99_ms: 20}", ["serving.qps.0", "greater than 0"]),
     ("unknown key", "serving: {qps: [10], p99_ms: 20, max_batch: 8}", ["unknown key 'max_batch'"]),
     ("unknown scenario", "serving: {scenario: sever, qps: [10], p99_ms: 20}", ["serving.scenario", "'sever'"]),
     ("bad batching", "serving: {qps: [1], p99_ms: 20, dynamic_batching: {max_batch: 0}}",
      ["serving.dynamic_batching.max_batch", "greater than 0"]),
-    ("qps without server", "serving: {scenario: offline, qps: [10]}", ["serving.qps is set", "no 'server'"]),
+    ("sizes twice", "serving: {qps: [1], p99_ms: 20, dynamic_batching: {sizes: [2, 2]}}",
+     ["serving.dynamic_batching", "each dynamic_batching.sizes value once"]),
+    ("qps without server", "serving: {scenario: offline, qps: [10]}", ["expected 'server' in serving.scenario", "serving.qps is set"]),
 ]
 
 

@@ -34,7 +34,7 @@ class DynamicBatching(_Strict):
     @model_validator(mode="after")
     def _sizes(self) -> DynamicBatching:
         if self.sizes is not None and len(set(self.sizes)) != len(self.sizes):
-            raise ValueError(f"dynamic_batching.sizes lists a size twice: {self.sizes}")
+            raise ValueError(f"each dynamic_batching.sizes value once ({self.sizes})")
         return self
 
 
@@ -82,22 +82,22 @@ class ServingSpec(_Strict):
     def _consistent(self) -> ServingSpec:
         names = self.scenarios
         if not names or len(set(names)) != len(names):
-            raise ValueError(f"serving.scenario names each scenario once, found {names}")
+            raise ValueError(f"each scenario named once in serving.scenario ({names})")
         if "server" in names and not (self.qps or self.peak):
-            raise ValueError("serving.scenario 'server' needs target QPS values in serving.qps (or peak: true)")
+            raise ValueError("target QPS values in serving.qps for the 'server' scenario (or peak: true)")
         if self.qps and "server" not in names:
-            raise ValueError(f"serving.qps is set but serving.scenario {names} has no 'server'")
+            raise ValueError(f"'server' in serving.scenario ({names}), since serving.qps is set")
         if ("server" in names or self.peak) and self.p99_ms is None:
-            raise ValueError("serving.p99_ms is required by the server scenario and the peak search: the bound "
-                             "(ms) on the 99th percentile latency")
+            raise ValueError("serving.p99_ms, the bound (ms) on the 99th percentile latency that the server "
+                             "scenario and the peak search need")
         if len(set(self.qps)) != len(self.qps):
-            raise ValueError(f"serving.qps lists a value twice: {self.qps}")
+            raise ValueError(f"each serving.qps value once ({self.qps})")
         if len(set(self.concurrency)) != len(self.concurrency):
-            raise ValueError(f"serving.concurrency lists a value twice: {self.concurrency}")
+            raise ValueError(f"each serving.concurrency value once ({self.concurrency})")
         if self.min_duration_ms > self.max_duration_ms:
-            raise ValueError(f"serving.min_duration_ms ({self.min_duration_ms}) is above serving.max_duration_ms "
+            raise ValueError(f"serving.min_duration_ms ({self.min_duration_ms}) at most serving.max_duration_ms "
                              f"({self.max_duration_ms})")
         if "soak" in names and self.soak_window_s > self.soak_s:
-            raise ValueError(f"serving.soak_window_s ({self.soak_window_s:g}) is longer than serving.soak_s "
+            raise ValueError(f"serving.soak_window_s ({self.soak_window_s:g}) at most serving.soak_s "
                              f"({self.soak_s:g})")
         return self
