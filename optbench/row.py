@@ -178,6 +178,22 @@ class Accuracy:
 
 
 @dataclass
+class Serving:
+    """Latency under load (the spec's ``serving:``): LoadGen scenarios, dynamic batching, peak search, concurrency,
+    energy, soak. The single-stream columns above keep meaning one call at a time."""
+
+    serving: dict | None = col("Every serving measurement: LoadGen runs (scenario, target and achieved QPS, "
+                               "latency percentiles under load, LoadGen's validity word and reasons, batch sizes "
+                               "served), peak search probes, concurrency points, energy, soak.", since=3)
+    serving_peak_qps: float | None = col("The highest QPS whose p99 met the bound, on the engine the spec deploys.",
+                                         "queries/s", since=3)
+    energy_j_per_item: float | None = col("Energy per item net of the idle draw (NVML on NVIDIA GPUs, RAPL on CPUs), "
+                                          "the worst LoadGen run's.", "J", since=3)
+    soak_rss_mb_per_min: float | None = col("The soak's resident-memory slope.", "MiB/min", since=3)
+    soak_p99_drift: float | None = col("The soak's last-window p99 over its first, minus 1.", "ratio", since=3)
+
+
+@dataclass
 class ArtifactFacts:
     """What the variant's artifact really is, read from the artifact."""
 
@@ -246,7 +262,7 @@ def codes(row: dict) -> list[str]:
 
 
 PARTS: dict[str, type] = {"identity": Identity, "timing": Timing, "memory": Memory, "accuracy": Accuracy,
-                          "artifact": ArtifactFacts, "failure": Failure}
+                          "serving": Serving, "artifact": ArtifactFacts, "failure": Failure}
 
 
 @dataclass(frozen=True)
@@ -296,6 +312,7 @@ class Row:
     timing: Timing = field(default_factory=Timing)
     memory: Memory = field(default_factory=Memory)
     accuracy: Accuracy = field(default_factory=Accuracy)
+    serving: Serving = field(default_factory=Serving)
     artifact: ArtifactFacts = field(default_factory=ArtifactFacts)
     failure: Failure = field(default_factory=Failure)
     warnings: list[dict[str, str]] = field(default_factory=list)

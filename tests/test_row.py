@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from optbench.errors import RunDirError
 from optbench.row import COLUMNS, RENAMED, SCHEMA_VERSION, Row, as_warning, json_schema, normalize, reference_doc
 from optbench.store import COLUMNS as STORE_COLUMNS
 from optbench.store import final_rows, load_results, schema_note
@@ -90,7 +91,7 @@ def test_check_gives_the_reference_runs_the_verdicts_they_had():
         if " vs " in key:
             continue
         if isinstance(want, str):  # a build directory: nothing to check, then and now
-            with pytest.raises(Exception):
+            with pytest.raises(RunDirError):
                 check_run(REFERENCE / key)
             continue
         got = sorted([r.variant, r.check, bool(r.passed), bool(r.warning)] for r in check_run(REFERENCE / key).results)

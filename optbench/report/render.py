@@ -152,7 +152,9 @@ def context(run: dict) -> dict:
             candidates.append((f"Accuracy vs latency (Pareto){'' if shape == '-' else ' at ' + shape}",
                                plots.pareto(g, passing, metric, colour, shape)))
         candidates += [("Memory per variant", plots.memory_bars(ok_plot)),
-                       ("Latency vs shape", plots.latency_vs_shape(ok_plot, colour))]
+                       ("Latency vs shape", plots.latency_vs_shape(ok_plot, colour)),
+                       ("Serving: p99 latency under load", plots.serving_load(ok_plot)),
+                       ("Serving: throughput vs latency over concurrency", plots.serving_concurrency(ok_plot))]
         figures = [{"title": t, "uri": u} for t, u in candidates if u]
     columns, shared = summary_columns(df)
     column, higher, _ = plots.pareto_metric(ok_plot, metric) if not ok_plot.empty else (metric, True, "")

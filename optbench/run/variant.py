@@ -166,6 +166,16 @@ def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifac
             row["settings"]["timing"] = "latency_ms_*: host clock around call + synchronize; gpu_ms_*: CUDA events"
         row.update(throughput_items_s=m.throughput, iterations=len(m.samples_ms), samples_ms=list(m.samples_ms),
                    warnings=list(row.get("warnings") or []) + list(m.warnings))
+        if ctx.spec.serving is not None and not timing_only:  # latency under load, on the same session
+            from optbench.measure.serving import serve_variant
+
+            ctx.stage("serving")
+            with excl.timing(v.target.device):
+                if (served := serve_variant(ctx, v, session, items, row)) is not None:
+                    from optbench.measure.serving.figures import headline
+
+                    row["serving"] = served
+                    row.update(headline(served))  # the figures budgets and constraints read
         peak = session_peak(session)
         if peak is not None:
             row["gpu_peak_bytes"] = peak
