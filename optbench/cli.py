@@ -284,6 +284,11 @@ def cmd_env(args: argparse.Namespace) -> int:
     from optbench.history.store import history_url
 
     env["history"] = history_url()
+    from optbench.measure.serving.loadgen import loadgen_version
+
+    lg = loadgen_version()  # from package metadata: nothing imported
+    env["serving"] = f"MLPerf LoadGen (mlcommons-loadgen {lg})" if lg else \
+        "unavailable: mlcommons-loadgen is not installed (pip install 'optbench[serving]')"
     if args.json:
         print(json.dumps(env, indent=2))
         return 0
@@ -295,6 +300,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     print("libraries   " + ", ".join(f"{k} {v}" for k, v in env["libraries"].items()))
     print(f"cache       {cache.root}  ({env['cache']['bytes'] / 2**20:.1f} MiB)")
     print(f"history     {env['history'] or 'off (OPTBENCH_HISTORY)'}")
+    print(f"serving     {env['serving']}")
     columns = ["backend", "installed", "available", "builds", "reason"] if args.deep else \
         ["backend", "installed", "versions", "reason"]
     print("\n" + _table(env["backends"], columns))

@@ -32,7 +32,8 @@ SUMMARY = [("variant_id", "variant"), ("backend", "backend"), ("device", "device
            ("task_accuracy", "task acc")]
 DRIFT = ["drift_max_abs", "drift_mean_abs", "drift_rel_l2", "drift_cosine", "top1_agreement", "task_accuracy"]
 # task metric columns shown where a run has them (labels for the table)
-TASK_COLUMNS = [("topk_agreement", "top-k agree"), ("det_f1", "det F1"), ("det_map50", "mAP@0.5"),
+TASK_COLUMNS = [("serving_peak_qps", "peak QPS at p99 bound"), ("energy_j_per_item", "J per item"),
+                ("soak_rss_mb_per_min", "soak RSS MiB/min"), ("topk_agreement", "top-k agree"), ("det_f1", "det F1"), ("det_map50", "mAP@0.5"),
                 ("ctc_exact_rate", "exact strings"), ("ctc_cer", "CER"), ("ctc_label_exact_rate", "exact vs labels"),
                 ("embedding_cosine", "emb. cosine"), ("retrieval_agreement", "retrieval agree"),
                 ("dense_iou", "map IoU"), ("worst_output", "worst output")]
