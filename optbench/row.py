@@ -112,6 +112,9 @@ class Timing:
     timing_windows: list | None = col("Each timing process's window (with measure.processes > 1).", "s", since=2)
     timing_processes: int | None = col("Worker processes whose rounds were pooled into this row.", "count", since=2)
     timing_core: int | None = col("The CPU the timing thread was pinned to, or null.", since=2)
+    overlapped_windows: list | None = col("Timing windows on other GPUs of the node that overlapped this one "
+                                          "({label, gpu, start, end, overlap_s}); the latency gate leaves out the "
+                                          "rounds they overlapped.", since=3)
     lock_wait_s: float | None = col("Time waiting for the node's timing window (not counted in any limit).", "s",
                                     since=2)
     build_s: float | None = col("Time to build the backend session (engine build, compile, session creation).", "s")

@@ -126,3 +126,37 @@ def test_a_worker_job_that_fails_writes_a_failed_row_naming_its_stage(tmp_path):
     result = json.loads(Path(job["out"]).read_text())
     assert result["status"] == "failed" and result["failed_stage"] == "start" and result["user_error"] is True
     assert "model" in result["error"]  # the spec's missing field is named
+
+
+def test_a_gpu_window_names_the_windows_on_other_gpus_that_overlapped_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPTBENCH_LOCK_DIR", str(tmp_path))
+    from optbench.measure.exclusive import Exclusive
+
+    other = 999999
+    (tmp_path / "windows.jsonl").write_text("\n".join(json.dumps(w) for w in [
+        {"gpu": 1, "start": 10.0, "pid": other, "label": "v-on-1"},
+        {"gpu": 1, "start": 10.0, "end": 12.0, "pid": other, "label": "v-on-1"},
+        {"gpu": 1, "start": 20.0, "end": 21.0, "pid": other, "label": "later"},
+        {"gpu": 0, "start": 11.0, "end": 11.5, "pid": other, "label": "same-gpu"},  # its own GPU's lock: not beside
+        {"gpu": 1, "start": 13.5, "pid": other, "label": "still-open"}]) + "\n")
+    ex = Exclusive(label="me")
+    found = ex.windows_beside(0, 11.0, 14.0)
+    assert [(w["label"], w["overlap_s"]) for w in found] == [("v-on-1", 1.0), ("still-open", 0.5)]
+    with ex.timing("cuda:0"):  # a real window on GPU 0: written to the ledger, and the open one on GPU 1 beside it
+        pass
+    assert [w["label"] for w in ex.overlaps] == ["still-open"]
+    lines = [json.loads(x) for x in (tmp_path / "windows.jsonl").read_text().splitlines()]
+    assert lines[-1]["label"] == "me" and "end" in lines[-1]
+
+
+def test_the_gate_leaves_out_rounds_that_overlapped_another_gpus_window():
+    from optbench.measure.verdict import overlapped_rounds, rounds_of
+
+    rounds = [{"window": [0.0, 1.0]}, {"window": [1.0, 2.0]}, {"window": [2.0, 3.0]}, {"window": [3.0, 4.0]}]
+    row = {"latency_ms_rounds": [1.0, 1.5, 1.0, 1.01], "rounds": rounds, "probe_us_rounds": [4, 4, 4, 4],
+           "overlapped_windows": [{"start": 1.2, "end": 1.8}]}
+    assert overlapped_rounds(row) == {1}
+    r = rounds_of(row)
+    assert r.medians == [1.0, 1.0, 1.01] and r.busy is None and "left out" in r.note
+    row["overlapped_windows"] = [{"start": 0.5, "end": 3.5}]
+    assert rounds_of(row).busy and "overlapped" in rounds_of(row).busy  # too few quiet rounds: inconclusive

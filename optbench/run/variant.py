@@ -152,6 +152,7 @@ def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifac
         row["lock_wait_s"] = round(excl.waited_s, 3)
         if excl.timing_core is not None:
             row["timing_core"] = excl.timing_core
+        row["overlapped_windows"] = list(excl.overlaps)  # other GPUs' windows beside this one (their rounds judged)
         row.update(rounds=timing["rounds"], contention=timing["contention"], busy=timing["busy"],
                    probe_us_rounds=[r["probe_us"] for r in timing["rounds"]])
         if timing["busy"]:
