@@ -147,8 +147,8 @@ def test_a_node_killed_mid_sweep_costs_only_its_variant(tmp_path, cache_dir):
     retried once (marked) or failed with the reason, every other variant is measured, and the sweep ends."""
     from ray.cluster_utils import Cluster
 
-    from optbench.spec import load_spec
     from optbench.run.sweep import RunOptions, run_sweep
+    from optbench.spec import load_spec
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     victim = cluster.add_node(num_cpus=1)

@@ -175,3 +175,25 @@ def test_keras_applications_mobilenet(tmp_path, cache_dir, keras_files):
     ort = rows[("onnxruntime", "fp32")]
     assert ort["status"] == "ok" and ort["conversion"][0]["drift_rel_l2"] < 1e-4
     assert main(["check", str(tmp_path / "run")]) == 0
+
+
+def _file(path, data: bytes = b""):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("source, make, extra, words", [
+    ("tensorflow", lambda d: (d / "empty").mkdir() or d / "empty", "", ["holds no saved_model.pb"]),
+    ("openvino", lambda d: _file(d / "m.xml", b"<net/>"), "", ["m.bin are not beside m.xml"]),
+    ("tensorflow", lambda d: _file(d / "g.pb"), "export: {opset: 19}\n", ["tf2onnx writes ONNX opsets up to 18",
+                                                                           "export.opset"]),
+    ("openvino", lambda d: _file(d / "m.onnx"), "", ["named by its .xml file"]),
+])
+def test_file_layouts_are_checked_when_the_spec_loads(tmp_path, capsys, source, make, extra, words):
+    path = make(tmp_path)
+    spec = write_spec(tmp_path, KERAS.format(name="layout", source=source, path=path, precision="[fp32]",
+                                             backends="[onnxruntime]") + extra)
+    capsys.readouterr()
+    assert main(["plan", str(spec)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and all(w in err for w in words), err

@@ -83,6 +83,7 @@ def test_check_gives_the_reference_runs_the_verdicts_they_had():
     """tests/data/reference_verdicts.json: check (and check --baseline on three pairs) of every committed run,
     computed by the code before the row was typed."""
     from optbench.check import check_run
+    from optbench.errors import RunDirError
 
     before = json.loads((ROOT / "tests" / "data" / "reference_verdicts.json").read_text())
     pairs = [k.split(" vs ") for k in before if " vs " in k]
@@ -90,7 +91,7 @@ def test_check_gives_the_reference_runs_the_verdicts_they_had():
         if " vs " in key:
             continue
         if isinstance(want, str):  # a build directory: nothing to check, then and now
-            with pytest.raises(Exception):
+            with pytest.raises(RunDirError):
                 check_run(REFERENCE / key)
             continue
         got = sorted([r.variant, r.check, bool(r.passed), bool(r.warning)] for r in check_run(REFERENCE / key).results)

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from optbench.backends import reference_backend
 from optbench.cache import ArtifactCache, CacheIntegrityError
 from optbench.env import collect_env, host_summary
 from optbench.errors import Interrupted, OptbenchError, RunDirError, SpecError
@@ -195,6 +196,8 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
         raise OptbenchError(str(e)) from None
     history, run_id = _history_of(spec, opts, env)
     base = _row_base(spec, env)
+    # known from the spec alone: rows skipped at plan time, written before the reference runs, name it too
+    reference = reference_backend(spec.model.kind.framework)
     todo = [v for v in variants if v.id not in done]
     to_run = [v for v in todo if v.status != "skipped"]
     progress = Progress(len(variants), quiet=opts.quiet, pending=len(to_run))
@@ -216,7 +219,7 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
         # the row, built here from its parts: the run's, the variant's, what its processes measured, the reference's
         full = normalize({**base, **_variant_cols(v, spec), **row, "interpretation": read,
                           "reference": (prepared or {}).get("reference"),
-                          "reference_backend": (prepared or {}).get("reference_backend")})
+                          "reference_backend": (prepared or {}).get("reference_backend") or reference.name})
         append_row(opts.run_dir, full)
         nonlocal history
         if history is not None:

@@ -49,8 +49,8 @@ class TensorflowModel(Strict):
     @classmethod
     def _not_keras(cls, v: str) -> str:
         if v.endswith((".keras", ".h5")):
-            raise ValueError(f"a Keras file ({v}) is not a SavedModel: export it with model.export(folder) "
-                             "(a SavedModel) and name the folder")
+            raise ValueError("a Keras file is not a SavedModel: export it with model.export(folder) and name the "
+                             "folder")
         return v
 
 
@@ -78,5 +78,5 @@ class OpenvinoModel(Strict):
     @classmethod
     def _xml(cls, v: str) -> str:
         if not v.endswith(".xml"):
-            raise ValueError(f"an OpenVINO IR is named by its .xml file (the .bin sits beside it), found {v!r}")
+            raise ValueError("an OpenVINO IR is named by its .xml file (the .bin sits beside it)")
         return v
