@@ -98,12 +98,12 @@ def plan(spec: Spec, mode: str = "run", fixed_batch: tuple[int | None, str] = (N
                 q_settings = spec.variants.int8 if precision == "int8" else [None]
                 for q, (batch, dims) in itertools.product(q_settings, points(spec)):
                     qd = q.model_dump(mode="json") if q else None
-                    target = Target(precision, device, batch, dims, tname, qd, spec.model.source)
-                    reason = unavailable or cls.skip_reason(target, options)
+                    target = Target(precision, device, batch, dims, tname, qd, spec.model.source, spec.model.kind)
+                    reason = unavailable or cls.model_reason(target) or cls.skip_reason(target, options)
                     if fixed is not None and batch != fixed:
                         reason = f"the model's batch is fixed at {fixed} ({why})"
-                    if reason is None and isinstance(transform, TransformSpec) and spec.model.source == "onnx":
-                        reason = "transforms need a torch model; this model is an ONNX file"
+                    if reason is None and isinstance(transform, TransformSpec) and spec.model.kind.module != "eager":
+                        reason = f"transforms need an eager torch module; the model is {spec.model.kind.label}"
                     prec_label = precision + (f"-{int8_label(q)}" if q else "")
                     shape = "".join(f".{k}{v}" for k, v in sorted(dims.items()))
                     payload = {**base, "backend": b.name, "options": options.model_dump(**dump), "device": device,

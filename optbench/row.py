@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # 1: first rows; 2: every output judged, rounds, robust statistics, busy; 3: typed row (backend_name,
-# reference_backend, typed warnings, topk_k; ratios and counts no longer named *_ms_*)
-SCHEMA_VERSION = 3
+# reference_backend, typed warnings, topk_k; ratios and counts no longer named *_ms_*); 4: model files of other
+# frameworks (model_format), the conversion chain with each step's drift
+SCHEMA_VERSION = 4
 
 
 def col(doc: str, unit: str | None = None, old: tuple[str, ...] = (), since: int = 1, default: Any = None) -> Any:
@@ -37,6 +38,8 @@ class Identity:
     variant_id: str | None = col("Stable id: the axes' values and a hash of the settings that differ from their "
                                  "defaults.")
     model: str | None = col("The model as the spec names it (torchvision name, entrypoint, file name, folder).")
+    model_format: str | None = col("The model's source: torchvision, python, transformers, onnx, torchscript, "
+                                   "exported, tensorflow, tflite or openvino.", since=4)
     backend: str | None = col("The spec's label of the backend entry (a backend may appear with several options).")
     backend_name: str | None = col("The registered backend that ran the variant (optbench env lists them).", since=3)
     device: str | None = col("Where the variant ran: cpu, cuda, cuda:N.")
@@ -178,6 +181,11 @@ class Accuracy:
     raw_outputs: dict | None = col("With a postprocess_outputs hook: the raw outputs' drift, before the hook.",
                                    since=2)
     drift_after_postprocess: list | None = col("Outputs judged after a post-processing hook.", since=2)
+    conversion: list | None = col(
+        "Every step from the reference to what the backend ran ({step, tool, version, opset, ..., drift_rel_l2}: "
+        "e.g. 'tensorflow → onnx' by tf2onnx, 'onnx → onnxruntime fp16'), each with the drift it added against the "
+        "step before it (worst float output's rel. L2); [] where the variant is the reference's own computation.",
+        since=4)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from optbench.backends import reference_backend
 from optbench.cache import ArtifactCache, CacheIntegrityError
 from optbench.env import collect_env, host_summary
 from optbench.errors import Interrupted, OptbenchError, RunDirError, SpecError
@@ -196,6 +197,8 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
         raise OptbenchError(str(e)) from None
     history, run_id = _history_of(spec, opts, env)
     base = _row_base(spec, env)
+    # known from the spec alone: rows skipped at plan time, written before the reference runs, name it too
+    reference = reference_backend(spec.model.kind.framework)
     todo = [v for v in variants if v.id not in done]
     to_run = [v for v in todo if v.status != "skipped"]
     progress = Progress(len(variants), quiet=opts.quiet, pending=len(to_run))
@@ -217,7 +220,7 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
         # the row, built here from its parts: the run's, the variant's, what its processes measured, the reference's
         full = normalize({**base, **_variant_cols(v, spec), **row, "interpretation": read,
                           "reference": (prepared or {}).get("reference"),
-                          "reference_backend": (prepared or {}).get("reference_backend")})
+                          "reference_backend": (prepared or {}).get("reference_backend") or reference.name})
         append_row(opts.run_dir, full)
         nonlocal history
         if history is not None:
@@ -243,7 +246,7 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
                 import os
 
                 os.environ.setdefault("OPTBENCH_GPUS", ",".join(gpus))
-            prepared = _prepare(spec, opts, cache)
+            prepared = _prepare(spec, opts, cache, needs_onnx=any(_takes_onnx(v, spec) for v in to_run))
             if opts.executor == "ray":
                 from optbench.run.executors import run_ray
 
@@ -298,13 +301,16 @@ def _gpus_of(opts: RunOptions, env: dict) -> list[str]:
 
 def _row_base(spec: Spec, env: dict) -> dict[str, Any]:
     return {"schema_version": SCHEMA_VERSION, "commit": env.get("commit"), "host": host_summary(env),
-            "model": _model_name(spec)}
+            "model": _model_name(spec), "model_format": spec.model.source}
 
 
 def _model_name(spec: Spec) -> str:
+    """The torchvision name, the entrypoint, a transformers folder as given, or a model file's (or folder's) name."""
     m = spec.model
-    return {"torchvision": getattr(m, "name", ""), "python": getattr(m, "entrypoint", ""),
-            "onnx": Path(getattr(m, "path", "")).name, "transformers": getattr(m, "path", "")}[m.source]
+    named = getattr(m, "name", None) or getattr(m, "entrypoint", None)
+    if named or m.source == "transformers":
+        return named or m.path
+    return Path(m.path.rstrip("/")).name
 
 
 def _variant_cols(v: Variant, spec: Spec) -> dict[str, Any]:
@@ -320,10 +326,19 @@ def _job(spec: Spec, opts: RunOptions, cache: ArtifactCache, mode: str, **extra)
             "no_cache": opts.no_cache, **extra}
 
 
-def _prepare(spec: Spec, opts: RunOptions, cache: ArtifactCache) -> dict:
+def _takes_onnx(v: Variant, spec: Spec) -> bool:
+    """Whether a variant's backend runs an ONNX of the model (a model file of another framework is then converted
+    when the run prepares), rather than a torch module or the file as given."""
+    from optbench.backends import get_backend
+
+    cls = get_backend(v.backend_name)
+    return cls.consumes == "onnx" and spec.model.kind.framework not in cls.runs
+
+
+def _prepare(spec: Spec, opts: RunOptions, cache: ArtifactCache, needs_onnx: bool = True) -> dict:
     log = opts.run_dir / "logs" / "prepare.log"
     log.parent.mkdir(exist_ok=True)
-    result, proc = spawn(_job(spec, opts, cache, "prepare"), spec.measure.timeout_s, None, log,
+    result, proc = spawn(_job(spec, opts, cache, "prepare", needs_onnx=needs_onnx), spec.measure.timeout_s, None, log,
                          spec.measure.rss_limit_mb)
     if result is not None and result.get("status") == "failed" and result.get("user_error"):
         raise SpecError(result["error"])  # the spec must say what the model cannot show (one line, exit 2)
