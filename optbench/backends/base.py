@@ -307,8 +307,10 @@ def reference_backend(model_kind: str) -> type[Backend]:
     return found[0]
 
 
-def reference_backend_of(row: dict) -> str:
-    """The backend name of a row's reference: recorded since schema 3, read from the reference's label before."""
+def reference_backend_of(row: dict | str | None) -> str:
+    """The backend name of a row's reference (or of reference.json, or of a reference's label): recorded since
+    schema 3, read from the reference's label before."""
+    row = {"reference": row} if isinstance(row, str) else (row or {})
     if isinstance(row.get("reference_backend"), str) and row["reference_backend"]:  # (a table's missing value: NaN)
         return row["reference_backend"]
     label = row.get("reference") if isinstance(row.get("reference"), str) else ""
