@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # 1: first rows; 2: every output judged, rounds, robust statistics, busy; 3: typed row (backend_name,
-# reference_backend, typed warnings, topk_k; ratios and counts no longer named *_ms_*)
-SCHEMA_VERSION = 3
+# reference_backend, typed warnings, topk_k; ratios and counts no longer named *_ms_*); 4: fp16 graph settings,
+# the search part (optbench tune)
+SCHEMA_VERSION = 4
 
 
 def col(doc: str, unit: str | None = None, old: tuple[str, ...] = (), since: int = 1, default: Any = None) -> Any:
@@ -43,6 +44,8 @@ class Identity:
     precision: str | None = col("fp32, fp16, bf16 or int8.")
     int8: dict | None = col("The int8 settings (mode, calibration method, per-channel, ...); null for other "
                             "precisions.")
+    fp16: dict | None = col("The fp16 graph settings (nodes kept in fp32); null for other precisions and for the "
+                            "plain fp16 graph.", since=4)
     transform: str | None = col("The torch-side transform: none, or the spec's prune/distill entry name.")
     batch_size: int | None = col("Items per call.", unit="items")
     shape: dict | None = col("The dynamic dimensions of this point ({name: size}); {} for static models.")
@@ -200,6 +203,18 @@ class Failure:
     signal: str | None = col("The signal that killed the worker, or null.")
 
 
+@dataclass
+class Search:
+    """Where a variant came from in an ``optbench tune`` run (null in a plain run)."""
+
+    search_step: int | None = col("The step of the search that proposed this candidate (0: the anchors).",
+                                  "count", since=4)
+    search_phase: str | None = col("What the step was doing: anchor, calibration, escalate, bisect, give-back.",
+                                   since=4)
+    fallbacks: dict | None = col("The node groups moved off int8 in this candidate: {precision: [node group]} "
+                                 "(fp16, fp32); {} for a graph with no fallback.", since=4)
+
+
 # warning codes: what each means (rows written before schema 3 held text; the prefix table maps it)
 WARNING_CODES = {
     "unstable": "the round medians spread more than measure.spread_warn: the latency is not stable",
@@ -245,7 +260,7 @@ def codes(row: dict) -> list[str]:
 
 
 PARTS: dict[str, type] = {"identity": Identity, "timing": Timing, "memory": Memory, "accuracy": Accuracy,
-                          "artifact": ArtifactFacts, "failure": Failure}
+                          "artifact": ArtifactFacts, "failure": Failure, "search": Search}
 
 
 @dataclass(frozen=True)
@@ -297,6 +312,7 @@ class Row:
     accuracy: Accuracy = field(default_factory=Accuracy)
     artifact: ArtifactFacts = field(default_factory=ArtifactFacts)
     failure: Failure = field(default_factory=Failure)
+    search: Search = field(default_factory=Search)
     warnings: list[dict[str, str]] = field(default_factory=list)
     # columns no part declares, kept as written: a custom task hook's own metrics
     extra: dict[str, Any] = field(default_factory=dict)

@@ -39,6 +39,7 @@ class Target:
     transform: str
     int8: dict | None
     model_source: str
+    fp16: dict | None = None  # fp16 graph settings (nodes kept in fp32); None for other precisions
 
 
 @dataclass

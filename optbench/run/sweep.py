@@ -293,7 +293,8 @@ def _model_name(spec: Spec) -> str:
 
 
 def _variant_cols(v: Variant, spec: Spec) -> dict[str, Any]:
-    return {"variant_id": v.id, "backend": v.backend, "backend_name": v.backend_name, "device": v.device, "precision": v.precision, "int8": v.int8,
+    return {"variant_id": v.id, "backend": v.backend, "backend_name": v.backend_name, "device": v.device,
+            "precision": v.precision, "int8": v.int8, "fp16": v.fp16,
             "transform": v.transform, "batch_size": v.batch_size, "shape": dict(v.dims), "settings": v.settings,
             "error": None}
 

@@ -172,12 +172,30 @@ class Int8Settings(Strict):
         None, min_length=1, description="Node names (fnmatch patterns) kept in float (static/dynamic): e.g. a "
                                         "detector's head, or a front end that sees raw audio; each pattern must "
                                         "match a node of the graph.")
+    fp16_nodes: list[str] | None = Field(
+        None, min_length=1, description="static: node names (fnmatch patterns) kept out of int8 and run in fp16 (a "
+                                        "mixed graph: int8 where it is safe, fp16 here, fp32 for exclude_nodes); "
+                                        "each pattern must match a node of the graph, and exclude_nodes wins where "
+                                        "both match.")
     symmetric_activations: bool = Field(
         False, description="static: activation scales symmetric about zero (zero point 0), which TensorRT needs; "
                            "onnxruntime's default fits an asymmetric range.")
     quantize_bias: bool = Field(
         True, description="static: biases as int32 Q/DQ (onnxruntime's default); false keeps them float, which "
                           "TensorRT needs (its DequantizeLinear takes 8-bit inputs only).")
+
+    @model_validator(mode="after")
+    def _fp16_static(self) -> Int8Settings:
+        if self.fp16_nodes and self.mode != "static":
+            raise ValueError(f"fp16_nodes makes a mixed int8/fp16 graph from a static Q/DQ one; mode is {self.mode!r}")
+        return self
+
+
+class Fp16Settings(Strict):
+    fp32_nodes: list[str] | None = Field(
+        None, min_length=1, description="Node names (fnmatch patterns) kept in fp32 in the fp16 graph, with casts "
+                                        "around them (besides the ops optbench always keeps in fp32 and nodes "
+                                        "whose weights exceed fp16's range); each pattern must match a node.")
 
 
 class PruneSettings(Strict):
@@ -216,6 +234,8 @@ class VariantAxes(Strict):
         ["none"], min_length=1, description="Model transforms; 'none' is the model as given.")
     int8: list[Int8Settings] = Field(default_factory=lambda: [Int8Settings()], min_length=1,
                                      description="Quantization settings swept for int8 variants.")
+    fp16: list[Fp16Settings] = Field(default_factory=lambda: [Fp16Settings()], min_length=1,
+                                     description="fp16 graph settings swept for fp16 variants (nodes kept in fp32).")
 
 
 # ---------------------------------------------------------------- backends, measurement, export

@@ -78,12 +78,18 @@ def quantize_onnx(ctx: Any, src: Path, dst: Path, variant: Any, module: Any) -> 
         excluded = excluded_nodes(pre, s.exclude_nodes)
         if excluded:
             facts["excluded_nodes"] = excluded
+        half = [n for n in excluded_nodes(pre, s.fp16_nodes, "int8 fp16_nodes") if n not in excluded]
+        excluded = excluded + half
         if s.mode == "dynamic":
             quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, per_channel=s.per_channel,
                              op_types_to_quantize=s.op_types, nodes_to_exclude=excluded)
             facts.update(int8="onnxruntime dynamic (weights S8, activations quantized at run time)")
         else:
             facts.update(_static(ctx, pre, dst, variant, s, excluded))
+        if half:
+            from optbench.export.precision import convert_nodes_fp16
+
+            facts.update(convert_nodes_fp16(dst, dst, half), fp16_nodes=half)
     from optbench.export.graphfacts import int8_facts
 
     graph = int8_facts(dst)
@@ -95,23 +101,16 @@ def quantize_onnx(ctx: Any, src: Path, dst: Path, variant: Any, module: Any) -> 
     return facts
 
 
-def excluded_nodes(path: Path, patterns: list[str] | None) -> list[str]:
+def excluded_nodes(path: Path, patterns: list[str] | None, what: str = "int8 exclude_nodes") -> list[str]:
     """Node names of the graph that ``patterns`` (fnmatch) name; a pattern that names none is an error."""
-    import fnmatch
-
     import onnx
+
+    from optbench.export.precision import matching_nodes
 
     if not patterns:
         return []
     names = [n.name for n in onnx.load(str(path), load_external_data=False).graph.node if n.name]
-    out: list[str] = []
-    for pattern in patterns:
-        hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
-        if not hits:
-            raise ValueError(f"int8 exclude_nodes pattern {pattern!r} matches no node of the graph "
-                             f"(nodes are named like {names[:3]})")
-        out += [h for h in hits if h not in out]
-    return out
+    return matching_nodes(names, patterns, what)
 
 
 def _pre_process(quant_pre_process, src: Path, dst: Path) -> str:
