@@ -3,7 +3,8 @@ builds in parallel (``--jobs N``) or on Ray (``--executor ray``). Prints the wal
 variant (round medians, as ``optbench compare`` decides), and whether any two timing windows overlapped where they
 must not (a CPU window with any other; two windows on one GPU).
 
-    python benchmarks/executor_compare.py SPEC [--jobs 2 | --ray] [--no-cache] [--out result.json] [--keep DIR]
+    python benchmarks/executor_compare.py SPEC [--jobs 2 | --ray | --gpus 0,1 | --control] [--no-cache] [--out result.json]
+        [--keep DIR]
 
 Exits 0 when no windows overlapped and no variant came out slower or faster beyond the noise.
 """
@@ -32,7 +33,8 @@ def run(spec: str, out: Path, extra: list[str]) -> float:
 def overlaps(rows: list[dict]) -> list[str]:
     """Pairs of timing windows that shared what they must not: a CPU window and any other window of the node,
     or two windows on one GPU."""
-    wins = [(r["variant_id"], r["device"], tuple(r.get("gpu_ids") or ["0"]), r["node"], *w)
+    wins = [(r["variant_id"], r["device"], tuple([str(r["gpu"])] if r.get("gpu") is not None else
+                                                  (r.get("gpu_ids") or ["0"])), r["node"], *w)
             for r in rows if r.get("status") == "ok"
             for w in (r.get("timing_windows") or ([r["timing_window"]] if r.get("timing_window") else []))]
     bad = []
@@ -58,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     how = ap.add_mutually_exclusive_group(required=True)
     how.add_argument("--jobs", type=int)
     how.add_argument("--ray", action="store_true")
+    how.add_argument("--gpus", help="local executor spreading CUDA variants over these GPUs (e.g. 0,1 or all)")
+    how.add_argument("--control", action="store_true", help="the second run one at a time too: the verdicts two "
+                                                            "one-at-a-time runs give each other (the noise floor)")
     ap.add_argument("--no-cache", action="store_true", help="rebuild every artifact in both runs (build cost counts)")
     ap.add_argument("--out")
     ap.add_argument("--keep")
@@ -65,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="optbench-exec-"))
     root.mkdir(parents=True, exist_ok=True)
     cache = ["--no-cache"] if args.no_cache else []
-    parallel = ["--executor", "ray"] if args.ray else ["--jobs", str(args.jobs)]
-    wall = {"one at a time": run(args.spec, root / "serial", cache),
+    serial = ["--gpus", "0"]  # one at a time, on one GPU (CPU-only specs ignore it)
+    parallel = ["--executor", "ray"] if args.ray else ["--gpus", args.gpus] if args.gpus else \
+        serial if args.control else ["--jobs", str(args.jobs)]
+    wall = {"one at a time": run(args.spec, root / "serial", cache + serial),
             " ".join(parallel): run(args.spec, root / "parallel", cache + parallel)}
     a, b = final_rows(root / "serial"), final_rows(root / "parallel")
     table, counts = [], {}
@@ -77,10 +84,15 @@ def main(argv: list[str] | None = None) -> int:
             continue
         v = verdict_for(y, x, 0.05)
         counts[v.word] = counts.get(v.word, 0) + 1
-        where = f"{y.get('node', '?')}" + (f" gpu {','.join(y['gpu_ids'])}" if y.get("gpu_ids") else "")
+        gpu = [str(y["gpu"])] if y.get("gpu") is not None else y.get("gpu_ids")
+        where = f"{y.get('node', '?')}" + (f" gpu {','.join(gpu)}" if gpu else "") + \
+            (f", {len(y['overlapped_windows'])} windows beside" if y.get("overlapped_windows") else "")
         table.append((vid, x["latency_ms_p50"], y["latency_ms_p50"], v.ratio, v.word, where))
     bad = overlaps(list(b.values()))
-    result = {"wall_s": wall, "verdicts": counts, "overlapping_windows": bad, "runs": str(root),
+    per_variant = {k: [r.get("wall_s") for r in final_rows(root / d).values() if r.get("status") == "ok"]
+                   for k, d in zip(wall, ("serial", "parallel"))}
+    result = {"wall_s": wall, "speedup": wall["one at a time"] / max(list(wall.values())[1], 1e-9),
+              "variant_wall_s_median": {k: sorted(v)[len(v) // 2] if v else None for k, v in per_variant.items()}, "verdicts": counts, "overlapping_windows": bad, "runs": str(root),
               "rows": [dict(zip(["variant", "p50_serial_ms", "p50_parallel_ms", "ratio", "verdict", "where"], t))
                        for t in table]}
     if args.out:

@@ -37,7 +37,10 @@ def known_keys() -> frozenset[str]:
     from optbench.measure.tasks import TASK_METRICS
 
     tasks = {f"{m}_{d}" for ms in TASK_METRICS.values() for m in ms for d in ("min", "max")}
-    return frozenset(set(METRICS) | {"rel_l2_noise_x", "noise_floor_max"} | tasks)
+    return frozenset(set(METRICS) | {"rel_l2_noise_x", "noise_floor_max"} | tasks | SERVING_KEYS)
+# budget keys over a row's serving dict (see check_serving), judged on the engine the spec deploys
+SERVING_KEYS = frozenset({"serving_peak_qps_min", "energy_j_per_item_max", "soak_rss_mb_per_min_max",
+                          "soak_p99_drift_max"})
 NOISE_FLOOR_MAX = 1e-3  # fp32 on a second runtime farther than this from the torch reference is a conversion defect
 
 
@@ -239,6 +242,43 @@ def _passing(value: float, direction: str) -> str:
     return f"{bound:.{max(0, -exp)}f}" if exp < 0 else f"{bound:g}"
 
 
+# ---------------------------------------------------------------- serving
+def check_serving(row: dict, budget: dict) -> list[Result]:
+    """A row's serving dict: every server run of the deployed engine within its p99 bound, and the serving budget
+    keys (over the ``serving:`` defaults of budgets.yaml). A failed serving is a violation."""
+    s, vid = row.get("serving"), row["variant_id"]
+    if not isinstance(s, dict):
+        return []
+    if s.get("error"):
+        return [Result(vid, "serving", False, f"serving failed: {s['error']}")]
+    judged = (s.get("batching") or {}).get("judged", "none")
+    limits = {**config_defaults("budgets").get("serving", {}), **budget}
+    out = []
+    for r in s.get("runs") or []:
+        if r["scenario"] == "server" and r["batching"] == judged:
+            ok = r["p99_ms"] is not None and r["p99_ms"] <= r["p99_bound_ms"]
+            p99 = "no p99 (no query completed)" if r["p99_ms"] is None else f"p99 {r['p99_ms']:.4g} ms"
+            out.append(Result(vid, f"serving.server@{r['target_qps']:g}qps", ok, "" if ok else
+                              f"{p99} at {r['target_qps']:g} QPS ({judged} batching), bound {r['p99_bound_ms']:g} ms "
+                              f"(LoadGen: {r['validity']})"))
+    from optbench.measure.serving.figures import headline
+
+    figures = headline(s)
+    for key in sorted(SERVING_KEYS & set(limits)):
+        value, limit, direction = figures[key[:-4]], limits[key], key[-3:]
+        if value is None:  # a budget the spec or --budget set on a figure the row lacks warns; a default is moot
+            why = (s.get("energy") or {}).get("unavailable") if key.startswith("energy") else "not measured"
+            out += [Result(vid, key, False, f"{key[:-4]}: {why}", warning=True)] if key in budget else []
+            continue
+        ok = value <= limit if direction == "max" else value >= limit
+        out.append(Result(vid, key, ok, "" if ok else f"{key[:-4]} = {value:.6g} {'>' if direction == 'max' else '<'} "
+                                                      f"budget {limit:g}; would pass with {key}={_passing(value, direction)}"))
+    if (s.get("soak") or {}).get("errors"):
+        out.append(Result(vid, "soak.errors", False, f"{s['soak']['errors']} request(s) failed in the soak; the first: "
+                                                     f"{s['soak']['first_error']}"))
+    return out
+
+
 # ---------------------------------------------------------------- latency gate
 def env_differences(a: dict, b: dict) -> list[str]:
     diffs = []
@@ -343,6 +383,11 @@ def check_run(run_dir: Path, baseline: Path | None = None, overrides: dict | Non
         budget = budget_for(row, spec_budgets, overrides or {})
         report.results += check_accuracy(row, budget, noise, ref.get("reference_task_accuracy"), per_output,
                                          overrides or {})
+        report.results += check_serving(row, budget)
+    invalid = [r for row in ok_rows for r in (row.get("serving") or {}).get("runs") or [] if r["validity"] != "VALID"]
+    if invalid:
+        report.notes.append(f"{len(invalid)} serving run(s) INVALID by LoadGen's rules (duration, query count, early "
+                            "stopping, latency bound): their reasons are in the rows' serving.runs")
     if baseline is not None:
         base_rows, base_env, _ = _load_run(baseline)
         diffs = env_differences(env, base_env)

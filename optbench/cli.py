@@ -206,7 +206,18 @@ def _executor_options(args: argparse.Namespace) -> dict:
             raise OptbenchError("--executor ray needs Ray: pip install -e '.[ray]'")
         if args.jobs != 1:
             raise OptbenchError("--jobs is for the local executor; on Ray the cluster's CPUs and GPUs decide")
-    return {"jobs": args.jobs, "executor": args.executor, "address": args.address}
+    return {"jobs": args.jobs, "executor": args.executor, "address": args.address, "gpus": _gpus_option(args.gpus)}
+
+
+def _gpus_option(text: str | None) -> list[str] | None:
+    """--gpus: None for every visible GPU (the default), else the listed physical indices."""
+    if text is None or text.strip() == "all":
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    if not parts or not all(p.isdigit() for p in parts) or len(set(parts)) != len(parts):
+        raise OptbenchError(f"--gpus takes 'all' or distinct GPU indices separated by commas (e.g. 0,1), found "
+                            f"{text!r}")
+    return parts
 
 
 def _executor_arguments(parser: argparse.ArgumentParser) -> None:
@@ -216,6 +227,9 @@ def _executor_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="local executor: variants in flight at once; builds overlap, timing windows stay "
                              "exclusive (default 1)")
+    parser.add_argument("--gpus", metavar="all|I,J", help="local executor: the GPUs CUDA variants spread over, two "
+                                                         "in flight per GPU (one builds while the other times); "
+                                                         "default all visible (--gpus 0: one at a time on GPU 0)")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -270,6 +284,11 @@ def cmd_env(args: argparse.Namespace) -> int:
     from optbench.history.store import history_url
 
     env["history"] = history_url()
+    from optbench.measure.serving.loadgen import loadgen_version
+
+    lg = loadgen_version()  # from package metadata: nothing imported
+    env["serving"] = f"MLPerf LoadGen (mlcommons-loadgen {lg})" if lg else \
+        "unavailable: mlcommons-loadgen is not installed (pip install 'optbench[serving]')"
     if args.json:
         print(json.dumps(env, indent=2))
         return 0
@@ -281,6 +300,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     print("libraries   " + ", ".join(f"{k} {v}" for k, v in env["libraries"].items()))
     print(f"cache       {cache.root}  ({env['cache']['bytes'] / 2**20:.1f} MiB)")
     print(f"history     {env['history'] or 'off (OPTBENCH_HISTORY)'}")
+    print(f"serving     {env['serving']}")
     columns = ["backend", "installed", "available", "builds", "reason"] if args.deep else \
         ["backend", "installed", "versions", "reason"]
     print("\n" + _table(env["backends"], columns))

@@ -56,6 +56,7 @@ class Identity:
                                       "evidence, warnings (see interpretation.json).", since=2)
     fed_shapes: dict | None = col("The shape fed to each input at this variant's point ({input: [dims]}).", since=2)
     node: str | None = col("The machine (host name) the variant ran on.", since=2)
+    gpu: int | None = col("The physical GPU (its index on the node) a CUDA variant ran on; null on the CPU.", since=3)
     host: str | None = col("CPU and GPU of the machine, in words.")
     commit: str | None = col("optbench's git commit (-dirty with local changes).")
     retried: bool | None = col("Whether the variant ran again after its Ray task was lost (Ray executor).", since=2)
@@ -114,6 +115,9 @@ class Timing:
     timing_windows: list | None = col("Each timing process's window (with measure.processes > 1).", "s", since=2)
     timing_processes: int | None = col("Worker processes whose rounds were pooled into this row.", "count", since=2)
     timing_core: int | None = col("The CPU the timing thread was pinned to, or null.", since=2)
+    overlapped_windows: list | None = col("Timing windows on other GPUs of the node that overlapped this one "
+                                          "({label, gpu, start, end, overlap_s}); the latency gate leaves out the "
+                                          "rounds they overlapped.", since=3)
     lock_wait_s: float | None = col("Time waiting for the node's timing window (not counted in any limit).", "s",
                                     since=2)
     build_s: float | None = col("Time to build the backend session (engine build, compile, session creation).", "s")
@@ -177,6 +181,22 @@ class Accuracy:
     raw_outputs: dict | None = col("With a postprocess_outputs hook: the raw outputs' drift, before the hook.",
                                    since=2)
     drift_after_postprocess: list | None = col("Outputs judged after a post-processing hook.", since=2)
+
+
+@dataclass
+class Serving:
+    """Latency under load (the spec's ``serving:``): LoadGen scenarios, dynamic batching, peak search, concurrency,
+    energy, soak. The single-stream columns above keep meaning one call at a time."""
+
+    serving: dict | None = col("Every serving measurement: LoadGen runs (scenario, target and achieved QPS, "
+                               "latency percentiles under load, LoadGen's validity word and reasons, batch sizes "
+                               "served), peak search probes, concurrency points, energy, soak.", since=3)
+    serving_peak_qps: float | None = col("The highest QPS whose p99 met the bound, on the engine the spec deploys.",
+                                         "queries/s", since=3)
+    energy_j_per_item: float | None = col("Energy per item net of the idle draw (NVML on NVIDIA GPUs, RAPL on CPUs), "
+                                          "the worst LoadGen run's.", "J", since=3)
+    soak_rss_mb_per_min: float | None = col("The soak's resident-memory slope.", "MiB/min", since=3)
+    soak_p99_drift: float | None = col("The soak's last-window p99 over its first, minus 1.", "ratio", since=3)
 
 
 @dataclass
@@ -260,7 +280,7 @@ def codes(row: dict) -> list[str]:
 
 
 PARTS: dict[str, type] = {"identity": Identity, "timing": Timing, "memory": Memory, "accuracy": Accuracy,
-                          "artifact": ArtifactFacts, "failure": Failure, "search": Search}
+                          "serving": Serving, "artifact": ArtifactFacts, "failure": Failure, "search": Search}
 
 
 @dataclass(frozen=True)
@@ -310,6 +330,7 @@ class Row:
     timing: Timing = field(default_factory=Timing)
     memory: Memory = field(default_factory=Memory)
     accuracy: Accuracy = field(default_factory=Accuracy)
+    serving: Serving = field(default_factory=Serving)
     artifact: ArtifactFacts = field(default_factory=ArtifactFacts)
     failure: Failure = field(default_factory=Failure)
     search: Search = field(default_factory=Search)

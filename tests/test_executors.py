@@ -147,8 +147,8 @@ def test_a_node_killed_mid_sweep_costs_only_its_variant(tmp_path, cache_dir):
     retried once (marked) or failed with the reason, every other variant is measured, and the sweep ends."""
     from ray.cluster_utils import Cluster
 
-    from optbench.spec import load_spec
     from optbench.run.sweep import RunOptions, run_sweep
+    from optbench.spec import load_spec
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     victim = cluster.add_node(num_cpus=1)
@@ -203,3 +203,33 @@ def test_gpu_timing_windows_get_a_core_of_their_own_where_cpus_are_spare(monkeyp
     monkeypatch.delenv("OPTBENCH_GPUS")
     monkeypatch.setattr(exclusive.os, "cpu_count", lambda: 16)
     assert exclusive.reserved_cores() == {}  # no GPU in use: no reserve
+
+
+def test_cuda_variants_spread_over_the_gpus_two_in_flight_per_gpu():
+    """The local executor's GPU slots: each CUDA variant gets one GPU, at most two run on a GPU at once, CPU
+    variants take none; a real thread pool, the variants' work a short sleep."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from optbench.run.executors import run_local
+
+    variants = [SimpleNamespace(id=f"v{i}", device="cuda") for i in range(8)] + [SimpleNamespace(id="c", device="cpu")]
+    lock, live, most, given = threading.Lock(), {"0": 0, "1": 0}, {"0": 0, "1": 0}, {}
+
+    def run_one(v, gpu=None):
+        given[v.id] = gpu
+        if gpu is not None:
+            with lock:
+                live[gpu] += 1
+                most[gpu] = max(most[gpu], live[gpu])
+            time.sleep(0.05)
+            with lock:
+                live[gpu] -= 1
+        return {"status": "ok"}
+
+    rows = {}
+    run_local(variants, run_one, lambda v, row: rows.__setitem__(v.id, row), 1, lambda v: None, ["0", "1"])
+    assert len(rows) == 9 and given["c"] is None
+    assert sorted(g for k, g in given.items() if k != "c").count("0") == 4  # shared evenly
+    assert most == {"0": 2, "1": 2}

@@ -210,3 +210,14 @@ def test_history_is_off_in_the_test_suite_and_on_demand():
 
     assert history_url() is None  # conftest: the suite never writes to the user's database
     assert history_url("off") is None and history_url("/tmp/x.sqlite").startswith("sqlite:////tmp/x.sqlite")
+
+
+def test_the_history_page_is_drawn_by_the_report_and_escapes_its_text(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    h = _fresh(url)
+    _fill(h, [2.0] * 6 + [3.0] * 6, spec="<b>m</b>")
+    out = tmp_path / "page.html"
+    assert main(["history", "--db", url, "--spec", "<b>m</b>", "--format", "html", "-o", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("<!doctype html>") and "&lt;b&gt;m&lt;/b&gt;" in text and "<b>m</b>" not in text
+    assert text.count("data:image/svg+xml;base64,") >= 1 and "Content-Security-Policy" in text

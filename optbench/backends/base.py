@@ -271,9 +271,9 @@ def reference_backend(model_kind: str) -> type[Backend]:
 
 def reference_backend_of(row: dict) -> str:
     """The backend name of a row's reference: recorded since schema 3, read from the reference's label before."""
-    if row.get("reference_backend"):
-        return str(row["reference_backend"])
-    label = str(row.get("reference") or "")
+    if isinstance(row.get("reference_backend"), str) and row["reference_backend"]:  # (a DataFrame has NaN)
+        return row["reference_backend"]
+    label = row.get("reference") if isinstance(row.get("reference"), str) else ""
     for b in all_backends().values():
         if b.reference_for and label.startswith(b.name):
             return b.name
@@ -283,9 +283,9 @@ def reference_backend_of(row: dict) -> str:
 def backend_name_of(row: dict) -> str | None:
     """The registered backend of a row (``backend`` is the spec's label for it): recorded since schema 3, read from
     the label before (the registered name it is, or the longest one it starts with)."""
-    if row.get("backend_name"):
-        return str(row["backend_name"])
-    label = str(row.get("backend") or "")
+    if isinstance(row.get("backend_name"), str) and row["backend_name"]:  # (a DataFrame has NaN for none)
+        return row["backend_name"]
+    label = row.get("backend") if isinstance(row.get("backend"), str) else ""
     names = sorted(all_backends(), key=len, reverse=True)
     return next((n for n in names if label == n), None) or next((n for n in names if label.startswith(n)), None)
 

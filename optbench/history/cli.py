@@ -12,7 +12,8 @@ from optbench.errors import OptbenchError
 
 def cmd_history(args: argparse.Namespace) -> int:
     from optbench.history.store import open_history
-    from optbench.history.trends import METRICS, csv_text, html_page, series, table
+    from optbench.history.trends import METRICS, csv_text, series, table
+    from optbench.report.history_page import html_page
 
     history = open_history(args.db, required=True)
     if args.action == "import":

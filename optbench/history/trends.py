@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-import optbench.measure.clock as clock
 from optbench.history.changes import Step, change_points, split_comparable
 
 # metric names a user types -> the row column (latency: the level of the quiet rounds, as the gate reads it)
@@ -182,52 +181,6 @@ def csv_text(found: list[Series]) -> str:
             w.writerow([s.variant, s.metric, s.machine, s.versions, p["run"], p["uid"], p["started_at"],
                         p["commit"] or "", p["value"], i in starts])
     return buf.getvalue()
-
-
-def html_page(history, spec_name: str, variant: str, metrics: list[str]) -> str:
-    """One plot per metric: a line per variant, points coloured by machine, change points marked."""
-    import base64
-    import html
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-
-    figures = []
-    for metric in metrics:
-        found = series(history, spec_name, variant, metric)
-        if not found:
-            continue
-        machines = sorted({s.machine for s in found})
-        colour = {m: plt.cm.tab10(i % 10) for i, m in enumerate(machines)}
-        fig, ax = plt.subplots(figsize=(10, 4.2))
-        for s in found:
-            xs, ys = [p["run"] for p in s.points], [p["value"] for p in s.points]
-            ax.plot(xs, ys, color="grey", lw=0.8, alpha=0.6)
-            ax.scatter(xs, ys, color=colour[s.machine], s=18, zorder=3)
-            for x in s.steps:
-                ax.axvline(s.points[x.index]["run"] - 0.5, color="red", ls="--", lw=0.8)
-                ax.annotate(f"{x.ratio - 1:+.0%}", (s.points[x.index]["run"], x.after), fontsize=7, color="red",
-                            textcoords="offset points", xytext=(3, 4))
-        for m in machines:
-            ax.scatter([], [], color=colour[m], label=m[:60])
-        ax.set(xlabel="run (in start order)", ylabel=metric, title=f"{metric} per run")
-        ax.legend(fontsize=7, frameon=False, loc="best")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="svg", bbox_inches="tight")
-        plt.close(fig)
-        figures.append((metric, base64.b64encode(buf.getvalue()).decode()))
-    e = html.escape
-    body = "".join(f"<figure><img alt='{e(m)}' src='data:image/svg+xml;base64,{u}'><figcaption>{e(m)}: a point per "
-                   f"run and variant, coloured by machine; dashed red lines mark change points</figcaption></figure>"
-                   for m, u in figures) or "<p>No runs of this spec in the history.</p>"
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>optbench history: {e(spec_name)}</title>"
-            "<style>body{font:14px system-ui;margin:2em}img{max-width:100%}</style></head><body>"
-            f"<h1>optbench history: {e(spec_name)}</h1><p>variants {e(variant)}; generated {clock.stamp()}; "
-            f"database {e(history.safe_url)}</p>{body}</body></html>")
 
 
 def sparkline(values: list[float]) -> str:

@@ -16,6 +16,7 @@ build. With one variant at a time (the default) every lock is free the moment it
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import tempfile
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ class Exclusive:
         self.waited_s = 0.0
         self.building = False
         self.timing_core: int | None = None
+        self.overlaps: list[dict] = []  # windows on other GPUs that overlapped this process's last GPU window
         self.label = label  # who this process is, for those who wait on it (run and variant)
         self.wait_file = wait_file  # where a wait is announced while it lasts (the sweep shows it)
         self._holding = self.root / f"holder-{os.getpid()}"
@@ -76,6 +78,48 @@ class Exclusive:
                 continue
         return out
 
+    def _ledger(self, entry: dict) -> None:
+        """The node's GPU timing windows, one JSON line each as it opens and as it closes (appends of one short
+        line are atomic), so a window can say which windows on other GPUs overlapped it."""
+        line = json.dumps({**entry, "pid": os.getpid(), "label": self.label}) + "\n"
+        path = self.root / "windows.jsonl"
+        try:
+            if path.exists() and path.stat().st_size > LEDGER_MAX_BYTES:  # keep the last part (recent windows)
+                tail = path.read_bytes()[-LEDGER_MAX_BYTES // 2:]
+                path.write_bytes(tail[tail.find(b"\n") + 1:])
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, line.encode())
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+
+    def windows_beside(self, gpu: int, start: float, end: float) -> list[dict]:
+        """The timing windows of other processes, on other GPUs of this node, that overlapped [start, end]: those
+        that closed inside it or after, and those still open when it closed."""
+        try:
+            lines = (self.root / "windows.jsonl").read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        opened: dict[tuple, dict] = {}
+        for line in lines:
+            try:
+                w = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if w.get("pid") == os.getpid() or w.get("gpu") == gpu:
+                continue
+            key = (w.get("pid"), w.get("start"))
+            opened[key] = {**opened.get(key, {}), **w}
+        out = []
+        for w in opened.values():
+            s, e = float(w["start"]), float(w.get("end", end))
+            if s < end and e > start:
+                out.append({"label": w.get("label"), "gpu": w.get("gpu"), "start": s, "end": e,
+                            "overlap_s": round(min(e, end) - max(s, start), 4)})
+        return sorted(out, key=lambda w: w["start"])
+
     def _announce(self, text: str) -> None:
         if self.wait_file is not None:
             try:
@@ -109,9 +153,14 @@ class Exclusive:
                 if core is not None:
                     os.sched_setaffinity(0, {core})  # this (launching) thread alone on its core
                 self.timing_core = core
+                opened = clock.wall()
+                self._ledger({"gpu": index, "start": opened})
                 try:
                     yield
                 finally:
+                    closed = clock.wall()
+                    self._ledger({"gpu": index, "start": opened, "end": closed})
+                    self.overlaps = self.windows_beside(index, opened, closed)
                     if core is not None:
                         os.sched_setaffinity(0, before)
                     fcntl.flock(gpu, fcntl.LOCK_UN)
@@ -129,6 +178,8 @@ class Exclusive:
         self.building = True
 
 
+LEDGER_MAX_BYTES = 1 << 20  # the node's window ledger is cut back to its recent half past this
+
 SPARE_CPUS = 4  # with no more CPUs than this, no core is set aside (a 2-core VM times CPU variants alone anyway)
 
 
@@ -142,12 +193,4 @@ def reserved_cores() -> dict[str, int]:
     return {g: n - 1 - int(g) for g in gpus if int(g) < n // 4}
 
 
-_CURRENT: list[Exclusive] = []
 
-
-def current(label: str = "", wait_file: Path | None = None) -> Exclusive:
-    """This process's locks (one set per variant process); the first call names the process and where its
-    waits are announced."""
-    if not _CURRENT:
-        _CURRENT.append(Exclusive(label=label, wait_file=wait_file))
-    return _CURRENT[0]

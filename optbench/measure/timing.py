@@ -66,7 +66,7 @@ def timed(fn: Callable[[], T], clock: Clock = time.perf_counter) -> tuple[T, flo
 def measure_rounds(session: Any, feeds: dict, batch_size: int, settings: Any, clock: Clock = time.perf_counter,
                    pause: Callable[[float], None] = time.sleep, probe: Callable[[], Any] | None = None,
                    speed_probe: Callable[[], float] | None = None,
-                   count: int | None = None) -> tuple[Measurement, Measurement | None, dict]:
+                   count: int | None = None, wall: Callable[[], float] = time.time) -> tuple[Measurement, Measurement | None, dict]:
     """``settings.rounds`` timing windows on one built session, each after a pause and a fresh warm-up.
 
     The iterations and seconds a spec asks for are shared among the rounds (so rounds cost no extra timing),
@@ -94,14 +94,16 @@ def measure_rounds(session: Any, feeds: dict, batch_size: int, settings: Any, cl
             pause(getattr(settings, "round_pause_s", 0.0))
             per_round.warmup_s = min(settings.warmup_s, ROUND_WARMUP_S)  # caches are warm: re-enter steady state
         before, speed = snap(), speed_probe()
+        opened = wall()
         host, dev = measure_session(session, feeds, batch_size, per_round, clock)
+        closed = wall()
         speed, after = max(speed, speed_probe()), snap()
         c = contention.between(before, after) if before is not None and after is not None else {}
         host_rounds.append(host.samples_ms)
         if dev is not None:
             dev_rounds.append(dev.samples_ms)
         info.append({"median_ms": host.percentile(50), "iterations": len(host.samples_ms), "probe_us": speed,
-                     "contention": c})
+                     "contention": c, "window": [opened, closed]})
     # busy is judged over all rounds together: a window of a few tens of ms is a handful of clock ticks
     whole = contention.between(first, after) if first is not None and after is not None else {}
     used = {k: getattr(settings, k, None) for k in ("warmup_s", "min_iters", "min_duration_s", "max_iters", "rounds",
@@ -153,6 +155,7 @@ def merge_processes(first: dict, others: list[dict], batch_size: int, settings: 
                contention={**(first.get("contention") or {}), "processes": [r.get("contention") for r in rows]},
                throughput_items_s=host.throughput, iterations=len(host.samples_ms), samples_ms=list(host.samples_ms),
                timing_processes=len(rows),
+               overlapped_windows=[w for r in rows for w in (r.get("overlapped_windows") or [])],
                timing_windows=[r["timing_window"] for r in rows if r.get("timing_window")])
     if dev_rounds and len(dev_rounds) == len(host_rounds):
         dev = Measurement(tuple(x for rr in dev_rounds for x in rr), batch_size, {}, settings.cv_warn,

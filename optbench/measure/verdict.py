@@ -70,6 +70,20 @@ def _busy(row: dict) -> str | None:
     return value if isinstance(value, str) and value else None  # rows through pandas carry NaN for None
 
 
+def overlapped_rounds(row: dict) -> set[int]:
+    """The rounds whose window overlapped a timing window on another GPU of the node (rows record both)."""
+    others = row.get("overlapped_windows")
+    rounds = row.get("rounds")
+    if not isinstance(others, list) or not others or not isinstance(rounds, list):
+        return set()
+    hit = set()
+    for i, r in enumerate(rounds):
+        w = r.get("window") if isinstance(r, dict) else None
+        if isinstance(w, list) and len(w) == 2 and any(o["start"] < w[1] and o["end"] > w[0] for o in others):
+            hit.add(i)
+    return hit
+
+
 def rounds_of(row: dict) -> Rounds:
     """A row's round medians (ms) and probes; made up from one window's samples for rows before rounds."""
     meds = row.get("latency_ms_rounds")
@@ -77,7 +91,16 @@ def rounds_of(row: dict) -> Rounds:
     probes = [float(p) for p in probes] if isinstance(probes, list) and probes else None
     if isinstance(meds, list) and meds:
         meds = [float(m) for m in meds]
-        return Rounds(meds, probes if probes and len(probes) == len(meds) else None, _busy(row))
+        probes = probes if probes and len(probes) == len(meds) else None
+        hit = overlapped_rounds(row)
+        if hit and len(meds) == len(row.get("rounds") or []):
+            keep = [i for i in range(len(meds)) if i not in hit]
+            if len(keep) < 2:  # too few rounds timed alone: judged as if the machine was busy
+                return Rounds(meds, probes, _busy(row) or f"{len(hit)} of {len(meds)} rounds overlapped timing on "
+                                                             f"another GPU of the node")
+            return Rounds([meds[i] for i in keep], [probes[i] for i in keep] if probes else None, _busy(row),
+                          f"{len(hit)} round(s) left out: they overlapped timing on another GPU of the node")
+        return Rounds(meds, probes, _busy(row))
     samples = row.get("samples_ms") or []
     if not samples:
         return Rounds([], None, _busy(row), "no latency samples")

@@ -231,3 +231,60 @@ def latency_vs_shape(ok: pd.DataFrame, colour: dict[str, str]) -> str | None:
     ax.set(yscale="log", xlabel="shape (dynamic dims)", ylabel="latency p50 (ms)", title="Latency vs shape")
     _legend_outside(ax)
     return _uri(fig)
+
+
+def _serving(ok: pd.DataFrame, part: str) -> list[tuple[str, list[dict]]]:
+    """(series label, entries of the rows' ``serving[part]``) per variant and batching engine."""
+    out: dict[str, list[dict]] = {}
+    for r in ok.to_dict("records"):
+        s = r.get("serving")
+        for e in (s.get(part) or []) if isinstance(s, dict) else []:
+            out.setdefault(f"{r['variant_id']} ({e['batching']} batching)", []).append(e)
+    return sorted(out.items())
+
+
+def serving_load(ok: pd.DataFrame) -> str | None:
+    """p99 latency against the QPS achieved in LoadGen's server runs and the peak search's probes, a line per
+    variant and engine, the p99 bound dashed; INVALID runs (LoadGen's rules) hollow."""
+    series = [(k, [e for e in v if e["scenario"] == "server" and e["p99_ms"]]) for k, v in _serving(ok, "runs")]
+    probes = {k: [x for p in v for x in p["probes"]] for k, v in _serving(ok, "peak")}
+    if not any(v for _, v in series) and not probes:
+        return None
+    fig, ax = plt.subplots(figsize=(WIDTH_IN * 0.75, 4.5))
+    for i, (label, runs) in enumerate(series):
+        pts = sorted([(e["achieved_qps"], e["p99_ms"], e["validity"] == "VALID") for e in runs] +
+                     [(x["achieved_qps"], x["p99_ms"], x["validity"] == "VALID") for x in probes.get(label, [])
+                      if x["achieved_qps"] and x["p99_ms"]])
+        c = PALETTE[i % len(PALETTE)]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], color=c, lw=1, label=label)
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], color=c, s=30, zorder=3,
+                   facecolors=[c if p[2] else "none" for p in pts])
+    bounds = {e["p99_bound_ms"] for _, v in series for e in v if e.get("p99_bound_ms")}
+    for b in bounds:
+        ax.axhline(b, color="black", ls="--", lw=0.8, label=f"p99 bound {b:g} ms")
+    ax.set(xscale="log", yscale="log", xlabel="achieved QPS (LoadGen server)", ylabel="p99 latency (ms)",
+           title="Serving: p99 latency under load (hollow: INVALID by LoadGen's rules)")
+    _plain_x(ax)
+    _legend_outside(ax)
+    return _uri(fig)
+
+
+def serving_concurrency(ok: pd.DataFrame) -> str | None:
+    """Throughput against p99 latency over the concurrency sweep (closed-loop clients), a line per variant and
+    engine, each point labelled with its client count."""
+    series = _serving(ok, "concurrency")
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(WIDTH_IN * 0.75, 4.5))
+    for i, (label, pts) in enumerate(series):
+        pts = sorted(pts, key=lambda p: p["concurrency"])
+        c = PALETTE[i % len(PALETTE)]
+        ax.plot([p["p99_ms"] for p in pts], [p["throughput_items_s"] for p in pts], marker="o", color=c, label=label)
+        for p in pts:
+            ax.annotate(f"c{p['concurrency']}", (p["p99_ms"], p["throughput_items_s"]), textcoords="offset points",
+                        xytext=(4, 3), fontsize=7, color=c)
+    ax.set(xscale="log", yscale="log", xlabel="p99 latency (ms)", ylabel="throughput (items/s)",
+           title="Serving: throughput vs latency over concurrency (closed-loop clients)")
+    _plain_x(ax)
+    _legend_outside(ax)
+    return _uri(fig)

@@ -32,7 +32,8 @@ SUMMARY = [("variant_id", "variant"), ("backend", "backend"), ("device", "device
            ("task_accuracy", "task acc")]
 DRIFT = ["drift_max_abs", "drift_mean_abs", "drift_rel_l2", "drift_cosine", "top1_agreement", "task_accuracy"]
 # task metric columns shown where a run has them (labels for the table)
-TASK_COLUMNS = [("topk_agreement", "top-k agree"), ("det_f1", "det F1"), ("det_map50", "mAP@0.5"),
+TASK_COLUMNS = [("serving_peak_qps", "peak QPS at p99 bound"), ("energy_j_per_item", "J per item"),
+                ("soak_rss_mb_per_min", "soak RSS MiB/min"), ("topk_agreement", "top-k agree"), ("det_f1", "det F1"), ("det_map50", "mAP@0.5"),
                 ("ctc_exact_rate", "exact strings"), ("ctc_cer", "CER"), ("ctc_label_exact_rate", "exact vs labels"),
                 ("embedding_cosine", "emb. cosine"), ("retrieval_agreement", "retrieval agree"),
                 ("dense_iou", "map IoU"), ("worst_output", "worst output")]
@@ -152,7 +153,9 @@ def context(run: dict) -> dict:
             candidates.append((f"Accuracy vs latency (Pareto){'' if shape == '-' else ' at ' + shape}",
                                plots.pareto(g, passing, metric, colour, shape)))
         candidates += [("Memory per variant", plots.memory_bars(ok_plot)),
-                       ("Latency vs shape", plots.latency_vs_shape(ok_plot, colour))]
+                       ("Latency vs shape", plots.latency_vs_shape(ok_plot, colour)),
+                       ("Serving: p99 latency under load", plots.serving_load(ok_plot)),
+                       ("Serving: throughput vs latency over concurrency", plots.serving_concurrency(ok_plot))]
         figures = [{"title": t, "uri": u} for t, u in candidates if u]
     columns, shared = summary_columns(df)
     column, higher, _ = plots.pareto_metric(ok_plot, metric) if not ok_plot.empty else (metric, True, "")
@@ -178,7 +181,7 @@ def context(run: dict) -> dict:
         "warnings": [(r["variant_id"], as_warning(w)["message"]) for r in ok.to_dict("records")
                      for w in (r.get("warnings") or [])],
         "spec_text": run["spec_text"], "counts": df.status.value_counts().to_dict(),
-        "gpu_rows": gpu_rows(ok),
+        "gpu_rows": gpu_rows(ok), "gpu_spread": gpu_spread(ok, env),
         "trend": trend(run),
         "has_gpu_time": ok["gpu_ms_p50"].notna().any() if "gpu_ms_p50" in ok else False,
     }
@@ -213,7 +216,7 @@ def gpu_rows(ok) -> list[dict]:
         proc = r.get("gpu_process_peak_bytes")
         peak = r.get("gpu_peak_bytes")
         out.append({
-            "variant_id": r["variant_id"],
+            "variant_id": r["variant_id"], "gpu": r.get("gpu") if r.get("gpu") == r.get("gpu") else None,
             "peak_mib": peak / 2**20 if isinstance(peak, (int, float)) and peak == peak else None,
             "source": settings.get("gpu_memory") or settings.get("gpu_memory_note") or "–",
             "process_mib": proc / 2**20 if isinstance(proc, (int, float)) and proc == proc else None,
@@ -221,7 +224,40 @@ def gpu_rows(ok) -> list[dict]:
             "temp": s.get("temperature_c", "–"), "power": s.get("power_w"),
             "reasons": ", ".join(x for x in (s.get("clock_event_reasons") or []) if x != "gpu_idle") or "none",
         })
-    return out
+    return sorted(out, key=lambda g: (g["gpu"] is None, g["gpu"] if g["gpu"] is not None else 0))
+
+
+def gpu_spread(ok, env: dict) -> dict | None:
+    """Where a sweep timed on more than one GPU: the variants per GPU, and what differs between the GPUs (model,
+    the highest SM clock and temperature they showed after timing) that could tell in their latencies."""
+    rows = [r for r in ok.to_dict("records") if isinstance(r.get("gpu"), (int, float)) and r["gpu"] == r["gpu"]]
+    used = sorted({int(r["gpu"]) for r in rows})
+    if len(used) < 2:
+        return None
+    listed = env.get("gpus") or []
+    names = {i: (listed[i].get("name") or "?") if i < len(listed) else "?" for i in used}
+    seen: dict[int, dict] = {i: {"variants": 0, "sm": [], "temp": []} for i in used}
+    for r in rows:
+        g = seen[int(r["gpu"])]
+        g["variants"] += 1
+        s = ((r.get("settings") or {}).get("gpu_state") or {}).get("after_timing") or {}
+        if isinstance(s.get("sm_clock_mhz"), (int, float)):
+            g["sm"].append(s["sm_clock_mhz"])
+        if isinstance(s.get("temperature_c"), (int, float)):
+            g["temp"].append(s["temperature_c"])
+    per = [{"gpu": i, "name": names[i], "variants": seen[i]["variants"],
+            "sm": max(seen[i]["sm"]) if seen[i]["sm"] else None, "temp": max(seen[i]["temp"]) if seen[i]["temp"] else None}
+           for i in used]
+    warn = []
+    if len({p["name"] for p in per}) > 1:
+        warn.append("the GPUs are different models: compare variants on one GPU only")
+    sms = [p["sm"] for p in per if p["sm"]]
+    if len(sms) > 1 and max(sms) > 1.05 * min(sms):
+        warn.append(f"the GPUs' SM clocks after timing differ ({min(sms):g} vs {max(sms):g} MHz)")
+    temps = [p["temp"] for p in per if p["temp"] is not None]
+    if len(temps) > 1 and max(temps) - min(temps) > 10:
+        warn.append(f"the GPUs' temperatures after timing differ by {max(temps) - min(temps):g} °C")
+    return {"per": per, "warnings": warn}
 
 
 def render_html(run: dict) -> str:

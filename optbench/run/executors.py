@@ -18,6 +18,7 @@ import concurrent.futures as cf
 import json
 import os
 import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,17 +31,58 @@ def node_info() -> dict[str, Any]:
     return {"node": socket.gethostname()}
 
 
-def run_local(variants: list, run_one: RunOne, on_row: OnRow, jobs: int, on_start: Callable[[Any], None]) -> None:
-    """``jobs`` variants at a time, each in its own worker process (threads here only wait for them)."""
-    if jobs <= 1:
+SLOTS_PER_GPU = 2  # CUDA variants in flight per GPU: one builds while the other times (its timing lock keeps them apart)
+
+
+class GpuSlots:
+    """Which GPU a CUDA variant runs on: the one with the most free slots (the lower index on a tie); a variant
+    waits while every GPU is full."""
+
+    def __init__(self, gpus: list[str], per_gpu: int = SLOTS_PER_GPU) -> None:
+        self.order = list(gpus)
+        self.free = {g: per_gpu for g in gpus}
+        self.cond = threading.Condition()
+
+    def take(self) -> str:
+        with self.cond:
+            while not any(self.free.values()):
+                self.cond.wait()
+            g = max(self.order, key=lambda k: (self.free[k], -self.order.index(k)))
+            self.free[g] -= 1
+            return g
+
+    def give(self, g: str) -> None:
+        with self.cond:
+            self.free[g] += 1
+            self.cond.notify()
+
+
+def run_local(variants: list, run_one: RunOne, on_row: OnRow, jobs: int, on_start: Callable[[Any], None],
+              gpus: list[str] | None = None) -> None:
+    """``jobs`` variants at a time, each in its own worker process (threads here only wait for them); with more
+    than one GPU, CUDA variants spread over them, :data:`SLOTS_PER_GPU` per GPU, each process seeing its GPU only."""
+    spread = len(gpus or []) > 1 and any(str(v.device).startswith("cuda") for v in variants)
+    if jobs <= 1 and not spread:
         for v in variants:
             on_start(v)
             on_row(v, {**run_one(v), **node_info()})
         return
-    with cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="optbench-variant") as pool:
+    slots = GpuSlots(list(gpus or [])) if spread else None
+
+    def one(v: Any) -> dict:
+        if slots is None or not str(v.device).startswith("cuda"):
+            return run_one(v)
+        g = slots.take()
+        try:
+            return run_one(v, g)
+        finally:
+            slots.give(g)
+
+    workers = max(jobs, SLOTS_PER_GPU * len(gpus or [])) if spread else jobs
+    with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="optbench-variant") as pool:
         futures = {}
         for v in variants:
-            futures[pool.submit(run_one, v)] = v
+            futures[pool.submit(one, v)] = v
             on_start(v)
         try:
             for f in cf.as_completed(futures):

@@ -38,6 +38,7 @@ class RunOptions:
     quiet: bool = False
     mode: str = "run"  # run: build, judge, time; build: build the artifacts only (rows with status "built")
     jobs: int = 1  # variants in flight at once (builds overlap; timing windows stay exclusive)
+    gpus: list[str] | None = None  # the GPUs CUDA variants spread over (local executor); None: every visible one
     executor: str = "local"  # local | ray
     address: str | None = None  # a Ray cluster's address; None: a local Ray instance started and stopped here
     lock: Any = None  # the run directory's lock, held while the run lasts
@@ -237,12 +238,11 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
                 progress.show(v.id)
                 record(v, {"status": "skipped", "error": v.reason})
         if to_run:
-            if any(str(v.device).startswith("cuda") for v in to_run) and (opts.jobs > 1 or opts.executor == "ray"):
+            gpus = _gpus_of(opts, env) if any(str(v.device).startswith("cuda") for v in to_run) else []
+            if gpus and (opts.jobs > 1 or opts.executor == "ray" or len(gpus) > 1):
                 import os
 
-                visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-                os.environ.setdefault("OPTBENCH_GPUS", visible if visible else
-                                      ",".join(str(i) for i in range(len(env.get("gpus") or []))))
+                os.environ.setdefault("OPTBENCH_GPUS", ",".join(gpus))
             prepared = _prepare(spec, opts, cache)
             if opts.executor == "ray":
                 from optbench.run.executors import run_ray
@@ -251,10 +251,10 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
             else:
                 from optbench.run.executors import run_local
 
-                env["cluster"] = {"executor": "local", "jobs": opts.jobs}
-                run_local(to_run, lambda v: run_job(job_of(v), spec.measure, log_of(v),
-                                                    lambda text, vid=v.id: progress.note(vid, text)), record, opts.jobs,
-                          lambda v: progress.show(v.id))
+                env["cluster"] = {"executor": "local", "jobs": opts.jobs, "gpus": gpus}
+                run_local(to_run, lambda v, gpu=None: run_job({**job_of(v), "gpu": gpu}, spec.measure, log_of(v),
+                                                              lambda text, vid=v.id: progress.note(vid, text)),
+                          record, opts.jobs, lambda v: progress.show(v.id), gpus)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -279,6 +279,21 @@ def _record_contention(run_dir: Path, env: dict, seen: dict) -> None:
     env["contention"] = {**seen, "rows_busy": sum(bool(r.get("busy")) for r in rows), "rows": len(rows),
                          "worst_other_cpus_while_timing": max(others) if others else None}
     (run_dir / "env.json").write_text(json.dumps(env, indent=2))
+
+
+def _gpus_of(opts: RunOptions, env: dict) -> list[str]:
+    """The physical GPUs CUDA variants spread over: --gpus, else CUDA_VISIBLE_DEVICES, else every GPU the
+    environment lists."""
+    import os
+
+    if opts.gpus is not None:
+        known = {str(i) for i in range(len(env.get("gpus") or []))}
+        if known and (missing := [g for g in opts.gpus if g not in known]):
+            raise OptbenchError(f"--gpus {','.join(opts.gpus)}: no GPU {', '.join(missing)} on this machine (it has "
+                                f"{len(known)})")
+        return list(opts.gpus)
+    visible = [g.strip() for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip().isdigit()]
+    return visible or [str(i) for i in range(len(env.get("gpus") or []))]
 
 
 def _row_base(spec: Spec, env: dict) -> dict[str, Any]:

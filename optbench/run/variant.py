@@ -24,12 +24,10 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
                     timing_only: bool = False) -> dict:
     """Build, judge and time one variant (its row); with ``build_only`` build its artifacts and stop there (a row
     with status ``built``, build time and bytes)."""
-    from optbench.measure.exclusive import current
-
     v = Variant(**vdict)
     idle_rss = current_rss_bytes()  # the worker before this variant loads anything of its own
     ctx.stage("waiting for the node")
-    excl = current()
+    excl = ctx.excl
     excl.build()  # builds share the node; a timing window waits for them and keeps new ones out (held already
     # when the worker process took it at its start)
     ctx.stage("load")
@@ -84,6 +82,10 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
         _record_built(row, cls.consumes, info.get("bytes"), info.get("facts"))
         row["status"] = "built"
         return row
+    if target.device.startswith("cuda"):
+        from optbench.measure.gpu import gpu_index
+
+        row["gpu"] = gpu_index(target.device)  # physical: CUDA_VISIBLE_DEVICES maps it (an executor's choice)
     monitor = gpu_monitor(target.device)
     try:
         _build_and_measure(ctx, v, backend, artifact, items, row, monitor, excl, rounds, timing_only)
@@ -150,6 +152,7 @@ def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifac
         row["lock_wait_s"] = round(excl.waited_s, 3)
         if excl.timing_core is not None:
             row["timing_core"] = excl.timing_core
+        row["overlapped_windows"] = list(excl.overlaps)  # other GPUs' windows beside this one (their rounds judged)
         row.update(rounds=timing["rounds"], contention=timing["contention"], busy=timing["busy"],
                    probe_us_rounds=[r["probe_us"] for r in timing["rounds"]])
         if timing["busy"]:
@@ -164,6 +167,16 @@ def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifac
             row["settings"]["timing"] = "latency_ms_*: host clock around call + synchronize; gpu_ms_*: CUDA events"
         row.update(throughput_items_s=m.throughput, iterations=len(m.samples_ms), samples_ms=list(m.samples_ms),
                    warnings=list(row.get("warnings") or []) + list(m.warnings))
+        if ctx.spec.serving is not None and not timing_only:  # latency under load, on the same session
+            from optbench.measure.serving import serve_variant
+
+            ctx.stage("serving")
+            with excl.timing(v.target.device):
+                if (served := serve_variant(ctx, v, session, items, row)) is not None:
+                    from optbench.measure.serving.figures import headline
+
+                    row["serving"] = served
+                    row.update(headline(served))  # the figures budgets and constraints read
         peak = session_peak(session)
         if peak is not None:
             row["gpu_peak_bytes"] = peak

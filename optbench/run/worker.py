@@ -17,30 +17,34 @@ from pathlib import Path
 from optbench.cache import ArtifactCache
 from optbench.data import feeds_of
 from optbench.errors import OptbenchError
+from optbench.measure.exclusive import Exclusive
 from optbench.run.context import Context, Stage, load_splits_file
 from optbench.run.prepare import prepare
 from optbench.run.variant import measure_variant
 from optbench.spec.load import validate
 
 
-def run_variant(job: dict, stage: Stage) -> dict:
+def run_variant(job: dict, stage: Stage, excl: Exclusive | None = None) -> dict:
     spec_dir, run_dir = Path(job["spec_dir"]), Path(job["run_dir"])
     spec = validate(job["spec"], {}, str(run_dir / "spec.yaml"))
     splits = load_splits_file(run_dir / "work" / "data.npz")
     for items in (splits.train, splits.calibration, splits.eval):
         items.feed = feeds_of(spec.inputs)  # batch axes and constants: the model's layout
     ctx = Context(spec, spec_dir, run_dir, ArtifactCache(Path(job["cache_dir"]), enabled=not job.get("no_cache")),
-                  splits, json.loads((run_dir / "work" / "prepare.json").read_text()), stage)
+                  splits, json.loads((run_dir / "work" / "prepare.json").read_text()), stage,
+                  excl or Exclusive(label=f"optbench run {run_dir.name}, {job['variant'].get('id')}"))
     return measure_variant(ctx, job["variant"], build_only=job["mode"] == "build", rounds=job.get("rounds"),
                            timing_only=bool(job.get("timing_only")))
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], excl: Exclusive | None = None) -> int:
+    """Run the job file ``argv[0]`` (prepare or variant) and write its result beside; ``excl``: this process's node
+    locks (a variant's process takes them at its start; without, the variant takes them itself)."""
     job = json.loads(Path(argv[0]).read_text())
     out = Path(job["out"])
     stage = Stage("prepare" if job["mode"] == "prepare" else "start")
     try:
-        result = prepare(job) if job["mode"] == "prepare" else run_variant(job, stage)
+        result = prepare(job) if job["mode"] == "prepare" else run_variant(job, stage, excl)
         status = 0
     except Exception as e:  # the worker's whole job is to turn any failure into a reported one
         message = e.format() if isinstance(e, OptbenchError) else f"{e.__class__.__name__}: {e}"
@@ -96,6 +100,8 @@ def child_main(job_path: str, log_path: str, memory_limit_mb: int | None) -> Non
     """Entry of a job's process: stdout/stderr to the job's log, an address-space cap, then the job."""
     os.setpgid(0, 0)  # its own process group: a timeout ends whatever the job started, too
     job = json.loads(Path(job_path).read_text())
+    if job.get("gpu") is not None:  # the GPU the executor gave this variant; before anything initialises CUDA
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(job["gpu"])
     if job.get("driver_pid"):
         _die_with_driver(int(job["driver_pid"]), Path(job_path).parent)
     import faulthandler
@@ -106,18 +112,18 @@ def child_main(job_path: str, log_path: str, memory_limit_mb: int | None) -> Non
     os.dup2(fd, 2)
     os.close(fd)
     faulthandler.enable()  # a segfault leaves the Python stack in the log (the row's stderr tail)
+    excl = None
     if job.get("mode") != "prepare":
-        from optbench.measure.exclusive import current
-
         label = f"optbench run {Path(job['run_dir']).name}, {(job.get('variant') or {}).get('id', job.get('mode'))}"
-        # before this process does any work: a timing window elsewhere on the node waits for none
-        current(label, wait_file(Path(log_path))).build()
+        # this process's node locks; taken before it does any work: a timing window elsewhere waits for none
+        excl = Exclusive(label=label, wait_file=wait_file(Path(log_path)))
+        excl.build()
     if memory_limit_mb:
         import resource
 
         cap = _vm_size_bytes() + memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    code = main([job_path])
+    code = main([job_path], excl)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

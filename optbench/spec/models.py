@@ -24,6 +24,7 @@ from optbench.spec.outputs import (  # noqa: F401 (the spec's output models, her
     OutputPart,
     OutputSpec,
 )
+from optbench.spec.serving import ServingSpec
 
 
 # ---------------------------------------------------------------- model sources
@@ -326,6 +327,8 @@ class Spec(Strict):
                           "(item-major arrays, copies) and returns the outputs to judge (e.g. a multi-head "
                           "detector's heads decoded to boxes and scores); applied to variant and reference alike. "
                           "Rows then say drift_after_postprocess.")
+    serving: ServingSpec | None = Field(None, description="Serving scenarios (LoadGen): latency under load, dynamic "
+                                                          "batching, peak QPS, concurrency, energy, soak.")
     constraints: list[str] = Field(
         default_factory=list, description="Deployment constraints the recommended variant must meet: 'COLUMN OP "
                                           "NUMBER' over row columns in their units, e.g. 'latency_ms_p99 <= 5'.")

@@ -1,0 +1,158 @@
+"""Serve one built variant through the spec's ``serving:`` scenarios: the row's ``serving`` dict.
+
+The session the variant was timed on is put behind a :class:`~.batcher.Batcher` — one request per call
+("none"), and, with ``dynamic_batching``, a grouping one ("dynamic") — and each engine goes through LoadGen's
+scenarios, the peak search and the concurrency sweep; the soak runs last. Every figure is LoadGen's or this
+package's reading; whether it passes is :mod:`optbench.check`'s call.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optbench.measure.serving.batcher import Batcher, Policy, batching_unavailable, supported_sizes
+from optbench.measure.serving.concurrency import burst_throughput, sweep
+from optbench.measure.serving.energy import EnergyMeter, open_counter
+from optbench.measure.serving.loadgen import LoadSettings, loadgen_unavailable, loadgen_version, run_scenario
+from optbench.measure.serving.peak import find_peak
+from optbench.measure.serving.soak import nvml_process_bytes, soak
+
+
+def serve_variant(ctx: Any, v: Any, session: Any, items: Any, row: dict) -> dict | None:
+    """The serving dict of variant ``v`` (None when the spec's serving.variants do not select it); a failure is
+    the dict's ``error``, so the variant's other figures stay."""
+    spec = ctx.spec.serving
+    if spec is None or not any(fnmatch.fnmatch(v.id, p) for p in spec.variants):
+        return None
+    try:
+        names = list(ctx.prepared["output_names"])
+
+        def call(feeds: dict) -> dict:
+            out = session.infer(feeds)
+            return dict(zip(names, out.values())) if list(out) != names and len(out) == len(names) else out
+
+        samples = [items.layout(np.array([i])) for i in range(min(spec.samples, len(items)))]
+        in_axes = {f.name: (None if f.const is not None else f.batch_axis) for f in items.feed or []} or \
+            {k: 0 for k in samples[0]}
+        read = str((ctx.prepared.get("interpretation") or {}).get("batch", "dynamic"))
+        fixed = int(read.split()[1]) if read.startswith("fixed") else None
+        hints = {"latency_ms": row.get("latency_ms_p50"), "items_s": row.get("throughput_items_s")}
+        log_root = Path(ctx.run_dir) / "serving" / v.id
+        return serve(call, samples, in_axes, dict(ctx.prepared["output_axes"]), spec, log_root, v.target.device,
+                     fixed, hints)
+    except Exception as e:  # the row keeps its single-stream figures; check fails the variant on this
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+def engines_for(call: Any, sample: dict, in_axes: dict, out_axes: dict, spec: Any,
+                fixed: int | None) -> tuple[list[tuple[str, Policy]], dict]:
+    """The engines to serve with (label, policy) and what was found about batching."""
+    why = batching_unavailable(in_axes, out_axes)
+    plain = (fixed,) if fixed else None
+    info: dict[str, Any] = {"in_axes": in_axes, "out_axes": out_axes, "model_batch": f"fixed {fixed}" if fixed else
+                            "dynamic", "dynamic": None}
+    if fixed and fixed > 1 and why:
+        raise ValueError(f"the model's batch is fixed at {fixed} and requests of one item cannot be padded to it: {why}")
+    engines = [("none", Policy(1, 0.0, plain))]
+    db = spec.dynamic_batching
+    if db is None:
+        info["judged"] = "none"
+        return engines, info
+    if why:
+        info["unavailable"] = f"dynamic batching unavailable because {why}"
+        info["judged"] = "none"
+        return engines, info
+    if fixed:
+        sizes, seen = (fixed,), {fixed: "the model's fixed batch"}
+    else:
+        wanted = db.sizes or sorted({2 ** k for k in range(int(math.log2(db.max_batch)) + 1)} | {db.max_batch})
+        sizes, seen = supported_sizes(call, sample, in_axes, out_axes, wanted)
+        if not sizes:
+            raise ValueError(f"the session ran none of the batch sizes {wanted}: {seen}")
+    info.update(dynamic={"max_batch": db.max_batch, "max_delay_ms": db.max_delay_ms}, sizes=list(sizes),
+                sizes_seen={str(k): s for k, s in seen.items()},
+                sizes_from="serving.dynamic_batching.sizes, each run once" if db.sizes else
+                ("the model's fixed batch" if fixed else "each size run once on the built session"), judged="dynamic")
+    dynamic = ("dynamic", Policy(db.max_batch, db.max_delay_ms / 1000.0, tuple(sizes)))
+    return (engines + [dynamic]) if spec.compare_unbatched else [dynamic], info
+
+
+def serve(call: Any, samples: list[dict], in_axes: dict, out_axes: dict, spec: Any, log_root: Path, device: str,
+          fixed: int | None = None, hints: dict | None = None) -> dict:
+    """Every serving scenario of ``spec`` (a :class:`~optbench.spec.serving.ServingSpec`) on ``call``."""
+    hints = hints or {}
+    loadgen_needed = [s for s in spec.scenarios if s != "soak"] or spec.peak
+    if loadgen_needed and (why := loadgen_unavailable()):
+        raise RuntimeError(why)
+    engines, batching = engines_for(call, samples[0], in_axes, out_axes, spec, fixed)
+    out: dict[str, Any] = {"loadgen": loadgen_version(), "p99_bound_ms": spec.p99_ms, "batching": batching,
+                           "runs": [], "peak": [], "concurrency": [], "soak": None, "energy": None}
+    meter, out["energy"] = energy_meter(spec, device)
+    for label, policy in engines:
+        engine = Batcher(call, in_axes, out_axes, policy)
+        try:
+            serve_engine(engine, label, samples, spec, log_root, meter, hints, out)
+        finally:
+            engine.close()
+    if "soak" in spec.scenarios:
+        label, policy = engines[0]
+        engine = Batcher(call, in_axes, out_axes, policy)
+        try:
+            reader, note = nvml_process_bytes(device)
+            out["soak"] = asdict(soak(engine, samples, spec.soak_s, spec.soak_window_s, gpu_bytes=reader, gpu_note=note))
+            out["soak"]["batching"] = label
+        finally:
+            engine.close()
+    return out
+
+
+def energy_meter(spec: Any, device: str) -> tuple[EnergyMeter | None, dict]:
+    if not spec.energy:
+        return None, {"unavailable": "not read: serving.energy is false"}
+    counter, source = open_counter(device)
+    if counter is None:
+        return None, {"unavailable": source}
+    meter = EnergyMeter(counter)
+    meter.measure_idle(spec.idle_s)
+    return meter, meter.describe()
+
+
+def serve_engine(engine: Batcher, label: str, samples: list[dict], spec: Any, log_root: Path, meter: Any,
+                 hints: dict, out: dict) -> None:
+    """The LoadGen scenarios, the peak search and the concurrency sweep on one engine, appended to ``out``."""
+    latency = float(hints.get("latency_ms") or 1.0)
+    base = {"min_duration_ms": spec.min_duration_ms, "max_duration_ms": spec.max_duration_ms,
+            "min_query_count": spec.min_query_count}
+
+    def server(qps: float, tag: str = "server") -> Any:
+        async_cap = max(64, 4 * engine.policy.cap, math.ceil(8 * qps * spec.p99_ms / 1000.0))
+        s = LoadSettings("server", target_qps=qps, p99_ms=spec.p99_ms, max_async_queries=async_cap, **base)
+        return run_scenario(engine, samples, s, log_root / f"{label}-{tag}-{qps:g}qps", label, meter)
+
+    engine(samples[0])  # the engine's first call out of every run
+    capacity = burst_throughput(engine, samples, max(64, 8 * engine.policy.cap))
+    capacity = burst_throughput(engine, samples, int(min(50_000, max(64, capacity * 0.3))))  # a ~0.3 s burst
+    out.setdefault("capacity_items_s", {})[label] = round(capacity, 3)
+    known = []
+    for name in spec.scenarios:
+        if name == "server":
+            known = [server(q) for q in spec.qps]
+            out["runs"] += [asdict(r) for r in known]
+        elif name != "soak":
+            s = LoadSettings(name, expected_latency_ms=latency / 4 * (spec.multi_stream_samples if name ==
+                             "multi-stream" else 1), samples_per_query=spec.multi_stream_samples,
+                             expected_qps=spec.offline_expected_qps or capacity, **base)
+            out["runs"].append(asdict(run_scenario(engine, samples, s, log_root / f"{label}-{name}", label, meter)))
+    if spec.peak:
+        start = max(1.0, round(capacity / 2, 1))
+        peak = find_peak(lambda q: server(q, "peak"), known, spec.p99_ms, start, label, spec.peak_tolerance,
+                         spec.peak_probes)
+        out["peak"].append(asdict(peak))
+    if spec.concurrency:
+        out["concurrency"] += [asdict(p) for p in sweep(engine, samples, spec.concurrency, spec.concurrency_s, label)]
