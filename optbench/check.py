@@ -11,6 +11,7 @@ import fnmatch
 import functools
 import json
 import math
+import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +62,8 @@ class Result:
     message: str = ""
     warning: bool = False
     verdict: str | None = None  # latency checks: faster | slower | same | inconclusive
+    # budget checks: how far inside (> 0) or outside (< 0) the budget the value is, relative to the budget
+    margin: float | None = None
 
 
 @dataclass
@@ -218,7 +221,23 @@ def _check_values(vid: str, values: dict, budget: dict, noise: float | None, ref
         msg = "" if ok else (
             f"{where}{column} = {value:.6g} {'>' if direction == 'max' else '<'} budget {effective:.6g}{note}; "
             f"would pass with {key}={_passing(value, direction)}")
-        out.append(Result(vid, f"{label}.{key}" if label else key, ok, msg))
+        margin = (effective - value if direction == "max" else value - effective) / (abs(effective) or 1.0)
+        out.append(Result(vid, f"{label}.{key}" if label else key, ok, msg, margin=margin))
+    return out
+
+
+_OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
+
+
+def check_constraints(row: dict, constraints: list) -> list[Result]:
+    """The deployment constraints (:class:`optbench.constraint.Constraint`) on a measured row: a column the row
+    has no number in does not meet its constraint."""
+    out = []
+    for c in constraints:
+        v = row.get(c.column)
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v) and _OPS[c.op](v, c.value)
+        shown = f"{v:.6g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "no value"
+        out.append(Result(row["variant_id"], f"constraint {c}", ok, "" if ok else f"{c.column} is {shown}, not {c}"))
     return out
 
 
