@@ -35,7 +35,7 @@ def prepare(job: dict) -> dict:
         splits = load_splits(spec, spec_dir)
         loaded = load_model(spec.model, spec_dir, train=splits.train, seed=spec.seed)
     save_splits(work / "data.npz", splits)
-    info: dict[str, Any] = {"identity": loaded.identity}
+    info: dict[str, Any] = {"identity": loaded.identity, "spec_dir": str(spec_dir)}
     if loaded.module is not None:
         # a torchvision architecture is rebuilt from its name: its cached weights are a plain state dict, loaded
         # with weights_only=True; other modules (user code) are full pickles, guarded by the cache's ledger
