@@ -29,6 +29,7 @@ class Node:
     depth: int                # longest path from a graph input, in compute nodes
     order: int                # position in topological order
     module: str | None        # torch module path where the exporter kept it in the name (layer3.1.conv2)
+    converted: bool = False   # its precision was changed: it reads a dequantized tensor, or computes in fp16
 
 
 @dataclass
@@ -82,7 +83,7 @@ def read_graph(path: Path, reference: Graph | None = None) -> Graph:
         return model_nodes is not None and n.op_type in WRAPPERS and (n.name or n.output[0]) not in model_nodes
 
     name_of, read_at = _classes(g, is_wrapper, reference.tensors if reference is not None else None)
-    typed = _float_tensors(model)
+    typed, half = _float_tensors(model)
     nodes: list[Node] = []
     depth_of: dict[str, int] = {}
     every: list[str] = []
@@ -100,7 +101,11 @@ def read_graph(path: Path, reference: Graph | None = None) -> Graph:
         if not outs:
             continue
         act = tuple(dict.fromkeys(name_of.get(x, x) for x in ins if x in typed or name_of.get(x, x) in typed))
-        nodes.append(Node(n.name or n.output[0], n.op_type, act, outs, d + 1, i, module_path(n.name or "")))
+        converted = model_nodes is not None and (
+            any(producer[x].op_type == "DequantizeLinear" for x in n.input if x in producer)
+            or any(o in half for o in n.output))
+        nodes.append(Node(n.name or n.output[0], n.op_type, act, outs, d + 1, i, module_path(n.name or ""),
+                          converted))
     inputs = [i.name for i in g.input if i.name not in inits]
     tensors = {o for n in g.node for o in n.output} | set(inputs)
     return Graph(Path(path), nodes, [name_of.get(o.name, o.name) for o in g.output], inputs, tensors, read_at, every)
@@ -135,9 +140,9 @@ def _classes(g: Any, is_wrapper, reference: set[str] | None) -> tuple[dict[str, 
     return name_of, read_at
 
 
-def _float_tensors(model: Any) -> set[str]:
+def _float_tensors(model: Any) -> tuple[set[str], set[str]]:
     """Names of float activations (shape inference where the file lacks value infos; unknown types count, since an
-    exposed output with no float type is dropped when read)."""
+    exposed output with no float type is dropped when read), and of the fp16 ones among them."""
     import onnx
 
     try:
@@ -147,7 +152,8 @@ def _float_tensors(model: Any) -> set[str]:
     g = inferred.graph
     known = {v.name: v.type.tensor_type.elem_type for v in list(g.value_info) + list(g.input) + list(g.output)}
     names = {o for n in g.node for o in n.output} | {i.name for i in g.input}
-    return {t for t in names if known.get(t, 1) in _FLOAT_TYPES or known.get(t, 0) == 0}
+    return {t for t in names if known.get(t, 1) in _FLOAT_TYPES or known.get(t, 0) == 0}, \
+        {t for t in names if known.get(t) == 10}
 
 
 def _topological(nodes: Any, producer: dict) -> list:

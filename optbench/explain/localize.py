@@ -33,6 +33,7 @@ class NodeDrift:
     inputs_error: float | None   # the largest rel. L2 among its activation inputs; None: none could be compared
     introduced: float            # error - inputs_error (error alone where the inputs could not be compared)
     group: str                   # the node group a search moves between precisions (its scope)
+    converted: bool = True       # the variant changed its precision (a fallback of its group changes something)
 
 
 @dataclass
@@ -51,15 +52,18 @@ class Localization:
         out = sorted(self.nodes, key=lambda d: (-d.introduced, d.order))
         return out[:n] if n else out
 
-    def groups(self) -> list[tuple[str, float, list[str]]]:
-        """Node groups by the error their nodes introduce (summed over the positive ones), largest first:
-        (group, introduced, node names in graph order)."""
+    def groups(self, converted_only: bool = False) -> list[tuple[str, float, list[str]]]:
+        """Node groups by the error their nodes introduce (summed over the positive ones), largest first, then in
+        graph order: (group, introduced, node names in graph order). ``converted_only``: groups holding a node
+        whose precision the variant changed (moving another group changes nothing)."""
         acc: dict[str, list] = {}
         for d in self.nodes:
-            entry = acc.setdefault(d.group, [0.0, [], d.order])
+            entry = acc.setdefault(d.group, [0.0, [], d.order, False])
             entry[0] += max(d.introduced, 0.0)
             entry[1].append(d.node)
-        return [(g, v[0], v[1]) for g, v in sorted(acc.items(), key=lambda kv: (-kv[1][0], kv[1][2]))]
+            entry[3] = entry[3] or d.converted
+        ranked = sorted(acc.items(), key=lambda kv: (-kv[1][0], kv[1][2]))
+        return [(g, v[0], v[1]) for g, v in ranked if v[3] or not converted_only]
 
     def to_json(self) -> dict[str, Any]:
         return {"reference": self.reference, "variant": self.variant, "items": self.items,
@@ -150,7 +154,7 @@ def _drifts(ref_g: Graph, var_g: Graph, acc: _Accumulator, items: int, group_of)
         error = max(errs)
         introduced = error - inputs_error if inputs_error is not None else error
         nodes.append(NodeDrift(n.name, n.op_type, n.module, n.depth, n.order, error, inputs_error, introduced,
-                               group_of(n.name)))
+                               group_of(n.name), n.converted))
     outputs = {o: e for o in var_g.outputs if (e := acc.error(o)) is not None}
     notes = []
     if unmatched:
