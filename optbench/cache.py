@@ -41,6 +41,7 @@ BUILT_BY: dict[str, tuple[str, ...]] = {
     "normalized": ("onnx", "onnxruntime"),
     "fp16": ("onnx", "onnxruntime"),
     "int8": ("onnx", "onnxruntime", "nvidia-modelopt", "torch"),
+    "calibration": ("onnx", "onnxruntime"),
 }
 _BASE = ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxsim", "nvidia-modelopt", "transformers")
 

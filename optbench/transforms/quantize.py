@@ -13,6 +13,8 @@ import numpy as np
 
 # Part of the cache key of int8 artifacts: bump it when the quantization recipe changes.
 RECIPE = "int8-v3: normalised source, pre-processing with a fallback, graph facts read from the file"
+# Part of the key of cached activation ranges: bump it when the calibration (reader, options) changes.
+CALIBRATION_RECIPE = "calibration-v1: ORT calibrator, no moving average, the reader's batches"
 
 
 class _Reader:
@@ -22,7 +24,8 @@ class _Reader:
         n = min(samples, len(items))
         batch = batch if any(f.batch_axis is not None for f in (items.feed or [])) or items.feed is None else 1
         part = items.take(np.arange(n))
-        self.batches = [{k: v for k, v in feeds.items() if k in names} for feeds, _ in part.batches(min(batch, n))]
+        self.size = min(batch, n)
+        self.batches = [{k: v for k, v in feeds.items() if k in names} for feeds, _ in part.batches(self.size)]
         self.pos = 0
 
     def get_next(self) -> dict | None:
@@ -146,12 +149,33 @@ def _static(ctx: Any, pre: Path, dst: Path, variant: Any, s: Any, excluded: list
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[s.method]
     act = QuantType.QUInt8 if s.activations == "u8" else QuantType.QInt8
-    quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=s.per_channel,
-                    activation_type=act, weight_type=QuantType.QInt8, calibrate_method=method,
-                    op_types_to_quantize=s.op_types, nodes_to_exclude=excluded,
-                    extra_options={"CalibMovingAverage": False, "QuantizeBias": s.quantize_bias,
-                                   "ActivationSymmetric": s.symmetric_activations})
-    return {"int8": f"onnxruntime static QDQ, {s.method} calibration on {min(s.samples, len(items))} items",
+
+    def quantize(ranges: Path | None) -> None:
+        quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=s.per_channel,
+                        activation_type=act, weight_type=QuantType.QInt8, calibrate_method=method,
+                        op_types_to_quantize=s.op_types, nodes_to_exclude=excluded,
+                        extra_options={"CalibMovingAverage": False, "QuantizeBias": s.quantize_bias,
+                                       "ActivationSymmetric": s.symmetric_activations},
+                        **({"calibration_cache_path": str(ranges)} if ranges else {}))
+
+    import inspect
+
+    if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:  # onnxruntime < 1.32
+        quantize(None)
+        return {"int8": f"onnxruntime static QDQ, {s.method} calibration on {min(s.samples, len(items))} items",
+                "activations": s.activations.upper()}
+
+    # the activation ranges depend on the graph, the items and the method, not on the nodes left in float or the
+    # quantization format: variants that differ only there (a search's fallbacks) calibrate once
+    from optbench.paths import file_digest
+
+    key = ctx.cache.key("calibration", [file_digest(pre), s.method, s.op_types, calibration_digest(items, s.samples),
+                                        reader.size, CALIBRATION_RECIPE])
+    ranges, cached = ctx.cache.get_or_build(key, "ranges.json", lambda folder: quantize(folder / "ranges.json"))
+    if cached:
+        quantize(ranges)
+    return {"int8": f"onnxruntime static QDQ, {s.method} calibration on {min(s.samples, len(items))} items" +
+                    (" (activation ranges from the cache)" if cached else ""),
             "activations": s.activations.upper()}
 
 
