@@ -229,8 +229,8 @@ class Search:
 
     search_step: int | None = col("The step of the search that proposed this candidate (0: the anchors).",
                                   "count", since=4)
-    search_phase: str | None = col("What the step was doing: anchor, calibration, escalate, bisect, give-back.",
-                                   since=4)
+    search_phase: str | None = col("What the step was doing: anchor, calibration, escalate, bisect, level, "
+                                   "give-back.", since=4)
     fallbacks: dict | None = col("The node groups moved off int8 in this candidate: {precision: [node group]} "
                                  "(fp16, fp32); {} for a graph with no fallback.", since=4)
 
