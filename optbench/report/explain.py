@@ -92,13 +92,15 @@ def section(run: dict, df, failing: dict[str, list[str]], compute: bool = True) 
     from optbench.explain.variant import explain_variant, load_explained
 
     out, computed = [], 0
+    work = Path(run["dir"]) / "work"
+    compute = compute and (work / "prepare.json").exists() and (work / "data.npz").exists()
     for vid in to_explain(run, df, failing):
         loc = load_explained(run["dir"], vid)
         if loc is None and compute and computed < EXPLAIN_AT_MOST:
             try:
                 loc = explain_variant(run["dir"], vid)
                 computed += 1
-            except (OptbenchError, RuntimeError, ValueError) as e:  # an explanation never stops a report
+            except (OptbenchError, RuntimeError, ValueError, OSError) as e:  # an explanation never stops a report
                 out.append({"variant": vid, "why": _why(vid, failing), "error": str(e).splitlines()[0][:300]})
                 continue
         if loc is None:
