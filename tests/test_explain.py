@@ -107,3 +107,31 @@ def test_module_paths_and_scopes_from_exporter_names():
     assert module_path("/model.22/cv3.0/cv3.0.0/conv/Conv") == "model.22.cv3.0.0.conv"
     assert module_path("Conv_12") is None and module_path("/Relu") is None
     assert scope_of("/model.22/Sigmoid") == "/model.22" and scope_of("Conv_12") == "Conv_12"
+
+
+@pytest.mark.slow
+def test_a_torch_side_variant_is_explained_through_module_hooks(tmp_path, cache_dir):
+    from conftest import ROOT, write_spec
+
+    from optbench.cli import main
+    from optbench.explain.variant import explain_variant
+    from optbench.store import final_rows
+
+    spec = write_spec(tmp_path, f"""\
+name: hooks
+model: {{source: python, entrypoint: "{ROOT / 'experiments/models/digits.py:build'}", kwargs: {{epochs: 1, width: 8}}}}
+inputs: [{{name: image, shape: [batch, 1, 8, 8], dtype: float32}}]
+data: {{source: digits, calibration: 32, eval: 64}}
+variants: {{precision: [bf16], batch_size: [1]}}
+backends: [{{name: torch, device: cpu}}]
+measure: {{warmup_s: 0.01, min_iters: 5, min_duration_s: 0.02, rounds: 2, processes: 1}}
+""")
+    run = tmp_path / "run"
+    assert main(["run", str(spec), "--run-dir", str(run), "--quiet", "--no-history", "--no-report"]) == 0
+    vid = next(iter(final_rows(run)))
+    loc = explain_variant(run, vid, items=4)
+    names = [d.node for d in loc.nodes]
+    assert names[0] == "features.0" and "head.3" in names and all(d.error > 0 for d in loc.nodes)
+    first = loc.nodes[0]
+    assert first.inputs_error == 0 and first.introduced == first.error  # the input is cast, not computed
+    assert (run / "explain" / f"{vid}.json").exists()

@@ -132,3 +132,35 @@ def test_a_bad_search_section_is_one_line_and_exit_2(tmp_path, capsys, search, m
 def test_a_spec_without_search_says_what_to_add(tmp_path, capsys):
     assert _tune(write_spec(tmp_path, TUNE.split("search:")[0]), tmp_path / "run") == 2
     assert "has no search: section" in capsys.readouterr().err
+
+
+def test_a_grown_run_may_change_its_variant_lists_only(tmp_path):
+    import yaml as _yaml
+
+    from optbench.errors import RunDirError
+    from optbench.plan import plan
+    from optbench.run.sweep import RunOptions, open_run_dir
+    from optbench.spec.load import validate
+
+    base = _yaml.safe_load(TUNE)
+    spec = validate(base, {}, "spec.yaml")
+    d = tmp_path / "run"
+
+    def opened(s, extend):
+        opts = RunOptions(run_dir=d, spec_path=tmp_path / "spec.yaml", mode="tune", extend=extend)
+        try:
+            return open_run_dir(s, plan(s), opts)
+        finally:
+            if opts.lock is not None:
+                opts.lock.close()
+
+    assert opened(spec, extend=False) == {}
+    grown = validate({**base, "variants": {**base["variants"], "precision": ["fp32", "fp16", "int8"]}}, {}, "s")
+    assert opened(grown, extend=True) == {}
+    assert len(json.loads((d / "plan.json").read_text())) == 3
+    changed = validate({**base, "variants": {**base["variants"], "precision": ["fp32", "fp16", "int8"]},
+                        "measure": {**base["measure"], "rounds": 4}}, {}, "s")
+    with pytest.raises(RunDirError, match="beyond its variant lists"):
+        opened(changed, extend=True)
+    with pytest.raises(RunDirError, match="planned before are gone"):
+        opened(spec, extend=True)
