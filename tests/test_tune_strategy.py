@@ -133,3 +133,31 @@ def test_groups_become_the_fewest_patterns_that_name_exactly_them(chosen, expect
 
 def test_escaped_names_match_themselves_only():
     assert fnmatch.fnmatchcase("a[1]*", escape("a[1]*")) and not fnmatch.fnmatchcase("a1x", escape("a[1]*"))
+
+
+def test_each_candidate_is_one_variant_per_search_backend():
+    import yaml
+
+    from optbench.plan import plan
+    from optbench.spec.load import validate
+    from optbench.tune.space import base_int8, entry_key, point_of, settings_of, tune_spec, variant_ids
+
+    spec = validate(yaml.safe_load("""
+name: two
+model: {source: onnx, path: model.onnx}
+inputs: [{name: x, shape: [batch, 4], dtype: float32}]
+data: {source: synthetic}
+variants: {precision: [int8], batch_size: [1, 8], int8: [{samples: 16}]}
+backends: [onnxruntime, {name: onnxruntime, label: ort1, threads: 1}, {name: onnxruntime, label: gpu, provider: cuda}]
+budgets: {"*": {cosine_min: 0.9}}
+search: {batch: 8, space: {backends: [onnxruntime, ort1]}, budgets: {int8: {cosine_min: 0.99}}}
+"""), {}, "two.yaml")
+    cands = [Candidate("fp32"), Candidate("int8", Calib("minmax", True, False), (("/a", "fp32"),))]
+    every = ["/a/Conv", "/b/Conv"]
+    entries = {c: (c.kind, settings_of(c, base_int8(spec), {"/a": ["/a/Conv"]}, every)) for c in cands}
+    d = tune_spec(spec, point_of(spec), ["onnxruntime", "ort1"], list(entries.values()))
+    assert d["variants"]["batch_size"] == [8] and [b.get("label") for b in d["backends"]] == [None, "ort1"]
+    assert d["budgets"]["int8"] == {"cosine_min": 0.99} and d["measure"]["processes"] == 3
+    assert d["variants"]["int8"][0]["exclude_nodes"] == ["/a/*"]
+    got = variant_ids(plan(validate(d, {}, "two.yaml")), {entry_key(k, s): c for c, (k, s) in entries.items()})
+    assert {c: sorted(vs) for c, vs in got.items()} == {c: ["onnxruntime", "ort1"] for c in cands}

@@ -24,6 +24,7 @@ class Judged:
     binding: str | None      # the check with that margin, e.g. "det_f1_min" or "scores.cosine_min"
     value: float | None      # the row's value of that check's metric
     reasons: list[str]
+    mean_margin: float = 0.0  # over every budget check, each clipped to [-1, 1]
 
     @property
     def p50(self) -> float | None:
@@ -52,8 +53,9 @@ def judge_run(run_dir: Path, constraints: list) -> dict[str, Judged]:
         score = float("-inf") if not ran else (worst.margin if worst else (0.0 if bad else 1.0))
         if ran and bad and score >= 0:  # a failed check without a margin (collapse, a constraint): fails
             score = -1e-9
+        mean = sum(max(-1.0, min(1.0, r.margin)) for r in margins) / len(margins) if margins else 0.0
         out[vid] = Judged(row, ran and not bad, score, worst.check if worst else None,
-                          _value(row, worst.check) if worst else None, [f"{r.check}: {r.message}" for r in bad])
+                          _value(row, worst.check) if worst else None, [f"{r.check}: {r.message}" for r in bad], mean)
     return out
 
 
@@ -77,7 +79,8 @@ def outcome(judged: Judged, fp32: Judged | None, effect: float) -> Outcome:
     if fp32 is not None and judged.p50 is not None and fp32.p50 is not None and judged.row is not fp32.row:
         v = verdict(judged.row, fp32.row, effect)
         slower = v.word == "slower" if v.word in ("slower", "faster", "same") else (v.ratio or 1.0) > 1 + effect
-    return Outcome(judged.row.get("status") == "ok", judged.passed, judged.score, judged.p50, slower)
+    return Outcome(judged.row.get("status") == "ok", judged.passed, judged.score, judged.p50, slower,
+                   judged.mean_margin)
 
 
 def verdict(candidate: dict, fp32: dict, effect: float):

@@ -62,6 +62,7 @@ class Outcome:
     score: float            # the worst margin to a budget (< 0: fails); -inf where it did not run
     p50: float | None = None
     slower_than_fp32: bool | None = None  # the latency gate's verdict against fp32 on the same backend
+    mean_score: float = 0.0  # the mean margin over every budget check (tells apart candidates that fail alike)
 
 
 @dataclass(frozen=True)
@@ -102,11 +103,13 @@ def calibrations(methods: list[str], per_channel: list[bool], symmetric: list[bo
 
 
 def best(cands: list[Candidate], seen: Outcomes) -> Candidate | None:
-    """Passing first, then the largest worst margin, then the fastest; ties in the order given."""
+    """Passing first, then the largest worst margin, the largest mean margin, the fastest; ties in the order
+    given."""
     ran = [c for c in cands if c in seen and seen[c].ran]
     if not ran:
         return None
-    return max(ran, key=lambda c: (seen[c].passed, seen[c].score, -(seen[c].p50 or float("inf"))))
+    return max(ran, key=lambda c: (seen[c].passed, seen[c].score, seen[c].mean_score,
+                                   -(seen[c].p50 or float("inf"))))
 
 
 def search(space: Space) -> Search:
