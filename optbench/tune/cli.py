@@ -34,7 +34,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if not args.no_report:
         from optbench.report.render import write_report
 
-        print(f"report: {write_report(run_dir, constraints=args.constraint or [])}")
+        # the explanations the search made (its rankings) are shown; no other candidate is explained here
+        print(f"report: {write_report(run_dir, constraints=args.constraint or [], explain=False)}")
     print(f"run directory: {run_dir} (optbench check / report / compare read it as any run)")
     return 0
 
