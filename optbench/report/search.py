@@ -91,5 +91,5 @@ def _fallback_rows(best: dict | None) -> list[dict]:
         return []
     q, h = best.get("int8") or {}, best.get("fp16") or {}
     patterns = {"fp32": q.get("exclude_nodes") or h.get("fp32_nodes") or [], "fp16": q.get("fp16_nodes") or []}
-    return [{"precision": p, "groups": ", ".join(groups), "patterns": ", ".join(patterns.get(p, []))}
-            for p, groups in (best.get("fallbacks") or {}).items()]
+    return [{"precision": p, "count": len(groups), "first": groups[0] if groups else "", "groups": ", ".join(groups),
+             "patterns": ", ".join(patterns.get(p, []))} for p, groups in (best.get("fallbacks") or {}).items()]

@@ -71,6 +71,7 @@ class Tuner:
         self.groups: dict[str, dict[str, list[str]]] = {}   # ranked graph's key -> group -> nodes
         self.every: dict[str, list[str]] = {}               # ranked graph's key -> every node of it
         self.variants: dict[Candidate, dict] = {}
+        self._planned_for = -1
         self.record = Record(spec.search.model_dump(mode="json"), {"batch": self.point.batch, "dims": self.point.dims},
                              self.backends)
         self.started = clock.monotonic()
@@ -173,12 +174,15 @@ class Tuner:
         return sp.tune_spec(self.spec, self.point, self.backends, list(self.entries.values()))
 
     def _plan(self) -> dict[Candidate, dict]:
+        """Each candidate's variants by backend, planned from the tune spec (again only when candidates were added)."""
         from optbench.plan import plan
         from optbench.spec.load import validate
 
-        spec = validate(self.spec_dict(), {}, str(self.opts.spec_path))
-        keys = {sp.entry_key(k, s): c for c, (k, s) in self.entries.items()}
-        self.variants = sp.variant_ids(plan(spec), keys)
+        if self._planned_for != len(self.entries):
+            spec = validate(self.spec_dict(), {}, str(self.opts.spec_path))
+            keys = {sp.entry_key(k, s): c for c, (k, s) in self.entries.items()}
+            self.variants = sp.variant_ids(plan(spec), keys)
+            self._planned_for = len(self.entries)
         return self.variants
 
     def _have_rows(self, c: Candidate) -> bool:
