@@ -16,14 +16,17 @@ LIMIT = 0.1                                   # the budget: total damage at most
 FP32_MS, INT8_MS = 10.0, 5.0
 COST = {"fp32": 0.4, "fp16": 0.8}              # a group moved off int8 costs this much latency (fp16 emulated here)
 FP16_SLOWER = [True]                           # the fp16 anchor's verdict against fp32
+FP16_DAMAGE: dict[str, float] = {}              # what each group costs the metric in fp16 (none: fp16 passes)
 
 
 def model(c: Candidate) -> Outcome:
     """The synthetic truth: int8 latency grows with each fallback, accuracy with what stays int8."""
     if c.kind == "fp32":
         return Outcome(True, True, 1.0, FP32_MS, None)
-    if c.kind == "fp16":
-        return Outcome(True, True, 0.9, 12.0, FP16_SLOWER[0])  # slower than fp32: its level is dropped
+    if c.kind == "fp16":  # slower than fp32 by default: its level is dropped
+        kept = {g for g, _ in c.fallbacks}
+        score = (LIMIT - sum(v for g, v in FP16_DAMAGE.items() if g not in kept)) / LIMIT
+        return Outcome(True, score >= 0, score, 12.0 if FP16_SLOWER[0] else 4.0 + 0.4 * len(kept), FP16_SLOWER[0])
     moved = {g for g, _ in c.fallbacks}
     damage = sum(DAMAGE.get(g, HARMLESS) for g in GROUPS if g not in moved)
     if c.calib.method == "percentile":
@@ -83,6 +86,19 @@ def test_an_undecided_fp16_level_is_tried_then_left_for_the_faster_fp32():
     assert any(p == "fp16" for _, c in seen for _, p in c.fallbacks)
     best = _fastest_passing(seen)
     assert sorted(g for g, _ in best.fallbacks) == ["g1", "g3", "g7"] and {p for _, p in best.fallbacks} == {"fp32"}
+
+
+def test_a_failing_fp16_graph_that_runs_fast_keeps_its_worst_groups_in_fp32():
+    FP16_SLOWER[0] = False
+    FP16_DAMAGE.update({"g5": 0.4})
+    try:
+        seen = drive(_space(), ["g5", "g3", "g7", "g1"] + [g for g in GROUPS if g not in DAMAGE | FP16_DAMAGE])
+        fp16 = [c for _, c in seen if c.kind == "fp16" and c.fallbacks and model(c).passed]
+        assert fp16 and min(fp16, key=lambda c: model(c).p50).fallbacks == (("g5", "fp32"),)
+        assert _fastest_passing(seen).kind == "fp16"  # fp16 runs faster than int8 in this synthetic world
+    finally:
+        FP16_SLOWER[0] = True
+        FP16_DAMAGE.clear()
 
 
 def test_gives_back_what_a_misleading_ranking_moved():
