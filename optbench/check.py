@@ -11,11 +11,10 @@ import fnmatch
 import functools
 import json
 import math
-import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optbench.backends import backend_name_of, reference_backend_of, second_opinion_backends
+from optbench.backends import backend_name_of, reference_backend, reference_backend_of, second_opinion_backends
 from optbench.errors import OptbenchError, RunDirError, strict_float
 from optbench.spec.defaults import config_defaults
 from optbench.store import schema_note
@@ -62,8 +61,7 @@ class Result:
     message: str = ""
     warning: bool = False
     verdict: str | None = None  # latency checks: faster | slower | same | inconclusive
-    # budget checks: how far inside (> 0) or outside (< 0) the budget the value is, relative to the budget
-    margin: float | None = None
+    margin: float | None = None  # budget checks: how far inside (> 0) or outside (< 0) the budget, relative to it
 
 
 @dataclass
@@ -150,16 +148,48 @@ def noise_floor(rows: list[dict], reference: dict | None = None, limit: float = 
 
 
 def conversion_defects(rows: list[dict], reference: dict | None, limits) -> list[Result]:
-    """Second-opinion rows farther from the reference than fp32 can explain: each fails, naming the limit."""
+    """Second-opinion rows farther from the reference than fp32 can explain: each fails, naming the limit (rows that
+    carry their conversion chain fail by the step instead: :func:`conversion_steps`)."""
     out = []
     for r in second_opinions(rows, reference):
         limit = limits(r)
-        if r["drift_rel_l2"] > limit:
+        if r["drift_rel_l2"] > limit and not r.get("conversion"):
             out.append(Result(r["variant_id"], "conversion", False,
-                              f"fp32 on {r['backend']} drifts rel. L2 {r['drift_rel_l2']:.3g} from the torch reference, "
-                              f"more than fp32 arithmetic explains (noise_floor_max {limit:g}): a conversion defect; "
-                              "it is not used as the noise floor"))
+                              f"fp32 on {r['backend']} drifts rel. L2 {r['drift_rel_l2']:.3g} from the reference "
+                              f"({r.get('reference') or 'torch'}), more than fp32 arithmetic explains (noise_floor_max "
+                              f"{limit:g}): a conversion defect; it is not used as the noise floor"))
     return out
+
+
+def conversion_steps(row: dict, limit: float) -> list[Result]:
+    """Each step of a row's conversion chain that keeps fp32 (a format conversion such as tensorflow → onnx, or a
+    runtime at fp32) and adds more drift than fp32 arithmetic explains fails, naming the step and its tool: a
+    conversion defect, whatever the total drift's budget is."""
+    out = []
+    for step in row.get("conversion") or []:
+        drift = step.get("drift_rel_l2")
+        if drift is None or step.get("precision", "fp32") != "fp32" or step["step"].startswith("transform"):
+            continue
+        if not drift <= limit:  # NaN fails too
+            out.append(Result(row["variant_id"], "conversion", False,
+                              f"step '{step['step']}' ({_tool(step)}) added rel. L2 {drift:.3g} against the step before "
+                              f"it, more than fp32 arithmetic explains (noise_floor_max {limit:g}): a conversion defect"
+                              + (f" (worst output '{step['worst_output']}')" if step.get("worst_output") else "")))
+    return out
+
+
+def _tool(step: dict) -> str:
+    parts = [step.get("tool"), step.get("version"), f"opset {step['opset']}" if step.get("opset") else None]
+    return " ".join(str(p) for p in parts[:2] if p) + (f", {parts[2]}" if parts[2] else "")
+
+
+def blame(row: dict) -> str:
+    """The conversion step that added the most drift, for a failed accuracy check's message ('' without a chain)."""
+    steps = [s for s in row.get("conversion") or [] if s.get("drift_rel_l2") is not None]
+    if not steps:
+        return ""
+    worst = max(steps, key=lambda s: s["drift_rel_l2"] if s["drift_rel_l2"] == s["drift_rel_l2"] else float("inf"))
+    return f" [largest step: '{worst['step']}' ({_tool(worst)}) added rel. L2 {worst['drift_rel_l2']:.3g}]"
 
 
 def output_budgets(spec: dict) -> dict[str, dict]:
@@ -221,24 +251,15 @@ def _check_values(vid: str, values: dict, budget: dict, noise: float | None, ref
         msg = "" if ok else (
             f"{where}{column} = {value:.6g} {'>' if direction == 'max' else '<'} budget {effective:.6g}{note}; "
             f"would pass with {key}={_passing(value, direction)}")
-        margin = (effective - value if direction == "max" else value - effective) / (abs(effective) or 1.0)
-        out.append(Result(vid, f"{label}.{key}" if label else key, ok, msg, margin=margin))
+        out.append(Result(vid, f"{label}.{key}" if label else key, ok, msg, margin=(
+            effective - value if direction == "max" else value - effective) / (abs(effective) or 1.0)))
     return out
-
-
-_OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
 
 
 def check_constraints(row: dict, constraints: list) -> list[Result]:
-    """The deployment constraints (:class:`optbench.constraint.Constraint`) on a measured row: a column the row
-    has no number in does not meet its constraint."""
-    out = []
-    for c in constraints:
-        v = row.get(c.column)
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v) and _OPS[c.op](v, c.value)
-        shown = f"{v:.6g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "no value"
-        out.append(Result(row["variant_id"], f"constraint {c}", ok, "" if ok else f"{c.column} is {shown}, not {c}"))
-    return out
+    """Deployment constraints (optbench.constraint) on a measured row; a column without a number fails its own."""
+    return [Result(row["variant_id"], f"constraint {c}", ok, "" if ok else f"{c.column} is {row.get(c.column)!r}, "
+                   f"not {c}") for c in constraints for ok in [c.compare(row.get(c.column))]]
 
 
 def _selected(row: dict, layer: dict, where: str) -> dict:
@@ -379,7 +400,8 @@ def check_run(run_dir: Path, baseline: Path | None = None, overrides: dict | Non
     if reference_backend_of(ref) in second_opinion_backends():
         report.notes.append(f"reference: {ref['reference']}")
     else:
-        report.notes.append(f"noise floor (fp32 {opinion} vs torch rel_l2): {noise:.3g}" if noise is not None
+        against = "torch" if reference_backend_of(ref) == reference_backend("torch").name else "the reference"
+        report.notes.append(f"noise floor (fp32 {opinion} vs {against} rel_l2): {noise:.3g}" if noise is not None
                             else f"noise floor: no fp32 {opinion} row in this run")
     if note := schema_note(run_dir):
         report.notes.append(note)
@@ -400,8 +422,10 @@ def check_run(run_dir: Path, baseline: Path | None = None, overrides: dict | Non
             continue
         report.results.append(Result(vid, "status", True))
         budget = budget_for(row, spec_budgets, overrides or {})
-        report.results += check_accuracy(row, budget, noise, ref.get("reference_task_accuracy"), per_output,
-                                         overrides or {})
+        checked = check_accuracy(row, budget, noise, ref.get("reference_task_accuracy"), per_output, overrides or {})
+        for r in checked:
+            r.message += blame(row) if not r.passed else ""
+        report.results += checked + conversion_steps(row, limit_of(row))
         report.results += check_serving(row, budget)
     invalid = [r for row in ok_rows for r in (row.get("serving") or {}).get("runs") or [] if r["validity"] != "VALID"]
     if invalid:

@@ -275,12 +275,13 @@ def _maybe_report(run_dir: Path, args: argparse.Namespace) -> None:
 
 def cmd_env(args: argparse.Namespace) -> int:
     from optbench.cache import ArtifactCache
-    from optbench.env import backend_table, collect_env
+    from optbench.env import backend_table, collect_env, source_table
 
     env = collect_env()
     cache = ArtifactCache(Path(args.cache_dir) if args.cache_dir else None)
     env["cache"] = {"path": str(cache.root), "bytes": cache.size_bytes()}
     env["backends"] = backend_table(deep=args.deep)
+    env["sources"] = source_table(deep=args.deep)
     from optbench.history.store import history_url
 
     env["history"] = history_url()
@@ -304,6 +305,8 @@ def cmd_env(args: argparse.Namespace) -> int:
     columns = ["backend", "installed", "available", "builds", "reason"] if args.deep else \
         ["backend", "installed", "versions", "reason"]
     print("\n" + _table(env["backends"], columns))
+    print("\nmodel sources (the reference runs on the framework the model was saved by):")
+    print(_table(env["sources"], ["source", "reference", "available", "onnx", "reason"]))
     if not args.deep:
         print("\n(read from package metadata, nothing imported; --deep imports each runtime and probes its devices)")
     return 0
@@ -353,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--json", action="store_true")
     pl.set_defaults(fn=cmd_plan)
 
-    e = sub.add_parser("env", help="versions, CPU/GPU, backends and why any is unavailable")
+    e = sub.add_parser("env", help="versions, CPU/GPU, backends, model sources and why any is unavailable")
     e.add_argument("--json", action="store_true", help="print the environment as JSON")
     e.add_argument("--cache-dir", help="the artifact cache to size (default: the user's cache)")
     e.add_argument("--deep", action="store_true", help="import every runtime and probe its devices (slow): whether "

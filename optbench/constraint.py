@@ -4,6 +4,7 @@ the column's unit, e.g. ``latency_ms_p99 <= 5``. Parsed here; :func:`optbench.ch
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 
 from optbench.errors import OptbenchError, strict_float
@@ -16,6 +17,12 @@ class Constraint:
     column: str
     op: str
     value: float
+
+    def compare(self, value) -> bool:
+        """The comparison the constraint names; false for anything but a number (check decides with it)."""
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+            return False
+        return {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}[self.op](value, self.value)
 
     def __str__(self) -> str:
         return f"{self.column} {self.op} {self.value:g}"

@@ -121,3 +121,28 @@ def backend_table(deep: bool = False) -> list[dict[str, Any]]:
 def host_summary(env: dict[str, Any]) -> str:
     gpu = env["gpus"][0]["name"] if env.get("gpus") else "no GPU"
     return f"{env['cpu']} ({env['cpu_count']} cpus), {gpu}"
+
+
+def source_table(deep: bool = False) -> list[dict[str, Any]]:
+    """One row per model source: the framework whose runtime computes its reference (a registered backend), how an
+    ONNX of it is made, and whether both work here (quick: installed, from package metadata; ``deep``: imported)."""
+    import importlib.util
+    import typing
+
+    from optbench.backends import reference_backend
+    from optbench.spec.models import ModelSpec
+
+    rows = []
+    for cls in typing.get_args(typing.get_args(ModelSpec)[0]):
+        kind = cls.kind
+        ref = reference_backend(kind.framework)
+        missing, _ = ref.installed()
+        reason = missing or (ref.unavailable_reason() if deep else None)
+        gone = [m for m in kind.converts_with if importlib.util.find_spec(m) is None]
+        onnx = kind.onnx or "none"
+        if gone:
+            onnx += f" (not installed: {', '.join(gone)}; install the 'tensorflow' extra)"
+        rows.append({"source": typing.get_args(cls.model_fields["source"].annotation)[0], "reference": ref.name,
+                     "available": reason is None, "onnx": onnx if kind.onnx else f"none: {kind.no_onnx}",
+                     "reason": f"its reference runtime: {reason}" if reason else ""})
+    return rows

@@ -334,9 +334,10 @@ def read_at_plan(spec: Any, spec_path: Path) -> tuple[Interpretation | None, str
     if spec.model.source != "onnx":
         inputs = [{"name": i.name, "shape": list(i.shape), "graph": None, "batch_axis": i.batch_axis}
                   for i in spec.inputs]
-        return (Interpretation("read when run builds the model", "a torch model is built (and trained) by run",
+        return (Interpretation("read when run builds the model", "a torch model is built (and trained), a framework's model "
+                                                                 "file loaded by its framework, by run",
                                inputs, fed_points(spec, at), [], []),
-                "outputs: read by `optbench run` at its reference pass, where the model is built")
+                "outputs: read by `optbench run` at its reference pass, where the model is built or loaded")
     from optbench.backends import reference_backend
     from optbench.paths import resolve_model_file
 

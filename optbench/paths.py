@@ -77,6 +77,15 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def tree_digest(folder: Path) -> str:
+    """A folder's content digest (a SavedModel): every file's relative path and bytes, in sorted order."""
+    h = hashlib.sha256()
+    for p in sorted(q for q in folder.rglob("*") if q.is_file()):
+        h.update(str(p.relative_to(folder)).encode())
+        h.update(file_digest(p).encode())
+    return h.hexdigest()[:16]
+
+
 def import_entrypoint(entrypoint: str, spec_dir: Path, field: str = "model.entrypoint") -> Callable:
     """Import ``file.py:function`` or ``module:function`` (the only way a spec runs Python code)."""
     target, func = entrypoint.split(":")

@@ -37,7 +37,7 @@ class Variant:
     @property
     def target(self) -> Target:
         return Target(self.precision, self.device, self.batch_size, dict(self.dims), self.transform, self.int8,
-                      "", self.fp16)
+                      "", fp16=self.fp16)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,13 +121,14 @@ def plan(spec: Spec, mode: str = "run", fixed_batch: tuple[int | None, str] = (N
                 for q, h, (batch, dims) in itertools.product(q_settings, h_settings, points(spec)):
                     qd = q.model_dump(mode="json") if q else None
                     hd = h.model_dump(mode="json") if h and h.fp32_nodes else None  # default fp16: as before
-                    target = Target(precision, device, batch, dims, tname, qd, spec.model.source, hd)
-                    reason = unavailable or cls.skip_reason(target, options) or \
+                    target = Target(precision, device, batch, dims, tname, qd, spec.model.source, spec.model.kind,
+                                    fp16=hd)
+                    reason = unavailable or cls.model_reason(target) or cls.skip_reason(target, options) or \
                         node_lists_reason(cls, target, options, q, h)
                     if fixed is not None and batch != fixed:
                         reason = f"the model's batch is fixed at {fixed} ({why})"
-                    if reason is None and isinstance(transform, TransformSpec) and spec.model.source == "onnx":
-                        reason = "transforms need a torch model; this model is an ONNX file"
+                    if reason is None and isinstance(transform, TransformSpec) and spec.model.kind.module != "eager":
+                        reason = f"transforms need an eager torch module; the model is {spec.model.kind.label}"
                     prec_label = precision + (f"-{int8_label(q)}" if q else "") + \
                         (f"-{fp16_label(h)}" if h and h.fp32_nodes else "")
                     shape = "".join(f".{k}{v}" for k, v in sorted(dims.items()))

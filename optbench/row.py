@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # 1: first rows; 2: every output judged, rounds, robust statistics, busy; 3: typed row (backend_name,
-# reference_backend, typed warnings, topk_k; ratios and counts no longer named *_ms_*); 4: fp16 graph settings,
-# the search part (optbench tune)
-SCHEMA_VERSION = 4
+# reference_backend, typed warnings, topk_k; ratios and counts no longer named *_ms_*); 4: model files of other
+# frameworks (model_format), the conversion chain with each step's drift; 5: fp16 settings, search part (tune)
+SCHEMA_VERSION = 5
 
 
 def col(doc: str, unit: str | None = None, old: tuple[str, ...] = (), since: int = 1, default: Any = None) -> Any:
@@ -38,14 +38,15 @@ class Identity:
     variant_id: str | None = col("Stable id: the axes' values and a hash of the settings that differ from their "
                                  "defaults.")
     model: str | None = col("The model as the spec names it (torchvision name, entrypoint, file name, folder).")
+    model_format: str | None = col("The model's source: torchvision, python, transformers, onnx, torchscript, "
+                                   "exported, tensorflow, tflite or openvino.", since=4)
     backend: str | None = col("The spec's label of the backend entry (a backend may appear with several options).")
     backend_name: str | None = col("The registered backend that ran the variant (optbench env lists them).", since=3)
     device: str | None = col("Where the variant ran: cpu, cuda, cuda:N.")
     precision: str | None = col("fp32, fp16, bf16 or int8.")
     int8: dict | None = col("The int8 settings (mode, calibration method, per-channel, ...); null for other "
                             "precisions.")
-    fp16: dict | None = col("The fp16 graph settings (nodes kept in fp32); null for other precisions and for the "
-                            "plain fp16 graph.", since=4)
+    fp16: dict | None = col("The fp16 graph's settings (nodes kept in fp32); null for the plain graph.", since=5)
     transform: str | None = col("The torch-side transform: none, or the spec's prune/distill entry name.")
     batch_size: int | None = col("Items per call.", unit="items")
     shape: dict | None = col("The dynamic dimensions of this point ({name: size}); {} for static models.")
@@ -181,6 +182,11 @@ class Accuracy:
     raw_outputs: dict | None = col("With a postprocess_outputs hook: the raw outputs' drift, before the hook.",
                                    since=2)
     drift_after_postprocess: list | None = col("Outputs judged after a post-processing hook.", since=2)
+    conversion: list | None = col(
+        "Every step from the reference to what the backend ran ({step, tool, version, opset, ..., drift_rel_l2}: "
+        "e.g. 'tensorflow → onnx' by tf2onnx, 'onnx → onnxruntime fp16'), each with the drift it added against the "
+        "step before it (worst float output's rel. L2); [] where the variant is the reference's own computation.",
+        since=4)
 
 
 @dataclass
@@ -227,12 +233,9 @@ class Failure:
 class Search:
     """Where a variant came from in an ``optbench tune`` run (null in a plain run)."""
 
-    search_step: int | None = col("The step of the search that proposed this candidate (0: the anchors).",
-                                  "count", since=4)
-    search_phase: str | None = col("What the step was doing: anchor, calibration, escalate, bisect, level, "
-                                   "give-back.", since=4)
-    fallbacks: dict | None = col("The node groups moved off int8 in this candidate: {precision: [node group]} "
-                                 "(fp16, fp32); {} for a graph with no fallback.", since=4)
+    search_step: int | None = col("The search step that proposed the candidate (0: the anchors).", "count", since=5)
+    search_phase: str | None = col("anchor, calibration, escalate, bisect, level or give-back.", since=5)
+    fallbacks: dict | None = col("Node groups moved off int8: {precision: [group]} (fp16, fp32); {}: none.", since=5)
 
 
 # warning codes: what each means (rows written before schema 3 held text; the prefix table maps it)

@@ -6,6 +6,7 @@ import pytest
 
 import optbench
 from optbench.cli import main
+from optbench.row import SCHEMA_VERSION
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def test_one_row_per_variant_with_statuses(tiny_run):
     skipped = df[df.status == "skipped"]
     assert set(zip(skipped.backend, skipped.precision)) == {("torch", "int8")}
     assert df[df.status == "skipped"].error.str.len().min() > 10
-    assert (df.schema_version == 2).all()
+    assert (df.schema_version == SCHEMA_VERSION).all()
 
 
 def test_measurements_and_drift(tiny_run):

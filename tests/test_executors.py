@@ -119,7 +119,7 @@ def test_jobs_two_runs_every_variant_with_exclusive_timing(tmp_path, cache_dir):
     assert len(ok) == 6 and all(r["timing_window"][0] < r["timing_window"][1] for r in ok)
     assert overlaps(ok) == []  # no two CPU timing windows shared the machine
     env = json.loads((run / "env.json").read_text())
-    assert env["cluster"] == {"executor": "local", "jobs": 2}
+    assert env["cluster"] == {"executor": "local", "jobs": 2, "gpus": []}
     assert main(["run", str(spec), "--run-dir", str(tmp_path / "bad"), "--jobs", "0"]) == 2
     assert main(["run", str(spec), "--run-dir", str(tmp_path / "bad"), "--address", "h:1"]) == 2
 

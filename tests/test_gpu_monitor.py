@@ -79,7 +79,7 @@ def test_throttling_after_timing_and_other_processes_warn():
     mon.pause()
     mon.state("after_timing")
     mon.stop()
-    text = " | ".join(mon.warnings())
+    text = " | ".join(w["message"] for w in mon.warnings())
     assert "sw_power_cap" in text and "after_timing" in text and "1755 of 1980 MHz" in text
     assert "424242" in text
     assert "gpu_idle" not in text

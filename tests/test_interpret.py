@@ -72,7 +72,7 @@ def test_a_static_batch_of_one_that_the_graph_misdeclares_stops_at_plan(tmp_path
     assert main(["run", str(spec), "--run-dir", str(run), "--quiet"]) == 0
     (row,) = _rows(run).values()
     assert row["status"] == "ok" and json.loads((run / "reference.json").read_text())["output_shapes"]["y"] == [12, 5]
-    assert any("the graph declares rank 2" in w for w in row["warnings"])  # a declared shape the run contradicts
+    assert any("the graph declares rank 2" in w["message"] for w in row["warnings"])  # a declared shape the run contradicts
 
 
 def test_a_graph_declaration_that_the_run_confirms_settles_a_static_batch(tmp_path, cache_dir, capsys):

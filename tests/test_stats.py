@@ -83,7 +83,7 @@ def test_percentiles_mean_std_cv():
 def test_noisy_measurement_warns_and_steady_does_not():
     clock = FakeClock()
     noisy, _ = measure_session(FakeSession(clock, [0.001, 0.003]), {}, 1, settings(), clock=clock)
-    assert noisy.warnings and "CV" in noisy.warnings[0]
+    assert noisy.warnings and noisy.warnings[0]["code"] == "noisy" and "CV" in noisy.warnings[0]["message"]
     steady, _ = measure_session(FakeSession(clock, [0.001, 0.00101]), {}, 1, settings(), clock=clock)
     assert steady.warnings == []
 
@@ -147,6 +147,7 @@ def test_rows_of_several_processes_merge_into_one():
     assert row["timing_processes"] == 3 and row["iterations"] == 60 and len(row["latency_ms_rounds"]) == 6
     assert [r["process"] for r in row["rounds"]] == [0, 0, 1, 1, 2, 2]
     assert row["latency_ms_rounds"][2] == 1.5 and row["task_accuracy"] == 0.9
-    assert row["busy"] and any(w.startswith("machine busy") for w in row["warnings"])
-    assert "unstable: stale" not in row["warnings"] and any(w.startswith("unstable: round medians") for w in row["warnings"])
+    messages = [w["message"] for w in row["warnings"]]
+    assert row["busy"] and any(w["code"] == "busy" and w["message"].startswith("machine busy") for w in row["warnings"])
+    assert "unstable: stale" not in messages and any(m.startswith("unstable: round medians") for m in messages)
     assert row["throughput_items_s"] == 4 * 1000.0 / row["latency_ms_p50"]

@@ -1,7 +1,7 @@
 """Backend contract and registry.
 
-A backend turns an artifact (a torch module or an ONNX file) into a :class:`Session` that
-runs inputs. It declares what it consumes, what it supports, and how to wait for its
+A backend turns an artifact (a torch module, an ONNX file, or a model file its own framework
+runs: a SavedModel, a .tflite, an OpenVINO IR) into a :class:`Session` that runs inputs. It declares what it consumes, what it supports, and how to wait for its
 device; it never reads a clock (``optbench.measure`` does). Adding a backend is one module
 with one ``@register`` decorator; the plan, the sweep and measurement do not change.
 """
@@ -14,12 +14,13 @@ import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from optbench.errors import SpecError
+from optbench.spec.base import ModelFormat
 
 _REGISTRY: dict[str, type[Backend]] = {}
 
@@ -39,15 +40,18 @@ class Target:
     transform: str
     int8: dict | None
     model_source: str
+    model: ModelFormat | None = None  # what the model source yields (see :meth:`Backend.model_reason`)
     fp16: dict | None = None  # fp16 graph settings (nodes kept in fp32); None for other precisions
 
 
 @dataclass
 class Artifact:
-    """What the worker hands a backend: a module for torch-side backends, a file for ONNX-side ones."""
+    """What the worker hands a backend: a module for torch-side backends, a file for ONNX-side ones, the model file
+    as given (``native``, an :class:`optbench.models.base.NativeModel`) for a backend that runs its framework."""
 
     module: Any | None = None
     onnx_path: Path | None = None
+    native: Any | None = None
     settings: dict | None = None
     inputs: list | None = None  # the spec's InputSpecs
     sample: dict | None = None  # one batch at the variant's shape (warm-up / compilation inside build)
@@ -85,8 +89,15 @@ class Session(ABC):
 
 class Backend(ABC):
     name: ClassVar[str]
-    consumes: ClassVar[Literal["torch", "onnx"]]
+    # "torch": a module; "onnx": an ONNX file (of any model an ONNX can be made of); a framework's name: only models of
+    # that framework, as given (see ``runs``)
+    consumes: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
+    # frameworks whose model files this backend runs as they are (the OpenVINO backend reads an IR), beside what it
+    # consumes; the worker hands those over as ``Artifact.native``
+    runs: ClassVar[tuple[str, ...]] = ()
+    # the torch modules a torch-consuming backend takes: eager ones, TorchScript (scripted), torch.export (exported)
+    module_kinds: ClassVar[tuple[str, ...]] = ("eager", "scripted", "exported")
 
     def __init__(self, options: BaseModel) -> None:
         self.options = options
@@ -175,6 +186,25 @@ class Backend(ABC):
         return None
 
     @classmethod
+    def model_reason(cls, target: Target) -> str | None:
+        """Why this backend cannot take the kind of model the spec names (no torch module, no ONNX of it, a
+        framework it does not run, a converter not installed), or None; planned before :meth:`skip_reason`."""
+        f = target.model
+        if f is None or f.framework in cls.runs:
+            return None
+        if cls.consumes == "torch":
+            if f.module is None:
+                return f"the model is {f.label}: there is no torch module to run"
+            if f.module not in cls.module_kinds:
+                return f"the model is {f.label}; {cls.name} takes {', '.join(cls.module_kinds)} torch modules only"
+            return None
+        if cls.consumes == "onnx":
+            if f.onnx is None:
+                return f"the model is {f.label}: {f.no_onnx}"
+            return _missing(f.converts_with, f"its ONNX conversion ({f.onnx})")
+        return f"{cls.name} runs {' and '.join(cls.runs) or cls.consumes} models as given; the model is {f.label}"
+
+    @classmethod
     def onnx_precision(cls, target: Target, options: BaseModel) -> str:
         """Which ONNX an ONNX-consuming backend wants: the variant's precision, or fp32 where the
         backend realises the precision itself (builder flags, its own calibration)."""
@@ -230,6 +260,14 @@ def _import_reason(name: str, modules: tuple[str, ...], any_of: bool, extra: str
            + "; ".join(failures)[:400]
 
 
+def _missing(modules: tuple[str, ...], what: str) -> str | None:
+    """Why ``modules`` cannot be found (without importing them), or None."""
+    import importlib.util
+
+    gone = [m for m in modules if importlib.util.find_spec(m) is None]
+    return f"{what} needs {', '.join(gone)}, not installed (install the 'tensorflow' extra)" if gone else None
+
+
 def artifact_cache(artifact: Artifact):
     """The cache a backend keeps what it builds in: the run's own (so --no-cache rebuilds), else one at cache_dir."""
     if artifact.cache is not None:
@@ -262,16 +300,19 @@ def get_backend(name: str) -> type[Backend]:
 
 
 def reference_backend(model_kind: str) -> type[Backend]:
-    """The registered backend that computes the fp32 reference of a ``torch`` or ``onnx`` model."""
+    """The registered backend that computes the fp32 reference of a model of framework ``model_kind`` (torch, onnx,
+    tensorflow, tflite, openvino): the framework the model was saved by, on the CPU."""
     found = [b for b in all_backends().values() if b.reference_for == model_kind]
     if not found:
         raise RuntimeError(f"no registered backend computes the reference of a {model_kind} model")
     return found[0]
 
 
-def reference_backend_of(row: dict) -> str:
-    """The backend name of a row's reference: recorded since schema 3, read from the reference's label before."""
-    if isinstance(row.get("reference_backend"), str) and row["reference_backend"]:  # (a DataFrame has NaN)
+def reference_backend_of(row: dict | str | None) -> str:
+    """The backend name of a row's reference (or of reference.json, or of a reference's label): recorded since
+    schema 3, read from the reference's label before."""
+    row = {"reference": row} if isinstance(row, str) else (row or {})
+    if isinstance(row.get("reference_backend"), str) and row["reference_backend"]:  # (a table's missing value: NaN)
         return row["reference_backend"]
     label = row.get("reference") if isinstance(row.get("reference"), str) else ""
     for b in all_backends().values():

@@ -69,6 +69,7 @@ class ExecuTorch(Backend):
     imports = ("executorch", "executorch.backends.xnnpack.partition.xnnpack_partitioner", "executorch.runtime")
     extra = "executorch"
     consumes = "torch"
+    module_kinds = ("eager",)  # lowered through torch.export, which takes eager modules
     Options = EtOptions
 
     @classmethod
@@ -77,8 +78,6 @@ class ExecuTorch(Backend):
 
     @classmethod
     def skip_reason(cls, target: Target, options: EtOptions) -> str | None:
-        if target.model_source == "onnx":
-            return "the model is an ONNX file: ExecuTorch lowers a torch module (torch.export)"
         if target.precision in ("fp16", "bf16"):
             return f"this backend lowers fp32 and int8 (PT2E XNNPACK) programs; {target.precision} is not built"
         if target.precision == "int8" and (target.int8 or {}).get("mode", "static") == "dynamic":

@@ -86,6 +86,7 @@ class LiteRt(Backend):
     imports = ("litert_torch", "ai_edge_litert.interpreter")
     extra = "litert"
     consumes = "torch"
+    module_kinds = ("eager",)  # lowered through torch.export, which takes eager modules
     Options = LiteRtOptions
 
     @classmethod
@@ -94,8 +95,6 @@ class LiteRt(Backend):
 
     @classmethod
     def skip_reason(cls, target: Target, options: LiteRtOptions) -> str | None:
-        if target.model_source == "onnx":
-            return "the model is an ONNX file: LiteRT converts a torch module (litert_torch.convert)"
         if target.precision == "bf16":
             return "LiteRT's CPU interpreter has no bf16 path; fp32, fp16 weights and full-integer int8 are built"
         if target.precision == "int8" and (target.int8 or {}).get("mode", "static") != "static":

@@ -1,4 +1,5 @@
-"""OpenVINO backend: the ONNX file read by OpenVINO's own converter, compiled for the CPU device.
+"""OpenVINO backend: the ONNX file read by OpenVINO's own converter (or an OpenVINO IR as given), compiled for the
+CPU device. It computes the reference of an IR: OpenVINO on the CPU in f32.
 
 fp32 runs with the f32 inference precision (OpenVINO's CPU plugin would otherwise pick bf16 on CPUs that have
 it); bf16 and fp16 set ``INFERENCE_PRECISION_HINT`` where the CPU reports the capability, and are planned as
@@ -49,15 +50,17 @@ PRECISION_HINT = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 
 
 class OvSession(Session):
-    def __init__(self, compiled, names: list[str], artifact_bytes: int | None) -> None:
+    def __init__(self, compiled, names: list[str], artifact_bytes: int | None, feeds_as: dict | None = None) -> None:
         self.compiled = compiled
         self.request = compiled.create_infer_request()
         self.input_names = [i.get_any_name() for i in compiled.inputs]
         self.outputs = list(compiled.outputs)
         self.names = names
         self.artifact_bytes = artifact_bytes
+        self.feeds_as = feeds_as or {}  # the spec's input names → the IR's, where they differ
 
     def prepare(self, feeds: dict[str, np.ndarray]) -> dict:
+        feeds = {self.feeds_as.get(k, k): v for k, v in feeds.items()}
         return {k: np.ascontiguousarray(v) for k, v in feeds.items() if k in self.input_names}
 
     def run(self, bound: dict) -> Any:
@@ -97,7 +100,21 @@ class OpenVINO(Backend):
     requires = {"openvino": "openvino", "nncf": "nncf"}
     extra = "openvino"
     consumes = "onnx"
+    runs = ("openvino",)
+    reference_for = "openvino"
+    reference_title = "OpenVINO CPU f32"
     Options = OvOptions
+
+    @classmethod
+    def reference_infer(cls, model: Any):
+        """The IR compiled for the CPU with f32 inference precision: {output: host array}."""
+        ov = _ov()
+        compiled = ov.Core().compile_model(ov.Core().read_model(model.path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        return OvSession(compiled, model.output_names, None, _feeds_as(model)).infer
+
+    @classmethod
+    def reference_label(cls, model_kind: str) -> str:
+        return f"openvino {_ov().__version__} f32 cpu (the IR as given)"
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -144,15 +161,19 @@ class OpenVINO(Backend):
         ov = _ov()
         core = ov.Core()
         facts: dict[str, Any] = {}
+        native = artifact.native
         if target.precision == "int8":
             path = self._int8_ir(artifact_cache(artifact), artifact, target)
             model = core.read_model(str(path))
             size = path.stat().st_size + path.with_suffix(".bin").stat().st_size
             facts["openvino_int8"] = json.loads((path.parent / "facts.json").read_text())
+        elif native is not None:  # an IR as given
+            model = core.read_model(native.path)
+            size = Path(native.path).stat().st_size + Path(native.path).with_suffix(".bin").stat().st_size
         else:
             model = ov.convert_model(str(artifact.onnx_path))
             size = None
-        names = [o.get_any_name() for o in model.outputs]
+        names = native.output_names if native is not None else [o.get_any_name() for o in model.outputs]
         config = {"PERFORMANCE_HINT": self.options.hint, "INFERENCE_PRECISION_HINT": PRECISION_HINT[target.precision],
                   "INFERENCE_NUM_THREADS": self.options.threads or default_threads()}
         if self.options.streams:
@@ -162,7 +183,7 @@ class OpenVINO(Backend):
                                      "streams": int(compiled.get_property("NUM_STREAMS")),
                                      "inference_precision": _type_name(compiled.get_property("INFERENCE_PRECISION_HINT")),
                                      "version": ov.__version__}
-        session = OvSession(compiled, names, size)
+        session = OvSession(compiled, names, size, _feeds_as(native))
         session.facts = facts
         return session
 
@@ -185,13 +206,18 @@ class OpenVINO(Backend):
 
         recipe = {"preset": self.options.preset, "fast_bias_correction": self.options.fast_bias_correction,
                   "items": sum(len(next(iter(f.values()))) for f in batches)}
-        key = cache.key("openvino-int8", [file_digest(Path(artifact.onnx_path)), digest.hexdigest(), recipe,
-                                           ov.__version__, nncf.__version__])
+        native = artifact.native
+        source = Path(native.path) if native is not None else Path(artifact.onnx_path)
+        weights = file_digest(source.with_suffix(".bin")) if native is not None else ""
+        key = cache.key("openvino-int8", [file_digest(source), weights, digest.hexdigest(), recipe, ov.__version__,
+                                           nncf.__version__])
+        renamed = _feeds_as(native)
 
         def build(folder: Path) -> None:
-            model = ov.convert_model(str(artifact.onnx_path))
+            model = ov.Core().read_model(str(source)) if native is not None else ov.convert_model(str(source))
             inputs = [i.get_any_name() for i in model.inputs]
-            dataset = nncf.Dataset(batches, lambda feeds: {k: feeds[k] for k in inputs if k in feeds})
+            dataset = nncf.Dataset(batches, lambda feeds: {k: v for k, v in ((renamed.get(n, n), x)
+                                                                              for n, x in feeds.items()) if k in inputs})
             preset = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
             quantized = nncf.quantize(model, dataset, preset=preset[self.options.preset], subset_size=len(batches),
                                       fast_bias_correction=self.options.fast_bias_correction)
@@ -204,3 +230,8 @@ class OpenVINO(Backend):
 
         path, _ = cache.get_or_build(key, "model.xml", build)
         return path
+
+
+def _feeds_as(native: Any) -> dict[str, str]:
+    """The spec's input names → an IR's own, where they differ (an ONNX file takes the spec's names)."""
+    return {i["name"]: i["model"] for i in native.inputs if i["name"] != i["model"]} if native is not None else {}

@@ -38,6 +38,7 @@ class TorchCompile(Backend):
     requires = {"torch": "torch"}
     extra = None
     consumes = "torch"
+    module_kinds = ("eager", "exported")  # torch.compile refuses TorchScript modules
     Options = CompileOptions
 
     @classmethod

@@ -154,8 +154,6 @@ class TorchEager(Backend):
 
     @classmethod
     def skip_reason(cls, target: Target, options: TorchOptions) -> str | None:
-        if target.model_source == "onnx":
-            return "the model is an ONNX file: there is no torch module to run"
         if target.device == "cuda" and not cuda_available():
             return "no CUDA device visible to torch"
         if target.precision == "int8":

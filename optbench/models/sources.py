@@ -80,7 +80,8 @@ def onnx_model(spec, spec_dir: Path, train=None, seed: int = 0) -> LoadedModel:
         raise SpecError(f"not a valid ONNX model: {e.__class__.__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}",
                         field="model.path", found=repr(spec.path)) from None
     outputs = [o.name for o in proto.graph.output]
-    return LoadedModel(None, onnx_path=path, output_names=outputs, identity=_ident(spec, file_digest(path)))
+    return LoadedModel(None, onnx_path=path, output_names=outputs, identity=_ident(spec, file_digest(path)),
+                       framework="onnx")
 
 
 def package_dir(path: str) -> Path:

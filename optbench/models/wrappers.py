@@ -1,4 +1,5 @@
-"""Small modules that give a Hugging Face encoder a tensor-in, tensor-out interface for export."""
+"""Small modules that give a model a tensor-in, tensor-out interface for export: a Hugging Face encoder, a
+torch.export program."""
 
 from __future__ import annotations
 
@@ -25,3 +26,20 @@ class PooledEncoder(torch.nn.Module):
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
+
+
+class ExportedModule(torch.nn.Module):
+    """A torch.export program as a module. Its train/eval behaviour was fixed when it was exported, and the
+    program's module refuses ``train()``/``eval()``: here they only set the flag, so code that puts a module in
+    eval mode (the ONNX exporter, backends) takes it as it is."""
+
+    def __init__(self, program) -> None:
+        super().__init__()
+        self.program = program.module()
+
+    def train(self, mode: bool = True) -> ExportedModule:
+        self.training = mode
+        return self
+
+    def forward(self, *args):
+        return self.program(*args)

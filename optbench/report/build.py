@@ -50,7 +50,9 @@ def enrich(df: pd.DataFrame) -> pd.DataFrame:
     # the reference runtime at fp32: torch for torch models, ONNX Runtime on the CPU for ONNX files (df["..."]:
     # df.transform is DataFrame.transform, a method, which once left this column empty in every report)
     records = df.to_dict("records")
-    ref = get_backend(reference_backend_of(records[0])) if records else None
+    # rows skipped at plan time are written before the reference is computed: a measured row names it
+    named = [r for r in records if isinstance(r.get("reference_backend"), str)] or records
+    ref = get_backend(reference_backend_of(named[0])) if named else None
     names = [backend_name_of(r) for r in records]
     runtime = pd.Series([ref is not None and n == ref.name and (ref.reference_for == "torch" or r["device"] == "cpu")
                          for n, r in zip(names, records)], index=df.index, dtype=bool)

@@ -184,6 +184,7 @@ def context(run: dict) -> dict:
                      for w in (r.get("warnings") or [])],
         "spec_text": run["spec_text"], "counts": df.status.value_counts().to_dict(),
         "gpu_rows": gpu_rows(ok), "gpu_spread": gpu_spread(ok, env),
+        "conversion": conversion_rows(ok),
         "trend": trend(run),
         "has_gpu_time": ok["gpu_ms_p50"].notna().any() if "gpu_ms_p50" in ok else False,
         "search": search_section(run["dir"]),
@@ -206,6 +207,18 @@ def trend(run: dict) -> dict | None:
     except Exception as e:  # the history is an extra: a database that cannot be read never stops a report
         return {"rows": [], "note": f"the run history could not be read ({e.__class__.__name__})"}
     return {"rows": rows, "note": "", "db": history.safe_url} if rows else None
+
+
+def conversion_rows(ok) -> list[dict]:
+    """Each variant's conversion steps with the drift each added (rows that carry a chain: schema 4 and later)."""
+    out = []
+    for r in ok.to_dict("records"):
+        for s in r.get("conversion") if isinstance(r.get("conversion"), list) else []:
+            tool = " ".join(str(x) for x in (s.get("tool"), s.get("version")) if x)
+            out.append({"variant_id": r["variant_id"], "step": s.get("step"),
+                        "tool": tool + (f", opset {s['opset']}" if s.get("opset") else ""),
+                        "drift_rel_l2": s.get("drift_rel_l2"), "worst_output": s.get("worst_output") or ""})
+    return out
 
 
 def gpu_rows(ok) -> list[dict]:
@@ -323,6 +336,11 @@ def render_md(run: dict) -> str:
         lines.append(f"- {n} that a backend cannot build: {md_text(reason)}")
     if lines:
         parts.append("### Skipped\n\n" + "\n".join(lines) + "\n")
+    steps = conversion_rows(ok)
+    if steps:
+        cells = [[md_text(c["variant_id"]), md_text(c["step"]), md_text(c["tool"]), fmt(c["drift_rel_l2"], "drift_rel_l2")]
+                 for c in steps]
+        parts.append("### Conversion steps\n\n" + md_table(["variant", "step", "tool", "drift added (rel. L2)"], cells))
     return "\n".join(parts)
 
 

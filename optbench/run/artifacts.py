@@ -21,6 +21,13 @@ def load_base_module(ctx: Context) -> Any:
         from optbench.paths import import_entrypoint
 
         import_entrypoint(ctx.spec.model.entrypoint, ctx.spec_dir)  # classes the pickle refers to
+    if ctx.prepared.get("model_format") == "file":  # TorchScript, torch.export: read again from the user's file
+        from optbench.models import load_model
+
+        loaded = load_model(ctx.spec.model, ctx.spec_dir, seed=ctx.spec.seed)
+        if loaded.identity != ctx.prepared["identity"]:
+            raise RuntimeError(f"the model file {ctx.prepared['model_path']} changed since the run read it")
+        return loaded.module
     path = ctx.cache.verify(Path(ctx.prepared["model_path"]))
     if ctx.prepared.get("model_format") == "state_dict":  # the architecture rebuilt, the weights as plain tensors
         from optbench.models import load_model
@@ -53,21 +60,27 @@ def transformed_module(ctx: Context, v: Variant) -> tuple[Any, dict]:
     return torch.load(ctx.cache.verify(path), map_location="cpu", weights_only=False).eval(), facts
 
 
-def onnx_artifact(ctx: Context, v: Variant, module: Any, precision: str) -> tuple[Path, dict]:
-    """The fp32 ONNX export, then the conversion to ``precision`` (fp16 graph, int8 Q/DQ) the backend asks for."""
+def fp32_onnx(ctx: Context, v: Variant, module: Any) -> tuple[Path, dict]:
+    """The fp32 ONNX of the variant's model: the torch module's export (cached), or the model's ONNX file (given,
+    or converted from another framework when the run prepared)."""
     from optbench.export.onnx import export_onnx
 
-    spec, info = ctx.spec, {}
+    spec = ctx.spec
     if module is None:
-        fp32 = Path(ctx.prepared["model_path"])
-    else:
-        sample = next(ctx.splits.eval.at_shape(spec.inputs, v.dims).batches(ctx.sample_batch(max(2, v.batch_size))))[0]
-        key = ctx.cache.key("onnx", [ctx.prepared["identity"], v.transform, spec.export.model_dump(mode="json"),
-                                     [i.model_dump(mode="json") for i in spec.inputs], _tspec(ctx, v),
-                                     ctx.prepared["output_axes"]])
-        fp32, facts, cached = _cached(ctx, key, lambda out: export_onnx(
-            module, spec.inputs, sample, out, spec.export, ctx.prepared["output_names"], ctx.prepared["output_axes"]))
-        info.update(facts, export_cached=cached)
+        return Path(ctx.prepared["model_path"]), {}
+    sample = next(ctx.splits.eval.at_shape(spec.inputs, v.dims).batches(ctx.sample_batch(max(2, v.batch_size))))[0]
+    key = ctx.cache.key("onnx", [ctx.prepared["identity"], v.transform, spec.export.model_dump(mode="json"),
+                                 [i.model_dump(mode="json") for i in spec.inputs], _tspec(ctx, v),
+                                 ctx.prepared["output_axes"]])
+    fp32, facts, cached = _cached(ctx, key, lambda out: export_onnx(
+        module, spec.inputs, sample, out, spec.export, ctx.prepared["output_names"], ctx.prepared["output_axes"]))
+    return fp32, {**facts, "export_cached": cached}
+
+
+def onnx_artifact(ctx: Context, v: Variant, module: Any, precision: str) -> tuple[Path, dict]:
+    """The fp32 ONNX export, then the conversion to ``precision`` (fp16 graph, int8 Q/DQ) the backend asks for."""
+    spec = ctx.spec
+    fp32, info = fp32_onnx(ctx, v, module)
     if precision not in ("fp16", "int8"):
         return fp32, info
     q = v.int8 or {}
@@ -103,6 +116,23 @@ def onnx_artifact(ctx: Context, v: Variant, module: Any, precision: str) -> tupl
         graph["warnings"] = warnings
     return path, {**info, **facts, "calibration": cal, "source_onnx": str(norm),
                   **({"int8_graph": graph} if graph else {})}
+
+
+def converted_onnx(cache: Any, native: Any, identity: str, opset: int) -> tuple[Path, dict]:
+    """A framework's model file as ONNX (see :mod:`optbench.export.native`), cached by the model's content, its entry
+    point, the opset (and the converter's versions: ``optbench.cache.BUILT_BY``); with the conversion step for the
+    rows."""
+    import json
+
+    from optbench.export.native import native_to_onnx
+
+    key = cache.key("native-onnx", [identity, native.to_dict(), opset])
+
+    def build(folder: Path) -> None:
+        (folder / "step.json").write_text(json.dumps(native_to_onnx(native, folder / "model.onnx", opset)))
+
+    path, _ = cache.get_or_build(key, "model.onnx", build)
+    return path, json.loads((path.parent / "step.json").read_text())
 
 
 def normalized_copy(ctx: Context, v: Variant, fp32: Path, min_opset: int) -> tuple[Path, dict]:

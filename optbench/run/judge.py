@@ -13,6 +13,18 @@ from optbench.run.context import Context, load_reference
 def judge_variant(ctx: Context, v: Variant, session: Any, items: Any) -> dict:
     """Every output of the variant on the eval items against the reference's: per output and part, the worst
     of them in the flat columns (see :func:`optbench.measure.drift.judge_outputs`)."""
+    return judge_outputs_of(ctx, v, variant_outputs(ctx, v, session, items))
+
+
+def judge_outputs_of(ctx: Context, v: Variant, outputs: dict) -> dict:
+    """The variant's outputs (item-major, as :func:`variant_outputs` gives them) judged against the reference's."""
+    refs = load_reference(ctx.run_dir, v.dims)
+    return judge_all(ctx.spec, ctx.spec_dir, outputs, refs, ctx.splits.eval.labels, Path(ctx.prepared["model_path"]))
+
+
+def variant_outputs(ctx: Context, v: Variant, session: Any, items: Any) -> dict:
+    """Every output of the variant on the eval items, item-major, in the reference's types and checked against its
+    names and shapes."""
     from optbench.outputs import concat_items, item_major
 
     names, axes = ctx.prepared["output_names"], ctx.prepared.get("output_axes")
@@ -32,8 +44,7 @@ def judge_variant(ctx: Context, v: Variant, session: Any, items: Any) -> dict:
         if outputs[name].shape != ref.shape:
             raise RuntimeError(f"output '{name}' has shape {outputs[name].shape[1:]} per item where the reference's "
                                f"is {ref.shape[1:]}")
-    labels = ctx.splits.eval.labels
-    return judge_all(ctx.spec, ctx.spec_dir, outputs, refs, labels, Path(ctx.prepared["model_path"]))
+    return outputs
 
 
 def judge_all(spec: Any, spec_dir: Path, outputs: dict, refs: dict, labels: Any, model_path: Path) -> dict:

@@ -17,8 +17,6 @@ from optbench.spec.models import Spec
 
 
 def prepare(job: dict) -> dict:
-    import torch
-
     from optbench.data import load_splits
     from optbench.models import load_model
     from optbench.spec.load import validate
@@ -33,10 +31,33 @@ def prepare(job: dict) -> dict:
         splits = load_splits(spec, spec_dir, tokenizer=loaded.tokenizer)
     else:
         splits = load_splits(spec, spec_dir)
-        loaded = load_model(spec.model, spec_dir, train=splits.train, seed=spec.seed)
+        loaded = load_model(spec.model, spec_dir, train=splits.train, seed=spec.seed, inputs=spec.inputs)
     save_splits(work / "data.npz", splits)
-    info: dict[str, Any] = {"identity": loaded.identity, "spec_dir": str(spec_dir)}
+    info: dict[str, Any] = {"identity": loaded.identity, "framework": loaded.framework, "spec_dir": str(spec_dir)}
     if loaded.module is not None:
+        infer = _torch_model(spec, spec_dir, loaded, cache, splits, info)
+        graph = None
+    else:
+        infer, graph = _file_model(spec, loaded, cache, info, bool(job.get("needs_onnx", True)))
+    interp = interpret_model(spec, splits, infer, graph)
+    save_interpretation(run_dir, interp)
+    print("how optbench reads the model:\n" + interp.table(), flush=True)
+    info.update(output_axes=interp.output_axes(), interpretation=interp.compact(),
+                reference_batch=reference_batch(spec, interp))
+    info.update(_reference_pass(spec, spec_dir, splits, infer, info, work))
+    return info
+
+
+def _torch_model(spec: Spec, spec_dir: Path, loaded, cache: ArtifactCache, splits: Splits, info: dict):
+    """A torch module's reference (torch on the CPU); the module kept in the cache for the variants, or read again
+    from the user's file where it cannot be pickled (TorchScript, torch.export)."""
+    import torch
+
+    if loaded.from_file:
+        from optbench.paths import resolve_path
+
+        path, info["model_format"] = resolve_path(spec.model.path, spec_dir / "spec.yaml"), "file"
+    else:
         # a torchvision architecture is rebuilt from its name: its cached weights are a plain state dict, loaded
         # with weights_only=True; other modules (user code) are full pickles, guarded by the cache's ledger
         weights_only = spec.model.source == "torchvision"
@@ -45,29 +66,37 @@ def prepare(job: dict) -> dict:
                                      lambda d: torch.save(loaded.module.state_dict() if weights_only else loaded.module,
                                                           d / "model.pt"))
         info["model_format"] = "state_dict" if weights_only else "pickle"
-        ref = reference_backend("torch")
-        info.update(model_path=str(path), reference=ref.reference_label("torch"), reference_backend=ref.name, params=int(sum(p.numel() for p in loaded.module.parameters())))
-        infer = ref.reference_infer(loaded.module)
-        names = list(infer(next(splits.eval.batches(1))[0]))
-        info["output_names"] = loaded.output_names if len(loaded.output_names) == len(names) and \
-            loaded.output_names != ["output"] else names
-        infer = _renamed(infer, info["output_names"])
-        graph = None
-    else:
-        from optbench.interpret import graph_facts
+    ref = reference_backend("torch")
+    info.update(model_path=str(path), reference=ref.reference_label("torch"), reference_backend=ref.name,
+                params=int(sum(p.numel() for p in loaded.module.parameters())))
+    infer = ref.reference_infer(loaded.module)
+    names = list(infer(next(splits.eval.batches(1))[0]))
+    info["output_names"] = loaded.output_names if len(loaded.output_names) == len(names) and \
+        loaded.output_names != ["output"] else names
+    return _renamed(infer, info["output_names"])
 
-        ref = reference_backend("onnx")
-        info.update(model_path=str(loaded.onnx_path), output_names=loaded.output_names,
-                    reference=ref.reference_label("onnx"), reference_backend=ref.name)
-        infer = ref.reference_infer(loaded.onnx_path)
-        graph = graph_facts(loaded.onnx_path)
-    interp = interpret_model(spec, splits, infer, graph)
-    save_interpretation(run_dir, interp)
-    print("how optbench reads the model:\n" + interp.table(), flush=True)
-    info.update(output_axes=interp.output_axes(), interpretation=interp.compact(),
-                reference_batch=reference_batch(spec, interp))
-    info.update(_reference_pass(spec, spec_dir, splits, infer, info, work))
-    return info
+
+def _file_model(spec: Spec, loaded, cache: ArtifactCache, info: dict, needs_onnx: bool):
+    """A model file's reference (its own framework on the CPU: ONNX Runtime, TensorFlow, LiteRT, OpenVINO) and, for
+    a file of another framework, its ONNX conversion when a planned variant runs on ONNX (an op the converter cannot
+    take is then an error before anything runs)."""
+    from optbench.interpret import graph_facts
+
+    ref = reference_backend(loaded.framework)
+    info.update(output_names=loaded.output_names, reference_backend=ref.name)
+    if loaded.native is None:  # an ONNX file
+        info.update(model_path=str(loaded.onnx_path), reference=ref.reference_label("onnx"))
+        return ref.reference_infer(loaded.onnx_path), graph_facts(loaded.onnx_path)
+    native = loaded.native
+    info.update(native=native.to_dict(), reference=f"{ref.reference_label(loaded.framework)} ({native.describe()})",
+                model_path=native.path, conversion=[])
+    onnx = None
+    if needs_onnx and spec.model.kind.onnx is not None:
+        from optbench.run.artifacts import converted_onnx
+
+        onnx, step = converted_onnx(cache, native, loaded.identity, spec.export.opset)
+        info.update(model_path=str(onnx), conversion=[step])
+    return ref.reference_infer(native), graph_facts(onnx) if onnx is not None else None
 
 
 def interpret_model(spec: Spec, splits: Splits, infer, graph: dict | None):

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from optbench.backends import reference_backend
 from optbench.cache import ArtifactCache, CacheIntegrityError
 from optbench.env import collect_env, host_summary
 from optbench.errors import Interrupted, OptbenchError, RunDirError, SpecError
@@ -189,12 +190,16 @@ def _extend(d: Path, spec: Spec, variants: list[Variant], opts: RunOptions, has_
     return final_rows(d)
 
 
-def _reused_preparation(opts: RunOptions) -> dict | None:
-    """A grown run's preparation (model, splits, reference outputs): its spec differs in variant lists only."""
+def _reused_preparation(opts: RunOptions, needs_onnx: bool) -> dict | None:
+    """A grown run's preparation (model, splits, reference outputs): its spec differs in variant lists only; not
+    where its variants now need the ONNX conversion of a model file that the first preparation did not make."""
     work = opts.run_dir / "work"
     if not opts.extend or not all((work / f).exists() for f in ("prepare.json", "data.npz", "reference.npz")):
         return None
-    return json.loads((work / "prepare.json").read_text())
+    prepared = json.loads((work / "prepare.json").read_text())
+    if needs_onnx and prepared.get("native") and not prepared.get("conversion"):
+        return None
+    return prepared
 
 
 def _history_of(spec: Spec, opts: RunOptions, env: dict):
@@ -240,6 +245,8 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
         raise OptbenchError(str(e)) from None
     history, run_id = _history_of(spec, opts, env)
     base = _row_base(spec, env)
+    # known from the spec alone: rows skipped at plan time, written before the reference runs, name it too
+    reference = reference_backend(spec.model.kind.framework)
     todo = [v for v in variants if v.id not in done]
     to_run = [v for v in todo if v.status != "skipped"]
     progress = Progress(len(variants), quiet=opts.quiet, pending=len(to_run))
@@ -262,7 +269,7 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
         full = normalize({**base, **_variant_cols(v, spec), **row, **opts.annotate.get(v.id, {}),
                           "interpretation": read,
                           "reference": (prepared or {}).get("reference"),
-                          "reference_backend": (prepared or {}).get("reference_backend")})
+                          "reference_backend": (prepared or {}).get("reference_backend") or reference.name})
         append_row(opts.run_dir, full)
         nonlocal history
         if history is not None:
@@ -288,7 +295,8 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
                 import os
 
                 os.environ.setdefault("OPTBENCH_GPUS", ",".join(gpus))
-            prepared = _reused_preparation(opts) or _prepare(spec, opts, cache)
+            needs_onnx = any(_takes_onnx(v, spec) for v in to_run)
+            prepared = _reused_preparation(opts, needs_onnx) or _prepare(spec, opts, cache, needs_onnx=needs_onnx)
             if opts.executor == "ray":
                 from optbench.run.executors import run_ray
 
@@ -343,13 +351,16 @@ def _gpus_of(opts: RunOptions, env: dict) -> list[str]:
 
 def _row_base(spec: Spec, env: dict) -> dict[str, Any]:
     return {"schema_version": SCHEMA_VERSION, "commit": env.get("commit"), "host": host_summary(env),
-            "model": _model_name(spec)}
+            "model": _model_name(spec), "model_format": spec.model.source}
 
 
 def _model_name(spec: Spec) -> str:
+    """The torchvision name, the entrypoint, a transformers folder as given, or a model file's (or folder's) name."""
     m = spec.model
-    return {"torchvision": getattr(m, "name", ""), "python": getattr(m, "entrypoint", ""),
-            "onnx": Path(getattr(m, "path", "")).name, "transformers": getattr(m, "path", "")}[m.source]
+    named = getattr(m, "name", None) or getattr(m, "entrypoint", None)
+    if named or m.source == "transformers":
+        return named or m.path
+    return Path(m.path.rstrip("/")).name
 
 
 def _variant_cols(v: Variant, spec: Spec) -> dict[str, Any]:
@@ -366,10 +377,19 @@ def _job(spec: Spec, opts: RunOptions, cache: ArtifactCache, mode: str, **extra)
             "no_cache": opts.no_cache, **extra}
 
 
-def _prepare(spec: Spec, opts: RunOptions, cache: ArtifactCache) -> dict:
+def _takes_onnx(v: Variant, spec: Spec) -> bool:
+    """Whether a variant's backend runs an ONNX of the model (a model file of another framework is then converted
+    when the run prepares), rather than a torch module or the file as given."""
+    from optbench.backends import get_backend
+
+    cls = get_backend(v.backend_name)
+    return cls.consumes == "onnx" and spec.model.kind.framework not in cls.runs
+
+
+def _prepare(spec: Spec, opts: RunOptions, cache: ArtifactCache, needs_onnx: bool = True) -> dict:
     log = opts.run_dir / "logs" / "prepare.log"
     log.parent.mkdir(exist_ok=True)
-    result, proc = spawn(_job(spec, opts, cache, "prepare"), spec.measure.timeout_s, None, log,
+    result, proc = spawn(_job(spec, opts, cache, "prepare", needs_onnx=needs_onnx), spec.measure.timeout_s, None, log,
                          spec.measure.rss_limit_mb)
     if result is not None and result.get("status") == "failed" and result.get("user_error"):
         raise SpecError(result["error"])  # the spec must say what the model cannot show (one line, exit 2)

@@ -3,6 +3,7 @@ timing window → its row."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,9 +15,10 @@ from optbench.measure.gpu import GpuMonitor
 from optbench.measure.memory import current_rss_bytes, path_bytes, peak_rss_bytes
 from optbench.plan import Variant, points
 from optbench.row import warning
-from optbench.run.artifacts import module_bytes, onnx_artifact, transformed_module
+from optbench.run.artifacts import fp32_onnx, module_bytes, onnx_artifact, transformed_module
+from optbench.run.chain import conversion_chain
 from optbench.run.context import Context, dims_key
-from optbench.run.judge import judge_variant
+from optbench.run.judge import judge_outputs_of, variant_outputs
 from optbench.transforms import count_params
 
 
@@ -44,12 +46,20 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
     row: dict[str, Any] = {"settings": dict(v.settings)}
     if v.transform != "none":
         ctx.stage("transform")
-    module, facts = (None, {}) if ctx.spec.model.source == "onnx" else transformed_module(ctx, v)
+    module, facts = transformed_module(ctx, v) if ctx.spec.model.kind.module is not None else (None, {})
     row.update({k: facts.pop(k) for k in ("params", "sparsity") if k in facts})
     row["settings"].update(facts)
     if module is not None and "params" not in row:
         row["params"] = count_params(module)
-    if cls.consumes == "torch":
+    native = ctx.prepared.get("native")
+    built: dict[str, Any] = {"onnx_fp32": None, "export": None, "module": module}
+    if native is not None and native["framework"] in cls.runs:  # the model file as given, by its own framework
+        from optbench.models.base import NativeModel
+
+        artifact = Artifact(native=NativeModel.from_dict(native), inputs=ctx.spec.inputs)
+        row["model_bytes"] = path_bytes(Path(native["path"]))
+        row["artifact"] = native["path"]
+    elif cls.consumes == "torch":
         artifact = Artifact(module=module, inputs=ctx.spec.inputs)
         row["model_bytes"] = module_bytes(module)
     else:
@@ -62,6 +72,7 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
         row["model_bytes"] = path_bytes(path)
         row["artifact"] = str(path)  # the ONNX file this variant's backend consumed (in the artifact cache)
         artifact = Artifact(onnx_path=path, inputs=ctx.spec.inputs)
+        built.update(onnx_fp32=fp32_onnx(ctx, v, module)[0], export=info if module is not None else None)
     items = ctx.splits.eval.at_shape(ctx.spec.inputs, v.dims)
     artifact.sample = next(items.batches(v.batch_size))[0]
     row["fed_shapes"] = {k: list(np.shape(x)) for k, x in artifact.sample.items()}  # what this variant is fed
@@ -88,7 +99,7 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
         row["gpu"] = gpu_index(target.device)  # physical: CUDA_VISIBLE_DEVICES maps it (an executor's choice)
     monitor = gpu_monitor(target.device)
     try:
-        _build_and_measure(ctx, v, backend, artifact, items, row, monitor, excl, rounds, timing_only)
+        _build_and_measure(ctx, v, backend, artifact, items, row, monitor, excl, rounds, timing_only, built)
     finally:
         if monitor is not None:
             monitor.stop()
@@ -133,14 +144,18 @@ def gpu_monitor(device: str) -> GpuMonitor | None:
 
 def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifact, items: Any, row: dict,
                        monitor: GpuMonitor | None, excl: Any, rounds: int | None = None,
-                       timing_only: bool = False) -> None:
+                       timing_only: bool = False, built: dict | None = None) -> None:
     ctx.stage("build")
     session, row["build_s"] = timed(lambda: backend.build(artifact, v.target))
     _record_built(row, type(backend).consumes, getattr(session, "artifact_bytes", None), getattr(session, "facts", None))
     try:
         if not timing_only:  # a variant's further timing processes leave accuracy to its first
             ctx.stage("accuracy")
-            row.update(judge_variant(ctx, v, session, items))
+            outputs = variant_outputs(ctx, v, session, items)
+            row.update(judge_outputs_of(ctx, v, outputs))
+            built = built or {}
+            row["conversion"] = conversion_chain(ctx, v, type(backend), outputs, built.get("onnx_fp32"),
+                                                 built.get("export"), built.get("module"))
         if monitor is not None:
             monitor.pause()  # no polling thread while latency is sampled
         ctx.stage("waiting for the timing window")

@@ -4,6 +4,7 @@ fields."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,3 +22,20 @@ class Strict(BaseModel):
 
 # a size written as a number: "8" (a string) or true is an error, not silently 8 or 1
 Count = Annotated[int, Field(strict=True, gt=0)]
+
+
+@dataclass(frozen=True)
+class ModelFormat:
+    """What a model source yields, known from its spec alone (at plan time, before anything loads): the framework
+    whose runtime computes the reference (torch, onnx, tensorflow, tflite, openvino), the kind of torch module it
+    gives (``eager``: transforms and every torch-side backend; ``scripted``/``exported``: run as loaded), and how an
+    ONNX of it is made (None: there is none, and ONNX-based backends are skipped with ``no_onnx``)."""
+
+    framework: str
+    label: str
+    module: Literal["eager", "scripted", "exported"] | None = None
+    onnx: str | None = None
+    no_onnx: str = ""
+    # the Python modules the source loads with, and those its ONNX conversion needs (``optbench env``)
+    loads_with: tuple[str, ...] = ()
+    converts_with: tuple[str, ...] = ()

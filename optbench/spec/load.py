@@ -143,7 +143,8 @@ def _yaml_loc(loc: tuple, data: Any) -> tuple:
 
 
 def _is_tag(part: str) -> bool:
-    return part in {"python", "torchvision", "onnx", "transformers", "synthetic", "digits", "npz", "text",
+    return part in {"python", "torchvision", "onnx", "transformers", "torchscript", "exported", "tensorflow", "tflite",
+                    "openvino", "synthetic", "digits", "npz", "text",
                     "TransformSpec", "literal['none']", "str", "int", "list[...]"} or "[" in part
 
 
@@ -251,7 +252,33 @@ def check_files(spec: Spec, spec_path: Path, lines: dict[tuple, int]) -> None:
         line = line_of(lines, ("model", "path"))
         proto = check_onnx(resolve_model_file(model.path, spec_path, file, line), file, line)
         check_inputs_against_graph(spec, proto, file, line_of(lines, ("inputs",)))
+    check_model_file(spec, spec_path, file, lines)
     check_data(spec, spec_path, lines)
+
+
+def check_model_file(spec: Spec, spec_path: Path, file: str, lines: dict[tuple, int]) -> None:
+    """The file layouts of the framework sources (what a run would otherwise find late): a SavedModel is a folder
+    holding saved_model.pb, a frozen graph a file; an IR's .bin sits beside its .xml; tf2onnx writes opsets up to 18.
+    What needs the framework itself (signatures, inputs, ops) is checked where the model loads."""
+    model = spec.model
+    line = line_of(lines, ("model", "path"))
+    path = resolve_path(getattr(model, "path", "") or "", spec_path)
+    problem = None
+    if model.source == "tensorflow" and path.is_dir() and not (path / "saved_model.pb").is_file():
+        problem = f"the folder {path} holds no saved_model.pb: not a SavedModel"
+    elif model.source == "tensorflow" and path.is_file() and model.signature:
+        problem = "a frozen graph (.pb file) has no signatures; 'signature' names one of a SavedModel's"
+    elif model.source == "tensorflow" and path.is_dir() and model.outputs:
+        problem = "'outputs' names a frozen graph's output tensors; a SavedModel's signature names its outputs"
+    elif model.source == "openvino" and path.is_file() and not path.with_suffix(".bin").is_file():
+        problem = f"the IR's weights {path.with_suffix('.bin').name} are not beside {path.name}"
+    elif model.source in ("torchscript", "exported", "tflite", "openvino") and path.is_dir():
+        problem = f"{path} is a folder; {model.kind.label} is one file"
+    if problem:
+        raise SpecError(problem, file=file, line=line, field="model.path", found=repr(model.path))
+    if model.kind.onnx == "tf2onnx" and spec.export.opset > 18:
+        raise SpecError("tf2onnx writes ONNX opsets up to 18", file=file, line=line_of(lines, ("export", "opset")),
+                        field="export.opset", expected="at most 18", found=str(spec.export.opset))
 
 
 def check_backends(spec: Spec, file: str, lines: dict[tuple, int]) -> None:

@@ -7,11 +7,11 @@ Defaults that users tune (measurement, export, budgets) live in ``optbench/confi
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from optbench.spec.base import CONSTRAINT, SYMBOL, Count, DType, Precision, Strict  # noqa: F401 (the spec's types, here too)
+from optbench.spec.base import CONSTRAINT, SYMBOL, Count, DType, ModelFormat, Precision, Strict  # noqa: F401 (the spec's types, here too)
 from optbench.spec.defaults import config_defaults
 from optbench.spec.outputs import (  # noqa: F401 (the spec's output models, here too)
     Budgets,
@@ -27,10 +27,20 @@ from optbench.spec.outputs import (  # noqa: F401 (the spec's output models, her
 from optbench.spec.quant import Fp16Settings, Int8Settings  # noqa: F401 (the spec's precision settings, here too)
 from optbench.spec.search import SearchSettings
 from optbench.spec.serving import ServingSpec
+from optbench.spec.sources import (  # noqa: F401 (the spec's model sources, here too)
+    ONNX,
+    TORCH,
+    ExportedModel,
+    OpenvinoModel,
+    TensorflowModel,
+    TfliteModel,
+    TorchScriptModel,
+)
 
 
 # ---------------------------------------------------------------- model sources
 class TorchvisionModel(Strict):
+    kind: ClassVar[ModelFormat] = TORCH
     source: Literal["torchvision"] = Field(description="Build a torchvision classification model by name.")
     name: str = Field(description="torchvision model name, e.g. resnet18.")
     weights: str | None = Field(None, description="Local state_dict file (.pt/.pth); random init when absent.")
@@ -52,16 +62,19 @@ class _EntrypointCall(Strict):
 
 
 class PythonModel(_EntrypointCall):
+    kind: ClassVar[ModelFormat] = TORCH
     source: Literal["python"] = Field(description="Call a Python function that returns an nn.Module.")
 
 
 class OnnxModel(Strict):
+    kind: ClassVar[ModelFormat] = ONNX
     source: Literal["onnx"] = Field(description="An existing ONNX file; the reference is then ONNX Runtime CPU fp32.")
     path: str = Field(description="Path of the .onnx file, or 'package:NAME/path/in/package.onnx' for a file "
                                   "shipped inside an installed package (found without importing it).")
 
 
 class TransformersModel(Strict):
+    kind: ClassVar[ModelFormat] = TORCH
     source: Literal["transformers"] = Field(description="A local Hugging Face model directory, loaded offline.")
     path: str = Field(description="Directory with config.json and weights, or 'package:NAME' for a directory shipped in an installed package.")
     pooling: Literal["mean", "cls", "none"] = Field(
@@ -69,8 +82,8 @@ class TransformersModel(Strict):
     normalize: bool = Field(True, description="L2-normalise the pooled embedding (sentence-transformers style).")
 
 
-ModelSpec = Annotated[TorchvisionModel | PythonModel | OnnxModel | TransformersModel,
-                      Field(discriminator="source")]
+ModelSpec = Annotated[TorchvisionModel | PythonModel | OnnxModel | TransformersModel | TorchScriptModel | ExportedModel
+                      | TensorflowModel | TfliteModel | OpenvinoModel, Field(discriminator="source")]
 
 
 # ---------------------------------------------------------------- inputs and data
