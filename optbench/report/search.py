@@ -75,7 +75,8 @@ def section(run_dir: Path) -> dict | None:
         return None
     a = record.get("answer") or {}
     steps = [{"step": s["step"], "phase": s["phase"], "label": c["label"], "replayed": s.get("replayed", False),
-              "variants": ", ".join(c["variants"].values()), **c["outcome"]}
+              "variants": ", ".join(c["variants"].values()), "binding": c.get("binding") or "",
+              "value": c.get("value"), **c["outcome"]}
              for s in record.get("steps") or [] for c in s["candidates"]]
     best = a.get("winner") or a.get("closest")
     return {"lines": answer_lines(record), "uri": plots._uri(search_figure(record)), "steps": steps,

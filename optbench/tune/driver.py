@@ -153,7 +153,7 @@ class Tuner:
         self.record.steps.append({"step": index, "phase": step.phase, "replayed": not todo, "candidates": [
             {"key": c.key, "label": _label(c), "fallbacks": self._fallbacks(c),
              "variants": {b: v.id for b, v in self._plan().get(c, {}).items()},
-             "outcome": outcomes[c].__dict__} for c in step.candidates]})
+             "outcome": outcomes[c].__dict__, **self._binding(c, judged)} for c in step.candidates]})
         self._say_step(self.record.steps[-1])
         self.record.elapsed_s = round(self._elapsed(), 1)
         self.record.save(self.opts.run_dir)
@@ -208,17 +208,28 @@ class Tuner:
             raise Interrupted(f"interrupted; the candidates measured so far are kept. Resume the search with: "
                               f"optbench tune {o.spec_path} --run-dir {o.run_dir} --resume") from None
 
+    def _primary(self, c: Candidate, judged: dict[str, ans.Judged]) -> tuple[str, ans.Judged] | None:
+        """The first search backend that ran the candidate, and its row judged: it decides for the strategy."""
+        vs = self._plan().get(c, {})
+        return next(((b, judged[vs[b].id]) for b in self.backends if b in vs and vs[b].id in judged
+                     and judged[vs[b].id].row.get("status") != "skipped"), None)
+
     def _outcome(self, c: Candidate, judged: dict[str, ans.Judged]):
         from optbench.spec.defaults import config_defaults
         from optbench.tune.strategy import Outcome
 
-        vs = self._plan().get(c, {})
-        for b in self.backends:  # the first backend that ran it decides for the strategy
-            if b in vs and vs[b].id in judged and judged[vs[b].id].row.get("status") != "skipped":
-                fp32 = self._plan().get(Candidate("fp32"), {}).get(b)
-                base = judged.get(fp32.id) if fp32 is not None else None
-                return ans.outcome(judged[vs[b].id], base, config_defaults("budgets")["latency"]["min_effect"])
-        return Outcome(False, False, float("-inf"))
+        found = self._primary(c, judged)
+        if found is None:
+            return Outcome(False, False, float("-inf"))
+        b, j = found
+        fp32 = self._plan().get(Candidate("fp32"), {}).get(b)
+        base = judged.get(fp32.id) if fp32 is not None else None
+        return ans.outcome(j, base, config_defaults("budgets")["latency"]["min_effect"])
+
+    def _binding(self, c: Candidate, judged: dict[str, ans.Judged]) -> dict:
+        """The check that bound the candidate (its worst margin) and the row's value of it, for the record."""
+        found = self._primary(c, judged)
+        return {"binding": found[1].binding, "value": found[1].value} if found else {}
 
     # ------------------------------------------------------------ rankings (optbench explain)
     def _rank(self, c: Candidate) -> list[str]:
@@ -271,8 +282,9 @@ class Tuner:
             o = c["outcome"]
             word = "passes" if o["passed"] else ("fails" if o["ran"] else "did not run")
             p50 = f"p50 {o['p50']:.3g} ms" if o["p50"] else "no p50"
+            bound = f"{c['binding']} {c['value']:.4g}, " if c.get("value") is not None else ""
             self.opts.say(f"step {step['step']} {step['phase']}{' (replayed)' if step['replayed'] else ''}: "
-                          f"{c['label']}: {word}, {p50}, worst margin {o['score']:.3g}")
+                          f"{c['label']}: {word}, {p50}, {bound}worst margin {o['score']:.3g}")
 
 
 def _label(c: Candidate) -> str:
