@@ -28,6 +28,17 @@ class Judged:
 
     @property
     def p50(self) -> float | None:
+        """The p50 the search compares: that of the row's quiet rounds (the median of the fastest third of its round
+        medians, as the latency gate levels a side: interference only adds time), else the row's p50."""
+        import numpy as np
+
+        from optbench.measure.verdict import quiet, rounds_of
+
+        meds = rounds_of(self.row).medians if self.row.get("status") == "ok" else []
+        return float(np.median(quiet(meds))) if len(meds) >= 2 else self.all_p50
+
+    @property
+    def all_p50(self) -> float | None:
         v = self.row.get("latency_ms_p50")
         return float(v) if isinstance(v, (int, float)) and not math.isnan(v) else None
 
@@ -136,7 +147,7 @@ def _closest(judged: list[Judged]) -> Judged:
 def _described(j: Judged, fp32_of: dict[str, Judged], effect: float) -> dict[str, Any]:
     r = j.row
     d = {"variant_id": r["variant_id"], "backend": r.get("backend"), "precision": r.get("precision"),
-         "p50_ms": j.p50, "binding": j.binding, "value": j.value, "margin": j.score, "passed": j.passed,
+         "p50_ms": j.p50, "all_p50_ms": j.all_p50, "binding": j.binding, "value": j.value, "margin": j.score, "passed": j.passed,
          "reasons": j.reasons, "model_bytes": r.get("model_bytes"), "fallbacks": r.get("fallbacks") or {},
          "int8": r.get("int8"), "fp16": r.get("fp16"), "search_step": r.get("search_step"),
          "quantized_ops": ((r.get("settings") or {}).get("int8_graph") or {}).get("quantized_ops")}
@@ -185,7 +196,8 @@ def answer_lines(record: dict) -> list[str]:
         metric = f"{w['binding']} = {w['value']:.4g}" if w.get("value") is not None else "no budget bound it"
         held = f", int8 ops {w['quantized_ops']}" if w.get("quantized_ops") else ""
         fb = "; ".join(f"{len(g)} group{'s' if len(g) != 1 else ''} in {p}" for p, g in (w.get("fallbacks") or {}).items())
-        out.append(f"{title}: {w['variant_id']}: p50 {_ms(w['p50_ms'])}, {metric} (worst margin {w['margin']:.3g}"
+        out.append(f"{title}: {w['variant_id']}: p50 {_ms(w['p50_ms'])} in its quiet rounds "
+                   f"({_ms(w.get('all_p50_ms'))} over all), {metric} (worst margin {w['margin']:.3g}"
                    f"{held}{', fallbacks: ' + fb if fb else ''}){against}")
     if "closest" in a:
         c = a["closest"]
