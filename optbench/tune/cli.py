@@ -7,12 +7,12 @@ import argparse
 from pathlib import Path
 
 import optbench.measure.clock as clock
-from optbench.tune.answer import answer_lines
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from optbench.errors import OptbenchError
     from optbench.spec import load_spec
+    from optbench.tune.answer import answer_lines
     from optbench.tune.driver import TuneOptions, tune
 
     spec_path = Path(args.spec)
