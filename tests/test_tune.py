@@ -164,3 +164,17 @@ def test_a_grown_run_may_change_its_variant_lists_only(tmp_path):
         opened(changed, extend=True)
     with pytest.raises(RunDirError, match="planned before are gone"):
         opened(spec, extend=True)
+
+
+@pytest.mark.slow
+def test_none_passes_is_said_with_the_closest_candidate(tmp_path, capsys, cache_dir):
+    spec = write_spec(tmp_path, TUNE.replace("trials: 10", "trials: 4"))
+    run_dir = tmp_path / "run"
+    assert _tune(spec, run_dir, "--constraint", "model_bytes <= 1", "--no-report") == 0
+    out = capsys.readouterr().out
+    record = json.loads((run_dir / "search.json").read_text())
+    assert sum(len(s["candidates"]) for s in record["steps"]) == 4 and "trial limit" in record["stopped"]
+    closest = record["answer"]["closest"]
+    assert "winner" not in record["answer"] and "none passes: the closest is " + closest["variant_id"] in out
+    assert any("constraint model_bytes <= 1" in r for r in closest["reasons"])
+    assert yaml.safe_load((run_dir / "spec.yaml").read_text())["constraints"] == ["model_bytes <= 1"]

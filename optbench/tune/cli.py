@@ -35,7 +35,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         from optbench.report.render import write_report
 
         # the explanations the search made (its rankings) are shown; no other candidate is explained here
-        print(f"report: {write_report(run_dir, constraints=args.constraint or [], explain=False)}")
+        print(f"report: {write_report(run_dir, explain=False)}")  # the run's spec holds --constraint too
     print(f"run directory: {run_dir} (optbench check / report / compare read it as any run)")
     return 0
 

@@ -171,7 +171,7 @@ class Tuner:
         return c.by_precision()
 
     def spec_dict(self) -> dict:
-        return sp.tune_spec(self.spec, self.point, self.backends, list(self.entries.values()))
+        return sp.tune_spec(self.spec, self.point, self.backends, list(self.entries.values()), self.opts.constraints)
 
     def _plan(self) -> dict[Candidate, dict]:
         """Each candidate's variants by backend, planned from the tune spec (again only when candidates were added)."""

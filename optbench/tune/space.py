@@ -86,10 +86,13 @@ def settings_of(c: Candidate, base: dict[str, Any], groups: dict[str, list[str]]
     return None
 
 
-def tune_spec(spec: Spec, point: Point, backends: list[str], entries: list[tuple[str, dict | None]]) -> dict:
+def tune_spec(spec: Spec, point: Point, backends: list[str], entries: list[tuple[str, dict | None]],
+              constraints: list[str] = ()) -> dict:
     """The tune run's spec: the user's at the search's point on the search's backends, its variant lists the
-    candidates' (kind, settings) in order, the search's budgets over the spec's, timed in search.processes."""
+    candidates' (kind, settings) in order, the search's budgets over the spec's, the command line's constraints
+    after the spec's, timed in search.processes."""
     d = copy.deepcopy(spec.model_dump(mode="json"))
+    d["constraints"] = list(dict.fromkeys(list(d.get("constraints") or []) + list(constraints)))
     kinds = [k for k in ("fp32", "fp16", "int8") if any(kind == k for kind, _ in entries)]
     int8 = [s for k, s in entries if k == "int8"]
     fp16 = [s or {} for k, s in entries if k == "fp16"]
