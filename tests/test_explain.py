@@ -135,3 +135,23 @@ measure: {{warmup_s: 0.01, min_iters: 5, min_duration_s: 0.02, rounds: 2, proces
     first = loc.nodes[0]
     assert first.inputs_error == 0 and first.introduced == first.error  # the input is cast, not computed
     assert (run / "explain" / f"{vid}.json").exists()
+
+
+@pytest.mark.slow
+def test_the_report_explains_a_failing_variant_once(tmp_path, cache_dir):
+    from conftest import TINY, write_spec
+
+    from optbench.cli import main
+    from optbench.report.render import write_report
+
+    text = TINY.replace("precision: [fp32]", "precision: [fp32, int8], int8: [{samples: 32}]") + \
+        'budgets: {int8: {rel_l2_max: 1.0e-6}}\n'
+    run = tmp_path / "run"
+    assert main(["run", str(write_spec(tmp_path, text)), "--run-dir", str(run), "--quiet", "--no-history",
+                 "--no-report"]) == 0
+    assert "Where the drift comes from" not in write_report(run, tmp_path / "none.html", explain=False).read_text()
+    html = write_report(run).read_text()
+    kept = list((run / "explain").glob("*.json"))
+    assert len(kept) == 1 and "int8" in kept[0].name
+    assert "Where the drift comes from" in html and "Error along depth on 8 eval item(s)" in html
+    assert "/features/features.0/Conv" in html or "/head/head.1/Gemm" in html

@@ -105,7 +105,7 @@ def section(run: dict, df, failing: dict[str, list[str]], compute: bool = True) 
                 continue
         if loc is None:
             continue
-        out.append({"variant": vid, "why": _why(vid, failing), "items": loc.items, "uri": drift_uri(loc),
+        out.append({"variant": vid, "why": _why(vid, failing), "n_items": loc.items, "uri": drift_uri(loc),
                     "top": [{"rank": i + 1, "node": d.node, "op": d.op_type, "module": d.module or "",
                              "introduced": d.introduced, "error": d.error, "depth": d.depth}
                             for i, d in enumerate(loc.ranked(TOP))],
