@@ -41,6 +41,7 @@ BUILT_BY: dict[str, tuple[str, ...]] = {
     "normalized": ("onnx", "onnxruntime"),
     "fp16": ("onnx", "onnxruntime"),
     "int8": ("onnx", "onnxruntime", "nvidia-modelopt", "torch"),
+    "calibration": ("onnx", "onnxruntime"),
     "native-onnx": ("tf2onnx", "tensorflow", "tensorflow-cpu", "onnx"),  # a framework's file converted by tf2onnx
 }
 _BASE = ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxsim", "nvidia-modelopt", "transformers")

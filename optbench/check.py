@@ -61,6 +61,7 @@ class Result:
     message: str = ""
     warning: bool = False
     verdict: str | None = None  # latency checks: faster | slower | same | inconclusive
+    margin: float | None = None  # budget checks: how far inside (> 0) or outside (< 0) the budget, relative to it
 
 
 @dataclass
@@ -250,8 +251,15 @@ def _check_values(vid: str, values: dict, budget: dict, noise: float | None, ref
         msg = "" if ok else (
             f"{where}{column} = {value:.6g} {'>' if direction == 'max' else '<'} budget {effective:.6g}{note}; "
             f"would pass with {key}={_passing(value, direction)}")
-        out.append(Result(vid, f"{label}.{key}" if label else key, ok, msg))
+        out.append(Result(vid, f"{label}.{key}" if label else key, ok, msg, margin=(
+            effective - value if direction == "max" else value - effective) / (abs(effective) or 1.0)))
     return out
+
+
+def check_constraints(row: dict, constraints: list) -> list[Result]:
+    """Deployment constraints (optbench.constraint) on a measured row; a column without a number fails its own."""
+    return [Result(row["variant_id"], f"constraint {c}", ok, "" if ok else f"{c.column} is {row.get(c.column)!r}, "
+                   f"not {c}") for c in constraints for ok in [c.compare(row.get(c.column))]]
 
 
 def _selected(row: dict, layer: dict, where: str) -> dict:

@@ -371,14 +371,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extensions(sub) -> None:
-    """Commands that live in their own modules (report, compare, check)."""
+    """Commands that live in their own modules (report, compare, check, history, explain, tune)."""
     from optbench import check_cli
+    from optbench.explain import cli as explain_cli
     from optbench.history import cli as history_cli
     from optbench.report import cli as report_cli
+    from optbench.tune import cli as tune_cli
 
     check_cli.add_commands(sub)
     report_cli.add_commands(sub)
     history_cli.add_commands(sub)
+    explain_cli.add_commands(sub)
+    tune_cli.add_commands(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,8 +19,8 @@ from typing import Any
 
 # 1: first rows; 2: every output judged, rounds, robust statistics, busy; 3: typed row (backend_name,
 # reference_backend, typed warnings, topk_k; ratios and counts no longer named *_ms_*); 4: model files of other
-# frameworks (model_format), the conversion chain with each step's drift
-SCHEMA_VERSION = 4
+# frameworks (model_format), the conversion chain with each step's drift; 5: fp16 settings, search part (tune)
+SCHEMA_VERSION = 5
 
 
 def col(doc: str, unit: str | None = None, old: tuple[str, ...] = (), since: int = 1, default: Any = None) -> Any:
@@ -46,6 +46,7 @@ class Identity:
     precision: str | None = col("fp32, fp16, bf16 or int8.")
     int8: dict | None = col("The int8 settings (mode, calibration method, per-channel, ...); null for other "
                             "precisions.")
+    fp16: dict | None = col("The fp16 graph's settings (nodes kept in fp32); null for the plain graph.", since=5)
     transform: str | None = col("The torch-side transform: none, or the spec's prune/distill entry name.")
     batch_size: int | None = col("Items per call.", unit="items")
     shape: dict | None = col("The dynamic dimensions of this point ({name: size}); {} for static models.")
@@ -228,6 +229,15 @@ class Failure:
     signal: str | None = col("The signal that killed the worker, or null.")
 
 
+@dataclass
+class Search:
+    """Where a variant came from in an ``optbench tune`` run (null in a plain run)."""
+
+    search_step: int | None = col("The search step that proposed the candidate (0: the anchors).", "count", since=5)
+    search_phase: str | None = col("anchor, calibration, escalate, bisect, level or give-back.", since=5)
+    fallbacks: dict | None = col("Node groups moved off int8: {precision: [group]} (fp16, fp32); {}: none.", since=5)
+
+
 # warning codes: what each means (rows written before schema 3 held text; the prefix table maps it)
 WARNING_CODES = {
     "unstable": "the round medians spread more than measure.spread_warn: the latency is not stable",
@@ -273,7 +283,7 @@ def codes(row: dict) -> list[str]:
 
 
 PARTS: dict[str, type] = {"identity": Identity, "timing": Timing, "memory": Memory, "accuracy": Accuracy,
-                          "serving": Serving, "artifact": ArtifactFacts, "failure": Failure}
+                          "serving": Serving, "artifact": ArtifactFacts, "failure": Failure, "search": Search}
 
 
 @dataclass(frozen=True)
@@ -326,6 +336,7 @@ class Row:
     serving: Serving = field(default_factory=Serving)
     artifact: ArtifactFacts = field(default_factory=ArtifactFacts)
     failure: Failure = field(default_factory=Failure)
+    search: Search = field(default_factory=Search)
     warnings: list[dict[str, str]] = field(default_factory=list)
     # columns no part declares, kept as written: a custom task hook's own metrics
     extra: dict[str, Any] = field(default_factory=dict)

@@ -41,6 +41,7 @@ class Target:
     int8: dict | None
     model_source: str
     model: ModelFormat | None = None  # what the model source yields (see :meth:`Backend.model_reason`)
+    fp16: dict | None = None  # fp16 graph settings (nodes kept in fp32); None for other precisions
 
 
 @dataclass

@@ -28,18 +28,21 @@ def load_run(run_dir: Path) -> dict:
             "spec": read("spec.yaml", yaml.safe_load), "spec_text": read("spec.yaml", str)}
 
 
-def _int8_label(v) -> str:
-    from optbench.plan import int8_label
-    from optbench.spec.models import Int8Settings
+def _int8_label(v, h=None) -> str:
+    """The int8 settings' label, or an fp16 graph's (nodes kept in fp32): the series a row belongs to."""
+    from optbench.plan import fp16_label, int8_label
+    from optbench.spec.models import Fp16Settings, Int8Settings
 
-    return int8_label(Int8Settings.model_validate(v)) if isinstance(v, dict) else ""
+    if isinstance(v, dict):
+        return int8_label(Int8Settings.model_validate(v))
+    return fp16_label(Fp16Settings.model_validate(h)) if isinstance(h, dict) else ""
 
 
 def enrich(df: pd.DataFrame) -> pd.DataFrame:
     from optbench.report.plots import series_label
 
     df = df.copy()
-    df["int8_label"] = df["int8"].map(_int8_label)
+    df["int8_label"] = [_int8_label(q, h) for q, h in zip(df["int8"], df["fp16"] if "fp16" in df else [None] * len(df))]
     df["series"] = df.apply(series_label, axis=1)
     df["shape_label"] = df["shape"].map(lambda s: "x".join(f"{k}{v}" for k, v in (s or {}).items()) or "-")
     df["shape_sort"] = df["shape"].map(lambda s: tuple(sorted((s or {}).values())))

@@ -23,7 +23,7 @@ def cmd_report(args) -> int:
         sys.stdout.write((render_md if args.format == "md" else render_csv)(run))
         return 0
     print(write_report(Path(args.run_dir), Path(args.output) if args.output else None, args.format,
-                       args.constraint or []))
+                       args.constraint or [], explain=not args.no_explain))
     return 0
 
 
@@ -67,6 +67,9 @@ def add_commands(sub) -> None:
     r.add_argument("--format", choices=["html", "md", "csv"], default="html")
     r.add_argument("--constraint", action="append", metavar="'COLUMN OP NUMBER'",
                    help="a deployment constraint for the recommendation, e.g. 'latency_ms_p99 <= 5' (repeatable)")
+    r.add_argument("--no-explain", action="store_true",
+                   help="do not explain failed or marginal variants not explained yet (each runs two graphs on a few "
+                        "eval items); explanations kept in the run directory are still shown")
     r.set_defaults(fn=cmd_report)
     c = sub.add_parser("compare", help="compare two runs: latency ratios beyond noise, drift changes")
     c.add_argument("run_a", help="baseline run directory")

@@ -10,46 +10,15 @@ and against the fastest fp32 of any backend there, its accuracy cost, its noise 
 from __future__ import annotations
 
 import math
-import operator
-from dataclasses import dataclass
 
 import pandas as pd
 
 from optbench.backends import get_backend, reference_backend_of
-from optbench.errors import OptbenchError, strict_float
+from optbench.check import check_constraints
+from optbench.constraint import Constraint, parse_constraint  # noqa: F401 (read from here too)
+from optbench.errors import OptbenchError
 from optbench.report.build import point_title
-from optbench.row import codes, current_name
-from optbench.spec.base import CONSTRAINT
-
-_OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
-
-
-@dataclass(frozen=True)
-class Constraint:
-    column: str
-    op: str
-    value: float
-
-    def holds(self, row: dict) -> bool:
-        v = row.get(self.column)
-        return isinstance(v, (int, float)) and not math.isnan(v) and _OPS[self.op](v, self.value)
-
-    def __str__(self) -> str:
-        return f"{self.column} {self.op} {self.value:g}"
-
-
-def parse_constraint(text: str, where: str = "--constraint") -> Constraint:
-    m = CONSTRAINT.match(text)
-    if not m:
-        raise OptbenchError(f"{where}: a constraint is 'COLUMN OP NUMBER' with OP one of <=, <, >=, >, "
-                            f"e.g. 'latency_ms_p99 <= 5'", found=repr(text))
-    try:
-        value = strict_float(m.group(3))
-    except ValueError:
-        raise OptbenchError(f"{where}: expected a number after {m.group(2)}", found=repr(text)) from None
-    if not math.isfinite(value):
-        raise OptbenchError(f"{where}: expected a finite number", found=repr(text))
-    return Constraint(current_name(m.group(1)), m.group(2), value)  # a former column name still reads
+from optbench.row import codes
 
 
 def decisions(df: pd.DataFrame, failing: dict[str, list[str]], constraints: list[Constraint],
@@ -68,7 +37,8 @@ def decisions(df: pd.DataFrame, failing: dict[str, list[str]], constraints: list
     out = []
     for (batch, shape), group in ok.groupby(["batch_size", "shape_label"], sort=True):
         rows = group.sort_values("latency_ms_p50").to_dict("records")
-        fit = [r for r in rows if r["variant_id"] not in failing and all(c.holds(r) for c in constraints)]
+        fit = [r for r in rows if r["variant_id"] not in failing and
+               all(res.passed for res in check_constraints(r, constraints))]
         fp32 = [r for r in rows if r["precision"] == "fp32" and r.get("transform") == "none"]
         d = {"batch": int(batch), "shape": shape, "constraints": [str(c) for c in constraints],
              "candidates": len(rows), "best": fit[0] if fit else None, "runner_up": fit[1] if len(fit) > 1 else None,

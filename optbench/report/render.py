@@ -18,6 +18,8 @@ from optbench.report.build import (
     verdicts,
 )
 from optbench.report.decide import decisions, parse_constraint
+from optbench.report.explain import section as explain_section
+from optbench.report.search import section as search_section
 from optbench.report.write import fmt, html, md_table, md_text
 from optbench.row import as_warning
 from optbench.store import schema_note
@@ -185,6 +187,8 @@ def context(run: dict) -> dict:
         "conversion": conversion_rows(ok),
         "trend": trend(run),
         "has_gpu_time": ok["gpu_ms_p50"].notna().any() if "gpu_ms_p50" in ok else False,
+        "search": search_section(run["dir"]),
+        "explained": explain_section(run, df, failing, compute=run.get("explain", True)),
     }
 
 
@@ -346,9 +350,12 @@ def render_csv(run: dict) -> str:
     return csv_text(run["df"])
 
 
-def write_report(run_dir: Path, out: Path | None = None, fmt: str = "html", constraints: list[str] | None = None) -> Path:
+def write_report(run_dir: Path, out: Path | None = None, fmt: str = "html", constraints: list[str] | None = None,
+                 explain: bool = True) -> Path:
+    """The report; ``explain``: explain failed or marginal variants not explained yet (see report/explain.py)."""
     run = load_run(Path(run_dir))
     run["constraints"] = list(constraints or [])
+    run["explain"] = explain
     out = Path(out) if out else Path(run_dir) / {"html": "report.html", "md": "report.md", "csv": "report.csv"}[fmt]
     out.parent.mkdir(parents=True, exist_ok=True)
     text = {"html": render_html, "md": render_md, "csv": render_csv}[fmt](run)

@@ -90,14 +90,17 @@ def onnx_artifact(ctx: Context, v: Variant, module: Any, precision: str) -> tupl
     if precision == "fp16":
         from optbench.export.precision import RECIPE, convert_fp16
 
-        path, facts, _ = _cached(ctx, ctx.cache.key("fp16", [_file_key(norm), RECIPE]),
-                                 lambda out: convert_fp16(norm, out))
-        return path, {**info, **facts}
+        keep = (v.fp16 or {}).get("fp32_nodes")
+        key = ctx.cache.key("fp16", [_file_key(norm), RECIPE] + ([v.fp16] if keep else []))
+        path, facts, _ = _cached(ctx, key, lambda out: convert_fp16(norm, out, keep))
+        return path, {**info, **facts, "source_onnx": str(norm)}
     from optbench.transforms.quantize import RECIPE as QRECIPE
     from optbench.transforms.quantize import calibration_digest, quantize_onnx
 
     cal = calibration_digest(ctx.splits.calibration.at_shape(spec.inputs, v.dims), q.get("samples", 256))
-    key = ctx.cache.key("int8", [_file_key(norm), v.int8, v.dims, cal, QRECIPE])
+    from optbench.export.precision import MIXED_RECIPE
+
+    key = ctx.cache.key("int8", [_file_key(norm), v.int8, v.dims, cal, QRECIPE] + ([MIXED_RECIPE] if q.get("fp16_nodes") else []))
     path, facts, _ = _cached(ctx, key, lambda out: quantize_onnx(ctx, norm, out, v, module))
     graph = dict(facts.get("int8_graph") or {})  # a copy: the cached facts stay as built
     # the graph's facts hold text (they are cached as built); the row's warnings are typed
@@ -111,7 +114,8 @@ def onnx_artifact(ctx: Context, v: Variant, module: Any, precision: str) -> tupl
                                              f"vs {path_bytes(fp32) / 1e6:.2f} MB)"))
     if warnings:
         graph["warnings"] = warnings
-    return path, {**info, **facts, "calibration": cal, **({"int8_graph": graph} if graph else {})}
+    return path, {**info, **facts, "calibration": cal, "source_onnx": str(norm),
+                  **({"int8_graph": graph} if graph else {})}
 
 
 def converted_onnx(cache: Any, native: Any, identity: str, opset: int) -> tuple[Path, dict]:

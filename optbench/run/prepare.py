@@ -33,7 +33,7 @@ def prepare(job: dict) -> dict:
         splits = load_splits(spec, spec_dir)
         loaded = load_model(spec.model, spec_dir, train=splits.train, seed=spec.seed, inputs=spec.inputs)
     save_splits(work / "data.npz", splits)
-    info: dict[str, Any] = {"identity": loaded.identity, "framework": loaded.framework}
+    info: dict[str, Any] = {"identity": loaded.identity, "framework": loaded.framework, "spec_dir": str(spec_dir)}
     if loaded.module is not None:
         infer = _torch_model(spec, spec_dir, loaded, cache, splits, info)
         graph = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +46,18 @@ class RunOptions:
     max_variants: int = MAX_VARIANTS  # more planned variants than this: refused before anything runs
     history: str | None = None  # the history database (a path or SQLAlchemy URL); None: $OPTBENCH_HISTORY or the default
     no_history: bool = False  # keep this run out of the history
+    # optbench tune: each step adds variants to the run (the spec may change its variant lists only); rows already
+    # final are kept, the preparation is reused, and ``annotate`` adds columns to a variant's row (its search step)
+    extend: bool = False
+    annotate: dict[str, dict] = field(default_factory=dict)
 
 
 # what optbench writes in a run directory; --force removes these and nothing else
 RUN_FILES = ("results.jsonl", "results.csv", "report.html", "report.md", "report.csv", "spec.yaml", "plan.json",
-             "env.json", "reference.json", "interpretation.json", "history.json")
-RUN_DIRS = ("logs", "work")
+             "env.json", "reference.json", "interpretation.json", "history.json", "search.json")
+RUN_DIRS = ("logs", "work", "explain")
+# the spec's variant lists: what a tune step may change in its run's spec (every other field must stay)
+VARIANT_LISTS = ("precision", "int8", "fp16")
 MARKER = ".optbench-run.json"
 LOCK = ".optbench-run.lock"
 
@@ -120,6 +126,8 @@ def open_run_dir(spec: Spec, variants: list[Variant], opts: RunOptions) -> dict[
     except OSError as e:
         raise RunDirError(f"cannot write in the run directory {d}: {e.strerror}") from None
     has_results = (d / "results.jsonl").exists()
+    if opts.extend and (d / MARKER).exists():
+        return _extend(d, spec, variants, opts, has_results)
     if opts.resume:
         if not has_results:
             raise RunDirError(f"--resume: {d} holds no results.jsonl to resume")
@@ -152,6 +160,46 @@ def open_run_dir(spec: Spec, variants: list[Variant], opts: RunOptions) -> dict[
     (d / "spec.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
     (d / "plan.json").write_text(json.dumps([v.id for v in variants], indent=1))
     return {}
+
+
+def _without_lists(spec: dict) -> dict:
+    return {**spec, "variants": {k: v for k, v in (spec.get("variants") or {}).items() if k not in VARIANT_LISTS}}
+
+
+def _extend(d: Path, spec: Spec, variants: list[Variant], opts: RunOptions, has_results: bool) -> dict[str, dict]:
+    """A run grown by a step of `optbench tune`: the same spec but for its variant lists, every variant planned
+    before still planned; its spec and plan rewritten, the rows already final returned."""
+    marker = json.loads((d / MARKER).read_text())
+    if marker.get("mode", "run") != opts.mode:
+        raise RunDirError(f"{d} was made by `optbench {marker.get('mode', 'run')}`, not `optbench {opts.mode}`; "
+                          "give the other command its own run directory")
+    old = yaml.safe_load((d / "spec.yaml").read_text()) if (d / "spec.yaml").exists() else {}
+    new = spec.model_dump(mode="json")
+    if old and _without_lists(old) != _without_lists(new):
+        raise RunDirError(f"the spec differs from the one {d} was run with beyond its variant lists "
+                          f"({_spec_changes(_without_lists(old), _without_lists(new))}); start a new run directory, "
+                          "or --force")
+    planned = json.loads((d / "plan.json").read_text()) if (d / "plan.json").exists() else []
+    if gone := sorted(set(planned) - {v.id for v in variants}):
+        raise RunDirError(f"{d}: variants planned before are gone from the plan (e.g. {gone[:3]})")
+    (d / "spec.yaml").write_text(yaml.safe_dump(new, sort_keys=False))
+    (d / "plan.json").write_text(json.dumps([v.id for v in variants], indent=1))
+    if not has_results:
+        return {}
+    repair_tail(d)
+    return final_rows(d)
+
+
+def _reused_preparation(opts: RunOptions, needs_onnx: bool) -> dict | None:
+    """A grown run's preparation (model, splits, reference outputs): its spec differs in variant lists only; not
+    where its variants now need the ONNX conversion of a model file that the first preparation did not make."""
+    work = opts.run_dir / "work"
+    if not opts.extend or not all((work / f).exists() for f in ("prepare.json", "data.npz", "reference.npz")):
+        return None
+    prepared = json.loads((work / "prepare.json").read_text())
+    if needs_onnx and prepared.get("native") and not prepared.get("conversion"):
+        return None
+    return prepared
 
 
 def _history_of(spec: Spec, opts: RunOptions, env: dict):
@@ -218,7 +266,8 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
             row = {**row, "warnings": list(row.get("warnings") or []) +
                    [warning("interpretation", w) for w in read["warnings"]]}
         # the row, built here from its parts: the run's, the variant's, what its processes measured, the reference's
-        full = normalize({**base, **_variant_cols(v, spec), **row, "interpretation": read,
+        full = normalize({**base, **_variant_cols(v, spec), **row, **opts.annotate.get(v.id, {}),
+                          "interpretation": read,
                           "reference": (prepared or {}).get("reference"),
                           "reference_backend": (prepared or {}).get("reference_backend") or reference.name})
         append_row(opts.run_dir, full)
@@ -246,7 +295,8 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
                 import os
 
                 os.environ.setdefault("OPTBENCH_GPUS", ",".join(gpus))
-            prepared = _prepare(spec, opts, cache, needs_onnx=any(_takes_onnx(v, spec) for v in to_run))
+            needs_onnx = any(_takes_onnx(v, spec) for v in to_run)
+            prepared = _reused_preparation(opts, needs_onnx) or _prepare(spec, opts, cache, needs_onnx=needs_onnx)
             if opts.executor == "ray":
                 from optbench.run.executors import run_ray
 
@@ -314,7 +364,8 @@ def _model_name(spec: Spec) -> str:
 
 
 def _variant_cols(v: Variant, spec: Spec) -> dict[str, Any]:
-    return {"variant_id": v.id, "backend": v.backend, "backend_name": v.backend_name, "device": v.device, "precision": v.precision, "int8": v.int8,
+    return {"variant_id": v.id, "backend": v.backend, "backend_name": v.backend_name, "device": v.device,
+            "precision": v.precision, "int8": v.int8, "fp16": v.fp16,
             "transform": v.transform, "batch_size": v.batch_size, "shape": dict(v.dims), "settings": v.settings,
             "error": None}
 

@@ -24,6 +24,8 @@ from optbench.spec.outputs import (  # noqa: F401 (the spec's output models, her
     OutputPart,
     OutputSpec,
 )
+from optbench.spec.quant import Fp16Settings, Int8Settings  # noqa: F401 (the spec's precision settings, here too)
+from optbench.spec.search import SearchSettings
 from optbench.spec.serving import ServingSpec
 from optbench.spec.sources import (  # noqa: F401 (the spec's model sources, here too)
     ONNX,
@@ -171,29 +173,6 @@ DataSpec = Annotated[SyntheticData | DigitsData | NpzData | TextData | PythonDat
 
 
 # ---------------------------------------------------------------- variants
-class Int8Settings(Strict):
-    mode: Literal["static", "dynamic", "modelopt"] = Field(
-        "static", description="static: ORT calibrated QDQ; dynamic: ORT dynamic (weights only, activations at run time); modelopt: PyTorch PTQ exported as Q/DQ ONNX.")
-    method: Literal["minmax", "entropy", "percentile"] = Field("minmax", description="Calibration method (static).")
-    per_channel: bool = Field(True, description="Per-channel weight scales.")
-    samples: PositiveInt = Field(256, description="Calibration items drawn from the calibration split.")
-    activations: Literal["u8", "s8"] = Field("u8", description="Activation type; U8 is the fast choice on x86 VNNI.")
-    op_types: list[str] | None = Field(
-        None, min_length=1, description="ONNX op types to quantize (static/dynamic), e.g. [MatMul] for transformers, "
-                                        "whose Add/Softmax/LayerNorm activations have outliers that 8 bits "
-                                        "cannot hold; absent: every op type onnxruntime can quantize.")
-    exclude_nodes: list[str] | None = Field(
-        None, min_length=1, description="Node names (fnmatch patterns) kept in float (static/dynamic): e.g. a "
-                                        "detector's head, or a front end that sees raw audio; each pattern must "
-                                        "match a node of the graph.")
-    symmetric_activations: bool = Field(
-        False, description="static: activation scales symmetric about zero (zero point 0), which TensorRT needs; "
-                           "onnxruntime's default fits an asymmetric range.")
-    quantize_bias: bool = Field(
-        True, description="static: biases as int32 Q/DQ (onnxruntime's default); false keeps them float, which "
-                          "TensorRT needs (its DequantizeLinear takes 8-bit inputs only).")
-
-
 class PruneSettings(Strict):
     method: Literal["l1-structured", "magnitude"] = Field(description="Structured channel pruning or unstructured magnitude sparsity.")
     amount: float = Field(gt=0, lt=1, description="Fraction of channels (structured) or weights (magnitude) removed.")
@@ -230,6 +209,8 @@ class VariantAxes(Strict):
         ["none"], min_length=1, description="Model transforms; 'none' is the model as given.")
     int8: list[Int8Settings] = Field(default_factory=lambda: [Int8Settings()], min_length=1,
                                      description="Quantization settings swept for int8 variants.")
+    fp16: list[Fp16Settings] = Field(default_factory=lambda: [Fp16Settings()], min_length=1,
+                                     description="fp16 graph settings swept for fp16 variants (nodes kept in fp32).")
 
 
 # ---------------------------------------------------------------- backends, measurement, export
@@ -325,6 +306,9 @@ class Spec(Strict):
     constraints: list[str] = Field(
         default_factory=list, description="Deployment constraints the recommended variant must meet: 'COLUMN OP "
                                           "NUMBER' over row columns in their units, e.g. 'latency_ms_p99 <= 5'.")
+    search: SearchSettings | None = Field(
+        None, description="What `optbench tune` searches for: the fastest variant at one point that passes every "
+                          "budget and constraint (`optbench run` ignores it).")
 
     @field_validator("constraints")
     @classmethod
@@ -365,4 +349,22 @@ class Spec(Strict):
         tnames = ["none" if t == "none" else t.name for t in self.variants.transforms]
         if len(set(tnames)) != len(tnames):
             raise ValueError(f"variants.transforms names repeat: {tnames}")
+        if self.search is not None:
+            self._search_fits(self.search)
         return self
+
+    def _search_fits(self, s: SearchSettings) -> None:
+        """The search's point is a point of the spec, its backends are the spec's, its base is a static int8."""
+        batches = {shape.get("batch", b) for shape in (self.variants.shapes or [{}]) for b in self.variants.batch_size}
+        if s.batch is not None and s.batch not in batches:
+            raise ValueError(f"search.batch {s.batch} is not a batch size of the spec ({sorted(batches)})")
+        shapes = [{k: v for k, v in shape.items() if k != "batch"} for shape in self.variants.shapes or [{}]]
+        if s.shape is not None and s.shape not in shapes:
+            raise ValueError(f"search.shape {s.shape} is not one of variants.shapes ({shapes})")
+        keys = [b.key for b in self.backends]
+        if unknown := [b for b in s.space.backends or [] if b not in keys]:
+            raise ValueError(f"search.space.backends names {unknown}, which are not backends of the spec ({keys})")
+        base = s.base or next((q for q in self.variants.int8 if q.mode == "static"), None)
+        if base is None or base.mode != "static":
+            raise ValueError("search needs a static int8 base (search.base, or a static entry in variants.int8): "
+                             "node groups fall back from a calibrated Q/DQ graph")

@@ -13,6 +13,8 @@ import numpy as np
 
 # Part of the cache key of int8 artifacts: bump it when the quantization recipe changes.
 RECIPE = "int8-v3: normalised source, pre-processing with a fallback, graph facts read from the file"
+# Part of the key of cached activation ranges: bump it when the calibration (reader, options) changes.
+CALIBRATION_RECIPE = "calibration-v1: ORT calibrator, no moving average, the reader's batches"
 
 
 class _Reader:
@@ -22,7 +24,8 @@ class _Reader:
         n = min(samples, len(items))
         batch = batch if any(f.batch_axis is not None for f in (items.feed or [])) or items.feed is None else 1
         part = items.take(np.arange(n))
-        self.batches = [{k: v for k, v in feeds.items() if k in names} for feeds, _ in part.batches(min(batch, n))]
+        self.size = min(batch, n)
+        self.batches = [{k: v for k, v in feeds.items() if k in names} for feeds, _ in part.batches(self.size)]
         self.pos = 0
 
     def get_next(self) -> dict | None:
@@ -78,12 +81,18 @@ def quantize_onnx(ctx: Any, src: Path, dst: Path, variant: Any, module: Any) -> 
         excluded = excluded_nodes(pre, s.exclude_nodes)
         if excluded:
             facts["excluded_nodes"] = excluded
+        half = [n for n in excluded_nodes(pre, s.fp16_nodes, "int8 fp16_nodes") if n not in excluded]
+        excluded = excluded + half
         if s.mode == "dynamic":
             quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, per_channel=s.per_channel,
                              op_types_to_quantize=s.op_types, nodes_to_exclude=excluded)
             facts.update(int8="onnxruntime dynamic (weights S8, activations quantized at run time)")
         else:
             facts.update(_static(ctx, pre, dst, variant, s, excluded))
+        if half:
+            from optbench.export.precision import convert_nodes_fp16
+
+            facts.update(convert_nodes_fp16(dst, dst, half), fp16_nodes=half)
     from optbench.export.graphfacts import int8_facts
 
     graph = int8_facts(dst)
@@ -95,23 +104,16 @@ def quantize_onnx(ctx: Any, src: Path, dst: Path, variant: Any, module: Any) -> 
     return facts
 
 
-def excluded_nodes(path: Path, patterns: list[str] | None) -> list[str]:
+def excluded_nodes(path: Path, patterns: list[str] | None, what: str = "int8 exclude_nodes") -> list[str]:
     """Node names of the graph that ``patterns`` (fnmatch) name; a pattern that names none is an error."""
-    import fnmatch
-
     import onnx
+
+    from optbench.export.precision import matching_nodes
 
     if not patterns:
         return []
     names = [n.name for n in onnx.load(str(path), load_external_data=False).graph.node if n.name]
-    out: list[str] = []
-    for pattern in patterns:
-        hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
-        if not hits:
-            raise ValueError(f"int8 exclude_nodes pattern {pattern!r} matches no node of the graph "
-                             f"(nodes are named like {names[:3]})")
-        out += [h for h in hits if h not in out]
-    return out
+    return matching_nodes(names, patterns, what)
 
 
 def _pre_process(quant_pre_process, src: Path, dst: Path) -> str:
@@ -147,12 +149,33 @@ def _static(ctx: Any, pre: Path, dst: Path, variant: Any, s: Any, excluded: list
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[s.method]
     act = QuantType.QUInt8 if s.activations == "u8" else QuantType.QInt8
-    quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=s.per_channel,
-                    activation_type=act, weight_type=QuantType.QInt8, calibrate_method=method,
-                    op_types_to_quantize=s.op_types, nodes_to_exclude=excluded,
-                    extra_options={"CalibMovingAverage": False, "QuantizeBias": s.quantize_bias,
-                                   "ActivationSymmetric": s.symmetric_activations})
-    return {"int8": f"onnxruntime static QDQ, {s.method} calibration on {min(s.samples, len(items))} items",
+
+    def quantize(ranges: Path | None) -> None:
+        quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=s.per_channel,
+                        activation_type=act, weight_type=QuantType.QInt8, calibrate_method=method,
+                        op_types_to_quantize=s.op_types, nodes_to_exclude=excluded,
+                        extra_options={"CalibMovingAverage": False, "QuantizeBias": s.quantize_bias,
+                                       "ActivationSymmetric": s.symmetric_activations},
+                        **({"calibration_cache_path": str(ranges)} if ranges else {}))
+
+    import inspect
+
+    if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:  # onnxruntime < 1.32
+        quantize(None)
+        return {"int8": f"onnxruntime static QDQ, {s.method} calibration on {min(s.samples, len(items))} items",
+                "activations": s.activations.upper()}
+
+    # the activation ranges depend on the graph, the items and the method, not on the nodes left in float or the
+    # quantization format: variants that differ only there (a search's fallbacks) calibrate once
+    from optbench.paths import file_digest
+
+    key = ctx.cache.key("calibration", [file_digest(pre), s.method, s.op_types, calibration_digest(items, s.samples),
+                                        reader.size, CALIBRATION_RECIPE])
+    ranges, cached = ctx.cache.get_or_build(key, "ranges.json", lambda folder: quantize(folder / "ranges.json"))
+    if cached:
+        quantize(ranges)
+    return {"int8": f"onnxruntime static QDQ, {s.method} calibration on {min(s.samples, len(items))} items" +
+                    (" (activation ranges from the cache)" if cached else ""),
             "activations": s.activations.upper()}
 
 
