@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from pathlib import Path
 
@@ -62,8 +63,28 @@ def python_model(spec, spec_dir: Path, train=None, seed: int = 0) -> LoadedModel
     target = spec.entrypoint.split(":")[0]
     path = resolve_path(target, spec_dir / "spec.yaml")
     digest = file_digest(path) if path.is_file() else ""
-    # "module-by-content": pickles made when user modules were named by their path are not reused
-    return LoadedModel(module.eval(), identity=_ident(spec, digest, str(seed), "module-by-content"))
+    # "module-by-content": pickles made when user modules were named by their path are not reused; a model
+    # trained on the spec's training split is named by that split too (another spec's split trains other weights)
+    parts = [digest, str(seed), "module-by-content"]
+    if train is not None and "train" in inspect.signature(fn).parameters:
+        parts.append(_items_digest(train))
+    return LoadedModel(module.eval(), identity=_ident(spec, *parts))
+
+
+def _items_digest(items) -> str:
+    """A digest of data items (arrays and labels), for identities of models trained on them."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for name in sorted(items.inputs):
+        arr = np.ascontiguousarray(items.inputs[name])
+        h.update(f"{name}{arr.dtype}{arr.shape}".encode())
+        h.update(arr.tobytes())
+    if items.labels is not None:
+        h.update(np.ascontiguousarray(items.labels).tobytes())
+    return "train-" + h.hexdigest()[:16]
 
 
 @model_source("onnx")
