@@ -49,6 +49,20 @@ class Items:
     def __len__(self) -> int:
         return len(next(iter(self.inputs.values()))) if self.inputs else 0
 
+    def digest(self, n: int | None = None, with_labels: bool = False) -> str:
+        """sha256 (hex) of the first ``n`` items' arrays (every item by default), by input name, dtype and shape;
+        with ``with_labels``, of the labels too: for cache keys and identities of what the items feed."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for name in sorted(self.inputs):
+            arr = np.ascontiguousarray(self.inputs[name][:n])
+            h.update(f"{name}{arr.dtype}{arr.shape}".encode())
+            h.update(arr.tobytes())
+        if with_labels and self.labels is not None:
+            h.update(np.ascontiguousarray(self.labels).tobytes())
+        return h.hexdigest()
+
     def take(self, index: np.ndarray) -> Items:
         labels = None if self.labels is None else self.labels[index]
         return Items({k: v[index] for k, v in self.inputs.items()}, labels, self.feed, self.fit)
