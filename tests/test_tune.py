@@ -115,6 +115,43 @@ def test_a_killed_search_resumes_replaying_what_it_measured(tuned, tmp_path):
     assert all(s["replayed"] for s in again["steps"]) and again["answer"] == resumed["answer"]
 
 
+@pytest.mark.slow
+def test_an_answer_timed_on_a_busy_machine_is_timed_again(tuned, tmp_path):
+    """The fp32 row's timing marked busy (as a neighbour's steal would have it): the answer's verdict against fp32
+    is inconclusive in a way timing again can settle, so a resumed search times the winner and fp32 again in the
+    same run; their newer rows replace the busy one, and the attempt is kept with the verdict before it."""
+    import shutil
+
+    from optbench.store import final_rows
+
+    spec, done = tuned
+    run_dir = tmp_path / "run"
+    shutil.copytree(done, run_dir)
+    record = json.loads((run_dir / "search.json").read_text())
+    winner = record["answer"]["int8_winner"]
+    fp32 = next(c["variants"]["onnxruntime"] for s in record["steps"] for c in s["candidates"]
+                if c["key"].startswith("fp32:"))
+    assert winner["variant_id"] != fp32 and winner["vs_fp32"]["variant_id"] == fp32
+    busy = {**final_rows(run_dir)[fp32], "busy": "steal 8%"}
+    with open(run_dir / "results.jsonl", "a") as f:
+        f.write(json.dumps(busy) + "\n")
+    before = final_rows(run_dir)[fp32]["timing_window"]
+    n = len(record["confirmations"])  # the search may have timed its answer again already (a noisy machine)
+    assert _tune(spec, run_dir, "--resume", "--no-report", "--set", f"search.confirm={n + 1}") == 0
+    again = json.loads((run_dir / "search.json").read_text())
+    assert len(again["confirmations"]) == n + 1
+    first = again["confirmations"][n]
+    assert first["retimed"] == sorted([fp32, winner["variant_id"]])
+    assert "machine busy while the baseline was timed (steal 8%)" in first["before"][winner["variant_id"]]
+    rows = final_rows(run_dir)
+    assert rows[fp32]["timing_window"] != before and rows[fp32]["search_step"] == 0
+    old = final_rows(done)[winner["variant_id"]]
+    assert (rows[winner["variant_id"]]["search_step"], rows[winner["variant_id"]]["search_phase"]) == \
+        (old["search_step"], old["search_phase"])  # the re-timed row is still the step's candidate
+    assert all(s["replayed"] for s in again["steps"])  # the search itself was replayed, not timed
+    assert main(["check", str(run_dir)]) in (0, 1)  # the run reads as any run
+
+
 @pytest.mark.parametrize("search, message", [
     ("{batch: 8}", "search.batch 8 is not a batch size of the spec"),
     ("{space: {backends: [tensorrt]}}", "not backends of the spec"),

@@ -50,6 +50,9 @@ class LatencyVerdict:
     ratio: float | None  # candidate / baseline level; > 1 is slower
     noise: float | None
     reason: str
+    # whether timing both sides again may settle an inconclusive verdict (a busy machine, noise, a slowed probe), or
+    # not (no rounds, one round on a side, too few worker processes: the settings decide those)
+    settles: bool = True
 
     @property
     def line(self) -> str:
@@ -142,7 +145,7 @@ def _slowed(r: Rounds, best: float | None) -> int:
 def decide(candidate: Rounds, baseline: Rounds, effect: float = 0.05) -> LatencyVerdict:
     """The verdict on two sides' rounds."""
     if not candidate.medians or not baseline.medians:
-        return LatencyVerdict("inconclusive", None, None, "no rounds to compare")
+        return LatencyVerdict("inconclusive", None, None, "no rounds to compare", settles=False)
     if candidate.busy or baseline.busy:
         who = "candidate" if candidate.busy else "baseline"
         ratio = float(np.median(quiet(candidate.medians)) / np.median(quiet(baseline.medians)))
@@ -150,7 +153,8 @@ def decide(candidate: Rounds, baseline: Rounds, effect: float = 0.05) -> Latency
                               f"machine busy while the {who} was timed ({candidate.busy or baseline.busy})")
     if len(candidate.medians) < 2 or len(baseline.medians) < 2:
         ratio = float(np.median(candidate.medians) / np.median(baseline.medians))
-        return LatencyVerdict("inconclusive", ratio, None, "one round on a side: no measure of the noise")
+        return LatencyVerdict("inconclusive", ratio, None, "one round on a side: no measure of the noise",
+                              settles=False)
     c, b = quiet(candidate.medians), quiet(baseline.medians)
     ratio = float(np.median(c) / np.median(b))
     d = ratio - 1
@@ -190,8 +194,8 @@ def verdict_for(candidate_row: dict, baseline_row: dict, effect: float) -> Laten
                            f"timed in {procs} worker process{'es' if procs > 1 else ''} on a side, which cannot see "
                            f"the between-process shifts (up to {1 + PROCESS_SHIFT:.1f}x seen); only a difference "
                            f"beyond {PROCESS_SHIFT:.0%} is a verdict then. Set measure.processes: {GATE_PROCESSES} "
-                           f"in both runs to settle it ({v.reason})")
+                           f"in both runs to settle it ({v.reason})", settles=False)
     notes = [f"{side}: {r.note}" for side, r in (("candidate", c), ("baseline", b)) if r.note]
     if notes:
-        v = LatencyVerdict(v.word, v.ratio, v.noise, v.reason + "; " + "; ".join(notes))
+        v = LatencyVerdict(v.word, v.ratio, v.noise, v.reason + "; " + "; ".join(notes), v.settles)
     return v

@@ -50,6 +50,7 @@ class RunOptions:
     # final are kept, the preparation is reused, and ``annotate`` adds columns to a variant's row (its search step)
     extend: bool = False
     annotate: dict[str, dict] = field(default_factory=dict)
+    retime: list[str] = field(default_factory=list)  # variants run again though final (their newer rows count)
 
 
 # what optbench writes in a run directory; --force removes these and nothing else
@@ -163,7 +164,10 @@ def open_run_dir(spec: Spec, variants: list[Variant], opts: RunOptions) -> dict[
 
 
 def _without_lists(spec: dict) -> dict:
-    return {**spec, "variants": {k: v for k, v in (spec.get("variants") or {}).items() if k not in VARIANT_LISTS}}
+    """What a grown run keeps: all but the variant lists (and how often tune times its answer again)."""
+    search = {k: v for k, v in (spec.get("search") or {}).items() if k != "confirm"} if spec.get("search") else None
+    return {**spec, "variants": {k: v for k, v in (spec.get("variants") or {}).items() if k not in VARIANT_LISTS},
+            "search": search}
 
 
 def _extend(d: Path, spec: Spec, variants: list[Variant], opts: RunOptions, has_results: bool) -> dict[str, dict]:
@@ -223,7 +227,7 @@ def run_sweep(spec: Spec, opts: RunOptions) -> Path:
         raise OptbenchError(f"the spec plans {n:,} variants to {opts.mode}, more than --max-variants "
                             f"{opts.max_variants} (at tens of seconds each, hours of machine time); narrow the spec "
                             f"(variants:, only:) or pass --max-variants {n}")
-    done = open_run_dir(spec, variants, opts)
+    done = {k: r for k, r in open_run_dir(spec, variants, opts).items() if k not in opts.retime}
     try:
         return _sweep(spec, opts, variants, done)
     finally:

@@ -60,3 +60,8 @@ class SearchSettings(Strict):
                                                         "tune run): the latency gate calls a candidate faster than "
                                                         "fp32 only from three processes a side (beyond 60 % with "
                                                         "fewer).")
+    confirm: int = Field(2, ge=0, le=10, description="Timings again of the answer where its verdict against fp32 is "
+                                                     "inconclusive (the machine busy while a side was timed, or noise "
+                                                     "hiding the difference): the winner and fp32 are timed again in "
+                                                     "the same run, their newer rows replacing the older, until the "
+                                                     "gate decides or these run out; every attempt is kept.")

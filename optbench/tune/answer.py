@@ -155,7 +155,7 @@ def _described(j: Judged, fp32_of: dict[str, Judged], effect: float) -> dict[str
     if base is not None and base.row is not r and base.p50 is not None and j.p50 is not None:
         v = verdict(r, base.row, effect)
         d["vs_fp32"] = {"variant_id": base.row["variant_id"], "word": v.word, "ratio": v.ratio, "line": v.line,
-                        "fp32_p50_ms": base.p50}
+                        "fp32_p50_ms": base.p50, "settles": v.settles}
     return d
 
 
@@ -199,6 +199,10 @@ def answer_lines(record: dict) -> list[str]:
         out.append(f"{title}: {w['variant_id']}: p50 {_ms(w['p50_ms'])} in its quiet rounds "
                    f"({_ms(w.get('all_p50_ms'))} over all), {metric} (worst margin {w['margin']:.3g}"
                    f"{held}{', fallbacks: ' + fb if fb else ''}){against}")
+    for t in record.get("confirmations") or []:
+        was = "; ".join(f"{vid}: {line}" for vid, line in t["before"].items())
+        out.append(f"timed again ({t['attempt']}: {', '.join(t['retimed'])}) because the verdict was inconclusive "
+                   f"({was})")
     if "closest" in a:
         c = a["closest"]
         out.append(f"none passes: the closest is {c['variant_id']} (p50 {_ms(c['p50_ms'])}, worst margin "

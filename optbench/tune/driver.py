@@ -49,6 +49,7 @@ class Record:
     stopped: str = ""
     notes: list[str] = field(default_factory=list)
     answer: dict = field(default_factory=dict)
+    confirmations: list[dict] = field(default_factory=list)  # the answer timed again (search.confirm)
 
     def save(self, run_dir: Path) -> None:
         (run_dir / SEARCH_FILE).write_text(json.dumps(self.__dict__, indent=1, default=str))
@@ -102,6 +103,7 @@ class Tuner:
                 f"trial limit ({self.space.trials} candidates)"
         self.record.notes = list(dict.fromkeys(self.record.notes + self.space.notes))
         self._answer()
+        self._confirm()
         return self.record
 
     def _trials(self) -> int:
@@ -117,10 +119,11 @@ class Tuner:
             if marker.get("mode") != "tune":
                 raise RunDirError(f"--resume: {d} is not a search made by optbench tune")
             kept = json.loads(old.read_text()) if old.exists() else {"settings": self.record.settings}
-            if kept.get("settings") != self.record.settings:
+            if _searched(kept.get("settings") or {}) != _searched(self.record.settings):
                 raise RunDirError(f"--resume: the spec's search: section differs from the one {d} was searched with; "
                                   "start a new run directory, or --force")
             self.record.rankings = kept.get("rankings") or {}
+            self.record.confirmations = kept.get("confirmations") or []
             self.started -= float(kept.get("elapsed_s") or 0.0)
         elif old.exists() or (d / "results.jsonl").exists():
             if not self.opts.force:
@@ -193,7 +196,7 @@ class Tuner:
         rows = final_rows(self.opts.run_dir)
         return all(v.id in rows for v in self._plan().get(c, {}).values())
 
-    def _sweep(self, annotate: dict, first: bool) -> None:
+    def _sweep(self, annotate: dict, first: bool, retime: list[str] | None = None) -> None:
         from optbench.run.sweep import RunOptions, run_sweep
         from optbench.spec.load import validate
 
@@ -201,7 +204,7 @@ class Tuner:
         spec = validate(self.spec_dict(), {}, str(o.spec_path))
         ro = RunOptions(run_dir=o.run_dir, spec_path=o.spec_path, force=o.force and first, cache_dir=o.cache_dir,
                         no_cache=o.no_cache, quiet=o.quiet, mode="tune", history=o.history, no_history=o.no_history,
-                        extend=not first, annotate=annotate)
+                        extend=not first, annotate=annotate, retime=list(retime or []))
         try:
             run_sweep(spec, ro)
         except Interrupted:
@@ -275,6 +278,43 @@ class Tuner:
         self.record.elapsed_s = round(self._elapsed(), 1)
         self.record.save(self.opts.run_dir)
 
+    def _confirm(self) -> None:
+        """Where the answer's verdict against fp32 is inconclusive (the machine was busy while a side was timed, or
+        the rounds' noise hides the difference), time the winner(s) and fp32 again in the same run, back to back,
+        at most ``search.confirm`` times; the newer rows replace the older ones (so `check`, `compare` and the
+        report read what decided), and every attempt, with the verdicts before and after, is kept."""
+        from optbench.store import final_rows
+
+        tries, limit, budget = self.record.confirmations, self.spec.search.confirm, self.spec.search.time_budget_s
+        while len(tries) < limit:
+            a = self.record.answer
+            open_ = {w["variant_id"]: w["vs_fp32"] for k in ("winner", "int8_winner")
+                     if (w := a.get(k)) and (w.get("vs_fp32") or {}).get("word") == "inconclusive"
+                     and w["vs_fp32"].get("settles", True)}
+            if not open_:
+                return
+            if budget is not None and self._elapsed() >= budget:
+                self.record.notes.append(f"the answer's inconclusive verdict was not timed again: the time budget "
+                                         f"({budget:g} s) was spent")
+                break
+            ids = sorted(set(open_) | {vs["variant_id"] for vs in open_.values()})
+            rows = final_rows(self.opts.run_dir)
+            keep = {i: {k: rows[i].get(k) for k in ("search_step", "search_phase", "fallbacks")} for i in ids}
+            if not self.opts.quiet:
+                self.opts.say(f"confirm {len(tries) + 1}/{limit}: timing {', '.join(ids)} again "
+                              f"({'; '.join(vs['line'] for vs in open_.values())})")
+            self._sweep(keep, first=False, retime=ids)
+            self._answer()
+            after = {w["variant_id"]: w.get("vs_fp32") for k in ("winner", "int8_winner") if (w := self.record.answer.get(k))}
+            tries.append({"attempt": len(tries) + 1, "retimed": ids,
+                          "before": {vid: vs["line"] for vid, vs in open_.items()},
+                          "after": {vid: vs["line"] for vid, vs in after.items() if vs}})
+            self.record.save(self.opts.run_dir)
+            if not self.opts.quiet:
+                for vid, line in tries[-1]["after"].items():
+                    self.opts.say(f"  {vid} against fp32: {line}")
+        self.record.save(self.opts.run_dir)
+
     def _say_step(self, step: dict) -> None:
         if self.opts.quiet:
             return
@@ -285,6 +325,11 @@ class Tuner:
             bound = f"{c['binding']} {c['value']:.4g}, " if c.get("value") is not None else ""
             self.opts.say(f"step {step['step']} {step['phase']}{' (replayed)' if step['replayed'] else ''}: "
                           f"{c['label']}: {word}, {p50}, {bound}worst margin {o['score']:.3g}")
+
+
+def _searched(settings: dict) -> dict:
+    """The search settings a resumed search must share (how often its answer is timed again may change)."""
+    return {k: v for k, v in settings.items() if k != "confirm"}
 
 
 def _label(c: Candidate) -> str:
