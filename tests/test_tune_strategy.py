@@ -26,13 +26,13 @@ def model(c: Candidate) -> Outcome:
     if c.kind == "fp16":  # slower than fp32 by default: its level is dropped
         kept = {g for g, _ in c.fallbacks}
         score = (LIMIT - sum(v for g, v in FP16_DAMAGE.items() if g not in kept)) / LIMIT
-        return Outcome(True, score >= 0, score, 12.0 if FP16_SLOWER[0] else 4.0 + 0.4 * len(kept), FP16_SLOWER[0])
+        return Outcome(True, score >= 0, score, 12.0 if FP16_SLOWER[0] else 4.0 + 0.4 * len(kept), not FP16_SLOWER[0])
     moved = {g for g, _ in c.fallbacks}
     damage = sum(DAMAGE.get(g, HARMLESS) for g in GROUPS if g not in moved)
     if c.calib.method == "percentile":
         damage *= 0.9
     score = (LIMIT - damage) / LIMIT
-    return Outcome(True, score >= 0, score, INT8_MS + sum(COST[p] for _, p in c.fallbacks), False)
+    return Outcome(True, score >= 0, score, INT8_MS + sum(COST[p] for _, p in c.fallbacks), True)
 
 
 def drive(space: Space, ranking: list[str]) -> list[tuple[str, Candidate]]:

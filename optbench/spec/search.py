@@ -22,7 +22,7 @@ class SearchSpace(Strict):
     fallbacks: list[Literal["fp16", "fp32"]] = Field(
         ["fp16", "fp32"], min_length=1, description="Precisions a node group may fall back to from int8, in order: "
                                                     "fp16 first, then fp32 (fp16 is dropped where the fp16 graph "
-                                                    "runs slower than fp32 on the backend).")
+                                                    "runs no faster than fp32 on the backend).")
     backends: list[str] | None = Field(None, min_length=1, description="The spec's backends (labels) the search "
                                                                        "times candidates on; absent: every one that "
                                                                        "can run the point.")

@@ -84,13 +84,13 @@ def _value(row: dict, check: str) -> float | None:
 
 
 def outcome(judged: Judged, fp32: Judged | None, effect: float) -> Outcome:
-    """What the strategy sees of a candidate's row; slower_than_fp32 by the latency gate's verdict, or, where it
+    """What the strategy sees of a candidate's row; faster_than_fp32 by the latency gate's verdict, or, where it
     is inconclusive, by the quiet rounds' level (a choice of where to look next, never the answer's claim)."""
-    slower = None
+    faster = None
     if fp32 is not None and judged.p50 is not None and fp32.p50 is not None and judged.row is not fp32.row:
         v = verdict(judged.row, fp32.row, effect)
-        slower = v.word == "slower" if v.word in ("slower", "faster", "same") else (v.ratio or 1.0) > 1 + effect
-    return Outcome(judged.row.get("status") == "ok", judged.passed, judged.score, judged.p50, slower,
+        faster = v.word == "faster" if v.word in ("slower", "faster", "same") else (v.ratio or 1.0) < 1 - effect
+    return Outcome(judged.row.get("status") == "ok", judged.passed, judged.score, judged.p50, faster,
                    judged.mean_margin)
 
 
@@ -199,6 +199,10 @@ def answer_lines(record: dict) -> list[str]:
         out.append(f"{title}: {w['variant_id']}: p50 {_ms(w['p50_ms'])} in its quiet rounds "
                    f"({_ms(w.get('all_p50_ms'))} over all), {metric} (worst margin {w['margin']:.3g}"
                    f"{held}{', fallbacks: ' + fb if fb else ''}){against}")
+    w8 = a.get("int8_winner") or {}
+    if (w8.get("vs_fp32") or {}).get("word") in ("same", "slower"):
+        out.append(f"no passing int8-based candidate runs faster than fp32 here: the fastest, {w8['variant_id']}, is "
+                   f"{w8['vs_fp32']['word']} by the latency gate (the frontier below is the evidence)")
     for t in record.get("confirmations") or []:
         was = "; ".join(f"{vid}: {line}" for vid, line in t["before"].items())
         out.append(f"timed again ({t['attempt']}: {', '.join(t['retimed'])}) because the verdict was inconclusive "

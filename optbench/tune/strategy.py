@@ -14,7 +14,7 @@ stopped.
 5. **give back**: each group of that prefix returned to int8 on its own, least offending first, kept returned
    where the budgets still hold.
 
-The same escalation runs for a failing fp16 graph on a backend where fp16 is not slower than fp32 (groups kept in
+The same escalation runs for a failing fp16 graph on a backend where fp16 runs faster than fp32 (groups kept in
 fp32). Steps stop at the trial limit; the driver also stops them at its time budget.
 """
 
@@ -61,7 +61,7 @@ class Outcome:
     passed: bool            # every accuracy check and constraint holds
     score: float            # the worst margin to a budget (< 0: fails); -inf where it did not run
     p50: float | None = None
-    slower_than_fp32: bool | None = None  # the latency gate's verdict against fp32 on the same backend
+    faster_than_fp32: bool | None = None  # the latency gate's verdict against fp32 on the same backend
     mean_score: float = 0.0  # the mean margin over every budget check (tells apart candidates that fail alike)
 
 
@@ -129,15 +129,15 @@ def search(space: Space) -> Search:
     levels = list(space.fallbacks)
     yield from run("anchor", [fp32] + ([Candidate("fp16")] if "fp16" in levels else []) + [base])
     half = seen.get(Candidate("fp16"))
-    if half is not None and half.slower_than_fp32:
+    if half is not None and half.faster_than_fp32 is False:  # fp16 groups would buy no time over fp32 ones
         levels.remove("fp16")
-        space.notes.append("the fp16 graph runs slower than fp32 here: int8 groups fall back to fp32 directly")
+        space.notes.append("the fp16 graph runs no faster than fp32 here: int8 groups fall back to fp32 directly")
     if not seen.get(base, Outcome(False, False, float("-inf"))).passed:
         yield from run("calibration", [Candidate("int8", c) for c in space.calibs[1:]])
     top = best([Candidate("int8", c) for c in space.calibs], seen)
     if top is not None and not seen[top].passed and levels:
         yield from _escalate(top, levels, seen, run)
-    if half is not None and half.ran and not half.passed and half.slower_than_fp32 is False:
+    if half is not None and half.ran and not half.passed and half.faster_than_fp32:
         yield from _escalate(Candidate("fp16"), ["fp32"], seen, run)
 
 
