@@ -163,6 +163,13 @@ class History:
             c.execute(self.rows.insert().values(run_id=run_id, variant_id=row["variant_id"],
                                                 status=row.get("status"), row=text))
 
+    def stored_variants(self, run_id: int) -> set[str]:
+        """The variant ids this run has rows for."""
+        import sqlalchemy as sa
+
+        with self.engine.connect() as c:
+            return {v for (v,) in c.execute(sa.select(self.rows.c.variant_id).where(self.rows.c.run_id == run_id))}
+
     def import_run(self, run_dir: Path) -> tuple[int, int]:
         """A run directory's final rows, once (its uid file, or a digest of its path and first row, keeps a
         second import from duplicating it): (run id, rows)."""

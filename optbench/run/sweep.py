@@ -248,6 +248,9 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
     except CacheIntegrityError as e:
         raise OptbenchError(str(e)) from None
     history, run_id = _history_of(spec, opts, env)
+    if history is not None and done:  # a kill between results.jsonl and the database: the resumed run fills the gap
+        for vid in sorted(set(done) - history.stored_variants(run_id)):
+            history.record_row(run_id, done[vid])
     base = _row_base(spec, env)
     # known from the spec alone: rows skipped at plan time, written before the reference runs, name it too
     reference = reference_backend(spec.model.kind.framework)
