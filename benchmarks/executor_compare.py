@@ -4,7 +4,11 @@ variant (round medians, as ``optbench compare`` decides), and whether any two ti
 must not (a CPU window with any other; two windows on one GPU).
 
     python benchmarks/executor_compare.py SPEC [--jobs 2 | --ray | --gpus 0,1 | --control] [--no-cache] [--out result.json]
-        [--keep DIR]
+        [--keep DIR] [--baseline DIR]
+
+``--baseline DIR`` reuses a one-at-a-time run kept earlier (``--keep``: its ``serial`` folder) instead of running it
+again; its wall time is then read from its files (plan.json written, last row appended). Per executor it reports the
+median of ``start_s`` (dispatch to the variant's process start: the executor's fixed cost per variant) and ``wall_s``.
 
 Exits 0 when no windows overlapped and no variant came out slower or faster beyond the noise.
 """
@@ -66,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-cache", action="store_true", help="rebuild every artifact in both runs (build cost counts)")
     ap.add_argument("--out")
     ap.add_argument("--keep")
+    ap.add_argument("--baseline", help="a kept one-at-a-time run directory to compare against instead of a new one")
     args = ap.parse_args(argv)
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="optbench-exec-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -73,9 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     serial = ["--gpus", "0"]  # one at a time, on one GPU (CPU-only specs ignore it)
     parallel = ["--executor", "ray"] if args.ray else ["--gpus", args.gpus] if args.gpus else \
         serial if args.control else ["--jobs", str(args.jobs)]
-    wall = {"one at a time": run(args.spec, root / "serial", cache + serial),
-            " ".join(parallel): run(args.spec, root / "parallel", cache + parallel)}
-    a, b = final_rows(root / "serial"), final_rows(root / "parallel")
+    if args.baseline:
+        base = Path(args.baseline)
+        took = (base / "results.jsonl").stat().st_mtime - (base / "plan.json").stat().st_mtime
+        wall = {"one at a time": took, " ".join(parallel): run(args.spec, root / "parallel", cache + parallel)}
+    else:
+        base = root / "serial"
+        wall = {"one at a time": run(args.spec, base, cache + serial),
+                " ".join(parallel): run(args.spec, root / "parallel", cache + parallel)}
+    a, b = final_rows(base), final_rows(root / "parallel")
     table, counts = [], {}
     for vid in sorted(a):
         x, y = a[vid], b.get(vid, {})
@@ -89,10 +100,15 @@ def main(argv: list[str] | None = None) -> int:
             (f", {len(y['overlapped_windows'])} windows beside" if y.get("overlapped_windows") else "")
         table.append((vid, x["latency_ms_p50"], y["latency_ms_p50"], v.ratio, v.word, where))
     bad = overlaps(list(b.values()))
-    per_variant = {k: [r.get("wall_s") for r in final_rows(root / d).values() if r.get("status") == "ok"]
-                   for k, d in zip(wall, ("serial", "parallel"))}
+    def median(rows: dict, col: str) -> float | None:
+        v = sorted(r[col] for r in rows.values() if r.get("status") == "ok" and isinstance(r.get(col), (int, float)))
+        return v[len(v) // 2] if v else None
+
+    runs = dict(zip(wall, (a, b)))
     result = {"wall_s": wall, "speedup": wall["one at a time"] / max(list(wall.values())[1], 1e-9),
-              "variant_wall_s_median": {k: sorted(v)[len(v) // 2] if v else None for k, v in per_variant.items()}, "verdicts": counts, "overlapping_windows": bad, "runs": str(root),
+              "variant_wall_s_median": {k: median(r, "wall_s") for k, r in runs.items()},
+              "start_s_median": {k: median(r, "start_s") for k, r in runs.items()},
+              "verdicts": counts, "overlapping_windows": bad, "runs": str(root),
               "rows": [dict(zip(["variant", "p50_serial_ms", "p50_parallel_ms", "ratio", "verdict", "where"], t))
                        for t in table]}
     if args.out:
@@ -100,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     print("| variant | p50 serial ms | p50 parallel ms | ratio | verdict | where |\n|---|---|---|---|---|---|")
     for vid, p, q, ratio, word, where in table:
         print(f"| {vid} | {_num(p)} | {_num(q)} | {_num(ratio)} | {word} | {where} |")
+    for k in wall:
+        print(f"{k}: variant wall median {_num(result['variant_wall_s_median'][k])} s, "
+              f"start median {_num(result['start_s_median'][k])} s")
     print("\nwall: " + ", ".join(f"{k} {s:.1f} s" for k, s in wall.items()) +
           f"; verdicts {counts}; overlapping timing windows: {len(bad)}")
     for line in bad:

@@ -19,8 +19,9 @@ from typing import Any
 
 # 1: first rows; 2: every output judged, rounds, robust statistics, busy; 3: typed row (backend_name,
 # reference_backend, typed warnings, topk_k; ratios and counts no longer named *_ms_*); 4: model files of other
-# frameworks (model_format), the conversion chain with each step's drift; 5: fp16 settings, search part (tune)
-SCHEMA_VERSION = 5
+# frameworks (model_format), the conversion chain with each step's drift; 5: fp16 settings, search part (tune);
+# 6: start_s (a variant's wait between its dispatch and its process's start)
+SCHEMA_VERSION = 6
 
 
 def col(doc: str, unit: str | None = None, old: tuple[str, ...] = (), since: int = 1, default: Any = None) -> Any:
@@ -125,6 +126,8 @@ class Timing:
     export_s: float | None = col("Time to produce the ONNX artifact (export, conversion, quantization; ~0 when "
                                  "cached).", "s")
     wall_s: float | None = col("Wall time of the variant's processes: build, judge, time.", "s", since=2)
+    start_s: float | None = col("From the variant's dispatch to its worker process's start (the executor's fixed "
+                                "cost: a Ray call, a fork).", "s", since=6)
 
 
 @dataclass
@@ -421,11 +424,8 @@ def json_schema() -> dict[str, Any]:
                 "type": "object", "required": ["code", "message"],
                 "properties": {"code": {"enum": sorted(WARNING_CODES)}, "message": {"type": "string"}}}}
             continue
-        types = [t, "null"] if t != "any" else None
-        entry: dict[str, Any] = {"description": c.doc + (f" Unit: {c.unit}." if c.unit else "")}
-        if types:
-            entry["type"] = types
-        props[c.name] = entry
+        props[c.name] = {"description": c.doc + (f" Unit: {c.unit}." if c.unit else ""),
+                         **({"type": [t, "null"]} if t != "any" else {})}
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "optbench result row",
             "description": f"One variant's row in results.jsonl, schema version {SCHEMA_VERSION}.", "type": "object",
             "required": [c.name for c in COLUMNS], "properties": props, "additionalProperties": True}

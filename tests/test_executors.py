@@ -124,6 +124,26 @@ def test_jobs_two_runs_every_variant_with_exclusive_timing(tmp_path, cache_dir):
     assert main(["run", str(spec), "--run-dir", str(tmp_path / "bad"), "--address", "h:1"]) == 2
 
 
+def test_ray_runner_pool_sizes_follow_the_cluster_not_a_fixed_count():
+    from optbench.run.executors import SLOTS_PER_GPU, pool_sizes
+
+    assert SLOTS_PER_GPU == 2
+    assert pool_sizes(12, 0, 2, 0) == (2, 0)  # this machine: one runner per core
+    assert pool_sizes(1, 0, 16, 0) == (1, 0)  # no more runners than variants
+    assert pool_sizes(4, 16, 32, 2) == (4, 4)  # two per GPU of a 2-GPU host
+    assert pool_sizes(4, 40, 128, 8) == (4, 16)  # eight GPUs over nodes: the same rule
+    assert pool_sizes(0, 3, 32, 2) == (0, 3)
+    assert pool_sizes(5, 5, 2, 4) == (1, 1)  # few CPUs: CPU variants keep one runner
+    assert pool_sizes(0, 5, 8, 0.5) == (0, 0)  # no whole GPU: CUDA variants fail with the reason, not wait
+
+
+def test_a_row_says_how_long_its_process_took_to_start_after_dispatch(tmp_path):
+    from optbench.run.supervise import spawn
+
+    out, proc = spawn({"mode": "prepare", "nothing": True}, 60, None, tmp_path / "x.log")
+    assert isinstance(proc["started_at"], float) and abs(proc["started_at"] - time.time()) < 60
+
+
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
 
 
@@ -137,7 +157,12 @@ def test_ray_local_gives_the_variants_and_rows_of_the_local_executor(tmp_path, c
     assert sorted(a) == sorted(b)
     assert {k: r["status"] for k, r in a.items()} == {k: r["status"] for k, r in b.items()}
     assert all(r.get("ray_node_id") for r in b.values() if r["status"] == "ok")
-    assert json.loads((remote / "env.json").read_text())["cluster"]["executor"] == "ray"
+    cluster = json.loads((remote / "env.json").read_text())["cluster"]
+    assert cluster["executor"] == "ray" and cluster["runners"] == {"cpu": 2, "cuda": 0}  # 2 cores, no GPU
+    # the fixed cost: a fork locally; under Ray a call to a warm runner (its first variant also waits for its start)
+    for rows in (a, b):
+        assert all(isinstance(r["start_s"], float) and r["start_s"] >= 0 for r in rows.values() if r["status"] == "ok")
+    assert sorted(r["start_s"] for r in b.values() if r["status"] == "ok")[2] < 5
     assert not ray.is_initialized()  # optbench shut down the instance it started
 
 

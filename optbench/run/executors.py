@@ -1,15 +1,18 @@
 """Where a sweep's variants run: ``local`` (worker processes on this machine, ``--jobs N`` at a time) or ``ray``
-(Ray tasks over a cluster's nodes and GPUs). Either way each variant runs in a fresh worker process with the
-spec's time limit and memory cap, timing windows stay exclusive (:mod:`optbench.measure.exclusive`, per node), and only
-the driver appends rows to ``results.jsonl``: rows come back to it as variants finish.
+(Ray over a cluster's nodes and GPUs). Either way each variant runs in a fresh worker process with the spec's time
+limit and memory cap, timing windows stay exclusive (:mod:`optbench.measure.exclusive`, per node), and only the
+driver appends rows to ``results.jsonl``: rows come back to it as variants finish.
 
-Ray: each variant is a task (``max_calls=1``: a fresh Ray worker per task) that starts optbench's own worker
-process on its node. A CPU variant asks for one CPU, a CUDA variant also for half a GPU (two variants of a
-GPU may build side by side; the GPU's timing lock keeps their timing windows apart). A task lost with its node
-is retried once, marked ``retried``; lost twice it becomes a failed row. Every node must see the run
-directory, the spec's folder and the artifact cache at the same paths (one machine, or a shared filesystem):
-the reference outputs are computed once, by the driver's prepare step, into the run directory, and every node
-reads them from there.
+Ray: a pool of warm runners (Ray actors) does the work. A runner imports optbench once and starts its forkserver
+(the heavy libraries preloaded) when it starts; each variant it is given is still a fresh process forked from that
+server, as locally, so a variant's fixed cost under Ray is a Ray call and a fork, not a Ray worker's start and
+imports. A CPU runner holds one CPU; a CUDA runner one CPU and 1/:data:`SLOTS_PER_GPU` of a GPU (two variants of a
+GPU may build side by side; the GPU's timing lock keeps their timing windows apart). The pool's size follows the
+cluster (:func:`pool_sizes`), for any number of nodes and GPUs. A variant whose runner died (its node lost) is
+retried once on another runner, marked ``retried``; lost twice it becomes a failed row. Every node must see the
+run directory, the spec's folder and the artifact cache at the same paths (one machine, or a shared filesystem):
+the reference outputs are computed once, by the driver's prepare step, into the run directory, and every node reads
+them from there.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ import json
 import os
 import socket
 import threading
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import optbench.measure.clock as clock
 
 OnRow = Callable[[Any, dict], None]
 RunOne = Callable[[Any], dict]
@@ -96,35 +102,64 @@ def run_local(variants: list, run_one: RunOne, on_row: OnRow, jobs: int, on_star
             raise
 
 
-def _ray_task(job: dict, log: str) -> dict:
-    """Runs on a Ray worker: the variant's optbench worker process(es), as the local executor runs them."""
-    import ray
+def _is_cuda(v: Any) -> bool:
+    return str(v.device).startswith("cuda")
 
-    from optbench.run.supervise import run_job
-    from optbench.spec.models import MeasureSettings
 
-    ctx = ray.get_runtime_context()
-    gpus = [str(g) for g in ray.get_gpu_ids()]
-    here = next((n for n in ray.nodes() if n["NodeID"] == ctx.get_node_id()), {})
-    os.environ["OPTBENCH_GPUS"] = ",".join(str(i) for i in range(int(here.get("Resources", {}).get("GPU", 0))))
-    if gpus:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-    Path(log).parent.mkdir(parents=True, exist_ok=True)
-    # where each variant runs now, for whoever watches the run directory (it goes when the variant ends)
-    running = Path(job["run_dir"]) / "work" / "running" / f"{job['variant']['id']}.json"
-    running.parent.mkdir(parents=True, exist_ok=True)
-    where = {**node_info(), "ray_node_id": ctx.get_node_id(), "gpu_ids": gpus or None}
-    running.write_text(json.dumps(where))
-    try:
-        row = run_job(job, MeasureSettings.model_validate(job["spec"]["measure"]), Path(log))
-    finally:
-        running.unlink(missing_ok=True)
-    return {**row, **where}
+def pool_sizes(n_cpu: int, n_cuda: int, cluster_cpus: float, cluster_gpus: float,
+               per_gpu: int = SLOTS_PER_GPU) -> tuple[int, int]:
+    """How many (CPU, CUDA) runners a sweep starts: no more than it has variants of each kind, SLOTS_PER_GPU per
+    GPU of the cluster, one CPU each, and at least one CPU runner while CPU variants wait."""
+    cuda = min(n_cuda, int(cluster_gpus * per_gpu)) if cluster_gpus >= 1 else 0
+    cpus = int(cluster_cpus)
+    if n_cpu and cuda >= cpus:
+        cuda = max(0, cpus - 1)
+    cpu = min(n_cpu, max(cpus - cuda, 1)) if n_cpu else 0
+    return cpu, cuda
+
+
+class _Runner:
+    """A Ray actor that runs variants one at a time, each in a fresh process of its warm forkserver."""
+
+    def __init__(self) -> None:
+        import ray
+
+        from optbench.run.supervise import warm_forkserver
+
+        ctx = ray.get_runtime_context()
+        here = next((n for n in ray.nodes() if n["NodeID"] == ctx.get_node_id()), {})
+        # every GPU of the node: the timing thread's reserved cores are chosen per GPU of the node
+        os.environ["OPTBENCH_GPUS"] = ",".join(str(i) for i in range(int(here.get("Resources", {}).get("GPU", 0))))
+        self.gpus = [str(g) for g in ray.get_gpu_ids()]
+        self.where = {**node_info(), "ray_node_id": ctx.get_node_id(), "gpu_ids": self.gpus or None}
+        # a job's process would otherwise run Ray's worker script again as __mp_main__ (multiprocessing does that for
+        # a script-started parent), and a fork of a process holding Ray's libraries costs ~0.7 s, against ~0.02 s
+        import sys
+
+        sys.modules["__main__"].__dict__.pop("__file__", None)
+        warm_forkserver()
+
+    def run(self, job: dict, log: str) -> dict:
+        from optbench.run.supervise import run_job
+        from optbench.spec.models import MeasureSettings
+
+        if self.gpus:
+            job = {**job, "gpu": ",".join(self.gpus)}  # the variant's process sees this runner's GPU only
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        # where each variant runs now, for whoever watches the run directory (it goes when the variant ends)
+        running = Path(job["run_dir"]) / "work" / "running" / f"{job['variant']['id']}.json"
+        running.parent.mkdir(parents=True, exist_ok=True)
+        running.write_text(json.dumps(self.where))
+        try:
+            row = run_job(job, MeasureSettings.model_validate(job["spec"]["measure"]), Path(log))
+        finally:
+            running.unlink(missing_ok=True)
+        return {**row, **self.where}
 
 
 def run_ray(variants: list, make_job: Callable[[Any], dict], on_row: OnRow, on_start: Callable[[Any], None],
             address: str | None, log_of: Callable[[Any], Path]) -> dict:
-    """Every variant as a Ray task; returns what the run should record about the cluster."""
+    """Every variant on a pool of warm Ray runners; returns what the run should record about the cluster."""
     import ray
 
     started = not ray.is_initialized()
@@ -133,37 +168,73 @@ def run_ray(variants: list, make_job: Callable[[Any], dict], on_row: OnRow, on_s
                  runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in [str(Path(__file__).resolve().parents[1]),
                                                                                        os.environ.get("PYTHONPATH", "")] if p)}})
     try:
+        total = ray.cluster_resources()
+        queues = {False: deque(v for v in variants if not _is_cuda(v)), True: deque(v for v in variants if _is_cuda(v))}
+        n_cpu, n_cuda = pool_sizes(len(queues[False]), len(queues[True]), total.get("CPU", 0), total.get("GPU", 0))
         cluster = {"executor": "ray", "address": address or "local (started by optbench)", "ray": ray.__version__,
+                   "runners": {"cpu": n_cpu, "cuda": n_cuda},
                    "nodes": [{"node_id": n["NodeID"], "host": n.get("NodeManagerHostname"), "alive": n["Alive"],
                               "resources": n.get("Resources", {})} for n in ray.nodes()]}
-        task = ray.remote(max_calls=1, max_retries=0)(_ray_task)
-        pending: dict[Any, tuple[Any, bool]] = {}
+        if queues[True] and not n_cuda:
+            while queues[True]:
+                v = queues[True].popleft()
+                on_row(v, {"status": "failed", "failed_stage": "placement",
+                           "error": f"the Ray cluster has no GPU for a CUDA variant (its resources: {dict(total)})"})
+        actor = ray.remote(max_restarts=0, max_task_retries=0)(_Runner)
 
-        def submit(v, retried: bool) -> None:
-            res = {"num_cpus": 1}
-            if str(v.device).startswith("cuda"):
-                res["num_gpus"] = 0.5
-            ref = task.options(**res).remote(make_job(v), str(log_of(v)))
-            pending[ref] = (v, retried)
+        def start(cuda: bool):
+            return actor.options(num_cpus=1, num_gpus=1 / SLOTS_PER_GPU if cuda else 0).remote()
 
-        for v in variants:
-            submit(v, False)
-            on_start(v)
+        idle = {False: [start(False) for _ in range(n_cpu)], True: [start(True) for _ in range(n_cuda)]}
+        alive = {k: len(x) for k, x in idle.items()}
+        pending: dict[Any, tuple[Any, Any, bool, bool]] = {}  # ref: (variant, runner, cuda, retried)
+        retried: set = set()
+        lost_errors = tuple(e for e in (getattr(ray.exceptions, "RayActorError", None),
+                                        getattr(ray.exceptions, "ActorUnavailableError", None)) if e)
+
+        def dispatch() -> None:
+            for cuda in (True, False):
+                while queues[cuda] and idle[cuda]:
+                    v, runner = queues[cuda].popleft(), idle[cuda].pop()
+                    job = {**make_job(v), "dispatched_at": clock.wall()}
+                    pending[runner.run.remote(job, str(log_of(v)))] = (v, runner, cuda, v.id in retried)
+                    on_start(v)
+
+        dispatch()
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
-                v, retried = pending.pop(ref)
+                v, runner, cuda, again = pending.pop(ref)
                 try:
                     row = ray.get(ref)
-                except ray.exceptions.RayError as e:  # the task's worker or node died: not the variant's fault
+                    idle[cuda].append(runner)
+                except lost_errors as e:  # the runner or its node died: not the variant's fault
+                    alive[cuda] -= 1
                     why = f"{e.__class__.__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
-                    if not retried:
-                        submit(v, True)
+                    if alive[cuda] == 0 and (queues[cuda] or not again):  # the last of its kind: a new one
+                        if ray.cluster_resources().get("GPU" if cuda else "CPU", 0) < (1 / SLOTS_PER_GPU if cuda else 1):
+                            for w in [v, *queues[cuda]] if not again else [*queues[cuda]]:
+                                on_row(w, {"status": "failed", "failed_stage": "lost with its node", "retried": False,
+                                           "error": f"no node of the Ray cluster is left to run it ({why})"})
+                            queues[cuda].clear()
+                            if not again:
+                                continue
+                        else:
+                            idle[cuda].append(start(cuda))
+                            alive[cuda] += 1
+                    if not again:
+                        retried.add(v.id)
+                        queues[cuda].appendleft(v)
                         continue
                     row = {"status": "failed", "failed_stage": "lost with its node",
-                           "error": f"the Ray task was lost twice (node or worker died): {why}"}
-                row["retried"] = retried
+                           "error": f"the variant's Ray runner was lost twice (node or worker died): {why}"}
+                except ray.exceptions.RayError as e:  # the runner itself raised: this variant fails, the runner stays
+                    idle[cuda].append(runner)
+                    row = {"status": "failed", "failed_stage": "executor",
+                           "error": f"the Ray runner raised {e.__class__.__name__}: {str(e).splitlines()[0][:300]}"}
+                row["retried"] = again
                 on_row(v, row)
+            dispatch()
         return cluster
     finally:
         if started:

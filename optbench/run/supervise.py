@@ -29,6 +29,13 @@ def _context():
     return ctx
 
 
+def warm_forkserver() -> None:
+    """Start the forkserver now and wait for its imports (seconds), so the first job does not pay for them."""
+    p = _context().Process(target=os.getpid, daemon=True)
+    p.start()
+    p.join()
+
+
 def rss_cap_bytes(rss_limit_mb: int | None) -> tuple[int, str]:
     """The resident-memory cap of a worker, and how it was chosen (for the row)."""
     if rss_limit_mb:
@@ -137,8 +144,10 @@ def spawn(job: dict, timeout_s: float, memory_limit_mb: int | None, log: Path,
             _kill_group(proc.pid)
             wait_file(log).unlink(missing_ok=True)
         result = json.loads(out.read_text()) if out.exists() else None
+        started = Path(tmp) / "started"
+        started_at = float(started.read_text()) if started.exists() else None
     return result, {"exit_code": proc.exitcode, "timed_out": timed_out, "killed_for": killed_for,
-                    "lock_wait_s": round(waited, 1)}
+                    "lock_wait_s": round(waited, 1), "started_at": started_at}
 
 
 _LIVE: set = set()  # worker processes running now (several with --jobs), killed on Ctrl-C
@@ -202,11 +211,13 @@ def run_job(job: dict, measure: Any, log: Path, notify: Callable[[str], None] | 
     variant (so the memory cap the row records is the one enforced there)."""
     from optbench.measure.timing import merge_processes, round_shares
 
-    t0 = clock.monotonic()
+    t0, dispatched = clock.monotonic(), job.get("dispatched_at") or clock.wall()
     shares = round_shares(measure.rounds, measure.processes) if job["mode"] == "variant" else [None]
     first = {**job, "rounds": shares[0]} if len(shares) > 1 else job
     result, proc = spawn(first, measure.timeout_s, measure.memory_limit_mb, log, measure.rss_limit_mb, notify)
     row = row_from_worker(result, proc, measure.timeout_s, log)
+    if proc.get("started_at") is not None:  # dispatch (the driver's clock) to the process's first line
+        row["start_s"] = round(max(0.0, proc["started_at"] - dispatched), 3)
     others, lost = [], []
     for i, n in enumerate(shares[1:], start=1):
         if row.get("status") != "ok":

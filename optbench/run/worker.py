@@ -98,6 +98,9 @@ def _die_with_driver(driver: int, job_dir: Path) -> None:
 
 def child_main(job_path: str, log_path: str, memory_limit_mb: int | None) -> None:
     """Entry of a job's process: stdout/stderr to the job's log, an address-space cap, then the job."""
+    import optbench.measure.clock as clock
+
+    Path(job_path).with_name("started").write_text(repr(clock.wall()))  # the executor's fixed cost ends here
     os.setpgid(0, 0)  # its own process group: a timeout ends whatever the job started, too
     job = json.loads(Path(job_path).read_text())
     if job.get("gpu") is not None:  # the GPU the executor gave this variant; before anything initialises CUDA
