@@ -222,7 +222,7 @@ def _gpus_option(text: str | None) -> list[str] | None:
 
 def _executor_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--executor", choices=["local", "ray"], default="local",
-                        help="local: worker processes on this machine; ray: Ray tasks over a cluster")
+                        help="local: worker processes on this machine; ray: warm Ray runners over a cluster")
     parser.add_argument("--address", help="Ray cluster address HOST:PORT (default: start a local Ray instance)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="local executor: variants in flight at once; builds overlap, timing windows stay "

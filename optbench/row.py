@@ -61,7 +61,7 @@ class Identity:
     gpu: int | None = col("The physical GPU (its index on the node) a CUDA variant ran on; null on the CPU.", since=3)
     host: str | None = col("CPU and GPU of the machine, in words.")
     commit: str | None = col("optbench's git commit (-dirty with local changes).")
-    retried: bool | None = col("Whether the variant ran again after its Ray task was lost (Ray executor).", since=2)
+    retried: bool | None = col("Whether the variant ran again after its Ray runner was lost (Ray executor).", since=2)
 
 
 @dataclass
