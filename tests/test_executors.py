@@ -258,3 +258,17 @@ def test_cuda_variants_spread_over_the_gpus_two_in_flight_per_gpu():
     assert len(rows) == 9 and given["c"] is None
     assert sorted(g for k, g in given.items() if k != "c").count("0") == 4  # shared evenly
     assert most == {"0": 2, "1": 2}
+
+
+@pytest.mark.slow  # a local Ray instance
+def test_a_cuda_variant_on_a_ray_cluster_without_a_gpu_fails_with_the_reason(tmp_path):
+    from types import SimpleNamespace
+
+    from optbench.run.executors import run_ray
+
+    rows = []
+    cluster = run_ray([SimpleNamespace(id="torch.fp16.none.bs1-x", device="cuda")], lambda v: {},
+                      lambda v, row: rows.append(row), lambda v: None, None, lambda v: tmp_path / f"{v.id}.log")
+    row, = rows
+    assert row["status"] == "failed" and "no GPU" in row["error"] and cluster["runners"] == {"cpu": 0, "cuda": 0}
+    assert not ray.is_initialized()
