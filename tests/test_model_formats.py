@@ -76,6 +76,7 @@ def keras_files(tmp_path_factory):
             "area": fw.saved_model(fw.keras_digits(area_resize=True), d / "area_savedmodel"), "dir": d}
 
 
+@pytest.mark.slow  # a TensorFlow SavedModel through the whole chain, ~20 s
 def test_saved_model_reference_is_tensorflow_and_each_step_has_its_drift(tmp_path, cache_dir, keras_files):
     code, rows = _run(tmp_path, KERAS.format(name="savedmodel", source="tensorflow", path=keras_files["saved"],
                                              precision="[fp32, fp16]", backends="[tensorflow, onnxruntime, torch]"))

@@ -125,6 +125,7 @@ def test_build_writes_tensorrt_engines_with_a_dynamic_batch_profile(tmp_path, ca
     assert main(["run", str(_spec(tmp_path, "tensorrt", "fp32, fp16, int8")), "--run-dir", str(run), "--resume"]) == 2
 
 
+@pytest.mark.slow  # two TVM compilations, ~30 s
 @pytest.mark.skipif(_reason("tvm") is not None, reason=str(_reason("tvm")))
 def test_tvm_compiles_for_this_cpu_at_fp32_and_mixed_fp16(tmp_path, cache_dir):
     run = tmp_path / "run"

@@ -89,6 +89,7 @@ measure: {warmup_s: 0.05, min_iters: 15, min_duration_s: 0.2, max_iters: 300}
 """
 
 
+@pytest.mark.slow  # ModelOpt calibration and export, ~20 s
 def test_modelopt_ptq_exports_explicit_qdq_that_onnxruntime_runs(tmp_path, cache_dir):
     """PyTorch-side PTQ (modelopt, calibration forward loop) → Q/DQ ONNX → measured on onnxruntime."""
     import importlib.util

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+SLOW = True  # about 25 s: behind the slow marker (CI runs it)
 NEEDS = ["glob:/usr/share/locale/km/LC_MESSAGES/*.mo"]  # the text: Debian's Khmer translations
 
 
