@@ -63,11 +63,15 @@ class GpuSlots:
             self.cond.notify()
 
 
+def _is_cuda(v: Any) -> bool:
+    return str(v.device).startswith("cuda")
+
+
 def run_local(variants: list, run_one: RunOne, on_row: OnRow, jobs: int, on_start: Callable[[Any], None],
               gpus: list[str] | None = None) -> None:
     """``jobs`` variants at a time, each in its own worker process (threads here only wait for them); with more
     than one GPU, CUDA variants spread over them, :data:`SLOTS_PER_GPU` per GPU, each process seeing its GPU only."""
-    spread = len(gpus or []) > 1 and any(str(v.device).startswith("cuda") for v in variants)
+    spread = len(gpus or []) > 1 and any(_is_cuda(v) for v in variants)
     if jobs <= 1 and not spread:
         for v in variants:
             on_start(v)
@@ -76,7 +80,7 @@ def run_local(variants: list, run_one: RunOne, on_row: OnRow, jobs: int, on_star
     slots = GpuSlots(list(gpus or [])) if spread else None
 
     def one(v: Any) -> dict:
-        if slots is None or not str(v.device).startswith("cuda"):
+        if slots is None or not _is_cuda(v):
             return run_one(v)
         g = slots.take()
         try:
@@ -100,10 +104,6 @@ def run_local(variants: list, run_one: RunOne, on_row: OnRow, jobs: int, on_star
                 f.cancel()
             kill_live_workers()
             raise
-
-
-def _is_cuda(v: Any) -> bool:
-    return str(v.device).startswith("cuda")
 
 
 def pool_sizes(n_cpu: int, n_cuda: int, cluster_cpus: float, cluster_gpus: float,
@@ -175,11 +175,14 @@ def run_ray(variants: list, make_job: Callable[[Any], dict], on_row: OnRow, on_s
                    "runners": {"cpu": n_cpu, "cuda": n_cuda},
                    "nodes": [{"node_id": n["NodeID"], "host": n.get("NodeManagerHostname"), "alive": n["Alive"],
                               "resources": n.get("Resources", {})} for n in ray.nodes()]}
-        if queues[True] and not n_cuda:
-            while queues[True]:
-                v = queues[True].popleft()
-                on_row(v, {"status": "failed", "failed_stage": "placement",
-                           "error": f"the Ray cluster has no GPU for a CUDA variant (its resources: {dict(total)})"})
+
+        def fail_queued(cuda: bool, stage: str, error: str) -> None:
+            while queues[cuda]:
+                on_row(queues[cuda].popleft(), {"status": "failed", "failed_stage": stage, "error": error,
+                                                "retried": False})
+
+        if not n_cuda:
+            fail_queued(True, "placement", f"the Ray cluster has no GPU for a CUDA variant (its resources: {dict(total)})")
         actor = ray.remote(max_restarts=0, max_task_retries=0)(_Runner)
 
         def start(cuda: bool):
@@ -187,8 +190,8 @@ def run_ray(variants: list, make_job: Callable[[Any], dict], on_row: OnRow, on_s
 
         idle = {False: [start(False) for _ in range(n_cpu)], True: [start(True) for _ in range(n_cuda)]}
         alive = {k: len(x) for k, x in idle.items()}
-        pending: dict[Any, tuple[Any, Any, bool, bool]] = {}  # ref: (variant, runner, cuda, retried)
-        retried: set = set()
+        pending: dict[Any, tuple[Any, Any, bool]] = {}  # ref: (variant, runner, cuda)
+        retried: set = set()  # variants running again after their runner was lost
         lost_errors = tuple(e for e in (getattr(ray.exceptions, "RayActorError", None),
                                         getattr(ray.exceptions, "ActorUnavailableError", None)) if e)
 
@@ -197,34 +200,31 @@ def run_ray(variants: list, make_job: Callable[[Any], dict], on_row: OnRow, on_s
                 while queues[cuda] and idle[cuda]:
                     v, runner = queues[cuda].popleft(), idle[cuda].pop()
                     job = {**make_job(v), "dispatched_at": clock.wall()}
-                    pending[runner.run.remote(job, str(log_of(v)))] = (v, runner, cuda, v.id in retried)
+                    pending[runner.run.remote(job, str(log_of(v)))] = (v, runner, cuda)
                     on_start(v)
 
         dispatch()
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
-                v, runner, cuda, again = pending.pop(ref)
+                v, runner, cuda = pending.pop(ref)
+                again = v.id in retried
                 try:
                     row = ray.get(ref)
                     idle[cuda].append(runner)
                 except lost_errors as e:  # the runner or its node died: not the variant's fault
                     alive[cuda] -= 1
                     why = f"{e.__class__.__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
-                    if alive[cuda] == 0 and (queues[cuda] or not again):  # the last of its kind: a new one
-                        if ray.cluster_resources().get("GPU" if cuda else "CPU", 0) < (1 / SLOTS_PER_GPU if cuda else 1):
-                            for w in [v, *queues[cuda]] if not again else [*queues[cuda]]:
-                                on_row(w, {"status": "failed", "failed_stage": "lost with its node", "retried": False,
-                                           "error": f"no node of the Ray cluster is left to run it ({why})"})
-                            queues[cuda].clear()
-                            if not again:
-                                continue
-                        else:
-                            idle[cuda].append(start(cuda))
-                            alive[cuda] += 1
-                    if not again:
+                    if not again:  # once more, first in its queue
                         retried.add(v.id)
                         queues[cuda].appendleft(v)
+                    if alive[cuda] == 0 and queues[cuda]:  # the last runner of its kind: a new one, if a node can hold it
+                        if ray.cluster_resources().get("GPU" if cuda else "CPU", 0) >= (1 / SLOTS_PER_GPU if cuda else 1):
+                            idle[cuda].append(start(cuda))
+                            alive[cuda] += 1
+                        else:
+                            fail_queued(cuda, "lost with its node", f"no node of the Ray cluster is left to run it ({why})")
+                    if not again:
                         continue
                     row = {"status": "failed", "failed_stage": "lost with its node",
                            "error": f"the variant's Ray runner was lost twice (node or worker died): {why}"}

@@ -121,7 +121,7 @@ def spawn(job: dict, timeout_s: float, memory_limit_mb: int | None, log: Path,
           rss_limit_mb: int | None = None, notify: Callable[[str], None] | None = None) -> tuple[dict | None, dict]:
     """Run one job in its own process; return (its output or None, what happened to the process). ``notify``
     hears what the process waits for while it waits (a timing lock another run holds), and "" when it stops."""
-    from optbench.run.worker import child_main, wait_file
+    from optbench.run.worker import child_main, started_file, wait_file
 
     killed_for = None
     with tempfile.TemporaryDirectory(prefix="optbench-job-") as tmp:
@@ -144,7 +144,7 @@ def spawn(job: dict, timeout_s: float, memory_limit_mb: int | None, log: Path,
             _kill_group(proc.pid)
             wait_file(log).unlink(missing_ok=True)
         result = json.loads(out.read_text()) if out.exists() else None
-        started = Path(tmp) / "started"
+        started = started_file(job_path)
         started_at = float(started.read_text()) if started.exists() else None
     return result, {"exit_code": proc.exitcode, "timed_out": timed_out, "killed_for": killed_for,
                     "lock_wait_s": round(waited, 1), "started_at": started_at}

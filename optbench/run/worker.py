@@ -70,6 +70,11 @@ def wait_file(log: Path) -> Path:
     return log.with_name(log.name + ".waiting")
 
 
+def started_file(job_path: Path) -> Path:
+    """Where a job's process writes when it started (wall clock), beside its job file."""
+    return job_path.with_name("started")
+
+
 def _die_with_driver(driver: int, job_dir: Path) -> None:
     """Fork a watcher that ends this job's whole process group (and removes its temp folder) once the process
     that spawned it is gone, killed with -9 included: a hung worker must not outlive its driver and hold the
@@ -100,7 +105,7 @@ def child_main(job_path: str, log_path: str, memory_limit_mb: int | None) -> Non
     """Entry of a job's process: stdout/stderr to the job's log, an address-space cap, then the job."""
     import optbench.measure.clock as clock
 
-    Path(job_path).with_name("started").write_text(repr(clock.wall()))  # the executor's fixed cost ends here
+    started_file(Path(job_path)).write_text(repr(clock.wall()))  # the executor's fixed cost ends here
     os.setpgid(0, 0)  # its own process group: a timeout ends whatever the job started, too
     job = json.loads(Path(job_path).read_text())
     if job.get("gpu") is not None:  # the GPU the executor gave this variant; before anything initialises CUDA
