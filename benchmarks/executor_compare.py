@@ -72,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep")
     ap.add_argument("--baseline", help="a kept one-at-a-time run directory to compare against instead of a new one")
     args = ap.parse_args(argv)
+    if args.baseline and not all((Path(args.baseline) / f).is_file() for f in ("results.jsonl", "plan.json")):
+        print(f"executor_compare: --baseline {args.baseline}: no results.jsonl and plan.json there; pass a kept run "
+              "directory (--keep DIR makes DIR/serial)", file=sys.stderr)
+        return 2
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="optbench-exec-"))
     root.mkdir(parents=True, exist_ok=True)
     cache = ["--no-cache"] if args.no_cache else []
