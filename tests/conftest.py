@@ -1,5 +1,6 @@
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # the suite never writes to the user's run history; tests of the history name their own databases
 os.environ["OPTBENCH_HISTORY"] = "off"
+# one artifact cache, ledger and timing-lock folder per test session (per xdist worker), set before any test
+# imports optbench: no test writes into the user's ~/.cache or ~/.local/state, none waits on another session's
+# timing window, and the cache a test sees does not depend on which test ran first. Tests that need their own
+# folders set them with monkeypatch.
+_SESSION = Path(tempfile.mkdtemp(prefix="optbench-tests-"))
+for _name, _sub in (("OPTBENCH_CACHE", "cache"), ("OPTBENCH_LEDGER", "ledger"), ("OPTBENCH_LOCK_DIR", "locks")):
+    (_SESSION / _sub).mkdir(mode=0o700)
+    os.environ[_name] = str(_SESSION / _sub)
 
 
 def _has_cuda() -> bool:
@@ -43,12 +52,14 @@ def _chdir_root(monkeypatch):
     monkeypatch.chdir(ROOT)
 
 
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_SESSION, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("cache")
-    os.environ["OPTBENCH_CACHE"] = str(d)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+def cache_dir():
+    """The session's artifact cache (OPTBENCH_CACHE, set when the suite starts)."""
+    return _SESSION / "cache"
 
 
 def write_spec(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
