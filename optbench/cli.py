@@ -36,7 +36,7 @@ def _fmt(v) -> str:
 def cmd_plan(args: argparse.Namespace) -> int:
     from optbench.interpret import model_fixed_batch, read_at_plan
     from optbench.plan import plan
-    from optbench.spec import load_spec
+    from optbench.specfile.load import load_spec
 
     spec_path = Path(args.spec)
     spec = load_spec(spec_path, args.set)
@@ -93,7 +93,7 @@ def _spec_of(args: argparse.Namespace):
 
     import yaml
 
-    from optbench.spec import load_spec
+    from optbench.specfile.load import load_spec
 
     path = Path(args.spec)
     quick = {"--precision": args.precision, "--batch": args.batch, "--backend": args.backend,
@@ -318,7 +318,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
         print(json.dumps(json_schema(), indent=2))
         return 0
-    from optbench.spec.schema import spec_json_schema
+    from optbench.specfile.schema import spec_json_schema
 
     print(json.dumps(spec_json_schema(), indent=2))
     return 0
@@ -372,17 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extensions(sub) -> None:
     """Commands that live in their own modules (report, compare, check, history, explain, tune)."""
-    from optbench import check_cli
-    from optbench.explain import cli as explain_cli
-    from optbench.history import cli as history_cli
-    from optbench.report import cli as report_cli
-    from optbench.tune import cli as tune_cli
+    from optbench.commands import check, explain, history, report, tune
 
-    check_cli.add_commands(sub)
-    report_cli.add_commands(sub)
-    history_cli.add_commands(sub)
-    explain_cli.add_commands(sub)
-    tune_cli.add_commands(sub)
+    for commands in (check, report, history, explain, tune):
+        commands.add_commands(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

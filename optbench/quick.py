@@ -51,6 +51,7 @@ def spec_from_model(path: Path, *, precision: list[str] | None, batch: list[int]
                     backends: list[str] | None, shapes: dict[str, int], data: Path | None,
                     labels: str | None = None) -> tuple[dict[str, Any], list[str]]:
     """The spec of a spec-less run of an ONNX file, and the notes saying what was inferred and why."""
+    from optbench.backends import reference_backend
     from optbench.paths import ONNX_DTYPES, check_onnx
 
     path = path.resolve()
@@ -103,7 +104,7 @@ def spec_from_model(path: Path, *, precision: list[str] | None, batch: list[int]
         "model": {"source": "onnx", "path": str(path)},
         "inputs": inputs,
         "variants": {"precision": precision or ["fp32", "fp16", "int8"], "batch_size": batch or [1]},
-        "backends": backends or ["onnxruntime"],
+        "backends": backends or [reference_backend("onnx").name],  # the runtime ONNX files are judged against
     }
     if unsized:
         spec["variants"]["shapes"] = [{d: shapes[d] for d in unsized}]

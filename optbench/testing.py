@@ -21,7 +21,7 @@ from optbench.check import check_run
 def run_spec(spec_path: str | Path, run_dir: str | Path, *, force: bool = True, quiet: bool = True) -> Path:
     """Run a spec into ``run_dir`` (overwriting it by default) and return the run directory."""
     from optbench.run.sweep import RunOptions, run_sweep
-    from optbench.spec import load_spec
+    from optbench.specfile.load import load_spec
 
     spec = load_spec(spec_path)
     return run_sweep(spec, RunOptions(run_dir=Path(run_dir), spec_path=Path(spec_path), force=force, quiet=quiet))

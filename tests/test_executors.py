@@ -173,7 +173,7 @@ def test_a_node_killed_mid_sweep_costs_only_its_variant(tmp_path, cache_dir):
     from ray.cluster_utils import Cluster
 
     from optbench.run.sweep import RunOptions, run_sweep
-    from optbench.spec import load_spec
+    from optbench.specfile.load import load_spec
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     victim = cluster.add_node(num_cpus=1)

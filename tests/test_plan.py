@@ -1,5 +1,5 @@
 from optbench.plan import plan
-from optbench.spec import load_spec
+from optbench.specfile.load import load_spec
 from tests.conftest import write_spec
 
 SPEC = """\

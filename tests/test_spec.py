@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from optbench.cli import main
-from optbench.spec import load_spec
+from optbench.specfile.load import load_spec
 from tests.conftest import write_spec
 
 GOOD = """\
@@ -90,7 +90,7 @@ def test_schema_is_json_with_descriptions(capsys):
 def test_relative_paths_resolve_from_the_spec_folder_first(tmp_path, monkeypatch):
     """A spec written next to its files runs from any working directory; the spec's folder wins over a file of
     the same name in the working directory."""
-    from optbench.spec.load import resolve_path
+    from optbench.specfile.load import resolve_path
 
     here, there = tmp_path / "cwd", tmp_path / "specs"
     (here / "data").mkdir(parents=True)

@@ -177,7 +177,7 @@ def test_a_grown_run_may_change_its_variant_lists_only(tmp_path):
     from optbench.errors import RunDirError
     from optbench.plan import plan
     from optbench.run.sweep import RunOptions, open_run_dir
-    from optbench.spec.load import validate
+    from optbench.specfile.load import validate
 
     base = _yaml.safe_load(TUNE)
     spec = validate(base, {}, "spec.yaml")

@@ -155,7 +155,7 @@ def test_each_candidate_is_one_variant_per_search_backend():
     import yaml
 
     from optbench.plan import plan
-    from optbench.spec.load import validate
+    from optbench.specfile.load import validate
     from optbench.tune.space import base_int8, entry_key, point_of, settings_of, tune_spec, variant_ids
 
     spec = validate(yaml.safe_load("""

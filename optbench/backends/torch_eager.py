@@ -52,19 +52,6 @@ class TorchOptions(BaseModel):
                           "skipped (for expensive modes or one-off settings).")
 
 
-def first_tensor(out: Any):
-    """The first tensor of a model output (tensor, tuple, dict or ModelOutput)."""
-    import torch
-
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, dict):
-        out = list(out.values())
-    if isinstance(out, (list, tuple)) and out:
-        return first_tensor(out[0])
-    raise TypeError(f"model output of type {type(out).__name__} holds no tensor")
-
-
 class TorchSession(Session):
     def __init__(self, module, device: str, dtype, autocast: bool, channels_last: bool) -> None:
         import torch

@@ -104,7 +104,7 @@ def _context(run_dir: Path) -> Any:
     from optbench.cache import ArtifactCache
     from optbench.data import feeds_of
     from optbench.run.context import Context, load_splits_file
-    from optbench.spec.load import validate
+    from optbench.specfile.load import validate
 
     prepared = json.loads((run_dir / "work" / "prepare.json").read_text())
     if "spec_dir" not in prepared:

@@ -104,7 +104,7 @@ def _batches(run_dir: Path, row: dict, items: int, seed: int) -> list[tuple[dict
 
     from optbench.data import feeds_of
     from optbench.run.context import load_splits_file
-    from optbench.spec.load import validate
+    from optbench.specfile.load import validate
 
     if items < 1:
         raise OptbenchError(f"--items takes a positive number of eval items, found {items}")

@@ -19,7 +19,7 @@ from optbench.spec.models import Spec
 def prepare(job: dict) -> dict:
     from optbench.data import load_splits
     from optbench.models import load_model
-    from optbench.spec.load import validate
+    from optbench.specfile.load import validate
 
     spec_dir, run_dir = Path(job["spec_dir"]), Path(job["run_dir"])
     spec: Spec = validate(job["spec"], {}, str(run_dir / "spec.yaml"))

@@ -21,7 +21,7 @@ from optbench.measure.exclusive import Exclusive
 from optbench.run.context import Context, Stage, load_splits_file
 from optbench.run.prepare import prepare
 from optbench.run.variant import measure_variant
-from optbench.spec.load import validate
+from optbench.specfile.load import validate
 
 
 def run_variant(job: dict, stage: Stage, excl: Exclusive | None = None) -> dict:

@@ -24,7 +24,7 @@ def train_against(student: Any, teacher: Any, items: Any, *, epochs: int, lr: fl
     """Train ``student`` on the training split toward ``teacher``'s outputs (and the labels, if any)."""
     import torch
 
-    from optbench.backends.torch_eager import first_tensor
+    from optbench.models.torch_output import first_tensor
 
     if len(items) == 0:
         raise ValueError("training needs a non-empty training split (data.train)")
@@ -53,7 +53,7 @@ def train_against(student: Any, teacher: Any, items: Any, *, epochs: int, lr: fl
 def accuracy(module: Any, items: Any) -> float | None:
     import torch
 
-    from optbench.backends.torch_eager import first_tensor
+    from optbench.models.torch_output import first_tensor
 
     if items.labels is None or len(items) == 0:
         return None

@@ -179,7 +179,7 @@ class Tuner:
     def _plan(self) -> dict[Candidate, dict]:
         """Each candidate's variants by backend, planned from the tune spec (again only when candidates were added)."""
         from optbench.plan import plan
-        from optbench.spec.load import validate
+        from optbench.specfile.load import validate
 
         if self._planned_for != len(self.entries):
             spec = validate(self.spec_dict(), {}, str(self.opts.spec_path))
@@ -198,7 +198,7 @@ class Tuner:
 
     def _sweep(self, annotate: dict, first: bool, retime: list[str] | None = None) -> None:
         from optbench.run.sweep import RunOptions, run_sweep
-        from optbench.spec.load import validate
+        from optbench.specfile.load import validate
 
         o = self.opts
         spec = validate(self.spec_dict(), {}, str(o.spec_path))

@@ -11,7 +11,7 @@ import optbench.measure.clock as clock
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from optbench.errors import OptbenchError
-    from optbench.spec import load_spec
+    from optbench.specfile.load import load_spec
     from optbench.tune.answer import answer_lines
     from optbench.tune.driver import TuneOptions, tune
 
