@@ -39,7 +39,9 @@ def _procs_with(marker: str) -> list[int]:
 
 
 HANG = """\
+import os
 import time
+from pathlib import Path
 
 import torch
 
@@ -51,6 +53,7 @@ class Hang(torch.nn.Module):
 
     def forward(self, x):
         if x.shape[0] == 3:  # only the variant's own batches: the reference and the reading run at other sizes
+            Path(os.environ["HANG_MARKER"]).write_text(str(os.getpid()))  # the test waits for this, not a clock
             time.sleep(1000)
         return self.lin(x)
 
@@ -75,16 +78,17 @@ measure: {timeout_s: 120, rounds: 1, processes: 1}
     locks, tmp = tmp_path / "locks", tmp_path / "tmp"
     locks.mkdir()
     tmp.mkdir()
-    env = {**os.environ, "OPTBENCH_LOCK_DIR": str(locks), "TMPDIR": str(tmp), marker.split("=")[0]: marker.split("=")[1]}
+    hanging = tmp_path / "hanging"
+    env = {**os.environ, "OPTBENCH_LOCK_DIR": str(locks), "TMPDIR": str(tmp), marker.split("=")[0]: marker.split("=")[1],
+           "HANG_MARKER": str(hanging)}
     driver = subprocess.Popen([sys.executable, "-m", "optbench", "run", str(tmp_path / "spec.yaml"), "--run-dir",
                                str(tmp_path / "run"), "--no-report", "--quiet"], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
-    logs = tmp_path / "run" / "logs"
-    while time.monotonic() < deadline and not any(p.name.startswith("torch") for p in logs.glob("*.log")):
+    while time.monotonic() < deadline and not hanging.exists():  # the variant's worker is in its hang then
         assert driver.poll() is None, "the run ended before its variant started"
-        time.sleep(0.5)
-    time.sleep(3)  # the variant is in its hang now
+        time.sleep(0.2)
+    assert hanging.exists(), "the variant never reached its hang"
     assert len(_procs_with(marker)) >= 2  # the driver and its worker (and the forkserver)
     driver.send_signal(signal.SIGKILL)
     driver.wait()

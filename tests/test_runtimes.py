@@ -35,14 +35,17 @@ def _rows(run):
     return final_rows(run)
 
 
-def _reason(name):
+def _need(name: str) -> None:
+    """Skip with the backend's own reason where it cannot run here: asked when the test runs, not at collection,
+    which would import every runtime (OpenVINO, ExecuTorch, TVM: tens of seconds) for any test selection."""
     from optbench.backends import get_backend
 
-    return get_backend(name).unavailable_reason()
+    if why := get_backend(name).unavailable_reason():
+        pytest.skip(why)
 
 
-@pytest.mark.skipif(_reason("openvino") is not None, reason=str(_reason("openvino")))
 def test_openvino_fp32_and_nncf_int8(tmp_path, cache_dir):
+    _need("openvino")
     run = tmp_path / "run"
     assert main(["run", str(_spec(tmp_path, "openvino", "fp32, int8")), "--run-dir", str(run), "--quiet",
                  "--no-report"]) == 0
@@ -76,8 +79,8 @@ def test_openvino_plans_what_the_cpu_cannot_do_as_skipped():
 
 
 @pytest.mark.slow  # an ExecuTorch lowering, about a minute
-@pytest.mark.skipif(_reason("executorch") is not None, reason=str(_reason("executorch")))
 def test_executorch_xnnpack_fp32_and_pt2e_int8(tmp_path, cache_dir):
+    _need("executorch")
     run = tmp_path / "run"
     assert main(["run", str(_spec(tmp_path, "executorch", "fp32, int8, fp16")), "--run-dir", str(run), "--quiet",
                  "--no-report"]) == 0
@@ -126,8 +129,8 @@ def test_build_writes_tensorrt_engines_with_a_dynamic_batch_profile(tmp_path, ca
 
 
 @pytest.mark.slow  # two TVM compilations, ~30 s
-@pytest.mark.skipif(_reason("tvm") is not None, reason=str(_reason("tvm")))
 def test_tvm_compiles_for_this_cpu_at_fp32_and_mixed_fp16(tmp_path, cache_dir):
+    _need("tvm")
     run = tmp_path / "run"
     assert main(["run", str(_spec(tmp_path, "tvm", "fp32, fp16, int8")), "--run-dir", str(run), "--quiet",
                  "--no-report"]) == 0
@@ -142,8 +145,8 @@ def test_tvm_compiles_for_this_cpu_at_fp32_and_mixed_fp16(tmp_path, cache_dir):
         assert fp16["settings"]["tvm"]["float16_mentions"] > 0 == fp32["settings"]["tvm"]["float16_mentions"]
 
 
-@pytest.mark.skipif(_reason("ncnn") is not None, reason=str(_reason("ncnn")))
 def test_ncnn_from_pnnx_at_fp32_and_fp16_storage(tmp_path, cache_dir):
+    _need("ncnn")
     run = tmp_path / "run"
     assert main(["run", str(_spec(tmp_path, "ncnn", "fp32, fp16, int8")), "--run-dir", str(run), "--quiet",
                  "--no-report"]) == 0
@@ -158,8 +161,8 @@ def test_ncnn_from_pnnx_at_fp32_and_fp16_storage(tmp_path, cache_dir):
         assert fp32["task_accuracy"] == pytest.approx(by[("fp32", 1)]["task_accuracy"])
 
 
-@pytest.mark.skipif(_reason("litert") is not None, reason=str(_reason("litert")))
 def test_litert_fp32_fp16_weights_and_full_integer_int8(tmp_path, cache_dir):
+    _need("litert")
     run = tmp_path / "run"
     assert main(["run", str(_spec(tmp_path, "litert", "fp32, fp16, int8")), "--run-dir", str(run), "--quiet",
                  "--no-report"]) == 0

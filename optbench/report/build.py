@@ -42,6 +42,9 @@ def enrich(df: pd.DataFrame) -> pd.DataFrame:
     from optbench.report.plots import series_label
 
     df = df.copy()
+    for col in ("latency_ms_p50", "latency_ms_p99", "throughput_items_s"):  # None in rows never timed (judge mode)
+        if col in df:
+            df[col] = pd.to_numeric(df[col])
     df["int8_label"] = [_int8_label(q, h) for q, h in zip(df["int8"], df["fp16"] if "fp16" in df else [None] * len(df))]
     df["series"] = df.apply(series_label, axis=1)
     df["shape_label"] = df["shape"].map(lambda s: "x".join(f"{k}{v}" for k, v in (s or {}).items()) or "-")

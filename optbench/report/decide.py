@@ -41,11 +41,16 @@ def decisions(df: pd.DataFrame, failing: dict[str, list[str]], constraints: list
                all(res.passed for res in check_constraints(r, constraints))]
         fp32 = [r for r in rows if r["precision"] == "fp32" and r.get("transform") == "none"]
         d = {"batch": int(batch), "shape": shape, "constraints": [str(c) for c in constraints],
-             "candidates": len(rows), "best": fit[0] if fit else None, "runner_up": fit[1] if len(fit) > 1 else None,
+             "candidates": len(rows), "passing": len(fit), "best": fit[0] if fit else None, "runner_up": fit[1] if len(fit) > 1 else None,
              "fastest_fp32": fp32[0] if fp32 else None}
         d["sentence"] = sentence(d, reference, failing)
         out.append(d)
     return out
+
+
+def _timed(r: dict) -> bool:
+    v = r.get("latency_ms_p50")
+    return isinstance(v, (int, float)) and not math.isnan(v)
 
 
 def _noise(r: dict) -> str:
@@ -76,6 +81,9 @@ def sentence(d: dict, reference: dict | str, failing: dict[str, list[str]]) -> s
         meets = f" and meets {', '.join(d['constraints'])}" if d["constraints"] else ""
         return (f"At {where}: no variant passes every accuracy check{meets} ({d['candidates']} measured here; "
                 f"{len(failing)} variant(s) of the run fail an accuracy check).")
+    if not _timed(best):
+        return (f"At {where}{under}: not timed (measure.mode: judge): {d['passing']} of {d['candidates']} variant(s) "
+                f"pass every accuracy check; time them (measure.mode: full) to choose one on speed.")
     speed = best.get("speedup")
     named = reference if isinstance(reference, dict) else {"reference": str(reference)}
     ref_name = get_backend(reference_backend_of(named)).reference_title

@@ -212,7 +212,8 @@ def run_job(job: dict, measure: Any, log: Path, notify: Callable[[str], None] | 
     from optbench.measure.timing import merge_processes, round_shares
 
     t0, dispatched = clock.monotonic(), job.get("dispatched_at") or clock.wall()
-    shares = round_shares(measure.rounds, measure.processes) if job["mode"] == "variant" else [None]
+    timed = job["mode"] == "variant" and measure.mode == "full"  # judge mode: one process, nothing timed
+    shares = round_shares(measure.rounds, measure.processes) if timed else [None]
     first = {**job, "rounds": shares[0]} if len(shares) > 1 else job
     result, proc = spawn(first, measure.timeout_s, measure.memory_limit_mb, log, measure.rss_limit_mb, notify)
     row = row_from_worker(result, proc, measure.timeout_s, log)

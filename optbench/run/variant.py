@@ -156,6 +156,9 @@ def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifac
             built = built or {}
             row["conversion"] = conversion_chain(ctx, v, type(backend), outputs, built.get("onnx_fp32"),
                                                  built.get("export"), built.get("module"))
+        if ctx.spec.measure.mode == "judge":
+            row["settings"]["timing"] = "not timed (measure.mode: judge): accuracy only"
+            return
         if monitor is not None:
             monitor.pause()  # no polling thread while latency is sampled
         ctx.stage("waiting for the timing window")

@@ -243,6 +243,10 @@ def _measure_default(field: str) -> Any:
 
 
 class MeasureSettings(Strict):
+    mode: Literal["full", "judge"] = Field(
+        "full", description="full: build, judge accuracy and time every variant. judge: build and judge accuracy only, "
+                            "in one process per variant; nothing is timed and no serving scenario runs (rows carry no "
+                            "latency; conformance checks and accuracy gates that need no timing).")
     warmup_s: float = Field(default_factory=lambda: _measure_default("warmup_s"), ge=0, le=3600, description="Warm-up seconds before timing (at least one call; an hour at most).")
     min_iters: PositiveInt = Field(default_factory=lambda: _measure_default("min_iters"), description="Timed iterations at least.")
     min_duration_s: float = Field(default_factory=lambda: _measure_default("min_duration_s"), ge=0, le=3600, description="Timed seconds at least (an hour at most).")
