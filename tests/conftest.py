@@ -33,10 +33,30 @@ def _tensorrt_reasons() -> tuple[str | None, str | None]:
     return build_unavailable(), unavailable()
 
 
+def _shared_fixture(item) -> str | None:
+    """The first module- or session-scoped fixture an item uses (beside the session's folders), as a group name:
+    under pytest-xdist (``--dist loadgroup``) the tests that share one run on one worker, so it is built once."""
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}) or {}
+    for name in sorted(defs):
+        for d in defs[name]:
+            if d.scope in ("module", "session") and name != "cache_dir":
+                return f"{d.baseid}::{name}"
+    return None
+
+
+# fixtures that time real load and whose tests assert on what they timed (achieved QPS near its target, a p99
+# under its bound): their tests are `serial`, run apart from pytest-xdist's workers (see the README's test command)
+SERIAL_FIXTURES = {"served"}
+
+
 def pytest_collection_modifyitems(config, items):
     no_gpu = pytest.mark.skip(reason="no CUDA device visible to torch")
     reasons = None
     for item in items:
+        if SERIAL_FIXTURES & set(getattr(item, "fixturenames", ())) or "gpu" in item.keywords:
+            item.add_marker(pytest.mark.serial)
+        if (group := _shared_fixture(item)) is not None and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(group))
         if "gpu" in item.keywords and not _has_cuda():
             item.add_marker(no_gpu)
         if "tensorrt" in item.keywords:
