@@ -32,10 +32,18 @@ def _rows(run):
     return final_rows(run)
 
 
+def _until_waiting(note: Path, limit_s: float = 30.0) -> None:
+    """Until the process that writes ``note`` says it waits for a lock (an event, not a fixed sleep)."""
+    deadline = time.monotonic() + limit_s
+    while not (note.exists() and note.read_text().startswith("waiting")):
+        assert time.monotonic() < deadline, f"{note.name}: no wait announced in {limit_s} s"
+        time.sleep(0.01)
+
+
 def _hold(root, mode, started, release, out, who=""):
     from optbench.measure.exclusive import Exclusive
 
-    e = Exclusive(Path(root))
+    e = Exclusive(Path(root), wait_file=Path(root) / f"{who}waiting")  # says what it waits for while it waits
     e.build()
     if mode == "time":
         with e.timing("cpu"):
@@ -60,11 +68,12 @@ def test_a_cpu_timing_window_waits_for_builds_and_keeps_new_ones_out(tmp_path):
     assert b_started.wait(30)
     timer = ctx.Process(target=_hold, args=(tmp_path, "time", t_started, t_release, q, "timing-"))
     timer.start()
-    assert not t_started.wait(1.0)  # a build is in progress: the timing window waits
+    _until_waiting(tmp_path / "timing-waiting")  # a build is in progress: the timing window waits
+    assert not t_started.is_set()
     late_started, late_release = ctx.Event(), ctx.Event()
     late = ctx.Process(target=_hold, args=(tmp_path, "build", late_started, late_release, q, "build2-"))
     late.start()
-    time.sleep(0.5)
+    _until_waiting(tmp_path / "build2-waiting")  # the later build queues behind the waiting window
     b_release.set()  # the build ends: the timing window goes before the build that came later
     assert t_started.wait(10)
     assert not late_started.wait(1.0)  # no build while the window times

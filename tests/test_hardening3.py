@@ -140,31 +140,6 @@ def test_a_cached_artifact_in_a_folder_others_can_write_is_refused(tmp_path):
         cache.verify(path)
 
 
-@pytest.mark.slow  # waits 25 s on purpose
-def test_waiting_for_another_runs_timing_window_does_not_count_against_the_time_limit(tmp_path):
-    locks = tmp_path / "locks"
-    locks.mkdir()
-    (tmp_path / "spec.yaml").write_text(TINY.replace("processes: 1}", "processes: 1, timeout_s: 20}"))
-    room = open(locks / "room.lock", "a+")  # noqa: SIM115
-    fcntl.flock(room, fcntl.LOCK_EX)
-    env = {**os.environ, "OPTBENCH_LOCK_DIR": str(locks)}
-    proc = subprocess.Popen([sys.executable, "-m", "optbench", "run", str(tmp_path / "spec.yaml"), "--run-dir",
-                             str(tmp_path / "run"), "--no-report", "--quiet"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not list((tmp_path / "run").glob("**/*.waiting")):
-            time.sleep(0.2)
-        time.sleep(25)  # longer than timeout_s, spent waiting
-    finally:
-        fcntl.flock(room, fcntl.LOCK_UN)
-        room.close()
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-2000:]
-    (row,) = [json.loads(x) for x in (tmp_path / "run" / "results.jsonl").read_text().splitlines() if x.strip()]
-    assert row["status"] == "ok", row.get("error")
-
-
 def test_every_output_ignored_is_an_error_not_a_vacuous_pass(tmp_path, capsys):
     (tmp_path / "spec.yaml").write_text(TINY + "outputs: [{name: output, ignore: true}]\n")
     assert main(["run", str(tmp_path / "spec.yaml"), "--run-dir", str(tmp_path / "run"), "--quiet"]) == 2
