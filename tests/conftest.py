@@ -49,6 +49,7 @@ def _shared_fixture(item) -> str | None:
 SERIAL_FIXTURES = {"served"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks this adds
 def pytest_collection_modifyitems(config, items):
     no_gpu = pytest.mark.skip(reason="no CUDA device visible to torch")
     reasons = None
