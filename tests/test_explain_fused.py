@@ -18,6 +18,9 @@ from optbench.cli import main
 from optbench.errors import OptbenchError
 from optbench.explain.localize import localize
 
+# one worker builds the graphs and the run once (conftest's automatic grouping marks items after pytest-xdist has
+# read the groups)
+pytestmark = pytest.mark.xdist_group("explain-fused")
 DAMAGED_CONV = CNN_CONVS[1]  # the second Conv: the first Relu's quantization before it, its own Relu folded after
 DAMAGED_GEMM = "/layers/layers.2/MatMul"  # the MLP's middle layer (MatMul+Add, fused into one Gemm, +Relu)
 
@@ -30,7 +33,7 @@ def _batches(x: np.ndarray, size: int = 4):
     return [({"x": x[i:i + size]}, size) for i in range(0, len(x), size)]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def graphs(tmp_path_factory):
     """fp32 graphs and their QDQ int8 graphs (made as optbench's int8 variants are), clean and with one damaged
     layer."""
@@ -88,12 +91,12 @@ inputs: [{name: image, shape: [batch, 1, 8, 8], dtype: float32}, {name: x, shape
 data: {source: synthetic, calibration: 32, eval: 48}
 variants: {precision: [int8], batch_size: [4], int8: [{samples: 32}]}
 backends: [onnxruntime]
-measure: {warmup_s: 0.01, min_iters: 2, min_duration_s: 0.01, rounds: 1, processes: 1}
+measure: {mode: judge}
 budgets: {int8: {rel_l2_max: 0.01}}
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def run(tmp_path_factory, cache_dir):
     """One int8 ONNX Runtime row of the CNN and the MLP side by side in one graph (the run's own int8 graph, made,
     judged and timed by `optbench run`): each output is judged on its own."""
