@@ -6,7 +6,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from optbench.explain.graph import module_path, read_graph, scope_of
+from optbench.explain.graph import module_path, plan, scope_of
 from optbench.explain.localize import localize
 
 WIDTHS = [16, 32, 32, 32, 10]
@@ -74,13 +74,17 @@ def test_qdq_wrappers_are_read_under_the_original_names(tmp_path):
             return next(self.it, None)
 
     quantize_static(str(ref), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True)
-    g = read_graph(q, read_graph(ref))
-    assert {n.op_type for n in g.nodes} <= {"Gemm", "Relu", "Identity"}  # Q/DQ are wrappers, never ranked
-    gemm = next(n for n in g.nodes if n.name == "/layers/layers.2/Gemm")
+    p = plan(ref, q)
+    assert {s.op_type for s in p.segments} <= {"Gemm", "Identity"}  # Q/DQ are wrappers, never ranked
+    gemm = next(s for s in p.segments if s.node == "/layers/layers.2/Gemm")
+    # it reads the Relu output before it, quantized; its own output is read where it is quantized (the Relu after
+    # it folded into that quantization), and stands for the Relu's output
     assert gemm.inputs == ("/layers/layers.1/Relu_output_0",) and gemm.converted
+    assert gemm.point.reference == "/layers/layers.3/Relu_output_0" and gemm.point.scale is not None
+    assert gemm.reference_nodes == ("/layers/layers.2/Gemm", "/layers/layers.3/Relu")
     loc = localize(ref, q, _batches())
     # the quantizer folds each Relu into its Gemm's output quantization: every node left is compared
-    assert not loc.unmatched and [d.node for d in loc.nodes] == [n.name for n in g.nodes]
+    assert not loc.unmatched and [d.node for d in loc.nodes] == [s.node for s in p.segments]
     assert all(d.error > 0 for d in loc.nodes) and 0 < loc.outputs["logits"] < 0.2
 
 

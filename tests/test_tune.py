@@ -68,6 +68,9 @@ def test_every_candidate_is_a_row_and_the_run_reads_as_any_run(tuned, capsys):
     assert "Search (optbench tune)" in html and winner["variant_id"] in html
     assert record["rankings"] and all((run_dir / "explain" / f"{r['variant']}.json").exists()
                                       for r in record["rankings"].values())
+    # every ranking acted on reproduced its row's drift (ONNX Runtime's own int8 kernels compared)
+    assert all(r["reproduced"] and r["reproduction"].startswith("reproduces the row")
+               for r in record["rankings"].values())
 
 
 @pytest.mark.slow

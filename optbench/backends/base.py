@@ -116,6 +116,14 @@ class Backend(ABC):
     reference_for: ClassVar[str | None] = None
     # an independent fp32 runtime: its fp32 rows against a torch reference measure the noise floor of the check
     second_opinion: ClassVar[bool] = False
+    # how `optbench explain` reads a variant: "onnx" (the ONNX file it consumed, run on ONNX Runtime's CPU kernels),
+    # "module" (the torch module its session runs, leaf modules hooked; see :meth:`explain_build`), None: it cannot
+    # (a program or a file of another framework, whose intermediate tensors optbench does not read)
+    explained: ClassVar[str | None] = None
+
+    def explain_build(self, artifact: Artifact, target: Target) -> Session:
+        """The session whose torch module `optbench explain` hooks: the one the variant ran, by default."""
+        return self.build(artifact, target)
 
     @classmethod
     def reference_infer(cls, model: Any):

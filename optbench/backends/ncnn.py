@@ -85,6 +85,7 @@ class Ncnn(Backend):
     imports = ("ncnn",)  # pnnx is a command-line converter (see pnnx_tool)
     extra = "ncnn"
     consumes = "onnx"
+    explained = "onnx"
     Options = NcnnOptions
 
     @classmethod

@@ -104,6 +104,7 @@ class OnnxRuntime(Backend):
     requires = {"onnxruntime": "onnxruntime"}
     extra = None
     consumes = "onnx"
+    explained = "onnx"
     preload = ("onnxruntime", "onnx", "onnxruntime.quantization", "onnxsim", "sympy", "optbench.backends.onnxruntime")
     reference_for = "onnx"
     second_opinion = True

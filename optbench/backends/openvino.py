@@ -100,6 +100,7 @@ class OpenVINO(Backend):
     requires = {"openvino": "openvino", "nncf": "nncf"}
     extra = "openvino"
     consumes = "onnx"
+    explained = "onnx"
     runs = ("openvino",)
     reference_for = "openvino"
     reference_title = "OpenVINO CPU f32"

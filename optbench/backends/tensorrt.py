@@ -183,6 +183,7 @@ class TensorRT(Backend):
     requires_any = True  # TensorRT proper or TensorRT-RTX
     extra = "tensorrt"
     consumes = "onnx"
+    explained = "onnx"
     Options = TrtOptions
 
     @classmethod

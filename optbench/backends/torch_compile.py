@@ -38,6 +38,7 @@ class TorchCompile(Backend):
     requires = {"torch": "torch"}
     extra = None
     consumes = "torch"
+    explained = "module"
     module_kinds = ("eager", "exported")  # torch.compile refuses TorchScript modules
     Options = CompileOptions
 
@@ -58,6 +59,10 @@ class TorchCompile(Backend):
     @classmethod
     def describe(cls, options: CompileOptions, target: Target) -> dict[str, Any]:
         return {**TorchEager.describe(options, target), "compile_mode": options.mode, "freezing": options.freezing}
+
+    def explain_build(self, artifact: Artifact, target: Target) -> Session:
+        """The eager module this backend compiles (hooks on a compiled module would see no compiled kernel)."""
+        return TorchEager(self.options).build(artifact, target)
 
     def build(self, artifact: Artifact, target: Target) -> Session:
         import torch

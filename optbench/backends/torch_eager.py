@@ -114,6 +114,7 @@ class TorchEager(Backend):
     imports = ("torch",)
     extra = None
     consumes = "torch"
+    explained = "module"
     preload = ("numpy", "torch", "torch.onnx", "torch_pruning", "optbench.backends.torch_eager")
     reference_for = "torch"
     reference_title = "torch"

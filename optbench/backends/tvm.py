@@ -67,6 +67,7 @@ class Tvm(Backend):
     imports = ("tvm", "tvm.relax.frontend.onnx")
     extra = "tvm"
     consumes = "onnx"
+    explained = "onnx"
     Options = TvmOptions
 
     @classmethod

@@ -17,12 +17,19 @@ def _cell(v, width: int = 0) -> str:
 
 
 def table(loc, top: int) -> str:
-    cols = ["rank", "introduced", "error", "inputs", "depth", "op", "node", "module"]
+    cols = ["rank", "introduced", "error", "inputs", "depth", "op", "node", "stands for"]
     rows = [[str(i + 1), _cell(d.introduced), _cell(d.error), _cell(d.inputs_error), str(d.depth), d.op_type,
-             _cell(d.node, 60), _cell(d.module, 40)] for i, d in enumerate(loc.ranked(top))]
+             _cell(d.node, 60), _cell(_stands_for(d), 40)] for i, d in enumerate(loc.ranked(top))]
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths)), "  ".join("-" * w for w in widths)]
     return "\n".join(lines + ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows])
+
+
+def _stands_for(d) -> str:
+    """The fp32 graph's ops the compared tensor stands for ("Conv+Relu" where a Relu was folded), else its module."""
+    if d.reference_ops and list(d.reference_ops) != [d.op_type]:
+        return "+".join(d.reference_ops)
+    return d.module or ""
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -36,10 +43,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(loc.to_json(), indent=1, default=float))
         return 0
+    if loc.reproduction is not None:
+        print(loc.reproduction.sentence())
     print(f"{args.variant} against {loc.reference}, on {loc.items} eval item(s): each node's output error (rel. L2 "
           f"against the reference), the largest error among its inputs, and what it introduces (the difference)")
     if loc.outputs:
-        print("graph outputs: " + ", ".join(f"{k} rel. L2 {v:.3g}" for k, v in loc.outputs.items()))
+        print("graph outputs against the fp32 graph: " + ", ".join(f"{k} rel. L2 {v:.3g}" for k, v in loc.outputs.items()))
     print()
     print(table(loc, args.top))
     groups = [g for g in loc.groups() if g[1] > 0][:5]

@@ -1,49 +1,93 @@
-"""An ONNX graph read for drift localisation: its compute nodes in order with their depth and module path, the
-activations they read and write under the *original* tensor names, and a copy with every such activation made a
-graph output.
+"""Which tensors of a converted ONNX graph stand for which tensors of the fp32 graph it was converted from, read
+where the kernels that ran wrote them; and the nodes that compute each of them.
 
-A converted graph renames what it wraps: ONNX Runtime's QDQ quantizer feeds a node ``X_DequantizeLinear_Output``
+A conversion renames what it wraps: ONNX Runtime's QDQ quantizer feeds a node ``X_DequantizeLinear_Output``
 (= DequantizeLinear(QuantizeLinear(X))) where the fp32 graph fed it ``X``, and an fp16 conversion puts Cast nodes
-around blocked nodes and graph outputs. Every such wrapper is followed back to the tensor it wraps, so a node of
-the variant and the node of the reference that computed the same thing meet under one name.
+around blocked nodes and graph outputs. Every such wrapper is followed back to the tensor it wraps, so tensors of
+the two graphs that hold the same thing meet under one name (a *class*).
+
+ONNX Runtime runs a QDQ graph as fused int8 kernels: DequantizeLinear → Conv → QuantizeLinear becomes one
+QLinearConv whose output is the QuantizeLinear's (an 8-bit tensor); the float tensor between Conv and
+QuantizeLinear never exists. So a quantized class is read where it is quantized, at the QuantizeLinear's output,
+dequantized with its scale and zero point. That is also where an activation the quantizer folded takes effect: ORT's
+QDQ quantizer removes a Relu (or Clip) after a Conv, Gemm or MatMul, renames that node's output to the Relu's and
+lets the quantization range (u8, zero point 0) clip. Under the Relu's name the Conv's float output holds the
+value *before* the activation; after its QuantizeLinear it is the Relu's output, and is compared with the fp32
+graph's Relu output. A float tensor renamed across such a fold (no QuantizeLinear after it) is compared with the
+activation's input instead: no tensor is compared across a fold.
+
+A :class:`Point` is one such comparison; a :class:`Segment` is the nodes of the converted graph that compute a
+point from the points before it (a kernel ORT fuses, with any node whose output the fp32 graph lacks), and the
+fp32 graph's nodes between the same tensors (what the segment stands for: a Conv and the Relu folded into it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 # nodes that only carry a tensor under another name or type: followed back, never ranked
 WRAPPERS = {"QuantizeLinear", "DequantizeLinear", "Cast"}
-# ops that compute shapes and indices: their outputs are integers, no drift to speak of
+# activations ONNX Runtime's QDQ quantizer removes, leaving the clipping to the quantization of the node before
+FOLDABLE = {"Relu", "Clip"}
 _FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 
 @dataclass(frozen=True)
-class Node:
-    name: str
+class Point:
+    tensor: str                  # the converted graph's tensor
+    reference: str               # the fp32 graph's tensor it stands for
+    scale: str | None = None     # an 8-bit tensor: its quantization's scale and zero point (constants), and axis
+    zero_point: str | None = None
+    axis: int = 1
+    read: str | None = None      # the tensor of the graph ORT runs that holds it (None: under its own name)
+
+    @property
+    def at(self) -> str:
+        return self.read or self.tensor
+
+
+@dataclass(frozen=True)
+class Segment:
+    point: Point
+    node: str                    # the converted graph's first node of the segment (the one a table names)
     op_type: str
-    inputs: tuple[str, ...]   # activations read (original names; weights and constants left out)
-    outputs: tuple[str, ...]  # tensors written (original names)
-    depth: int                # longest path from a graph input, in compute nodes
-    order: int                # position in topological order
-    module: str | None        # torch module path where the exporter kept it in the name (layer3.1.conv2)
-    converted: bool = False   # its precision was changed: it reads a dequantized tensor, or computes in fp16
+    nodes: tuple[str, ...]       # the converted graph's compute nodes of the segment, in graph order
+    inputs: tuple[str, ...]      # classes it reads: points (by their reference name) or graph inputs
+    reference_nodes: tuple[str, ...]  # the fp32 graph's nodes between those inputs and the point
+    reference_ops: tuple[str, ...]
+    depth: int                   # segments from a graph input
+    order: int                   # the position in topological order of the node that writes the point
+    converted: bool              # the conversion changed its precision (8-bit or fp16 on the way)
 
 
 @dataclass
-class Graph:
-    path: Path
-    nodes: list[Node]
-    outputs: list[str]                      # the graph's own outputs (original names)
-    inputs: list[str]
-    tensors: set[str]                       # every tensor name of the file
-    read_at: dict[str, str] = field(default_factory=dict)  # original name -> the tensor of this file that holds it
-    all_nodes: list[str] = field(default_factory=list)     # every node but the wrappers, in order (integer ops too)
+class Plan:
+    """Every point and segment of a converted graph against its fp32 graph."""
 
-    def node_names(self) -> set[str]:
-        return {n.name for n in self.nodes}
+    points: list[Point]
+    segments: list[Segment]          # in graph order
+    inputs: set[str]                 # classes that are graph inputs (no error of their own)
+    outputs: list[str]               # the converted graph's outputs
+    constants: dict[str, np.ndarray] = field(default_factory=dict)  # scales and zero points of the points
+    unmatched: list[str] = field(default_factory=list)   # compute nodes in no segment
+    all_nodes: list[str] = field(default_factory=list)   # every node of the converted graph but its wrappers
+    folded: list[str] = field(default_factory=list)      # fp32 nodes the conversion removed (folded activations)
+
+    def dequantized(self, p: Point, value: np.ndarray) -> np.ndarray:
+        """The tensor read at ``p`` as the float it stands for."""
+        if p.scale is None:
+            return value
+        scale = self.constants[p.scale].astype(np.float64)
+        zp = self.constants[p.zero_point].astype(np.float64) if p.zero_point else np.zeros_like(scale)
+        if scale.ndim == 1 and value.ndim > 1:  # per channel, along axis
+            shape = [1] * value.ndim
+            shape[p.axis % value.ndim] = -1
+            scale, zp = scale.reshape(shape), zp.reshape(shape)
+        return (value.astype(np.float64) - zp) * scale
 
 
 def module_path(node_name: str) -> str | None:
@@ -67,48 +111,160 @@ def scope_of(node_name: str) -> str:
     return node_name.rsplit("/", 1)[0] if node_name.startswith("/") and node_name.count("/") >= 2 else node_name
 
 
-def read_graph(path: Path, reference: Graph | None = None) -> Graph:
-    """The graph's compute nodes in topological order. With ``reference`` (the fp32 graph it was converted from),
-    the Q/DQ and Cast nodes the conversion added (those the reference has no node of that name for) are wrappers:
-    every tensor they connect is read under the reference's name, at the value the wrapped node wrote."""
+def _name(n: Any) -> str:
+    return n.name or n.output[0]
+
+
+def plan(reference: Path, variant: Path, ran: dict[str, str] | None = None) -> Plan:
+    """The points and segments of ``variant`` (a graph converted from ``reference``, the fp32 graph). ``ran``: the
+    variant's tensors that the graph ONNX Runtime runs (its optimised graph) holds, each with the name it holds it
+    under; a tensor it fused away (a Conv's output inside its FusedConv with the Relu) is no point, its node joins the
+    segment of the point after it."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    ref = onnx.load(str(reference), load_external_data=False).graph
+    model = onnx.load(str(variant), load_external_data=False)
     g = model.graph
-    inits = {i.name for i in g.initializer}
-    producer = {o: n for n in g.node for o in n.output}
-    model_nodes = reference.node_names() if reference is not None else None
+    ref_nodes = {_name(n) for n in ref.node}
+    ref_producer = {o: n for n in ref.node for o in n.output if o}
+    ref_inits = {i.name for i in ref.initializer} | {o for n in ref.node if n.op_type == "Constant" for o in n.output}
+    ref_tensors = set(ref_producer) | {i.name for i in ref.input}
+    ref_order = {_name(n): i for i, n in enumerate(ref.node)}
+
+    constants = _constants(g)
+    producer = {o: n for n in g.node for o in n.output if o}
+    nodes = [n for n in _topological(g.node, producer) if n.op_type != "Constant"]
+    order = {_name(n): i for i, n in enumerate(nodes)}
 
     def is_wrapper(n) -> bool:
-        return model_nodes is not None and n.op_type in WRAPPERS and (n.name or n.output[0]) not in model_nodes
+        return n.op_type in WRAPPERS and _name(n) not in ref_nodes
 
-    name_of, read_at = _classes(g, is_wrapper, reference.tensors if reference is not None else None)
-    typed, half = _float_tensors(model)
-    nodes: list[Node] = []
-    depth_of: dict[str, int] = {}
-    every: list[str] = []
-    for i, n in enumerate(_topological(g.node, producer)):
-        ins = [x for x in n.input if x and x not in inits and name_of.get(x, x) not in inits]
-        d = max((depth_of.get(name_of.get(x, x), 0) for x in ins), default=0)
+    name_of, read_at = _classes(g, is_wrapper, ref_tensors)
+    cls = lambda t: name_of.get(t, t)  # noqa: E731
+    root = lambda c: read_at.get(c, c)  # noqa: E731
+    floats, half = _float_tensors(model)
+    graph_inputs = {i.name for i in g.input if i.name not in constants}
+
+    var_names = {_name(n) for n in g.node}
+    first_q: dict[str, Any] = {}  # class -> its first QuantizeLinear (with constant scale and zero point)
+    for n in nodes:
+        if n.op_type == "QuantizeLinear" and is_wrapper(n) and n.input[1] in constants \
+                and (len(n.input) < 3 or not n.input[2] or n.input[2] in constants):
+            first_q.setdefault(cls(n.output[0]), n)
+    points: dict[str, Point] = {}  # class -> its point
+    for n in nodes:
         if is_wrapper(n):
-            for o in n.output:
-                depth_of.setdefault(name_of.get(o, o), d)
             continue
-        every.append(n.name or n.output[0])
         for o in n.output:
-            depth_of[name_of.get(o, o)] = d + 1
-        outs = tuple(dict.fromkeys(name_of.get(o, o) for o in n.output if o and o in typed))
-        if not outs:
+            c = cls(o)
+            if o and c not in points and c in ref_tensors and c not in ref_inits and root(c) == o:
+                p = _point(c, o, n, first_q.get(c), floats, ref_producer, var_names)
+                if p is not None and (ran is None or p.tensor in ran):
+                    points[c] = replace(p, read=ran[p.tensor] if ran and ran[p.tensor] != p.tensor else None)
+    inputs = {cls(t) for t in graph_inputs}
+
+    segments, covered = [], set()
+    depth_of: dict[str, int] = {}
+    stops = {p.reference for p in points.values()} | {i.name for i in ref.input} | ref_inits
+    for n in nodes:  # in topological order: a segment's inputs come before it
+        for o in n.output:
+            c = cls(o)
+            if c not in points or root(c) != o:
+                continue
+            p = points[c]
+            members, ins = _segment(n, points, cls, root, producer, is_wrapper, constants, graph_inputs)
+            covered.update(_name(m) for m in members)
+            refs = _reference_nodes(p.reference, ref_producer, stops - {p.reference})
+            refs.sort(key=lambda m: ref_order[_name(m)])
+            depth = 1 + max((depth_of.get(i, 0) for i in ins), default=0)
+            depth_of[c] = depth
+            converted = p.scale is not None or any(
+                x in producer and producer[x].op_type == "DequantizeLinear" and is_wrapper(producer[x])
+                for m in members for x in m.input) or any(x in half for m in members for x in m.output)
+            members.sort(key=lambda m: order[_name(m)])
+            head = members[0]  # named by its first node (the Conv of a Conv+Relu ORT fused)
+            segments.append(Segment(p, _name(head), head.op_type, tuple(_name(m) for m in members), tuple(sorted(ins)),
+                                    tuple(_name(m) for m in refs), tuple(m.op_type for m in refs), depth,
+                                    order[_name(n)], converted))
+    compute = [n for n in nodes if not is_wrapper(n)]
+    folded = [_name(n) for n in ref.node if n.op_type in FOLDABLE and _name(n) not in var_names]
+    used = {x for p in points.values() for x in (p.scale, p.zero_point) if x}
+    return Plan(list(points.values()), segments, inputs, [o.name for o in g.output],
+                {k: v for k, v in constants.items() if k in used},
+                [_name(n) for n in compute if _name(n) not in covered], [_name(n) for n in compute], folded)
+
+
+def _point(c: str, root: str, writer: Any, q: Any, floats: set, ref_producer: dict, var_names: set) -> Point | None:
+    """Where class ``c`` (written by ``writer`` as ``root``) is read: at its first QuantizeLinear ``q``, dequantized
+    (the value a fused kernel writes, and the next node reads); else at the float root, compared with the tensor of
+    the fp32 graph it holds (the input of an activation folded away, where one was)."""
+    if q is not None:
+        axis = next((a.i for a in q.attribute if a.name == "axis"), 1)
+        return Point(q.output[0], c, q.input[1], q.input[2] if len(q.input) > 2 and q.input[2] else None, axis)
+    if root not in floats:
+        return None
+    act = ref_producer.get(c)
+    if act is not None and act.op_type in FOLDABLE and writer.op_type != act.op_type and _name(act) not in var_names:
+        return Point(root, act.input[0])
+    return Point(root, c)
+
+
+def _segment(writer: Any, points: dict, cls, root, producer: dict, is_wrapper, constants: dict,
+             graph_inputs: set) -> tuple[list, set[str]]:
+    """The compute nodes from the points before ``writer`` up to it, and the classes they read (points or graph
+    inputs)."""
+    members, ins, seen, stack = [], set(), set(), [writer]
+    while stack:
+        n = stack.pop()
+        if _name(n) in seen:
             continue
-        act = tuple(dict.fromkeys(name_of.get(x, x) for x in ins if x in typed or name_of.get(x, x) in typed))
-        converted = model_nodes is not None and (
-            any(producer[x].op_type == "DequantizeLinear" for x in n.input if x in producer)
-            or any(o in half for o in n.output))
-        nodes.append(Node(n.name or n.output[0], n.op_type, act, outs, d + 1, i, module_path(n.name or ""),
-                          converted))
-    inputs = [i.name for i in g.input if i.name not in inits]
-    tensors = {o for n in g.node for o in n.output} | set(inputs)
-    return Graph(Path(path), nodes, [name_of.get(o.name, o.name) for o in g.output], inputs, tensors, read_at, every)
+        seen.add(_name(n))
+        members.append(n)
+        for x in n.input:
+            if not x or x in constants:
+                continue
+            c = cls(x)
+            if c in points:
+                ins.add(c)
+                continue
+            r = root(c)
+            if r in graph_inputs:
+                ins.add(c)
+            elif r in constants or r not in producer:
+                continue
+            elif not is_wrapper(producer[r]):
+                stack.append(producer[r])
+    return members, ins
+
+
+def _reference_nodes(tensor: str, ref_producer: dict, stops: set[str]) -> list:
+    """The fp32 graph's nodes that compute ``tensor`` from the tensors in ``stops``."""
+    out, seen, stack = [], set(), [tensor]
+    while stack:
+        n = ref_producer.get(stack.pop())
+        if n is None or _name(n) in seen:
+            continue
+        seen.add(_name(n))
+        out.append(n)
+        stack += [x for x in n.input if x and x not in stops]
+    return out
+
+
+def _constants(g: Any) -> dict[str, np.ndarray]:
+    """Initializers and Constant nodes' values, by name."""
+    from onnx import numpy_helper
+
+    out = {}
+    for i in g.initializer:
+        try:
+            out[i.name] = numpy_helper.to_array(i)
+        except Exception:  # external data not loaded: a weight, known to be constant, value unread
+            out[i.name] = np.zeros(0)
+    for n in g.node:
+        if n.op_type == "Constant":
+            value = next((a.t for a in n.attribute if a.name == "value"), None)
+            out[n.output[0]] = numpy_helper.to_array(value) if value is not None else np.zeros(0)
+    return out
 
 
 def _classes(g: Any, is_wrapper, reference: set[str] | None) -> tuple[dict[str, str], dict[str, str]]:
@@ -121,12 +277,10 @@ def _classes(g: Any, is_wrapper, reference: set[str] | None) -> tuple[dict[str, 
             x = parent[x]
         return x
 
-    wrapped = set()
     for n in g.node:
         if is_wrapper(n) and n.input and n.input[0]:
             for o in n.output:
                 parent[find(o)] = find(n.input[0])
-                wrapped.add(o)
     members: dict[str, list[str]] = {}
     for t in parent:
         members.setdefault(find(t), []).append(t)
@@ -158,17 +312,15 @@ def _float_tensors(model: Any) -> tuple[set[str], set[str]]:
 
 def _topological(nodes: Any, producer: dict) -> list:
     """The nodes in an order where every node follows its producers (ONNX files are sorted, but not all)."""
-    done: set[str] = set()
     out: list = []
     pending = list(nodes)
-    available = set()
+    available: set[str] = set()
     while pending:
         rest = []
         for n in pending:
             if all(not x or x not in producer or x in available for x in n.input):
                 out.append(n)
                 available.update(n.output)
-                done.add(n.name)
             else:
                 rest.append(n)
         if len(rest) == len(pending):  # a cycle or a dangling input: keep the file's order for the rest

@@ -16,9 +16,19 @@ from optbench.explain.localize import Localization, NodeDrift, _Accumulator
 def explain_module(run_dir: Path, row: dict, batches: list) -> Localization:
     import torch
 
-    ctx = _context(run_dir)
+    from optbench.explain.reproduce import reproduce, run_context
+
+    ctx = run_context(run_dir)
+    if "spec_dir" not in ctx.prepared:
+        raise OptbenchError(f"{run_dir} was prepared before optbench explain recorded the spec's folder; run it "
+                            "again to explain a torch-side variant")
     reference = _load_base(ctx)
-    session = _variant_session(ctx, row)
+    session, own = _variant_session(ctx, row)
+    try:  # the session as the row ran it, before any hook: its outputs on the row's items against the row's
+        reproduction = reproduce(run_dir, row, session.infer)
+    except BaseException:
+        session.close()
+        raise
     ref_calls, var_calls = _Recorder(reference), _Recorder(session.module)
     acc_in, acc_out = _Accumulator(), _Accumulator()
     items = 0
@@ -49,9 +59,12 @@ def explain_module(run_dir: Path, row: dict, batches: list) -> Localization:
                                name.rsplit(".", 1)[0] if "." in name else name))
     notes = ["torch forward hooks on leaf modules; a module whose output shape differs from the reference's (a "
              "pruned layer) is not compared"]
+    if own:
+        notes.insert(0, f"explained on the module {row['backend']} starts from (its own build of it is not "
+                        "hooked); the check against the row says how close that comes")
     return Localization("torch fp32 reference module", f"{row['variant_id']} ({row['backend']})", items, nodes, {},
                         [n for n, _ in var_calls.order if acc_out.error(n) is None], notes,
-                        [n for n, _ in ref_calls.order])
+                        [n for n, _ in ref_calls.order], reproduction)
 
 
 class _Recorder:
@@ -96,46 +109,25 @@ def _first_float(x: Any) -> np.ndarray | None:
     return None
 
 
-def _context(run_dir: Path) -> Any:
-    import json
-
-    import yaml
-
-    from optbench.cache import ArtifactCache
-    from optbench.data import feeds_of
-    from optbench.run.context import Context, load_splits_file
-    from optbench.specfile.load import validate
-
-    prepared = json.loads((run_dir / "work" / "prepare.json").read_text())
-    if "spec_dir" not in prepared:
-        raise OptbenchError(f"{run_dir} was prepared before optbench explain recorded the spec's folder; run it "
-                            "again to explain a torch-side variant")
-    spec = validate(yaml.safe_load((run_dir / "spec.yaml").read_text()), {}, str(run_dir / "spec.yaml"))
-    splits = load_splits_file(run_dir / "work" / "data.npz")
-    for items in (splits.train, splits.calibration, splits.eval):
-        items.feed = feeds_of(spec.inputs)
-    cache = ArtifactCache(Path(prepared["model_path"]).parent.parent)
-    return Context(spec, Path(prepared["spec_dir"]), run_dir, cache, splits, prepared)
-
-
 def _load_base(ctx: Any) -> Any:
     from optbench.run.artifacts import load_base_module
 
     return load_base_module(ctx)
 
 
-def _variant_session(ctx: Any, row: dict) -> Any:
-    """The variant's module as its backend built it (the cast, autocast, layout it ran with)."""
+def _variant_session(ctx: Any, row: dict) -> tuple[Any, bool]:
+    """The variant's module as its backend built it (the cast, autocast, layout it ran with; see
+    :meth:`optbench.backends.base.Backend.explain_build`), and whether the backend builds another one to hook."""
     from optbench.backends import Artifact, get_backend
-    from optbench.plan import Variant
+    from optbench.backends.base import Backend
+    from optbench.explain.reproduce import variant_of
     from optbench.run.artifacts import transformed_module
 
-    cls = get_backend(row.get("backend_name") or row["backend"])
-    spec_entry = next((b for b in ctx.spec.backends if b.key == row["backend"]), None)
-    options = cls.Options.model_validate(spec_entry.options if spec_entry else {})
-    v = Variant(id=row["variant_id"], backend=row["backend"], backend_name=cls.name,
-                options=options.model_dump(mode="json"), device=row["device"], precision=row["precision"],
-                transform=row.get("transform") or "none", batch_size=int(row["batch_size"]),
-                dims=dict(row.get("shape") or {}), int8=row.get("int8"))
+    v = variant_of(ctx, row)
+    cls = get_backend(v.backend_name)
     module, _ = transformed_module(ctx, v)
-    return cls(options).build(Artifact(module=module, inputs=ctx.spec.inputs), v.target)
+    artifact = Artifact(module=module, inputs=ctx.spec.inputs)
+    artifact.sample = next(ctx.splits.eval.at_shape(ctx.spec.inputs, v.dims).batches(v.batch_size))[0]
+    backend = cls(cls.Options.model_validate(v.options))
+    own = type(backend).explain_build is not Backend.explain_build  # hooks on another module than the row ran
+    return backend.explain_build(artifact, v.target), own

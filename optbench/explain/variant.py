@@ -44,13 +44,16 @@ def row_of(run_dir: Path, variant_id: str) -> dict:
 
 def explain_variant(run_dir: Path, variant_id: str, items: int = ITEMS, seed: int = 0,
                     save: bool = True) -> Localization:
-    """Where the variant's drift comes from (see :mod:`optbench.explain.localize`)."""
+    """Where the variant's drift comes from (see :mod:`optbench.explain.localize`), and whether what was run to
+    find out reproduces the row's drift (``reproduction``). A variant whose artifact explain cannot read is one
+    clear line saying why."""
     run_dir = Path(run_dir)
     row = row_of(run_dir, variant_id)
     if row.get("status") in ("skipped", None):
         raise OptbenchError(f"variant '{variant_id}' was skipped ({row.get('error')}): nothing was built to explain")
+    how = readable(run_dir, row)
     batches = _batches(run_dir, row, items, seed)
-    if row.get("artifact"):
+    if how == "onnx":
         loc = _explain_onnx(run_dir, row, batches)
     else:
         from optbench.explain.torch_hooks import explain_module
@@ -63,8 +66,41 @@ def explain_variant(run_dir: Path, variant_id: str, items: int = ITEMS, seed: in
     return loc
 
 
+def readable(run_dir: Path, row: dict) -> str:
+    """How the variant is explained: "onnx" (its ONNX graph against the fp32 graph, on ONNX Runtime) or "module"
+    (its torch module's leaf modules hooked); a variant neither reaches is one line saying why."""
+    from optbench.backends import get_backend
+
+    name = row.get("backend_name") or row["backend"]
+    try:
+        cls = get_backend(name)
+    except Exception as e:  # a backend this install does not know
+        raise OptbenchError(f"variant '{row['variant_id']}' ran on backend '{name}', which this optbench does not "
+                            f"know ({str(e).splitlines()[0][:160]}): not explained") from None
+    artifact = str(row.get("artifact") or "")
+    native = _prepared(run_dir).get("native") or {}
+    as_given = bool(artifact) and artifact == native.get("path")
+    if cls.explained == "onnx" and artifact.endswith(".onnx") and not as_given:
+        if row.get("precision") == "fp32" or (row.get("settings") or {}).get("source_onnx"):
+            return "onnx"
+        what = (f"its {row.get('precision')} model is made by {cls.name} itself from the fp32 ONNX graph (the ONNX "
+                "file it consumed holds fp32)")
+    elif cls.explained == "module" and not artifact:
+        return "module"
+    elif as_given:
+        what = f"it ran the {native.get('framework')} model file as given ({Path(artifact).name})"
+    elif cls.consumes == "torch":
+        what = f"it ran a program {cls.name} makes from the torch module"
+    else:
+        what = f"it ran {Path(artifact).name or 'no recorded model file'}"
+    raise OptbenchError(f"variant '{row['variant_id']}' ({cls.name}): {what}; optbench explain reads ONNX graphs "
+                        "(on ONNX Runtime) and torch modules (forward hooks), so it does not explain this variant")
+
+
 def _explain_onnx(run_dir: Path, row: dict, batches: list) -> Localization:
+    from optbench.backends import get_backend
     from optbench.explain.localize import localize
+    from optbench.explain.reproduce import reproduce
 
     variant = Path(row["artifact"])
     reference = _reference_graph(run_dir, row)
@@ -72,7 +108,15 @@ def _explain_onnx(run_dir: Path, row: dict, batches: list) -> Localization:
         if not p.exists():
             raise OptbenchError(f"{what} ({p}) is no longer in the artifact cache; run the variant again "
                                 f"(`optbench run SPEC --run-dir {run_dir} --resume` after removing its row, or a new run)")
-    return localize(reference, variant, batches)
+    settings = row.get("settings") or {}
+    same = get_backend(row.get("backend_name") or row["backend"]).reference_for == "onnx" and row.get("device") == "cpu"
+    level = settings.get("graph_optimization", "all") if same else "all"
+    loc = localize(reference, variant, batches, level=level,
+                   check=lambda infer, changed: reproduce(run_dir, row, infer, changed))
+    if not same:
+        loc.notes.insert(0, f"explained on ONNX Runtime's CPU kernels; the row ran on {row['backend']} "
+                            f"({row.get('device')})")
+    return loc
 
 
 def _reference_graph(run_dir: Path, row: dict) -> Path:

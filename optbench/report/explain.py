@@ -106,6 +106,9 @@ def section(run: dict, df, failing: dict[str, list[str]], compute: bool = True) 
         if loc is None:
             continue
         out.append({"variant": vid, "why": _why(vid, failing), "n_items": loc.items, "uri": drift_uri(loc),
+                    "reproduction": loc.reproduction.sentence() if loc.reproduction is not None else
+                    "not checked against the row (explained before optbench checked it)",
+                    "reproduced": loc.reproduced,
                     "top": [{"rank": i + 1, "node": d.node, "op": d.op_type, "module": d.module or "",
                              "introduced": d.introduced, "error": d.error, "depth": d.depth}
                             for i, d in enumerate(loc.ranked(TOP))],

@@ -249,9 +249,17 @@ class Tuner:
             s = self.spec.search
             loc = explain_variant(self.opts.run_dir, vid, items=s.explain_items, seed=s.seed)
             kept = {"variant": vid, "groups": [[g, err, nodes] for g, err, nodes in loc.groups(converted_only=True)],
-                    "all_nodes": loc.all_nodes}
+                    "all_nodes": loc.all_nodes, "reproduced": loc.reproduced,
+                    "reproduction": loc.reproduction.sentence() if loc.reproduction is not None else "not checked"}
             self.record.rankings[c.key] = kept
             self.record.save(self.opts.run_dir)
+        if not kept.get("reproduced", False):  # a ranking of what explain ran, not of the row: not acted on
+            why = kept.get("reproduction") or "it was made before explain checked that it reproduces the row"
+            note = f"the node ranking of {kept['variant']} was not used: {why}"
+            self.record.notes = list(dict.fromkeys(self.record.notes + [note]))
+            if not self.opts.quiet:
+                self.opts.say(note)
+            return []
         self.groups[c.key] = {g: nodes for g, _, nodes in kept["groups"]}
         self.every[c.key] = list(kept["all_nodes"])
         if not self.opts.quiet:
