@@ -77,6 +77,22 @@ def torch_to_numpy(out: Any) -> dict[str, np.ndarray]:
             for k, t in flatten_torch(out).items()}
 
 
+def as_reference_names(out: dict[str, Any], names: list[str], by_name: bool, who: str = "the variant") -> dict:
+    """A session's outputs under the reference's names, in the reference's order. A session that names its outputs
+    (ONNX Runtime, OpenVINO, TFLite, TensorFlow, ...) is read by name, whatever its order, and names that differ from
+    the reference's are an error naming both lists; one that cannot name them (a torch module returning a tuple) is
+    read by position, in the order the reference recorded."""
+    if by_name:
+        if sorted(out) != sorted(names):
+            raise ValueError(f"{who} names its outputs {list(out)}; the reference's are {list(names)}: outputs are "
+                             f"paired by name, never by position")
+        return {n: out[n] for n in names}
+    if len(out) != len(names):
+        raise ValueError(f"{who} returns {len(out)} unnamed output(s); the reference recorded {len(names)} "
+                         f"{list(names)}")
+    return dict(zip(names, out.values()))
+
+
 # ---------------------------------------------------------------- batch axes
 def item_major(arrays: dict[str, np.ndarray], axes: dict[str, Any] | None) -> dict[str, np.ndarray]:
     """Move each output's batch axis to 0, by the model's interpretation (:mod:`optbench.interpret`): an int is

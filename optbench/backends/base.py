@@ -64,6 +64,10 @@ class Artifact:
 class Session(ABC):
     """A built, runnable model. ``prepare`` moves inputs where the backend wants them (untimed)."""
 
+    # whether the outputs of :meth:`to_numpy` carry the model's own names (ONNX, OpenVINO, TFLite, TensorFlow): they
+    # are then paired with the reference's by name; a torch module's tuple has none and is read by position
+    names_outputs: ClassVar[bool] = True
+
     @abstractmethod
     def prepare(self, feeds: dict[str, np.ndarray]) -> Any: ...
 

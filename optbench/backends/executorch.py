@@ -37,6 +37,8 @@ def _version(name: str) -> str:
 
 
 class EtSession(Session):
+    names_outputs = False  # a torch module's outputs, flattened: paired with the reference's by position
+
     def __init__(self, program, input_names: list[str], output_names: list[str], pte_bytes: int, facts: dict) -> None:
         import torch
 

@@ -37,6 +37,8 @@ def _version(name: str) -> str:
 
 
 class LiteRtSession(Session):
+    names_outputs = False  # a torch module's outputs, flattened: paired with the reference's by position
+
     def __init__(self, interpreter, input_names: list[str], output_names: list[str], nbytes: int, facts: dict) -> None:
         self.it = interpreter
         self.inputs = interpreter.get_input_details()  # in the module's argument order

@@ -73,6 +73,19 @@ class OvSession(Session):
         self.request = self.compiled = None
 
 
+def _onnx_output_names(model: Any, onnx_path: Path) -> list[str]:
+    """Each output port under the ONNX graph's name for it (a port may carry several tensor names; any one of them
+    would be a guess), so the outputs are paired with the reference's by name."""
+    import onnx
+
+    graph = {o.name for o in onnx.load(str(onnx_path), load_external_data=False).graph.output}
+    names = []
+    for port in model.outputs:
+        found = sorted(graph & set(port.get_names()))
+        names.append(found[0] if len(found) == 1 else port.get_any_name())
+    return names
+
+
 def _type_name(t) -> str:
     """OpenVINO's element type as its short name (f32, bf16, f16)."""
     name = getattr(t, "get_type_name", None)
@@ -174,7 +187,7 @@ class OpenVINO(Backend):
         else:
             model = ov.convert_model(str(artifact.onnx_path))
             size = None
-        names = native.output_names if native is not None else [o.get_any_name() for o in model.outputs]
+        names = native.output_names if native is not None else _onnx_output_names(model, Path(artifact.onnx_path))
         config = {"PERFORMANCE_HINT": self.options.hint, "INFERENCE_PRECISION_HINT": PRECISION_HINT[target.precision],
                   "INFERENCE_NUM_THREADS": self.options.threads or default_threads()}
         if self.options.streams:

@@ -53,6 +53,8 @@ class TorchOptions(BaseModel):
 
 
 class TorchSession(Session):
+    names_outputs = False  # a torch module's outputs, flattened: paired with the reference's by position
+
     def __init__(self, module, device: str, dtype, autocast: bool, channels_last: bool) -> None:
         import torch
 

@@ -33,7 +33,7 @@ def conversion_chain(ctx: Context, v: Variant, backend: Any, outputs: dict, onnx
     steps: list[dict] = []
     if v.transform != "none" and module is not None:
         out = _stage(ctx, v, ["transform", ctx.prepared["identity"], v.transform],
-                     lambda: reference_backend("torch").reference_infer(module))
+                     lambda: reference_backend("torch").reference_infer(module), by_name=False)
         steps.append({"step": f"transform {v.transform}", "tool": "optbench.transforms", **_added(out, prev)})
         prev = out
     if onnx_fp32 is not None:
@@ -42,7 +42,7 @@ def conversion_chain(ctx: Context, v: Variant, backend: Any, outputs: dict, onnx
             from optbench.paths import file_digest
 
             out = _stage(ctx, v, ["onnx", file_digest(onnx_fp32)],
-                         lambda: reference_backend("onnx").reference_infer(onnx_fp32))
+                         lambda: reference_backend("onnx").reference_infer(onnx_fp32), by_name=True)
             steps += [*done[:-1], {**done[-1], **_added(out, prev)}]  # the ONNX's outputs measure the last
             prev = out
         stage = "onnx"
@@ -87,17 +87,22 @@ def _added(out: dict, prev: dict) -> dict[str, Any]:
     return facts
 
 
-def _stage(ctx: Context, v: Variant, key: list, make_infer: Callable[[], Any]) -> dict[str, np.ndarray]:
-    """The eval items' outputs after an intermediate step, at the variant's shape, computed once per run."""
+def _stage(ctx: Context, v: Variant, key: list, make_infer: Callable[[], Any], by_name: bool) -> dict[str, np.ndarray]:
+    """The eval items' outputs after an intermediate step, at the variant's shape, computed once per run; an ONNX
+    file's outputs are read by name (``by_name``), a torch module's by position (see
+    :func:`optbench.outputs.as_reference_names`)."""
+    from optbench.outputs import as_reference_names
+
     digest = hashlib.sha256(json.dumps([key, v.dims], sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = ctx.work / "stages" / f"{digest}.npz"
     if path.exists():
         with np.load(path) as f:
             return {k: f[k] for k in f.files}
     items = ctx.splits.eval.at_shape(ctx.spec.inputs, v.dims)
-    out = reference_outputs(make_infer(), items, ctx.prepared["reference_batch"], ctx.prepared.get("output_axes"))
-    out = dict(zip(ctx.prepared["output_names"], out.values())) if list(out) != ctx.prepared["output_names"] and \
-        len(out) == len(ctx.prepared["output_names"]) else out
+    infer, names = make_infer(), ctx.prepared["output_names"]
+    step = f"the {key[0]} step"
+    out = reference_outputs(lambda feeds: as_reference_names(infer(feeds), names, by_name, step), items,
+                            ctx.prepared["reference_batch"], ctx.prepared.get("output_axes"))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
     np.savez(tmp, **out)

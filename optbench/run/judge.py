@@ -25,16 +25,14 @@ def judge_outputs_of(ctx: Context, v: Variant, outputs: dict) -> dict:
 def variant_outputs(ctx: Context, v: Variant, session: Any, items: Any) -> dict:
     """Every output of the variant on the eval items, item-major, in the reference's types and checked against its
     names and shapes."""
-    from optbench.outputs import concat_items, item_major
+    from optbench.outputs import as_reference_names, concat_items, item_major
 
     names, axes = ctx.prepared["output_names"], ctx.prepared.get("output_axes")
     refs = load_reference(ctx.run_dir, v.dims)
     ref_kinds = {k: r.dtype for k, r in refs.items()}
     chunks = []
     for feeds, real in items.batches(v.batch_size):
-        out = session.infer(feeds)
-        if list(out) != names and len(out) == len(names):  # torch sessions name outputs by position
-            out = dict(zip(names, out.values()))
+        out = as_reference_names(session.infer(feeds), names, session.names_outputs)
         out = {k: _as_reference_kind(x, ref_kinds.get(k)) for k, x in out.items()}
         chunks.append((item_major(out, axes), real))
     outputs = concat_items(chunks)

@@ -31,11 +31,12 @@ def serve_variant(ctx: Any, v: Any, session: Any, items: Any, row: dict) -> dict
     if spec is None or not any(fnmatch.fnmatch(v.id, p) for p in spec.variants):
         return None
     try:
+        from optbench.outputs import as_reference_names
+
         names = list(ctx.prepared["output_names"])
 
         def call(feeds: dict) -> dict:
-            out = session.infer(feeds)
-            return dict(zip(names, out.values())) if list(out) != names and len(out) == len(names) else out
+            return as_reference_names(session.infer(feeds), names, session.names_outputs)
 
         samples = [items.layout(np.array([i])) for i in range(min(spec.samples, len(items)))]
         in_axes = {f.name: (None if f.const is not None else f.batch_axis) for f in items.feed or []} or \
