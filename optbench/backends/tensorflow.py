@@ -19,8 +19,9 @@ class TfOptions(BaseModel):
 
 
 def load_callable(native: Any, threads: int | None = None):
-    """``(call, keep)``: ``call(feeds by the spec's names) -> {output: tensor}`` of the SavedModel's signature or the
-    frozen graph; ``keep`` holds what the function needs alive (a signature only weakly references its variables)."""
+    """``(call, keep, eager)``: ``call(feeds by the spec's names) -> {output: tensor or array}`` of the SavedModel's
+    signature (opened by the loader the run recorded) or the frozen graph; ``keep`` holds what the function needs
+    alive (a signature only weakly references its variables); ``eager``: whether it takes eager tensors."""
     from optbench.backends.onnxruntime import default_threads
     from optbench.frameworks import tensorflow
 
@@ -31,13 +32,15 @@ def load_callable(native: Any, threads: int | None = None):
         pass
     names = {i["name"]: i["model"] for i in native.inputs}
     if native.form == "saved_model":
-        loaded = tf.saved_model.load(native.path, tags=[native.tag])
-        fn = loaded.signatures[native.entry]
+        from optbench.models.saved_model import open_saved_model
+
+        opened = open_saved_model(native.path, native.tag, native.loader)
+        fn = opened.call(native.entry)
 
         def call(feeds: dict) -> dict:
-            out = fn(**{names[k]: v for k, v in feeds.items() if k in names})
-            return {o["name"]: out[o["tensor"]] for o in native.outputs}
-        return call, loaded
+            out = fn({names[k]: v for k, v in feeds.items() if k in names})
+            return {o["name"]: out[o["name"]] for o in native.outputs}  # a signature's outputs by their keys
+        return call, opened, opened.eager
     graph = tf.compat.v1.GraphDef()
     with open(native.path, "rb") as f:
         graph.ParseFromString(f.read())
@@ -48,28 +51,33 @@ def load_callable(native: Any, threads: int | None = None):
     def run_graph(feeds: dict) -> dict:
         out = pruned(*(feeds[i["name"]] for i in native.inputs))
         return dict(zip(native.output_names, out))
-    return run_graph, wrapped
+    return run_graph, wrapped, True
 
 
 class TfSession(Session):
-    def __init__(self, call, keep, native) -> None:
+    def __init__(self, call, keep, eager: bool, native) -> None:
         from optbench.frameworks import tensorflow
 
-        self.tf, self.call, self.keep, self.native = tensorflow(), call, keep, native
+        self.tf, self.call, self.keep, self.eager, self.native = tensorflow(), call, keep, eager, native
 
     def prepare(self, feeds: dict[str, np.ndarray]) -> dict:
+        if not self.eager:  # a v1 session is fed arrays
+            return {i["name"]: np.ascontiguousarray(feeds[i["name"]]) for i in self.native.inputs}
         with self.tf.device("/cpu:0"):
             return {i["name"]: self.tf.constant(np.ascontiguousarray(feeds[i["name"]])) for i in self.native.inputs}
 
     def run(self, bound: dict) -> Any:
-        """Eager TensorFlow on the CPU returns once its kernels ran; reading the values needs no further wait."""
+        """Eager TensorFlow (and a v1 session) on the CPU returns once its kernels ran; reading the values needs no
+        further wait."""
         with self.tf.device("/cpu:0"):
             return self.call(bound)
 
     def to_numpy(self, result: Any) -> dict[str, np.ndarray]:
-        return {k: host_array(v.numpy()) for k, v in result.items()}
+        return {k: host_array(v.numpy() if hasattr(v, "numpy") else v) for k, v in result.items()}
 
     def close(self) -> None:
+        if hasattr(self.keep, "close"):
+            self.keep.close()
         self.call = self.keep = None
 
 
@@ -106,8 +114,7 @@ class TensorFlow(Backend):
         return {"threads": options.threads, "runs": "the model as saved, TensorFlow eager on the CPU"}
 
     def build(self, artifact: Artifact, target: Target) -> Session:
-        call, keep = load_callable(artifact.native, self.options.threads)
-        session = TfSession(call, keep, artifact.native)
+        session = TfSession(*load_callable(artifact.native, self.options.threads), artifact.native)
         from optbench.frameworks import tensorflow
 
         session.facts = {"tensorflow": {"version": tensorflow().__version__, "ran": artifact.native.describe()}}

@@ -37,6 +37,11 @@ def native_to_onnx(native: NativeModel, path: Path, opset: int) -> dict[str, Any
 def _saved_model(converter, native: NativeModel, opset: int):
     from tf2onnx import tf_loader
 
+    from optbench.models.saved_model import V1
+
+    if native.loader == V1:
+        return _saved_model_v1(converter, native, opset)
+
     def load():
         return tf_loader.from_saved_model(native.path, None, None, tag=native.tag, signatures=[native.entry],
                                           return_tensors_to_rename=True)
@@ -47,7 +52,28 @@ def _saved_model(converter, native: NativeModel, opset: int):
     renames = {t: spec_name.get(n, n) for t, n in renames.items()}
     proto = _converting(lambda: converter.convert.from_graph_def(graph, input_names=inputs, output_names=outputs,
                                                                  opset=opset, tensors_to_rename=renames)[0])
-    return proto, f"SavedModel signature '{native.entry}'"
+    return proto, native.describe()
+
+
+def _saved_model_v1(converter, native: NativeModel, opset: int):
+    """A SavedModel that only TensorFlow's v1 loader opens (tf2onnx's SavedModel path uses the object loader):
+    its signature's graph frozen in the loader's session, then converted as a frozen graph."""
+    from optbench.models.saved_model import open_saved_model
+
+    tf = converter.tf_loader.tf
+    opened = open_saved_model(native.path, native.tag, native.loader)
+    try:
+        outputs = [t for t, _ in opened.signature(native.entry).outputs.values()]
+        session = opened.session
+        graph = _converting(lambda: tf.compat.v1.graph_util.convert_variables_to_constants(
+            session, session.graph.as_graph_def(), sorted({t.rsplit(":", 1)[0] for t in outputs})))
+    finally:
+        opened.close()
+    renames = {i["tensor"]: i["name"] for i in native.inputs} | {o["tensor"]: o["name"] for o in native.outputs}
+    proto = _converting(lambda: converter.convert.from_graph_def(
+        graph, input_names=[i["tensor"] for i in native.inputs], output_names=[o["tensor"] for o in native.outputs],
+        opset=opset, tensors_to_rename=renames)[0])
+    return proto, native.describe()
 
 
 def _frozen_graph(converter, native: NativeModel, opset: int):

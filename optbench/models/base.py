@@ -16,8 +16,9 @@ class NativeModel:
     where it is, which entry point runs (a signature), and its tensors by the names the spec and the rows use.
 
     ``inputs``: one {name (the spec's), model (the model's own name), tensor (the graph tensor), dtype, shape} per
-    spec input, in the spec's order; ``outputs``: one {name, tensor} per output, in the model's order. It travels
-    to the worker processes as JSON (:meth:`to_dict`)."""
+    spec input, in the spec's order; ``outputs``: one {name, tensor, shape (declared dims, None where unknown)} per
+    output, in the model's order; ``loader``: how a SavedModel was opened (see :mod:`optbench.models.saved_model`).
+    It travels to the worker processes as JSON (:meth:`to_dict`)."""
 
     framework: str
     form: str  # saved_model | frozen_graph | flatbuffer | ir
@@ -26,6 +27,7 @@ class NativeModel:
     tag: str | None = None
     inputs: list[dict] = field(default_factory=list)
     outputs: list[dict] = field(default_factory=list)
+    loader: str | None = None
 
     @property
     def output_names(self) -> list[str]:
@@ -42,7 +44,17 @@ class NativeModel:
         """How rows name what ran: 'SavedModel signature serving_default', 'frozen graph', ..."""
         form = {"saved_model": "SavedModel", "frozen_graph": "frozen graph", "flatbuffer": "TFLite flatbuffer",
                 "ir": "OpenVINO IR"}.get(self.form, self.form)
-        return f"{form} signature '{self.entry}'" if self.entry else form
+        text = f"{form} signature '{self.entry}'" if self.entry else form
+        return f"{text}, {self.loader}" if self.loader else text
+
+    def declared(self) -> dict:
+        """The dims the model file declares for its inputs (by the spec's names) and outputs, in the form of
+        :func:`optbench.interpret.graph_facts` (an unknown dim is '?'; an unknown rank is left out)."""
+        def dims(shape: list | None) -> list | None:
+            return None if shape is None else ["?" if d is None else d for d in shape]
+
+        return {"inputs": {i.get("name", i["model"]): dims(i.get("shape")) for i in self.inputs},
+                "outputs": {o["name"]: dims(o.get("shape")) for o in self.outputs}}
 
 
 @dataclass

@@ -67,20 +67,25 @@ def tensorflow_model(spec, spec_dir: Path, train=None, seed: int = 0) -> LoadedM
 
 
 def _saved_model(spec, path: Path, tf) -> NativeModel:
+    from optbench.models.saved_model import SavedModelError, open_saved_model
+
     try:
-        loaded = tf.saved_model.load(str(path), tags=[spec.tag])
-    except Exception as e:
-        raise _bad_file(spec, f"a SavedModel with tag '{spec.tag}'", e) from None
-    key = choose_signature(list(loaded.signatures), spec.signature, "SavedModel")
-    fn = loaded.signatures[key]
-    _, kwargs = fn.structured_input_signature
-    if not kwargs:
+        opened = open_saved_model(str(path), spec.tag)
+    except SavedModelError as e:
+        raise SpecError(f"TensorFlow cannot load the SavedModel (tag '{spec.tag}'): {e}", field="model.path",
+                        found=repr(spec.path)) from None
+    try:
+        key = choose_signature(opened.keys, spec.signature, "SavedModel")
+        sig = opened.signature(key)
+    finally:
+        opened.close()
+    if not sig.inputs:
         raise SpecError(f"signature '{key}' takes no named inputs", field="model.signature", found=repr(key))
-    inputs = [{"model": name, "tensor": f"{s.name or name}:0", "dtype": s.dtype.name,
-               "shape": s.shape.as_list() if s.shape.rank is not None else None} for name, s in kwargs.items()]
-    outputs = [{"name": name, "tensor": name} for name in sorted(fn.structured_outputs)]  # tf.nest's order
+    inputs = [{"model": k, "tensor": tensor, "dtype": dtype, "shape": dims}
+              for k, (tensor, dtype, dims) in sig.inputs.items()]
+    outputs = [{"name": k, "tensor": tensor, "shape": dims} for k, (tensor, dims) in sig.outputs.items()]
     return NativeModel("tensorflow", "saved_model", str(path), entry=key, tag=spec.tag, inputs=inputs,
-                       outputs=outputs)
+                       outputs=outputs, loader=opened.loader)
 
 
 def choose_signature(found: list[str], asked: str | None, what: str) -> str:
@@ -117,14 +122,40 @@ def _frozen_graph(spec, path: Path, tf) -> NativeModel:
     holders = [n for n in graph.node if n.op == "Placeholder"]
     if not holders:
         raise SpecError("the frozen graph has no Placeholder: it takes no inputs", field="model.path")
+    ops = _imported(spec, graph, tf)
     inputs = [{"model": n.name, "tensor": f"{n.name}:0", "dtype": tf.dtypes.as_dtype(n.attr["dtype"].type).name,
                "shape": _proto_shape(n.attr["shape"].shape) if "shape" in n.attr else None} for n in holders]
-    names = [o.split(":")[0] for o in spec.outputs] if spec.outputs else _terminal_nodes(graph)
-    known = {n.name for n in graph.node}
-    if unknown := [o for o in names if o not in known]:
-        raise SpecError(f"the frozen graph has no node {unknown}", field="model.outputs", found=repr(unknown))
-    return NativeModel("tensorflow", "frozen_graph", str(path), inputs=inputs,
-                       outputs=[{"name": n, "tensor": f"{n}:0"} for n in names])
+    tensors = [_output_tensor(o, ops) for o in spec.outputs] if spec.outputs else \
+        [t.name for node in _terminal_nodes(graph) for t in ops[node].outputs]
+    outputs = []
+    for name in tensors:
+        shape = ops[name.rsplit(":", 1)[0]].outputs[int(name.rsplit(":", 1)[1])].shape
+        outputs.append({"name": name, "tensor": name, "shape": None if shape.rank is None else shape.as_list()})
+    return NativeModel("tensorflow", "frozen_graph", str(path), inputs=inputs, outputs=outputs)
+
+
+def _imported(spec, graph, tf) -> dict:
+    """The graph's operations by name (TensorFlow knows how many outputs each op has; the GraphDef does not)."""
+    with tf.Graph().as_default() as g:
+        try:
+            tf.compat.v1.import_graph_def(graph, name="")
+        except Exception as e:
+            raise _bad_file(spec, "a GraphDef TensorFlow can import", e) from None
+    return {op.name: op for op in g.get_operations()}
+
+
+def _output_tensor(name: str, ops: dict) -> str:
+    """A spec's output as TensorFlow writes the tensor: 'node:N' ('node' alone is 'node:0')."""
+    node, sep, index = name.rpartition(":")
+    if not sep or not index.isdigit():
+        node, index = name, "0"
+    if node not in ops:
+        raise SpecError(f"the frozen graph has no node '{node}'", field="model.outputs", found=repr(name))
+    count = len(ops[node].outputs)
+    if int(index) >= count:
+        raise SpecError(f"node '{node}' has {count} output(s) ({node}:0 .. {node}:{count - 1})",
+                        field="model.outputs", found=repr(name))
+    return f"{node}:{index}"
 
 
 def _proto_shape(shape) -> list | None:
@@ -134,13 +165,14 @@ def _proto_shape(shape) -> list | None:
 
 
 def _terminal_nodes(graph) -> list[str]:
-    """The graph's one node whose output nothing consumes (bookkeeping nodes aside); several: the spec names them."""
+    """The graph's one node whose outputs nothing consumes (bookkeeping nodes aside); several: the spec names the
+    output tensors. Every output of that node is an output of the model."""
     used = {i.lstrip("^").split(":")[0] for n in graph.node for i in n.input}
     ends = [n.name for n in graph.node if n.name not in used and n.op not in ("Const", "NoOp", "Placeholder",
                                                                                "Assert", "SaveV2", "RestoreV2")]
     if len(ends) != 1:
         raise SpecError(f"the frozen graph ends in {len(ends)} nodes {ends[:6]}; name its outputs",
-                        field="model.outputs", expected="the output tensors, e.g. [Identity]", found="none")
+                        field="model.outputs", expected="the output tensors, e.g. [Identity:0]", found="none")
     return ends
 
 
@@ -160,20 +192,24 @@ def tflite_model(spec, spec_dir: Path, train=None, seed: int = 0) -> LoadedModel
         key = choose_signature(list(signatures), spec.signature, "TFLite file")
         runner = it.get_signature_runner(key)
         ins = runner.get_input_details()
-        inputs = [{"model": k, "tensor": d["name"], "dtype": np.dtype(d["dtype"]).name,
-                   "shape": [int(x) if x > 0 else None for x in d["shape_signature"]]} for k, d in ins.items()]
+        inputs = [{"model": k, "tensor": d["name"], "dtype": np.dtype(d["dtype"]).name, "shape": _tflite_dims(d)}
+                  for k, d in ins.items()]
         outs = runner.get_output_details()
-        outputs = [{"name": k, "tensor": d["name"]} for k, d in outs.items()]
+        outputs = [{"name": k, "tensor": d["name"], "shape": _tflite_dims(d)} for k, d in outs.items()]
     else:
         if spec.signature:
             raise SpecError("the TFLite file has no signatures", field="model.signature", found=repr(spec.signature))
-        key = None
-        inputs = [{"model": d["name"].split(":")[0], "tensor": d["name"], "dtype": np.dtype(d["dtype"]).name,
-                   "shape": [int(x) if x > 0 else None for x in d["shape_signature"]]} for d in it.get_input_details()]
-        outputs = [{"name": d["name"].split(":")[0], "tensor": d["name"]} for d in it.get_output_details()]
+        key = None  # tensors by the names the file gives them, 'node:N' and all: one node's outputs stay distinct
+        inputs = [{"model": d["name"], "tensor": d["name"], "dtype": np.dtype(d["dtype"]).name,
+                   "shape": _tflite_dims(d)} for d in it.get_input_details()]
+        outputs = [{"name": d["name"], "tensor": d["name"], "shape": _tflite_dims(d)} for d in it.get_output_details()]
     native = NativeModel("tflite", "flatbuffer", str(path), entry=key, inputs=inputs, outputs=outputs)
     return LoadedModel(None, output_names=native.output_names, identity=_ident(spec, file_digest(path)),
                        framework="tflite", native=native)
+
+
+def _tflite_dims(detail: dict) -> list:
+    return [int(x) if x > 0 else None for x in detail["shape_signature"]]
 
 
 @model_source("openvino")
@@ -186,17 +222,20 @@ def openvino_model(spec, spec_dir: Path, train=None, seed: int = 0) -> LoadedMod
         model = ov.Core().read_model(str(path))
     except Exception as e:
         raise _bad_file(spec, "an OpenVINO IR", e) from None
-    inputs = []
-    for port in model.inputs:
-        shape = port.get_partial_shape()
-        dims = [d.get_length() if d.is_static else None for d in shape] if shape.rank.is_static else None
-        inputs.append({"model": port.get_any_name(), "tensor": port.get_any_name(),
-                       "dtype": np.dtype(port.get_element_type().to_dtype()).name, "shape": dims})
-    outputs = [{"name": _port_name(p, i), "tensor": _port_name(p, i)} for i, p in enumerate(model.outputs)]
+    inputs = [{"model": port.get_any_name(), "tensor": port.get_any_name(),
+               "dtype": np.dtype(port.get_element_type().to_dtype()).name, "shape": _port_dims(port)}
+              for port in model.inputs]
+    outputs = [{"name": _port_name(p, i), "tensor": _port_name(p, i), "shape": _port_dims(p)}
+               for i, p in enumerate(model.outputs)]
     native = NativeModel("openvino", "ir", str(path), inputs=inputs, outputs=outputs)
     digest = file_digest(path) + file_digest(path.with_suffix(".bin"))
     return LoadedModel(None, output_names=native.output_names, identity=_ident(spec, digest), framework="openvino",
                        native=native)
+
+
+def _port_dims(port: Any) -> list | None:
+    shape = port.get_partial_shape()
+    return [d.get_length() if d.is_static else None for d in shape] if shape.rank.is_static else None
 
 
 def _port_name(port: Any, i: int) -> str:
@@ -212,8 +251,10 @@ def bind_inputs(native: NativeModel, inputs: list) -> NativeModel:
     model then takes the spec's names. A mismatch is an error that names both sides."""
     model = {i["model"]: i for i in native.inputs}
     names = [i.name for i in inputs]
-    if set(names) == set(model):
-        pairs = [(i, model[i.name]) for i in inputs]
+    # TensorFlow's convention: a node's name alone stands for its first output ('x' is 'x:0')
+    alias = {n.removesuffix(":0"): n for n in model if n.endswith(":0") and n.removesuffix(":0") not in model}
+    if set(names) == set(model) or {alias.get(n, n) for n in names} == set(model):
+        pairs = [(i, model[alias.get(i.name, i.name)]) for i in inputs]
     elif len(inputs) == len(model) == 1:
         pairs = [(inputs[0], native.inputs[0])]
     else:

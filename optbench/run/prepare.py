@@ -96,7 +96,7 @@ def _file_model(spec: Spec, loaded, cache: ArtifactCache, info: dict, needs_onnx
 
         onnx, step = converted_onnx(cache, native, loaded.identity, spec.export.opset)
         info.update(model_path=str(onnx), conversion=[step])
-    return ref.reference_infer(native), graph_facts(onnx) if onnx is not None else None
+    return ref.reference_infer(native), native.declared()  # the dims of the model as given, as plan reads them
 
 
 def interpret_model(spec: Spec, splits: Splits, infer, graph: dict | None):
