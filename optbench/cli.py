@@ -36,12 +36,10 @@ def _fmt(v) -> str:
 def cmd_plan(args: argparse.Namespace) -> int:
     from optbench.interpret import model_fixed_batch, read_at_plan
     from optbench.plan import plan
-    from optbench.specfile.load import load_spec
 
-    spec_path = Path(args.spec)
-    spec = load_spec(spec_path, args.set)
-    fixed = model_fixed_batch(spec, spec_path)
-    interp, note = read_at_plan(spec, spec_path)  # a model file that cannot be read unambiguously: exit 2 here
+    with _spec_of(args) as (spec, spec_path):
+        fixed = model_fixed_batch(spec, spec_path)
+        interp, note = read_at_plan(spec, spec_path)  # a model file that cannot be read unambiguously: exit 2 here
     if fixed[0] is None and interp is not None and interp.fixed_batch is not None:
         fixed = (interp.fixed_batch, interp.batch_evidence)  # fixed only when run (a Reshape to 1): skipped alike
     variants = plan(spec, fixed_batch=fixed)
@@ -84,37 +82,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+_QUICK = {"precision": "--precision", "batch": "--batch", "backend": "--backend", "shapes": "--shapes",
+          "data": "--data", "labels": "--labels", "outputs": "--outputs", "input": "--input"}
+
+
 @contextmanager
 def _spec_of(args: argparse.Namespace):
-    """The spec of `run` / `build` and its path: a spec file with its --set overrides, or, for a model file, a
-    spec made from the graph and the flags, with what was inferred printed; that spec is written to a temporary
-    folder the sweep reads while it runs (the run directory keeps it as spec.yaml) and removed after."""
+    """The spec of `run` / `build` / `plan` and its path: a spec file with its --set overrides, or, for a model file
+    (any format optbench reads, told from its content and suffix), a spec made from the model and the flags, with
+    what was inferred printed; that spec is written to a temporary folder the sweep reads while it runs (the run
+    directory keeps it as spec.yaml) and removed after."""
     import tempfile
 
     import yaml
 
+    from optbench.models.detect import is_model_file
     from optbench.specfile.load import load_spec
 
     path = Path(args.spec)
-    quick = {"--precision": args.precision, "--batch": args.batch, "--backend": args.backend,
-             "--shapes": args.shapes, "--data": args.data, "--labels": args.labels}
-    if path.suffix.lower() != ".onnx":
-        if given := [flag for flag, v in quick.items() if v is not None]:
+    if not is_model_file(path):
+        if given := [flag for key, flag in _QUICK.items() if getattr(args, key, None) is not None]:
             raise OptbenchError(f"{', '.join(given)} describe a spec-less run of a model file (optbench run "
                                 f"model.onnx ...); with a spec, set values with --set (e.g. --set "
                                 f"variants.batch_size=[1,8])")
         yield load_spec(path, args.set), path
         return
-    from optbench.quick import apply_overrides, parse_shapes, spec_from_model, split_list
+    from optbench.quick import apply_overrides, parse_inputs, parse_shapes, spec_from_model, split_list
 
-    if not path.is_file():
-        raise OptbenchError(f"{path}: no such model file")
     data, notes = spec_from_model(path, precision=split_list(args.precision, "--precision"),
                                   batch=split_list(args.batch, "--batch", int),
                                   backends=split_list(args.backend, "--backend"), shapes=parse_shapes(args.shapes),
-                                  data=Path(args.data) if args.data else None, labels=args.labels)
+                                  data=Path(args.data) if args.data else None, labels=args.labels,
+                                  outputs=split_list(args.outputs, "--outputs"), given=parse_inputs(args.input))
     data = apply_overrides(data, args.set)
-    if not args.quiet:
+    if not getattr(args, "quiet", False) and not getattr(args, "json", False):
         print("a spec made from the model file:\n" + "\n".join(f"  {n}" for n in notes), flush=True)
     with tempfile.TemporaryDirectory(prefix="optbench-spec-") as tmp:
         spec_path = Path(tmp) / "spec.yaml"
@@ -155,19 +156,12 @@ def _sweep_options(args: argparse.Namespace, spec, mode: str, spec_path: Path):
 def _sweep_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     """The arguments `run` and `build` share: the spec, where the rows go, resume/force, the cache, the executor."""
     build = what == "build"
-    parser.add_argument("spec", help="a spec file (YAML), or an ONNX model file for a spec-less run")
+    parser.add_argument("spec", help="a spec file (YAML), or a model file for a spec-less run: .onnx, .tflite, "
+                                     "TorchScript .pt/.jit, .pt2, a SavedModel folder, a frozen .pb, an OpenVINO .xml")
     parser.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
                         help="override a spec value, read as YAML (repeatable): --set measure.rounds=3, "
                              "--set variants.batch_size=[1,8]")
-    quick = parser.add_argument_group("spec-less run of a model file (optbench run model.onnx ...)")
-    quick.add_argument("--precision", metavar="LIST", help="precisions, e.g. fp32,fp16,int8 (default: all three)")
-    quick.add_argument("--batch", metavar="LIST", help="batch sizes, e.g. 1,8 (default: 1)")
-    quick.add_argument("--backend", metavar="LIST", help="backends, e.g. onnxruntime,openvino (default: onnxruntime)")
-    quick.add_argument("--shapes", metavar="SYM=SIZE,...", help="sizes of the graph's symbolic dims other than the "
-                                                                "batch, e.g. height=640,width=640")
-    quick.add_argument("--data", metavar="FILE.npz", help="inputs, one array per input name, items first "
-                                                          "(default: random inputs, and int8 rows say so)")
-    quick.add_argument("--labels", metavar="NAME", help="the array of --data holding labels")
+    _quick_arguments(parser)
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--run-dir", help="run directory for the build rows (default: OUT/NAME-build-TIMESTAMP)" if build
                        else "run directory (default: OUT/NAME-TIMESTAMP)")
@@ -185,6 +179,25 @@ def _sweep_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--max-variants", type=int, default=None, metavar="N",
                         help="run a sweep of more than 500 planned variants (the default refuses, naming the count)")
     _executor_arguments(parser)
+
+
+def _quick_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of a spec-less `run`, `build` or `plan` of a model file."""
+    quick = parser.add_argument_group("spec-less use of a model file (optbench run model.tflite ...)")
+    quick.add_argument("--precision", metavar="LIST", help="precisions, e.g. fp32,fp16,int8 (default: all three)")
+    quick.add_argument("--batch", metavar="LIST", help="batch sizes, e.g. 1,8 (default: 1)")
+    quick.add_argument("--backend", metavar="LIST", help="backends, e.g. onnxruntime,openvino (default: the "
+                                                         "model's own framework and onnxruntime where it converts)")
+    quick.add_argument("--shapes", metavar="SYM=SIZE,...", help="sizes of the model's symbolic dims other than the "
+                                                                "batch, e.g. height=640,width=640")
+    quick.add_argument("--input", action="append", metavar="NAME=DIMS[:DTYPE]",
+                       help="an input's shape where the file records none (TorchScript), e.g. --input "
+                            "image=batch,1,8,8 (repeatable)")
+    quick.add_argument("--outputs", metavar="LIST", help="a frozen graph's output tensors, e.g. scores:0,boxes:0 "
+                                                         "(default: the graph's one terminal node's outputs)")
+    quick.add_argument("--data", metavar="FILE.npz", help="inputs, one array per input name, items first "
+                                                          "(default: random inputs, and int8 rows say so)")
+    quick.add_argument("--labels", metavar="NAME", help="the array of --data holding labels")
 
 
 def _executor_options(args: argparse.Namespace) -> dict:
@@ -350,10 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
     _sweep_arguments(b, "build")
     b.set_defaults(fn=cmd_build)
 
-    pl = sub.add_parser("plan", help="list the variants of a spec; build nothing")
-    pl.add_argument("spec", help="a spec file (YAML)")
+    pl = sub.add_parser("plan", help="how optbench reads the model, and the variants of a spec; build nothing")
+    pl.add_argument("spec", help="a spec file (YAML), or a model file (as for run)")
     pl.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override a spec value (as for run)")
     pl.add_argument("--json", action="store_true")
+    _quick_arguments(pl)
     pl.set_defaults(fn=cmd_plan)
 
     e = sub.add_parser("env", help="versions, CPU/GPU, backends, model sources and why any is unavailable")

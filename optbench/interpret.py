@@ -230,7 +230,7 @@ def _dynamic_axis(name: str, shapes: dict[int, list[int]], declared: Any, graph_
     follows = [i for i in moved if s0[i] == b0 and s1[i] == b1]
     sym = ""
     if graph_dims and len(graph_dims) == len(s0):
-        syms = [i for i, g in enumerate(graph_dims) if isinstance(g, str)]
+        syms = [i for i, g in enumerate(graph_dims) if isinstance(g, str) and g != "?"]
         sym = f"; the graph's dims {graph_dims}"
         if len(follows) == 1 and follows[0] in syms:
             sym = f"; the graph names it '{graph_dims[follows[0]]}'"
@@ -318,9 +318,14 @@ def model_fixed_batch(spec: Any, spec_path: Path) -> tuple[int | None, str]:
     return fixed_batch_of(spec, graph_facts(resolve_model_file(spec.model.path, spec_path)))
 
 
+# model sources that are files: plan loads them and runs their reference to read them, as run does
+FILE_SOURCES = ("onnx", "torchscript", "exported", "tensorflow", "tflite", "openvino")
+
+
 def read_at_plan(spec: Any, spec_path: Path) -> tuple[Interpretation | None, str]:
-    """For a model file, the interpretation read by running it (CPU, ONNX Runtime) on the spec's own data;
-    for torch sources, the inputs and points only, and why the outputs wait for ``run``."""
+    """For a model file of any format, the interpretation read by running its reference (its own framework on the
+    CPU, the inference run uses) on the spec's own data; for models that are built (and trained) by run, the inputs
+    and points only, and why the outputs wait for ``run``."""
     from optbench.data import load_splits
 
     if spec.data.source == "text":
@@ -331,16 +336,29 @@ def read_at_plan(spec: Any, spec_path: Path) -> tuple[Interpretation | None, str
     def at(b: int, dims: dict) -> Any:
         return splits.eval.at_shape(spec.inputs, dims)
 
-    if spec.model.source != "onnx":
+    if spec.model.source not in FILE_SOURCES:
         inputs = [{"name": i.name, "shape": list(i.shape), "graph": None, "batch_axis": i.batch_axis}
                   for i in spec.inputs]
-        return (Interpretation("read when run builds the model", "a torch model is built (and trained), a framework's model "
-                                                                 "file loaded by its framework, by run",
+        return (Interpretation("read when run builds the model", "a torch model is built (and trained) by run",
                                inputs, fed_points(spec, at), [], []),
-                "outputs: read by `optbench run` at its reference pass, where the model is built or loaded")
-    from optbench.backends import reference_backend
-    from optbench.paths import resolve_model_file
+                "outputs: read by `optbench run` at its reference pass, where the model is built")
+    infer, graph = reference_of_file(spec, spec_path)
+    return read_model(spec, infer, at(0, first), graph, at), ""
 
-    path = resolve_model_file(spec.model.path, spec_path)
-    infer = reference_backend("onnx").reference_infer(path)  # the very reference inference run uses, so plan and run read the model alike
-    return read_model(spec, infer, at(0, first), graph_facts(path), at), ""
+
+def reference_of_file(spec: Any, spec_path: Path) -> tuple[Callable[[dict], dict], dict | None]:
+    """The reference inference of a model file (the very one run uses, so plan and run read the model alike) and
+    the dims the file declares."""
+    from optbench.backends import reference_backend
+
+    if spec.model.source == "onnx":
+        from optbench.paths import resolve_model_file
+
+        path = resolve_model_file(spec.model.path, spec_path)
+        return reference_backend("onnx").reference_infer(path), graph_facts(path)
+    from optbench.models import load_model
+
+    loaded = load_model(spec.model, spec_path.parent, seed=spec.seed, inputs=spec.inputs)
+    if loaded.native is not None:
+        return reference_backend(loaded.framework).reference_infer(loaded.native), loaded.native.declared()
+    return reference_backend("torch").reference_infer(loaded.module), None

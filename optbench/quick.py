@@ -47,64 +47,72 @@ def parse_shapes(text: str | None) -> dict[str, int]:
     return sizes
 
 
+# the framework whose runtime computes the reference of each kind of model file
+FRAMEWORK = {"onnx": "onnx", "tflite": "tflite", "tensorflow": "tensorflow", "torchscript": "torch",
+             "exported": "torch", "openvino": "openvino"}
+
+
+def default_backends(source: str) -> list[str]:
+    """The backends a spec-less run of a model file times by default: the runtime that computes its reference and
+    the one ONNX files are judged against, where an ONNX can be made of it (an OpenVINO IR: none)."""
+    from optbench.backends import reference_backend
+
+    names = [reference_backend(FRAMEWORK[source]).name]
+    if source != "openvino" and (onnx := reference_backend("onnx").name) not in names:
+        names.append(onnx)
+    return names
+
+
+def parse_inputs(items: list[str] | None) -> dict[str, tuple[list[int | str], str | None]]:
+    """``--input image=batch,1,8,8`` / ``--input ids=batch,seq:int64``: an input's shape (and dtype) where the model
+    file does not record it (TorchScript) or records it otherwise than it is fed."""
+    out: dict[str, tuple[list[int | str], str | None]] = {}
+    for item in items or []:
+        name, sep, rest = item.partition("=")
+        dims_text, _, dtype = rest.partition(":")
+        dims = [d.strip() for d in dims_text.split(",") if d.strip()]
+        if not sep or not name.strip() or not dims:
+            raise SpecError("--input takes NAME=DIM,DIM,...[:DTYPE], e.g. --input image=batch,3,224,224 or "
+                            "--input ids=batch,seq:int64", found=repr(item))
+        out[name.strip()] = ([int(d) if d.isdigit() else d for d in dims], dtype.strip() or None)
+    return out
+
+
 def spec_from_model(path: Path, *, precision: list[str] | None, batch: list[int] | None,
                     backends: list[str] | None, shapes: dict[str, int], data: Path | None,
-                    labels: str | None = None) -> tuple[dict[str, Any], list[str]]:
-    """The spec of a spec-less run of an ONNX file, and the notes saying what was inferred and why."""
-    from optbench.backends import reference_backend
-    from optbench.paths import ONNX_DTYPES, check_onnx
+                    labels: str | None = None, outputs: list[str] | None = None,
+                    given: dict[str, tuple[list, str | None]] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The spec of a spec-less run of a model file of any format optbench reads (told from its content and suffix,
+    see :mod:`optbench.models.detect`), and the notes saying what was inferred and why."""
+    from optbench.models.declared import declared_inputs
+    from optbench.models.detect import model_format
 
     path = path.resolve()
-    graph = check_onnx(path, str(path), None).graph
-    inits = {i.name for i in graph.initializer}
-    notes: list[str] = []
-    inputs, unsized = [], []
-    batch_symbols: set[str] = set()
-    for inp in (i for i in graph.input if i.name not in inits):
-        t = inp.type.tensor_type
-        if t.elem_type not in ONNX_DTYPES:
-            raise SpecError(f"input '{inp.name}' has ONNX element type {t.elem_type}, which optbench cannot feed",
-                            file=str(path), expected=f"one of {sorted(ONNX_DTYPES.values())}")
-        dims: list[int | str] = []
-        for k, d in enumerate(t.shape.dim):
-            if d.HasField("dim_value"):
-                dims.append(int(d.dim_value))
-            else:
-                dims.append(_symbol(d.dim_param, inp.name, k))
-        if dims and isinstance(dims[0], str):
-            batch_symbols.add(dims[0])
-            notes.append(f"input '{inp.name}' {_show(dims)}: dim 0 ('{dims[0]}') read as the batch: the first dim, "
-                         "symbolic in the graph (a model batched elsewhere needs a spec: inputs: shape with 'batch')")
-            dims[0] = "batch"
-        elif dims and dims[0] == 1 and len(dims) > 1:
-            notes.append(f"input '{inp.name}' {_show(dims)}: the graph fixes dim 0 at 1, read as a batch fixed at 1 "
-                         "(other batch sizes are skipped with the evidence)")
-            dims[0] = "batch"
-        else:
-            notes.append(f"input '{inp.name}' {_show(dims)}: no symbolic first dim, so no batch axis: one item per "
-                         "call, batch size 1")
-        inputs.append({"name": inp.name, "shape": dims, "dtype": ONNX_DTYPES[t.elem_type]})
+    source = model_format(path)
+    declared, model = declared_inputs(source, path, outputs)
+    notes: list[str] = [f"{path.name}: {_LABELS[source]}"]
+    inputs = _spec_inputs(declared, given or {}, path, notes)
+    unsized: list[str] = []
     for inp in inputs:
-        inp["shape"] = ["batch" if d in batch_symbols else d for d in inp["shape"]]
         unsized += [d for d in inp["shape"] if isinstance(d, str) and d != "batch" and d not in unsized]
     if missing := [d for d in unsized if d not in shapes]:
         example = ",".join(f"{d}=SIZE" for d in missing)
-        raise SpecError(f"the graph leaves {missing} symbolic and optbench does not guess sizes", file=str(path),
+        raise SpecError(f"the model leaves {missing} symbolic and optbench does not guess sizes", file=str(path),
                         expected=f"--shapes {example}")
     if extra := sorted(set(shapes) - set(unsized)):
-        raise SpecError(f"--shapes names {extra}, which are not symbolic dims of the graph's inputs",
+        raise SpecError(f"--shapes names {extra}, which are not symbolic dims of the model's inputs",
                         expected=f"some of {unsized}" if unsized else "no --shapes (every dim is fixed)")
     has_batch = any("batch" in i["shape"] for i in inputs)
     if not has_batch and batch and set(batch) != {1}:
-        raise SpecError(f"--batch {batch}: no input of the graph has a batch dim, so it runs at batch 1",
+        raise SpecError(f"--batch {batch}: no input of the model has a batch dim, so it runs at batch 1",
                         expected="--batch 1")
     spec: dict[str, Any] = {
         "name": _NAME.sub("-", path.stem).strip("-") or "model",
         "description": f"spec-less run of {path.name}",
-        "model": {"source": "onnx", "path": str(path)},
+        "model": model,
         "inputs": inputs,
         "variants": {"precision": precision or ["fp32", "fp16", "int8"], "batch_size": batch or [1]},
-        "backends": backends or [reference_backend("onnx").name],  # the runtime ONNX files are judged against
+        "backends": backends or default_backends(source),
     }
     if unsized:
         spec["variants"]["shapes"] = [{d: shapes[d] for d in unsized}]
@@ -115,6 +123,49 @@ def spec_from_model(path: Path, *, precision: list[str] | None, batch: list[int]
     else:
         spec["data"] = _npz_data(data, [i["name"] for i in inputs], labels)
     return spec, notes
+
+
+_LABELS = {"onnx": "an ONNX file", "tflite": "a TFLite flatbuffer", "tensorflow": "a TensorFlow model",
+           "torchscript": "a TorchScript module", "exported": "a torch.export program", "openvino": "an OpenVINO IR"}
+
+
+def _spec_inputs(declared: list, given: dict, path: Path, notes: list[str]) -> list[dict[str, Any]]:
+    """The spec's inputs from the model's (``given``: --input values, which take precedence), the batch read from the
+    first dim: dynamic there is the batch, fixed at 1 a batch fixed at 1, anything else no batch."""
+    from optbench.paths import ONNX_DTYPES
+
+    names = {d.name for d in declared}
+    if unknown := sorted(set(given) - names - {n.removesuffix(":0") for n in names}):
+        raise SpecError(f"--input names {unknown}, which the model does not take", file=str(path),
+                        expected=f"some of {sorted(names)}")
+    inputs, batch_symbols = [], set()
+    for d in declared:
+        name = d.name.removesuffix(":0")  # TensorFlow's 'x:0' is its node 'x'
+        dims, dtype = given.get(name) or given.get(d.name) or (d.dims, None)
+        dtype = dtype or d.dtype
+        if dtype not in ONNX_DTYPES.values():
+            raise SpecError(f"input '{d.name}' is {dtype}, which optbench cannot feed", file=str(path),
+                            expected=f"one of {sorted(ONNX_DTYPES.values())}")
+        if dims is None:
+            raise SpecError(f"{path.name} does not record the shape of input '{name}' (a TorchScript file keeps "
+                            f"none); give it", file=str(path), expected=f"--input {name}=batch,DIM,...[:DTYPE]")
+        dims = [d if isinstance(d, int) else _symbol(d or "", name, k) for k, d in enumerate(dims)]
+        if dims and isinstance(dims[0], str):
+            batch_symbols.add(dims[0])
+            notes.append(f"input '{name}' {_show(dims)}: dim 0 ('{dims[0]}') read as the batch: the first dim, "
+                         "symbolic in the model (a model batched elsewhere needs a spec: inputs: shape with 'batch')")
+            dims[0] = "batch"
+        elif dims and dims[0] == 1 and len(dims) > 1:
+            notes.append(f"input '{name}' {_show(dims)}: the model fixes dim 0 at 1, read as a batch fixed at 1 "
+                         "(other batch sizes are skipped with the evidence)")
+            dims[0] = "batch"
+        else:
+            notes.append(f"input '{name}' {_show(dims)}: no symbolic first dim, so no batch axis: one item per "
+                         "call, batch size 1")
+        inputs.append({"name": name, "shape": dims, "dtype": dtype})
+    for inp in inputs:
+        inp["shape"] = ["batch" if d in batch_symbols else d for d in inp["shape"]]
+    return inputs
 
 
 def _npz_data(path: Path, names: list[str], labels: str | None) -> dict[str, Any]:

@@ -42,8 +42,9 @@ class TensorflowModel(Strict):
                           "(TensorFlow Serving's default) when there are several and it is one of them.")
     tag: str = Field("serve", description="SavedModel meta-graph tag.")
     outputs: list[str] | None = Field(
-        None, min_length=1, description="Frozen graph only: the output tensors (node names, ':0' optional); absent: "
-                                        "the graph's one terminal node.")
+        None, min_length=1, description="Frozen graph only: the output tensors as TensorFlow names them ('node:N'; "
+                                        "'node' alone is 'node:0'); absent: every output of the graph's one terminal "
+                                        "node.")
 
     @field_validator("path")
     @classmethod
