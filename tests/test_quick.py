@@ -91,3 +91,67 @@ def test_spec_less_run_of_a_package_model(tmp_path, capsys):
     assert len(final) == 4 and all(r["status"] == "ok" for r in final.values())
     int8 = [r for r in final.values() if r["precision"] == "int8"]
     assert all(any("calibrated on random inputs" in w["message"] for w in r["warnings"]) for r in int8)
+
+
+# ---------------------------------------------------------------- model files of every format
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    from tests.models import frameworks as fw
+
+    d = tmp_path_factory.mktemp("files")
+    files = {"onnx": fw.digits_onnx(d / "digits_cnn.onnx"), "torchscript": fw.torchscript_file(d / "digits.jit"),
+             "exported": fw.exported_file(d / "digits.pt2")}
+    if importlib.util.find_spec("openvino") is not None:
+        files["openvino"] = fw.openvino_ir(d / "digits.xml")
+    return files
+
+
+def _plan_json(capsys, *argv: str) -> tuple[int, dict, str]:
+    capsys.readouterr()
+    code = main(["plan", *argv, "--json"])
+    out = capsys.readouterr()
+    return code, (json.loads(out.out) if code == 0 else {}), out.err
+
+
+@pytest.mark.parametrize("kind, extra", [("onnx", []), ("torchscript", ["--input", "image=batch,1,8,8"]),
+                                         ("exported", []), ("openvino", [])])
+def test_plan_reads_a_model_file_of_every_format(capsys, model_files, kind, extra):
+    """`plan FILE`: the format told from the file, the spec made from what it declares, the model run to read it."""
+    if kind not in model_files:
+        pytest.skip("the 'openvino' extra is not installed")
+    code, planned, err = _plan_json(capsys, str(model_files[kind]), "--batch", "1,4", "--precision", "fp32", *extra)
+    assert code == 0, err
+    interp = planned["interpretation"]
+    assert interp["batch"] == "dynamic" and interp["inputs"][0]["shape"] == ["batch", 1, 8, 8]
+    assert [(o["name"] in ("logits", "output"), o["batch_axis"], o["seen"]["7"]) for o in interp["outputs"]] == \
+        [(True, 0, [7, 10])]
+    assert {v["status"] for v in planned["variants"]} == {"planned"}
+
+
+def test_spec_less_files_that_cannot_say_are_one_line(tmp_path, capsys, model_files):
+    import torch
+
+    capsys.readouterr()
+    assert main(["plan", str(model_files["torchscript"])]) == 2  # TorchScript records no input shapes
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--input image=batch,DIM" in err, err
+    torch.save({"w": torch.zeros(2)}, tmp_path / "weights.pt")
+    assert main(["plan", str(tmp_path / "weights.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "torch.save pickle" in err, err
+    (tmp_path / "what.bin").write_bytes(b"\x00\x01\x02")
+    assert main(["run", str(tmp_path / "what.bin"), "--batch", "1"]) == 2  # neither a spec nor a model: the spec says
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow  # worker processes importing torch: 15-50 s
+def test_spec_less_run_of_a_torch_export_program(tmp_path, capsys, model_files):
+    run = tmp_path / "run"
+    assert main(["run", str(model_files["exported"]), "--precision", "fp32", "--batch", "4", "--set",
+                 "measure={warmup_s: 0, min_iters: 2, min_duration_s: 0, rounds: 1, processes: 1}", "--run-dir",
+                 str(run), "--no-report"]) == 0
+    assert "a torch.export program" in capsys.readouterr().out
+    rows = [json.loads(x) for x in (run / "results.jsonl").read_text().splitlines() if x.strip()]
+    assert {r["backend"]: r["status"] for r in rows} == {"torch": "ok", "onnxruntime": "ok"}
+    assert all(r["model_format"] == "exported" and r["reference"].startswith("torch") for r in rows)
+    assert all(r["drift_rel_l2"] < 1e-5 for r in rows)

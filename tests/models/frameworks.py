@@ -137,3 +137,61 @@ def openvino_ir(path: Path) -> Path:
 
 def sample(shape: tuple[int, ...]) -> np.ndarray:
     return np.random.default_rng(0).random(shape, dtype=np.float32)
+
+
+def two_outputs_tflite(path: Path, reorder: bool = True, signatures: bool = True, batch: int | None = None) -> Path:
+    """A .tflite with two outputs of one shape, ``double`` (2x) and ``negated`` (-x); ``reorder`` reverses the
+    subgraph's output list (as some shipped files are laid out), so it no longer follows the signature's keys;
+    without ``signatures`` the file names its tensors only (``PartitionedCall:0``, ``PartitionedCall:1``); ``batch``
+    fixes the batch dim."""
+    import tensorflow as tf
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    class Two(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([batch, 4], tf.float32, name="x")])
+        def __call__(self, x):
+            return {"double": 2.0 * x, "negated": -x}
+
+    m = Two()
+    fn = m.__call__.get_concrete_function()
+    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([fn], m).convert())
+    if reorder or not signatures:
+        model = flatbuffer_utils.read_model(str(path))
+        if reorder:
+            model.subgraphs[0].outputs = model.subgraphs[0].outputs[::-1]
+        if not signatures:
+            model.signatureDefs = []
+        flatbuffer_utils.write_model(model, str(path))
+    return path
+
+
+def split_frozen_graph(path: Path, terminal_split: bool = False) -> Path:
+    """A frozen graph whose outputs are one node's three: ``parts:0``, ``parts:1``, ``parts:2`` (a tf.split of a
+    matmul with a frozen variable). ``terminal_split``: the function's Identity outputs left out, so the split node
+    itself ends the graph."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    w = tf.Variable(np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+    def parts(x):
+        return tf.split(tf.matmul(x, w), 3, axis=1, name="parts")
+
+    graph = convert_variables_to_constants_v2(parts.get_concrete_function()).graph.as_graph_def()
+    if terminal_split:
+        keep = [n for n in graph.node if not (n.op == "Identity" and n.input and n.input[0].startswith("parts"))]
+        del graph.node[:]
+        graph.node.extend(keep)
+    path.write_bytes(graph.SerializeToString())
+    return path
+
+
+def digits_onnx(path: Path) -> Path:
+    """The digits CNN as an ONNX file with a dynamic batch."""
+    import torch
+
+    torch.onnx.export(digits_module(), (torch.randn(2, 1, 8, 8),), str(path), input_names=["image"],
+                      output_names=["logits"], dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+                      opset_version=17, dynamo=False)
+    return path
