@@ -47,7 +47,7 @@ def _prepared(spec_path: Path, run: Path, cache_dir: Path):
     from optbench.cache import ArtifactCache
     from optbench.run.context import Context, load_splits_file
     from optbench.run.prepare import prepare
-    from optbench.spec import load_spec
+    from optbench.specfile.load import load_spec
 
     spec = load_spec(spec_path)
     run.mkdir()
@@ -215,7 +215,7 @@ def test_a_frozen_graph_with_several_ends_asks_for_outputs(capsys, tf_files):
 def test_spec_less_run_of_a_reordered_tflite(tmp_path, cache_dir, tf_files, capsys):
     run = tmp_path / "run"
     assert main(["run", str(tf_files["reordered"]), "--precision", "fp32,fp16", "--batch", "4", "--set",
-                 "measure={warmup_s: 0, min_iters: 2, min_duration_s: 0, rounds: 1, processes: 1}",
+                 "measure.mode=judge",
                  "--run-dir", str(run), "--no-report", "--quiet"]) == 0
     rows = {(r["backend"], r["precision"]): r for r in map(json.loads, (run / "results.jsonl").read_text().splitlines())}
     ort = rows[("onnxruntime", "fp32")]
