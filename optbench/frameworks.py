@@ -3,15 +3,21 @@ error when missing: which extra installs it."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from typing import Any
 
 from optbench.errors import SpecError
 
 
 def tensorflow() -> Any:
-    """TensorFlow, its C++ and Python logs at errors only."""
+    """TensorFlow, its C++ and Python logs at errors only. Where triton is installed it is imported first: triton
+    imported into a process that has loaded TensorFlow crashes it (a segmentation fault, TensorFlow 2.21 beside
+    torch's triton), and torch.export and torch.compile import triton."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" not in sys.modules and importlib.util.find_spec("triton") is not None:
+        import triton  # noqa: F401
     try:
         import tensorflow as tf
     except ImportError as e:

@@ -24,6 +24,7 @@ KERAS2 = Path(__file__).resolve().parent / "data" / "keras2_adam_savedmodel"
 
 @pytest.fixture(scope="module")
 def tf_files(tmp_path_factory):
+    fw.import_tensorflow()
     pytest.importorskip("tensorflow", reason="the 'tensorflow' extra (tensorflow-cpu, tf2onnx) is not installed")
     pytest.importorskip("tf2onnx", reason="the 'tensorflow' extra (tensorflow-cpu, tf2onnx) is not installed")
     d = tmp_path_factory.mktemp("tf")

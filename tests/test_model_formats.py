@@ -66,6 +66,7 @@ def test_torch_files_run_with_torch_as_the_reference(tmp_path, cache_dir, source
 
 @pytest.fixture(scope="module")
 def keras_files(tmp_path_factory):
+    fw.import_tensorflow()
     pytest.importorskip("tensorflow", reason="the 'tensorflow' extra (tensorflow-cpu, tf2onnx) is not installed")
     pytest.importorskip("tf2onnx", reason="the 'tensorflow' extra (tensorflow-cpu, tf2onnx) is not installed")
     d = tmp_path_factory.mktemp("keras")

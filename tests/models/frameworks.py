@@ -11,6 +11,17 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def import_tensorflow() -> None:
+    """TensorFlow imported the way optbench imports it (after triton, see :func:`optbench.frameworks.tensorflow`), before
+    a test imports it directly; nothing where it is not installed (the test then skips itself)."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is not None:
+        from optbench.frameworks import tensorflow
+
+        tensorflow()
+
+
 def keras_digits(area_resize: bool = False, seed: int = 0):
     """A small Keras CNN for 8x8x1 images (NHWC) with random weights; ``area_resize`` puts a Resizing layer with
     area interpolation in front, an op whose tf2onnx conversion computes something else."""
