@@ -106,7 +106,8 @@ def _backend_names() -> set[str]:
 
 def _named_backends(rel: Path, source: str, names: set[str]) -> list[str]:
     """Places in one module's source that name a backend: compared with, prefix-tested, or listed in a literal."""
-    kinds = {"consumes", "reference_for", "source"}  # "torch" and "onnx" as kinds of model, not backends
+    # "torch" and "onnx" as kinds of model, not backends; sys.modules holds libraries' import names
+    kinds = {"consumes", "reference_for", "source", "modules"}
     libraries = {"loads_with", "converts_with"}  # import names of libraries that share a backend's name
     found = []
     tree = ast.parse(source)
