@@ -49,6 +49,7 @@ class Interpretation:
     points: list[dict]             # batch, dims, fed shape per input (and how the data was fitted)
     outputs: list[OutputReading]
     read_at: list[int]             # the batch sizes the model was run at to read it
+    repeat: dict | None = None     # the last reading run again on the same items (optbench.statefulness.Repeat)
 
     @property
     def fixed_batch(self) -> int | None:
@@ -68,10 +69,19 @@ class Interpretation:
         outs = [OutputReading(**o) for o in data.get("outputs", [])]
         return cls(**{**data, "outputs": outs})
 
+    def repeated(self):
+        """The repeat reading (:class:`optbench.statefulness.Repeat`), None where none was made."""
+        from optbench.statefulness import Repeat
+
+        return Repeat(**self.repeat) if self.repeat else None
+
     def compact(self) -> dict:
-        """What every row keeps: the batch, each output's axis and evidence, the warnings."""
+        """What every row keeps: the batch, each output's axis and evidence, the warnings, and where the model is
+        judged although it does not repeat itself (stateful: accept), the warning every row then carries."""
+        repeat = self.repeated()
         return {"batch": self.batch, "batch_evidence": self.batch_evidence, "outputs": {o.name: {"batch_axis": o.batch_axis, "evidence": o.evidence}
-                                                 for o in self.outputs}, "warnings": self.warnings()}
+                                                 for o in self.outputs}, "warnings": self.warnings(),
+                "stateful": repeat.warning() if repeat else None}
 
     def table(self) -> str:
         lines = [f"model batch: {self.batch} ({self.batch_evidence})"]
@@ -86,6 +96,8 @@ class Interpretation:
             lines.append(f"  output {o.name} ({o.dtype}): declared {_dims(o.declared)}, "
                          f"seen {seen}; batch axis {_axis(o.batch_axis)}: {o.evidence}")
             lines += [f"         warning: {w}" for w in o.warnings]
+        if (repeat := self.repeated()) is not None:
+            lines.append(f"  {repeat.line()}")
         return "\n".join(lines)
 
 
@@ -141,8 +153,13 @@ def fixed_batch_of(spec: Any, graph: dict | None) -> tuple[int | None, str]:
 
 # ---------------------------------------------------------------- reading the model
 def read_model(spec: Any, infer: Callable[[dict], dict[str, np.ndarray]], items: Any, graph: dict | None,
-               point_items: Callable[[int, dict], Any] | None = None) -> Interpretation:
-    """Run ``infer`` on a few items and decide how every output is read; raises SpecError where it cannot."""
+               point_items: Callable[[int, dict], Any] | None = None,
+               reset_methods: list[str] | None = None) -> Interpretation:
+    """Run ``infer`` on a few items and decide how every output is read; raises SpecError where it cannot, and
+    where the model answers the same items differently when run twice (see :mod:`optbench.statefulness`;
+    ``reset_methods``: a torch module's reset-like methods, named in that message)."""
+    from optbench import statefulness
+
     has_batch = any(i.batch_axis is not None for i in spec.inputs)
     fixed, why_fixed = fixed_batch_of(spec, graph)
     declared = {o.name: o.batch_axis for o in spec.outputs if o.batch_axis is not None}
@@ -164,6 +181,9 @@ def read_model(spec: Any, infer: Callable[[dict], dict[str, np.ndarray]], items:
             seen = {1: infer(items.layout(np.arange(1) % len(items)))}
             batch, evidence, probes = "fixed 1", f"it fails at batch {b} ({why}) and runs at batch 1", [1]
             break
+    last = probes[-1]  # run again right away: a state shaped by the batch fits the same batch
+    repeat = statefulness.repeat_of(spec, last, seen[last], infer(items.layout(np.arange(last) % len(items))))
+    statefulness.check(spec, repeat, reset_methods)
     outputs = [_read_output(name, seen, batch, declared.get(name, _UNSET), (graph or {}).get("outputs", {}).get(name))
                for name in seen[probes[0]]]
     if unknown := sorted(set(declared) - set(seen[probes[0]])):
@@ -172,7 +192,7 @@ def read_model(spec: Any, infer: Callable[[dict], dict[str, np.ndarray]], items:
     inputs = [{"name": i.name, "shape": list(i.shape), "graph": ((graph or {}).get("inputs") or {}).get(i.name),
                "batch_axis": i.batch_axis} for i in spec.inputs]
     return Interpretation(batch, evidence, inputs, fed_points(spec, point_items) if point_items else [], outputs,
-                          probes)
+                          probes, repeat.to_json())
 
 
 _UNSET = object()

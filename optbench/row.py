@@ -253,6 +253,8 @@ WARNING_CODES = {
     "int8_size": "the int8 file is not smaller than the fp32 one",
     "interpretation": "how the model was read carries a contradiction (graph vs run)",
     "timing_process": "a further timing process of the variant was lost",
+    "stateful": "the reference answers the same items differently when run twice (stateful: accept): drift includes "
+                "the state it carries between calls",
     "other": "a warning of an older row that no code describes",
 }
 _LEGACY_PREFIXES = [("unstable", "unstable"), ("noisy", "noisy"), ("machine busy", "busy"),

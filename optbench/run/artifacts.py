@@ -15,6 +15,14 @@ from optbench.transforms import apply_transform
 
 
 def load_base_module(ctx: Context) -> Any:
+    """The model's torch module as the run prepared it, wrapped to reset before every call where the spec names a
+    reset (:mod:`optbench.models.reset`)."""
+    from optbench.models.reset import with_reset
+
+    return with_reset(_stored_module(ctx), ctx.spec.model, ctx.spec_dir)
+
+
+def _stored_module(ctx: Context) -> Any:
     import torch
 
     if ctx.spec.model.source == "python":
@@ -57,7 +65,10 @@ def transformed_module(ctx: Context, v: Variant) -> tuple[Any, dict]:
 
     path, _ = ctx.cache.get_or_build(key, "model.pt", build)
     facts = json.loads((path.parent / "facts.json").read_text())
-    return torch.load(ctx.cache.verify(path), map_location="cpu", weights_only=False).eval(), facts
+    from optbench.models.reset import with_reset
+
+    module = torch.load(ctx.cache.verify(path), map_location="cpu", weights_only=False).eval()
+    return with_reset(module, ctx.spec.model, ctx.spec_dir), facts
 
 
 def fp32_onnx(ctx: Context, v: Variant, module: Any) -> tuple[Path, dict]:

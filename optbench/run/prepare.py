@@ -39,7 +39,7 @@ def prepare(job: dict) -> dict:
         graph = None
     else:
         infer, graph = _file_model(spec, loaded, cache, info, bool(job.get("needs_onnx", True)))
-    interp = interpret_model(spec, splits, infer, graph)
+    interp = interpret_model(spec, splits, infer, graph, _reset_methods(loaded.module))
     save_interpretation(run_dir, interp)
     print("how optbench reads the model:\n" + interp.table(), flush=True)
     info.update(output_axes=interp.output_axes(), interpretation=interp.compact(),
@@ -52,6 +52,8 @@ def _torch_model(spec: Spec, spec_dir: Path, loaded, cache: ArtifactCache, split
     """A torch module's reference (torch on the CPU); the module kept in the cache for the variants, or read again
     from the user's file where it cannot be pickled (TorchScript, torch.export)."""
     import torch
+
+    from optbench.models.reset import with_reset
 
     if loaded.from_file:
         from optbench.paths import resolve_path
@@ -69,7 +71,7 @@ def _torch_model(spec: Spec, spec_dir: Path, loaded, cache: ArtifactCache, split
     ref = reference_backend("torch")
     info.update(model_path=str(path), reference=ref.reference_label("torch"), reference_backend=ref.name,
                 params=int(sum(p.numel() for p in loaded.module.parameters())))
-    infer = ref.reference_infer(loaded.module)
+    infer = ref.reference_infer(with_reset(loaded.module, spec.model, spec_dir))
     names = list(infer(next(splits.eval.batches(1))[0]))
     info["output_names"] = loaded.output_names if len(loaded.output_names) == len(names) and \
         loaded.output_names != ["output"] else names
@@ -99,13 +101,22 @@ def _file_model(spec: Spec, loaded, cache: ArtifactCache, info: dict, needs_onnx
     return ref.reference_infer(native), native.declared()  # the dims of the model as given, as plan reads them
 
 
-def interpret_model(spec: Spec, splits: Splits, infer, graph: dict | None):
+def interpret_model(spec: Spec, splits: Splits, infer, graph: dict | None, reset_methods: list[str] | None = None):
     """The model read at its first shape point (see :mod:`optbench.interpret`)."""
     from optbench.interpret import read_model
 
     first = _all_dims(spec)[0]
     return read_model(spec, infer, splits.eval.at_shape(spec.inputs, first), graph,
-                      lambda b, dims: splits.eval.at_shape(spec.inputs, dims))
+                      lambda b, dims: splits.eval.at_shape(spec.inputs, dims), reset_methods)
+
+
+def _reset_methods(module) -> list[str] | None:
+    """A torch module's methods that look like a reset (the message that asks for model.reset names them)."""
+    if module is None:
+        return None
+    from optbench.models.reset import reset_methods
+
+    return reset_methods(module)
 
 
 def save_interpretation(run_dir: Path, interp) -> None:

@@ -272,6 +272,8 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
         if read and read.get("warnings") and row.get("status") not in ("skipped", None):
             row = {**row, "warnings": list(row.get("warnings") or []) +
                    [warning("interpretation", w) for w in read["warnings"]]}
+        if read and read.get("stateful") and row.get("status") not in ("skipped", None):
+            row = {**row, "warnings": list(row.get("warnings") or []) + [warning("stateful", read["stateful"])]}
         # the row, built here from its parts: the run's, the variant's, what its processes measured, the reference's
         full = normalize({**base, **_variant_cols(v, spec), **row, **opts.annotate.get(v.id, {}),
                           "interpretation": read,

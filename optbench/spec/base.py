@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,3 +39,17 @@ class ModelFormat:
     # the Python modules the source loads with, and those its ONNX conversion needs (``optbench env``)
     loads_with: tuple[str, ...] = ()
     converts_with: tuple[str, ...] = ()
+
+
+# a torch module's reset (TorchScript, torch.export and python sources): what a model that keeps state between calls
+# runs before every call, so that the reference and every torch session answer each batch from one state
+RESET = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*|[^:]+:[A-Za-z_][A-Za-z0-9_]*)$")
+
+
+def reset_field() -> Any:
+    return Field(None, pattern=RESET.pattern, description=(
+        "What a module that keeps state between calls (a buffer each forward updates: streaming VAD and ASR modules) "
+        "runs before every call of the reference and of the torch sessions: a method of the module (reset_states), "
+        "or 'file.py:function' called with the module. Without it, a model that answers the same items differently "
+        "when run twice stops the run before any variant (see stateful)."))
+

@@ -11,7 +11,16 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from optbench.spec.base import CONSTRAINT, SYMBOL, Count, DType, ModelFormat, Precision, Strict  # noqa: F401 (the spec's types, here too)
+from optbench.spec.base import (  # noqa: F401 (the spec's types, here too)
+    CONSTRAINT,
+    SYMBOL,
+    Count,
+    DType,
+    ModelFormat,
+    Precision,
+    Strict,
+    reset_field,
+)
 from optbench.spec.defaults import config_defaults
 from optbench.spec.outputs import (  # noqa: F401 (the spec's output models, here too)
     Budgets,
@@ -64,6 +73,7 @@ class _EntrypointCall(Strict):
 class PythonModel(_EntrypointCall):
     kind: ClassVar[ModelFormat] = TORCH
     source: Literal["python"] = Field(description="Call a Python function that returns an nn.Module.")
+    reset: str | None = reset_field()
 
 
 class OnnxModel(Strict):
@@ -299,6 +309,11 @@ class Spec(Strict):
                                           "are still compared, with the default task.")
     budgets: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="Accuracy budgets per precision or variant pattern, over optbench/configs/budgets.yaml.")
+    stateful: Literal["check", "accept"] = Field(
+        "check", description="Before any variant runs, the reference runs twice on the same items: 'check' stops the "
+                             "run where the answers differ (state carried between calls, or nondeterminism) and names "
+                             "what settles it (model.reset, the state declared as inputs and outputs); 'accept' "
+                             "judges the model as it is, every row warning that the reference does not repeat itself.")
     optional: list[str] = Field(default_factory=list, description="Variant id patterns whose failure is not a violation.")
     postprocess_outputs: str | None = Field(
         None, description="'file.py:fn(outputs: dict) -> dict': a model-level hook that sees every output at once "

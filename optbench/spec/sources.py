@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from optbench.spec.base import ModelFormat, Strict
+from optbench.spec.base import ModelFormat, Strict, reset_field
 
 TORCH = ModelFormat("torch", "a torch module", module="eager", onnx="torch.onnx.export", loads_with=("torch",))
 ONNX = ModelFormat("onnx", "an ONNX file", onnx="as given", loads_with=("onnx", "onnxruntime"))
@@ -20,6 +20,7 @@ class TorchScriptModel(Strict):
     source: Literal["torchscript"] = Field(description="A TorchScript file (.pt/.pth from torch.jit.save), loaded by "
                                                        "torch.jit.load; the reference is it, run by torch on the CPU.")
     path: str = Field(description="Path of the TorchScript file.")
+    reset: str | None = reset_field()
 
 
 class ExportedModel(Strict):
@@ -29,6 +30,7 @@ class ExportedModel(Strict):
                                                     "torch.export.load; its dynamic dims are the ones it was exported "
                                                     "with.")
     path: str = Field(description="Path of the .pt2 file.")
+    reset: str | None = reset_field()
 
 
 class TensorflowModel(Strict):
