@@ -199,11 +199,12 @@ def exact(out: np.ndarray, ref: np.ndarray) -> dict[str, float]:
 # ---------------------------------------------------------------- tasks
 def classification(task: dict, out: np.ndarray, ref: np.ndarray, labels, arrays) -> dict:
     o, r = out.reshape(len(out), -1), ref.reshape(len(ref), -1)
-    k = min(task.get("top_k", 5), o.shape[1])
+    k = min(task.get("top_k", 5), o.shape[1] - 1)  # a top-k over every class cannot fail: k below the class count
     want = r.argmax(1)
     topk = np.argsort(-o, axis=1)[:, :k]
     row = {"top1_agreement": float(np.mean(o.argmax(1) == want)),
-           "topk_agreement": float(np.mean([w in t for w, t in zip(want, topk)])), "task_accuracy": None}
+           "topk_agreement": float(np.mean([w in t for w, t in zip(want, topk)])) if k >= 1 else None,
+           "task_accuracy": None}
     if labels is not None and labels.ndim == 1 and len(labels) == len(o) and labels.dtype.kind in "iu":
         row["task_accuracy"] = float(np.mean(o.argmax(1) == labels))
     return row

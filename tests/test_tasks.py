@@ -30,6 +30,19 @@ def test_classification_top1_topk_and_accuracy():
     assert m["task_accuracy"] == 0.75  # argmax (0, 0, 1, 1) against labels (0, 0, 2, 1)
 
 
+def test_top_k_stays_below_the_class_count_so_that_it_can_fail():
+    """The default top_k 5 on a 4-class output: a top-4 always holds the reference's top-1 (1.0 whatever the variant
+    does); k is lowered to 3 and the output's metrics say why, and one class leaves the metric out."""
+    ref = np.tile(np.array([[4, 3, 2, 1]], np.float32), (4, 1))
+    worst = ref[:, ::-1].copy()  # every item's reference top-1 ranked last
+    m = evaluate(ClassificationTask(kind="classification"), worst, ref, None, CTX)
+    assert m["topk_k"] == 3 and m["topk_agreement"] == 0.0
+    assert "top_k 5 on 4 classes cannot fail" in m["topk_note"] and "top-3 agreement instead" in m["topk_note"]
+    one = evaluate(ClassificationTask(kind="classification", top_k=2), ref[:, :1], ref[:, :1], None, CTX)
+    assert one["topk_agreement"] is None and "left out" in one["topk_note"]
+    assert "topk_note" not in evaluate(ClassificationTask(kind="classification", top_k=3), worst, ref, None, CTX)
+
+
 def _yolo(boxes_scores: list[tuple[tuple, int, float]], classes: int = 3, anchors: int = 9) -> np.ndarray:
     """One item in YOLOv8 layout (4 + classes, anchors), more anchors than channels as in every real YOLOv8 head."""
     pred = np.zeros((4 + classes, anchors), np.float32)

@@ -112,7 +112,7 @@ def judge_outputs(outs: dict[str, np.ndarray], refs: dict[str, np.ndarray], view
         per[v.label] = m
     flat: dict = {"outputs": per, "collapsed": [f"{k}: {m['collapsed']}" for k, m in per.items() if m["collapsed"]],
                   "drift_after_postprocess": sorted(k for k, m in per.items() if m.get("drift_after_postprocess"))}
-    skip = ("collapsed", "task", "drift_after_postprocess", "topk_k")
+    skip = ("collapsed", "task", "drift_after_postprocess", "topk_k", "topk_note")
     for key in sorted({k for m in per.values() for k in m if k not in skip}):
         vals = [(m[key], label) for label, m in per.items() if m.get(key) is not None]
         if not vals:

@@ -16,7 +16,10 @@ _BUDGETS_DOC = "Budgets of this output (or part) per precision or variant patter
 class ClassificationTask(Strict):
     kind: Literal["classification"] = Field(description="Logits/probabilities (N, C): top-1/top-k agreement with the "
                                                         "reference; accuracy when the data has integer labels.")
-    top_k: PositiveInt = Field(5, description="k of the top-k agreement (the reference's top-1 among the variant's k).")
+    top_k: PositiveInt = Field(5, description="k of the top-k agreement (the reference's top-1 among the variant's k); "
+                                              "at most the class count less one, since a top-k over every class "
+                                              "cannot fail: a larger k is lowered and the output's metrics say so "
+                                              "(topk_note).")
 
 
 class DetectionTask(Strict):
