@@ -117,6 +117,24 @@ def spread(meds: list[float]) -> float:
     return (max(meds) - min(meds)) / mid if len(meds) > 1 and mid > 0 else 0.0
 
 
+def level(row: dict) -> float | None:
+    """A row's latency level (ms): the median of its quiet rounds, what the gate compares; None without rounds."""
+    meds = rounds_of(row).medians
+    return float(np.median(quiet(meds))) if meds else None
+
+
+def unsteady(row: dict, spread_warn: float) -> str | None:
+    """Why a row's level cannot stand for its latency in a ratio: it was timed on a busy machine, or its round
+    medians spread beyond ``spread_warn`` (one interference-free round among slow ones makes any ratio absurd);
+    None where it can."""
+    r = rounds_of(row)
+    if r.busy:
+        return f"timed on a busy machine ({r.busy})"
+    if (s := spread(r.medians)) > spread_warn:
+        return f"round medians spread {s:.0%} > {spread_warn:.0%} ({', '.join(f'{m:.4g}' for m in r.medians)} ms)"
+    return None
+
+
 def quiet_index(meds: list[float]) -> list[int]:
     """Indices of the fastest third of the round medians, at least two (all of them where there are fewer)."""
     order = sorted(range(len(meds)), key=lambda i: meds[i])

@@ -38,8 +38,37 @@ def _int8_label(v, h=None) -> str:
     return fp16_label(Fp16Settings.model_validate(h)) if isinstance(h, dict) else ""
 
 
-def enrich(df: pd.DataFrame) -> pd.DataFrame:
+def spread_warn_of(run: dict) -> float:
+    """The run's measure.spread_warn (its spec's, else the default)."""
+    from optbench.spec.defaults import config_defaults
+
+    value = ((run.get("spec") or {}).get("measure") or {}).get("spread_warn")
+    return float(value) if isinstance(value, (int, float)) else float(config_defaults("measure")["spread_warn"])
+
+
+def ratio(base: dict, row: dict, spread_warn: float) -> tuple[float, str | None]:
+    """How many times faster ``row`` is than ``base``, from both sides' quiet-round levels (the latency gate's);
+    and why the ratio is unreliable (a side timed busy, or its rounds spread beyond ``spread_warn``), or None."""
+    from optbench.measure.verdict import level, unsteady
+
+    if base.get("variant_id") == row.get("variant_id"):
+        return 1.0, None
+    lb, lr = level(base), level(row)
+    value = lb / lr if lb is not None and lr else float("nan")
+    why = [f"{who} was {text}" if text.startswith("timed") else f"{who}'s {text}"
+           for who, text in ((base.get("variant_id"), unsteady(base, spread_warn)),
+                             (row.get("variant_id"), unsteady(row, spread_warn))) if text]
+    return value, "; ".join(why) or None
+
+
+def enrich(df: pd.DataFrame, spread_warn: float | None = None) -> pd.DataFrame:
+    """The rows with the report's derived columns; ``speedup`` against the reference runtime at fp32 at the same
+    point, from quiet-round levels, and ``speedup_note`` where it is unreliable (see :func:`ratio`)."""
     from optbench.report.plots import series_label
+    from optbench.spec.defaults import config_defaults
+
+    if spread_warn is None:
+        spread_warn = float(config_defaults("measure")["spread_warn"])
 
     df = df.copy()
     for col in ("latency_ms_p50", "latency_ms_p99", "throughput_items_s"):  # None in rows never timed (judge mode)
@@ -61,9 +90,12 @@ def enrich(df: pd.DataFrame) -> pd.DataFrame:
                          for n, r in zip(names, records)], index=df.index, dtype=bool)
     base = df[(df["status"] == "ok") & runtime & (df["precision"] == "fp32") & (df["transform"] == "none")]
     base = base.assign(_own=base["backend"] == (ref.name if ref else "")).sort_values("_own", kind="stable")
-    lookup = {(r.batch_size, r.shape_label): r.latency_ms_p50 for r in base.itertuples()}
-    df["speedup"] = [lookup.get((r.batch_size, r.shape_label), float("nan")) / r.latency_ms_p50
-                     if r.status == "ok" else float("nan") for r in df.itertuples()]
+    lookup = {(r["batch_size"], r["shape_label"]): r for r in base.to_dict("records")}  # the reference's own last
+    speed = [ratio(lookup[(r["batch_size"], r["shape_label"])], r, spread_warn)
+             if r["status"] == "ok" and (r["batch_size"], r["shape_label"]) in lookup else (float("nan"), None)
+             for r in df.to_dict("records")]
+    df["speedup"] = [s[0] for s in speed]
+    df["speedup_note"] = [s[1] for s in speed]
     return df
 
 

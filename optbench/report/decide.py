@@ -5,6 +5,12 @@ task metrics, collapse guard, as ``optbench check`` decides) and meets every con
 the spec, ``--constraint`` on the command line: ``COLUMN OP NUMBER`` over row columns in their units, e.g.
 ``latency_ms_p99 <= 5``). It comes with its speedup against the reference runtime at fp32 at the same point
 and against the fastest fp32 of any backend there, its accuracy cost, its noise flag, and the runner-up.
+
+Speedups are ratios of quiet-round levels, the levels the latency gate compares (``optbench.measure.verdict``),
+never of p50s: one interference-free round among slow ones must not headline a 3548x. A side timed on a busy
+machine, or whose round medians spread beyond ``measure.spread_warn``, makes the ratio unreliable, and the
+sentence says so with the reason instead of a number. Accuracy judged on random inputs (``data: synthetic``, what
+a spec-less run uses) is said in the sentence too.
 """
 
 from __future__ import annotations
@@ -17,13 +23,18 @@ from optbench.backends import get_backend, reference_backend_of
 from optbench.check import check_constraints
 from optbench.constraint import Constraint, parse_constraint  # noqa: F401 (read from here too)
 from optbench.errors import OptbenchError
-from optbench.report.build import point_title
+from optbench.report.build import point_title, ratio
 from optbench.row import codes
 
 
 def decisions(df: pd.DataFrame, failing: dict[str, list[str]], constraints: list[Constraint],
-              reference: dict | str) -> list[dict]:
-    """One decision per (batch, shape) point of the enriched rows ``df``."""
+              reference: dict | str, spread_warn: float | None = None, random_inputs: bool = False) -> list[dict]:
+    """One decision per (batch, shape) point of the enriched rows ``df`` (enriched with the same ``spread_warn``);
+    ``random_inputs``: the run's data was random (data: synthetic)."""
+    from optbench.spec.defaults import config_defaults
+
+    if spread_warn is None:
+        spread_warn = float(config_defaults("measure")["spread_warn"])
     ok = df[df["status"] == "ok"]
     numeric = "a numeric column such as latency_ms_p50, latency_ms_p99, gpu_peak_bytes, model_bytes, " \
               "throughput_items_s, drift_rel_l2"
@@ -42,7 +53,7 @@ def decisions(df: pd.DataFrame, failing: dict[str, list[str]], constraints: list
         fp32 = [r for r in rows if r["precision"] == "fp32" and r.get("transform") == "none"]
         d = {"batch": int(batch), "shape": shape, "constraints": [str(c) for c in constraints],
              "candidates": len(rows), "passing": len(fit), "best": fit[0] if fit else None, "runner_up": fit[1] if len(fit) > 1 else None,
-             "fastest_fp32": fp32[0] if fp32 else None}
+             "fastest_fp32": fp32[0] if fp32 else None, "spread_warn": spread_warn, "random_inputs": random_inputs}
         d["sentence"] = sentence(d, reference, failing)
         out.append(d)
     return out
@@ -81,18 +92,28 @@ def sentence(d: dict, reference: dict | str, failing: dict[str, list[str]]) -> s
         meets = f" and meets {', '.join(d['constraints'])}" if d["constraints"] else ""
         return (f"At {where}: no variant passes every accuracy check{meets} ({d['candidates']} measured here; "
                 f"{len(failing)} variant(s) of the run fail an accuracy check).")
+    judged = "; accuracy judged on random inputs (data: synthetic), not the model's real inputs" \
+        if d.get("random_inputs") else ""
     if not _timed(best):
         return (f"At {where}{under}: not timed (measure.mode: judge): {d['passing']} of {d['candidates']} variant(s) "
-                f"pass every accuracy check; time them (measure.mode: full) to choose one on speed.")
-    speed = best.get("speedup")
+                f"pass every accuracy check{judged}; time them (measure.mode: full) to choose one on speed.")
+    speed, note = best.get("speedup"), best.get("speedup_note")
     named = reference if isinstance(reference, dict) else {"reference": str(reference)}
     ref_name = get_backend(reference_backend_of(named)).reference_title
-    vs_ref = f"{speed:.2f}x {ref_name} fp32" if isinstance(speed, float) and not math.isnan(speed) else \
-        f"no {ref_name} fp32 row to compare with"
+    if not isinstance(speed, float) or math.isnan(speed):
+        vs_ref = f"no {ref_name} fp32 row to compare with"
+    elif isinstance(note, str) and note:
+        vs_ref = f"speedup over {ref_name} fp32 unreliable ({note})"
+    else:
+        vs_ref = f"{speed:.2f}x {ref_name} fp32 (quiet rounds)"
+    vs_fast = ""
     fast = d["fastest_fp32"]
-    vs_fast = f", {fast['latency_ms_p50'] / best['latency_ms_p50']:.2f}x the fastest fp32 ({fast['variant_id']})" \
-        if fast is not None and fast["variant_id"] != best["variant_id"] else ""
+    if fast is not None and fast["variant_id"] != best["variant_id"]:
+        times, why = ratio(fast, best, d.get("spread_warn", 0.05))
+        vs_fast = f", against the fastest fp32 ({fast['variant_id']}) unreliable too" if why and note else \
+            f", against the fastest fp32 ({fast['variant_id']}) unreliable ({why})" if why else \
+            f", {times:.2f}x the fastest fp32 ({fast['variant_id']})"
     runner = d["runner_up"]
     tail = f" Runner-up: {runner['variant_id']} ({runner['latency_ms_p50']:.3g} ms)." if runner else ""
     return (f"At {where}{under}: ship {best['variant_id']}: p50 {best['latency_ms_p50']:.3g} ms{_noise(best)}, "
-            f"{vs_ref}{vs_fast}; {_accuracy(best)}.{tail}")
+            f"{vs_ref}{vs_fast}; {_accuracy(best)}{judged}.{tail}")

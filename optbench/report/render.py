@@ -15,6 +15,7 @@ from optbench.report.build import (
     load_run,
     point_title,
     reference_of,
+    spread_warn_of,
     verdicts,
 )
 from optbench.report.decide import decisions, parse_constraint
@@ -102,6 +103,8 @@ def row_groups(df, verdict: dict, columns: list[tuple[str, str]]) -> list[dict]:
                                        if isinstance(spread, float) and not math.isnan(spread) else []) + flags)
                     if flags:
                         cls, text = "noisy", text + " ⚠"
+                if col == "speedup" and isinstance(r.get("speedup_note"), str):
+                    cls, text, title = "noisy", text + " ⚠", "unreliable: " + r["speedup_note"]
                 sort = raw if isinstance(raw, (int, float)) and not (isinstance(raw, float) and math.isnan(raw)) else ""
                 cells.append({"text": text, "cls": cls, "sort": sort, "title": title})
             rows.append(cells)
@@ -138,9 +141,9 @@ def skipped_groups(df) -> dict[str, dict]:
 
 
 def context(run: dict) -> dict:
-    df = enrich(run["df"])
+    df = enrich(run["df"], spread_warn_of(run))
     verdict, failing = verdicts(df, run)
-    decided = decisions(df, failing, run_constraints(run), reference_of(run))
+    decided = run_decisions(run, df, failing)
     df["verdict"] = verdict_column(df, failing, 300)
     ok = df[df.status == "ok"]
     passing = ok[~ok.variant_id.isin(failing)]  # only variants within every budget are recommended
@@ -291,10 +294,16 @@ def summary_lines(run: dict, df=None, failing: dict | None = None) -> list[str]:
     """The decision per point, one sentence each (Markdown, the terminal after `optbench run`); ``df`` (enriched)
     and ``failing`` where the caller has them already."""
     if df is None:
-        df = enrich(run["df"])
+        df = enrich(run["df"], spread_warn_of(run))
     if failing is None:
         _, failing = verdicts(df, run)
-    return [d["sentence"] for d in decisions(df, failing, run_constraints(run), reference_of(run))]
+    return [d["sentence"] for d in run_decisions(run, df, failing)]
+
+
+def run_decisions(run: dict, df, failing: dict) -> list[dict]:
+    """The decisions of a loaded run: its constraints, reference, spread_warn, and whether its data was random."""
+    random_inputs = ((run.get("spec") or {}).get("data") or {}).get("source") == "synthetic"
+    return decisions(df, failing, run_constraints(run), reference_of(run), spread_warn_of(run), random_inputs)
 
 
 MD_COLUMNS = ["variant_id", "latency_ms_p50", "latency_round_spread", "throughput_items_s", "speedup", "model_bytes",
@@ -304,7 +313,7 @@ MD_COLUMNS = ["variant_id", "latency_ms_p50", "latency_round_spread", "throughpu
 def render_md(run: dict) -> str:
     """What to ship, then a table per (batch, shape) point (fastest first), failed variants with the stage that
     failed, and skipped ones as counts: for a pull-request comment or a job summary."""
-    df = enrich(run["df"])
+    df = enrich(run["df"], spread_warn_of(run))
     _, failing = verdicts(df, run)
     df["verdict"] = verdict_column(df, failing, 200)
     labels = dict(SUMMARY + TASK_COLUMNS)
