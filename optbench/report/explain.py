@@ -100,8 +100,10 @@ def section(run: dict, df, failing: dict[str, list[str]], compute: bool = True) 
             try:
                 loc = explain_variant(run["dir"], vid)
                 computed += 1
-            except (OptbenchError, RuntimeError, ValueError, OSError) as e:  # an explanation never stops a report
-                out.append({"variant": vid, "why": _why(vid, failing), "error": str(e).splitlines()[0][:300]})
+            except Exception as e:  # an explanation never stops a report: the variant says why it is not explained
+                text = (str(e).strip().splitlines() or [""])[0][:300]
+                out.append({"variant": vid, "why": _why(vid, failing),
+                            "error": text if isinstance(e, OptbenchError) else f"{e.__class__.__name__}: {text}"})
                 continue
         if loc is None:
             continue

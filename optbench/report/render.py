@@ -149,19 +149,8 @@ def context(run: dict) -> dict:
     passing = ok[~ok.variant_id.isin(failing)]  # only variants within every budget are recommended
     ok_plot = ok.dropna(subset=["latency_ms_p50"])
     metric = accuracy_metric(ok)
-    colour = plots.colours(ok_plot["series"]) if not ok_plot.empty else {}
-    figures = []
-    if not ok_plot.empty:
-        candidates = [("Throughput vs latency across batch sizes", plots.throughput_vs_latency(ok_plot, colour)),
-                      ("Latency vs batch size", plots.latency_vs_batch(ok_plot, colour))]
-        for shape, g in ok_plot.groupby("shape_label", sort=True):
-            candidates.append((f"Accuracy vs latency (Pareto){'' if shape == '-' else ' at ' + shape}",
-                               plots.pareto(g, passing, metric, colour, shape)))
-        candidates += [("Memory per variant", plots.memory_bars(ok_plot)),
-                       ("Latency vs shape", plots.latency_vs_shape(ok_plot, colour)),
-                       ("Serving: p99 latency under load", plots.serving_load(ok_plot)),
-                       ("Serving: throughput vs latency over concurrency", plots.serving_concurrency(ok_plot))]
-        figures = [{"title": t, "uri": u} for t, u in candidates if u]
+    skipped: list[str] = []  # sections that failed: said at the top of the report, never ending the command
+    figures = _section("plots", skipped, _figures, ok_plot, passing, metric) or []
     columns, shared = summary_columns(df)
     column, higher, _ = plots.pareto_metric(ok_plot, metric) if not ok_plot.empty else (metric, True, "")
     frontier = []
@@ -186,13 +175,44 @@ def context(run: dict) -> dict:
         "warnings": [(r["variant_id"], as_warning(w)["message"]) for r in ok.to_dict("records")
                      for w in (r.get("warnings") or [])],
         "spec_text": run["spec_text"], "counts": df.status.value_counts().to_dict(),
-        "gpu_rows": gpu_rows(ok), "gpu_spread": gpu_spread(ok, env),
-        "conversion": conversion_rows(ok),
-        "trend": trend(run),
+        "gpu_rows": _section("GPU memory and state", skipped, gpu_rows, ok) or [],
+        "gpu_spread": _section("GPUs compared", skipped, gpu_spread, ok, env),
+        "conversion": _section("conversion steps", skipped, conversion_rows, ok) or [],
+        "trend": _section("trend in the run history", skipped, trend, run),
         "has_gpu_time": ok["gpu_ms_p50"].notna().any() if "gpu_ms_p50" in ok else False,
-        "search": search_section(run["dir"]),
-        "explained": explain_section(run, df, failing, compute=run.get("explain", True)),
+        "search": _section("search", skipped, search_section, run["dir"]),
+        "explained": _section("where the drift comes from (explain)", skipped, explain_section, run, df, failing,
+                              compute=run.get("explain", True)),
+        "sections_skipped": skipped,
     }
+
+
+def _section(name: str, skipped: list[str], build, *args, **kwargs):
+    """A report section's content; a section that fails in any way is left out, its reason added to ``skipped``
+    (shown at the top of the report), and never ends the command that writes the report."""
+    try:
+        return build(*args, **kwargs)
+    except Exception as e:
+        why = (str(e).strip().splitlines() or [""])[0][:300]
+        skipped.append(f"{name}: {e.__class__.__name__}{': ' + why if why else ''}")
+        return None
+
+
+def _figures(ok_plot, passing, metric: str) -> list[dict]:
+    """The report's plots, each a title and a data URI."""
+    if ok_plot.empty:
+        return []
+    colour = plots.colours(ok_plot["series"])
+    candidates = [("Throughput vs latency across batch sizes", plots.throughput_vs_latency(ok_plot, colour)),
+                  ("Latency vs batch size", plots.latency_vs_batch(ok_plot, colour))]
+    for shape, g in ok_plot.groupby("shape_label", sort=True):
+        candidates.append((f"Accuracy vs latency (Pareto){'' if shape == '-' else ' at ' + shape}",
+                           plots.pareto(g, passing, metric, colour, shape)))
+    candidates += [("Memory per variant", plots.memory_bars(ok_plot)),
+                   ("Latency vs shape", plots.latency_vs_shape(ok_plot, colour)),
+                   ("Serving: p99 latency under load", plots.serving_load(ok_plot)),
+                   ("Serving: throughput vs latency over concurrency", plots.serving_concurrency(ok_plot))]
+    return [{"title": t, "uri": u} for t, u in candidates if u]
 
 
 def trend(run: dict) -> dict | None:
@@ -345,7 +365,10 @@ def render_md(run: dict) -> str:
         lines.append(f"- {n} that a backend cannot build: {md_text(reason)}")
     if lines:
         parts.append("### Skipped\n\n" + "\n".join(lines) + "\n")
-    steps = conversion_rows(ok)
+    sections_skipped: list[str] = []
+    steps = _section("conversion steps", sections_skipped, conversion_rows, ok) or []
+    if sections_skipped:
+        parts.append("Sections skipped: " + "; ".join(md_text(x) for x in sections_skipped) + "\n")
     if steps:
         cells = [[md_text(c["variant_id"]), md_text(c["step"]), md_text(c["tool"]), fmt(c["drift_rel_l2"], "drift_rel_l2")]
                  for c in steps]
