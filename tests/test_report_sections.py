@@ -16,7 +16,7 @@ inputs: [{name: image, shape: [batch, 1, 8, 8], dtype: float32}]
 data: {source: digits, calibration: 16, eval: 32}
 variants: {precision: [fp32], batch_size: [1]}
 backends: [{name: torch, device: cpu}]
-measure: {warmup_s: 0.0, min_iters: 2, min_duration_s: 0.0, rounds: 1, processes: 1}
+measure: {mode: judge}
 """ % (ROOT / "experiments" / "models" / "digits.py:build")
 
 

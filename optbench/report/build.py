@@ -54,7 +54,9 @@ def ratio(base: dict, row: dict, spread_warn: float) -> tuple[float, str | None]
     if base.get("variant_id") == row.get("variant_id"):
         return 1.0, None
     lb, lr = level(base), level(row)
-    value = lb / lr if lb is not None and lr else float("nan")
+    if lb is None or not lr:  # a side not timed (measure.mode: judge)
+        return float("nan"), None
+    value = lb / lr
     why = [f"{who} was {text}" if text.startswith("timed") else f"{who}'s {text}"
            for who, text in ((base.get("variant_id"), unsteady(base, spread_warn)),
                              (row.get("variant_id"), unsteady(row, spread_warn))) if text]
