@@ -362,23 +362,26 @@ def read_at_plan(spec: Any, spec_path: Path) -> tuple[Interpretation | None, str
         return (Interpretation("read when run builds the model", "a torch model is built (and trained) by run",
                                inputs, fed_points(spec, at), [], []),
                 "outputs: read by `optbench run` at its reference pass, where the model is built")
-    infer, graph = reference_of_file(spec, spec_path)
-    return read_model(spec, infer, at(0, first), graph, at), ""
+    infer, graph, resets = reference_of_file(spec, spec_path)
+    return read_model(spec, infer, at(0, first), graph, at, resets), ""
 
 
-def reference_of_file(spec: Any, spec_path: Path) -> tuple[Callable[[dict], dict], dict | None]:
-    """The reference inference of a model file (the very one run uses, so plan and run read the model alike) and
-    the dims the file declares."""
+def reference_of_file(spec: Any, spec_path: Path) -> tuple[Callable[[dict], dict], dict | None, list[str] | None]:
+    """The reference inference of a model file (the very one run uses, so plan and run read the model alike: a torch
+    module with its ``model.reset``), the dims the file declares, and a torch module's reset-like methods."""
     from optbench.backends import reference_backend
 
     if spec.model.source == "onnx":
         from optbench.paths import resolve_model_file
 
         path = resolve_model_file(spec.model.path, spec_path)
-        return reference_backend("onnx").reference_infer(path), graph_facts(path)
+        return reference_backend("onnx").reference_infer(path), graph_facts(path), None
     from optbench.models import load_model
 
     loaded = load_model(spec.model, spec_path.parent, seed=spec.seed, inputs=spec.inputs)
     if loaded.native is not None:
-        return reference_backend(loaded.framework).reference_infer(loaded.native), loaded.native.declared()
-    return reference_backend("torch").reference_infer(loaded.module), None
+        return reference_backend(loaded.framework).reference_infer(loaded.native), loaded.native.declared(), None
+    from optbench.models.reset import reset_methods, with_reset
+
+    module = with_reset(loaded.module, spec.model, spec_path.parent)
+    return reference_backend("torch").reference_infer(module), None, reset_methods(loaded.module)

@@ -45,7 +45,11 @@ def test_a_module_with_state_stops_before_any_variant_naming_model_reset(tmp_pat
     assert code == 2 and rows == {}
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "field 'model.reset'" in err and "model.reset: reset_states" in err and "stateful: accept" in err
-    assert "run twice" in err
+    assert "run twice" in err and "the module has reset_states" in err
+    assert main(["plan", str(tmp_path / "spec.yaml")]) == 2  # plan reads the file the same way, and stops alike
+    assert "model.reset: reset_states" in capsys.readouterr().err
+    assert main(["plan", str(tmp_path / "spec.yaml"), "--set", "model.reset=reset_states"]) == 0
+    assert "repeat: the same 11 item(s) run twice in a row agree" in capsys.readouterr().out
 
 
 def test_model_reset_makes_every_row_agree_with_the_reference(tmp_path, scripted):
