@@ -77,13 +77,24 @@ def torch_to_numpy(out: Any) -> dict[str, np.ndarray]:
             for k, t in flatten_torch(out).items()}
 
 
+def _positional(name: str) -> bool:
+    """A name :func:`flatten_torch` made from a position (``output``, ``output_1``), not from the module's keys."""
+    return name == "output" or (name.startswith("output_") and name[7:].isdigit())
+
+
 def as_reference_names(out: dict[str, Any], names: list[str], by_name: bool, who: str = "the variant") -> dict:
     """A session's outputs under the reference's names, in the reference's order. A session that names its outputs
     (ONNX Runtime, OpenVINO, TFLite, TensorFlow, ...) is read by name, whatever its order, and names that differ from
     the reference's are an error naming both lists; one that cannot name them (a torch module returning a tuple) is
     read by position, in the order the reference recorded."""
+    if not by_name and not any(_positional(n) and n not in names for n in out):
+        by_name = True  # a torch module returning a dict (or named tuple) names its outputs by its own keys
     if by_name:
         if sorted(out) != sorted(names):
+            if set(names) < set(out):  # every reference output, and more
+                extra = next(n for n in out if n not in names)
+                raise ValueError(f"output '{extra}' is not one the model returned when optbench read it (outputs "
+                                 f"{list(names)}): an output that exists at some batch sizes only cannot be judged")
             raise ValueError(f"{who} names its outputs {list(out)}; the reference's are {list(names)}: outputs are "
                              f"paired by name, never by position")
         return {n: out[n] for n in names}

@@ -12,10 +12,17 @@ os.environ["OPTBENCH_HISTORY"] = "off"
 # imports optbench: no test writes into the user's ~/.cache or ~/.local/state, none waits on another session's
 # timing window, and the cache a test sees does not depend on which test ran first. Tests that need their own
 # folders set them with monkeypatch.
-_SESSION = Path(tempfile.mkdtemp(prefix="optbench-tests-"))
-for _name, _sub in (("OPTBENCH_CACHE", "cache"), ("OPTBENCH_LEDGER", "ledger"), ("OPTBENCH_LOCK_DIR", "locks")):
-    (_SESSION / _sub).mkdir(mode=0o700)
-    os.environ[_name] = str(_SESSION / _sub)
+# (this file is imported twice, as the suite's conftest and as tests.conftest by tests that read its specs: the
+# folder is made once per process and found again by the second import; xdist workers make their own)
+_MINE = f"{os.getpid()}:"
+if os.environ.get("OPTBENCH_TESTS_SESSION", "").startswith(_MINE):
+    _SESSION = Path(os.environ["OPTBENCH_TESTS_SESSION"][len(_MINE):])
+else:
+    _SESSION = Path(tempfile.mkdtemp(prefix="optbench-tests-"))
+    os.environ["OPTBENCH_TESTS_SESSION"] = _MINE + str(_SESSION)
+    for _name, _sub in (("OPTBENCH_CACHE", "cache"), ("OPTBENCH_LEDGER", "ledger"), ("OPTBENCH_LOCK_DIR", "locks")):
+        (_SESSION / _sub).mkdir(mode=0o700)
+        os.environ[_name] = str(_SESSION / _sub)
 
 
 def _has_cuda() -> bool:
@@ -39,7 +46,8 @@ def _shared_fixture(item) -> str | None:
     defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}) or {}
     for name in sorted(defs):
         for d in defs[name]:
-            if d.scope in ("module", "session") and name != "cache_dir":
+            # the suite's own fixtures (pytest's, like tmp_path_factory, have no baseid): each is built per worker
+            if d.scope in ("module", "session") and d.baseid and name != "cache_dir":
                 return f"{d.baseid}::{name}"
     return None
 

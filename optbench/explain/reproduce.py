@@ -72,6 +72,8 @@ def _pct(x: float) -> str:
 class _Infer:
     """A session as the row's judge calls it: feeds by input name in, outputs by name out."""
 
+    names_outputs = True  # an ONNX Runtime session's outputs, read by name
+
     def __init__(self, infer) -> None:
         self.infer = infer
 
