@@ -52,6 +52,15 @@ class ServingSpec(_Strict):
         None, description="A dynamic batcher in front of the session; the scenarios then run with it and, with "
                           "compare_unbatched, also without it (what it buys).")
     compare_unbatched: bool = Field(True, description="With dynamic_batching: run every scenario without it too.")
+    instances: Count = Field(1, le=64, description="Execution lanes (Triton's model instances) fed by one batcher: "
+                                                   "each its own CUDA stream (torch) or its own session (ONNX "
+                                                   "Runtime), a thread of its own on the CPU; backends without "
+                                                   "lanes of their own run every lane through one session, one "
+                                                   "call at a time.")
+    cuda_graphs: bool = Field(False, description="torch on CUDA: each lane captures one CUDA graph per batch size "
+                                                 "while it warms and replays it while serving (one launch per "
+                                                 "batch). Other backends refuse it: ONNX Runtime has its own "
+                                                 "cuda_graph option, torch-compile its reduce-overhead mode.")
     peak: bool = Field(False, description="Search the highest server QPS whose p99 meets p99_ms.")
     peak_tolerance: float = Field(0.1, gt=0, le=1, description="The peak search stops when its bracket is this "
                                                                 "close (relative).")
