@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Literal
 
 import numpy as np
@@ -112,6 +113,9 @@ class TorchSession(Session):
         return TorchLane(self, pool, axes, cuda_graphs)
 
 
+_CAPTURE = threading.Lock()  # CUDA graph captures of a process, one at a time
+
+
 class TorchLane(Lane):
     """A serving lane of a torch session: the pool staged once on the session's device (in the session's dtype;
     4-D inputs of a channels_last session kept NHWC, so a gathered batch is channels_last without a copy); each
@@ -165,13 +169,16 @@ class TorchLane(Lane):
         return buf
 
     def _graph(self, n: int) -> tuple:
+        """Capture batch size ``n``: one lane at a time, and in thread-local mode, so that another lane's work
+        (its allocations, its synchronizations) neither breaks this capture nor is refused while it runs."""
         torch = self.torch
-        static = torch.zeros(n, dtype=torch.int64, device=self.session.device)
-        for _ in range(2):  # warm on the lane's stream before capture, as CUDA graph capture asks
-            self.session.run(self._feeds(static))
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.graph_pool, stream=self.stream):
-            out = self.session.run(self._feeds(static))
+        with _CAPTURE:
+            static = torch.zeros(n, dtype=torch.int64, device=self.session.device)
+            for _ in range(2):  # warm on the lane's stream before capture, as CUDA graph capture asks
+                self.session.run(self._feeds(static))
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.graph_pool, stream=self.stream, capture_error_mode="thread_local"):
+                out = self.session.run(self._feeds(static))
         self.graphs[n] = (graph, static, out)
         return self.graphs[n]
 

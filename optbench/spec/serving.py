@@ -80,8 +80,9 @@ class ServingSpec(_Strict):
     min_query_count: Count = Field(32, description="LoadGen's minimum query count of a run.")
     multi_stream_samples: Count = Field(8, le=4096, description="Samples per query of the multi-stream scenario.")
     offline_expected_qps: Positive | None = Field(
-        None, description="Offline: the throughput LoadGen plans the run for; absent: the variant's single-stream "
-                          "throughput.")
+        None, description="Offline: the throughput LoadGen plans the run for (it issues that many samples a second "
+                          "of min_duration_ms; a run that ends sooner is INVALID); absent: twice the engine's "
+                          "throughput in a burst measured before the runs.")
 
     @property
     def scenarios(self) -> list[str]:

@@ -142,7 +142,9 @@ def find_peak(run_at: Callable[[float], ScenarioResult], known: Sequence[Scenari
     best = runs.get(lo) if lo is not None else None
     note = None
     if lo is None:
-        note = f"no QPS down to {min_qps:g} met the p99 bound of {p99_bound_ms:g} ms"
+        low = min(runs) if runs else start_qps
+        note = f"no QPS down to {max(low, min_qps):g} met the p99 bound of {p99_bound_ms:g} ms" + \
+            (f" (stopped after {len(probes)} runs)" if low / 2 >= min_qps else "")
     elif hi is None or hi / lo > 1 + tolerance or hi not in rerun:
         note = (f"stopped after {len(probes)} runs with the peak between {lo:g} and "
                 f"{f'{hi:g}' if hi else 'unbounded'} QPS" + ("" if hi is None or hi in rerun else

@@ -168,7 +168,7 @@ def serve_engine(engine: Batcher, label: str, samples: int, spec: Any, log_root:
         elif name != "soak":
             s = LoadSettings(name, expected_latency_ms=latency / 4 * (spec.multi_stream_samples if name ==
                              "multi-stream" else 1), samples_per_query=spec.multi_stream_samples,
-                             expected_qps=spec.offline_expected_qps or capacity, **base)
+                             expected_qps=spec.offline_expected_qps or 2 * capacity, **base)
             out["runs"].append(asdict(run_scenario(engine, samples, s, log_root / f"{label}-{name}", label, meter)))
     if spec.peak:
         start = max(1.0, round(capacity / 2, 1))
