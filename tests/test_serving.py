@@ -4,6 +4,7 @@ the peak search, the concurrency sweep, energy, the soak, the spec section and c
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from pathlib import Path
@@ -391,6 +392,38 @@ def test_server_at_three_qps_with_and_without_dynamic_batching(served):
     assert all(set(r["batch_sizes"]) == {"1"} for r in plain)  # no batcher: one item per call
     assert sum(r["batch_sizes"]["1"] for r in plain) == sum(r["samples"] for r in plain)
     assert served["batching"]["sizes"] == [1, 2, 4, 8] and served["batching"]["judged"] == "dynamic"
+
+
+class Intervals:
+    """optbench's ONNX Runtime session, whose lanes note Python's thread switch interval at every call."""
+
+    def __init__(self, session) -> None:
+        self.session, self.seen = session, set()
+
+    def infer(self, feeds):
+        return self.session.infer(feeds)
+
+    def lane(self, pool, axes, cuda_graphs=False):
+        lane, seen = self.session.lane(pool, axes, cuda_graphs), self.seen
+
+        class Noting(Leaky):
+            def run(self, index):
+                seen.add(sys.getswitchinterval())
+                return lane.run(index)
+
+        return Noting(lane, leak=False)
+
+
+def test_serving_runs_under_a_short_switch_interval_and_restores_pythons(session, tmp_path):
+    """A lane running Python (an eager model) holds the interpreter for up to the switch interval while LoadGen's
+    issue callback waits for it: serving shortens it, records it, and gives Python its own back."""
+    before = sys.getswitchinterval()
+    noted = Intervals(session)
+    spec = ServingSpec(scenario="offline", energy=False, switch_interval_ms=0.25, min_duration_ms=100,
+                       min_query_count=8, samples=8)
+    out = serve(noted, items(8), {"x": 0}, {"y": 0}, spec, tmp_path, "cpu")
+    assert noted.seen == {0.00025} and out["switch_interval_ms"] == 0.25
+    assert sys.getswitchinterval() == before
 
 
 def test_short_settings_are_invalid_by_loadgen_rules_and_say_so(session, tmp_path):

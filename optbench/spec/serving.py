@@ -61,6 +61,12 @@ class ServingSpec(_Strict):
                                                  "while it warms and replays it while serving (one launch per "
                                                  "batch). Other backends refuse it: ONNX Runtime has its own "
                                                  "cuda_graph option, torch-compile its reduce-overhead mode.")
+    switch_interval_ms: float = Field(
+        0.5, gt=0, le=100, allow_inf_nan=False,
+        description="Python's thread switch interval while serving (sys.setswitchinterval), restored after: the "
+                    "longest a thread that wants the interpreter (LoadGen's issue callback, a lane waking up) waits "
+                    "for one running Python code. Python's default, 5 ms, is added to the tail latency of requests "
+                    "while a lane runs an eager model's Python.")
     peak: bool = Field(False, description="Search the highest server QPS whose p99 meets p99_ms.")
     peak_tolerance: float = Field(0.1, gt=0, le=1, description="The peak search stops when its bracket is this "
                                                                 "close (relative).")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -102,8 +103,22 @@ def serve(session: Any, samples: list[dict], in_axes: dict, out_axes: dict, spec
     engines, batching = engines_for(call, samples[0], in_axes, out_axes, spec, fixed)
     pool = stage(samples, in_axes)
     out: dict[str, Any] = {"loadgen": loadgen_version(), "p99_bound_ms": spec.p99_ms, "batching": batching,
-                           "runs": [], "peak": [], "concurrency": [], "soak": None, "energy": None, "lanes": {}}
+                           "runs": [], "peak": [], "concurrency": [], "soak": None, "energy": None, "lanes": {},
+                           "switch_interval_ms": spec.switch_interval_ms}
     meter, out["energy"] = energy_meter(spec, device)
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(spec.switch_interval_ms / 1000.0)
+    try:
+        serve_engines(session, pool, in_axes, out_axes, spec, engines, len(samples), log_root, device, meter, hints,
+                      rename, out)
+    finally:
+        sys.setswitchinterval(before)
+    return out
+
+
+def serve_engines(session: Any, pool: dict, in_axes: dict, out_axes: dict, spec: Any, engines: list, samples: int,
+                  log_root: Path, device: str, meter: Any, hints: dict, rename: Any, out: dict) -> None:
+    """Each engine's scenarios, then the soak, into ``out``."""
 
     def engine_of(policy: Policy) -> Batcher:
         return Batcher(lambda _i: session.lane(pool, in_axes, spec.cuda_graphs), out_axes, policy, spec.instances,
@@ -113,7 +128,7 @@ def serve(session: Any, samples: list[dict], in_axes: dict, out_axes: dict, spec
         engine = engine_of(policy)
         try:
             out["lanes"][label] = engine.describe()
-            serve_engine(engine, label, len(samples), spec, log_root, meter, hints, out)
+            serve_engine(engine, label, samples, spec, log_root, meter, hints, out)
         finally:
             engine.close()
     if "soak" in spec.scenarios:
@@ -121,12 +136,11 @@ def serve(session: Any, samples: list[dict], in_axes: dict, out_axes: dict, spec
         engine = engine_of(policy)
         try:
             reader, note = nvml_process_bytes(device)
-            out["soak"] = asdict(soak(engine, len(samples), spec.soak_s, spec.soak_window_s, gpu_bytes=reader,
+            out["soak"] = asdict(soak(engine, samples, spec.soak_s, spec.soak_window_s, gpu_bytes=reader,
                                       gpu_note=note))
             out["soak"]["batching"] = label
         finally:
             engine.close()
-    return out
 
 
 def energy_meter(spec: Any, device: str) -> tuple[EnergyMeter | None, dict]:
