@@ -303,7 +303,15 @@ class OnnxRuntime(Backend):
 
         # the CUDA EP computes on a stream of the session's own (where torch can make one): device time is CUDA
         # events on it, as torch rows have
-        stream = torch_stream()[0] if o.provider == "cuda" and not o.cuda_graph else None
+        if o.provider != "cuda":
+            return OrtSession(open_session(), o.provider, o.end_to_end, open_session)
+        stream, why = (None, "not with the CUDA EP's graph option") if o.cuda_graph else torch_stream()
+        try:
+            sess = open_session(stream)
+        except Exception as e:  # a stream the EP refuses: the session runs on its own, and the row says why
+            sess, stream, why = open_session(), None, f"the CUDA EP refused a user compute stream: {e}"[:300]
         # lanes of their own sessions, except under the CUDA EP's graph, which holds one shape and one set of buffers
-        return OrtSession(open_session(stream), o.provider, o.end_to_end, None if o.cuda_graph else open_session,
-                          stream)
+        session = OrtSession(sess, o.provider, o.end_to_end, None if o.cuda_graph else open_session, stream)
+        session.facts = {"gpu_time": "CUDA events on the session's own compute stream (user_compute_stream)"
+                         if stream is not None else f"none: {why}"}
+        return session
