@@ -1,5 +1,7 @@
 """GPU tests (marked gpu; skipped with the reason where torch sees no CUDA device)."""
 
+import threading
+
 import pytest
 
 import optbench
@@ -68,6 +70,9 @@ def test_onnxruntime_cuda_rows_carry_nvml_memory_and_skip_int8(tmp_path, cache_d
     for prec in ("fp32", "fp16"):
         assert df.loc[prec, "status"] == "ok", df.loc[prec, "error"]
         assert df.loc[prec, "drift_cosine"] > 0.99
+        # device time from CUDA events on the session's own compute stream, checked against the host clock as
+        # torch rows are: within the host's call + synchronize, and most of it at batch 8
+        assert 0.5 * df.loc[prec, "latency_ms_p50"] < df.loc[prec, "gpu_ms_p50"] <= df.loc[prec, "latency_ms_p50"] * 1.05
     # fp32 is fp32: the CUDA EP's TF32 default is turned off (TF32 left ~5e-4 relative error on ResNet-50)
     assert df.loc["fp32", "settings"]["tf32"] is False
     assert df.loc["fp32", "drift_rel_l2"] < 1e-4
@@ -79,3 +84,69 @@ def test_onnxruntime_cuda_rows_carry_nvml_memory_and_skip_int8(tmp_path, cache_d
             pytest.skip(settings["gpu_memory_note"])
         assert settings["gpu_memory"].startswith("NVML per-process peak")
         assert df.loc[prec, "gpu_peak_bytes"] > 100 * 2**20  # CUDA context + cuDNN + weights
+
+
+def _resnet_session(backend: str, tmp_path, **options):
+    """A ResNet-18 (10 classes, 64x64) session on CUDA through optbench's backend ``backend``: torch in fp16,
+    channels_last; ONNX Runtime on the fp32 ONNX file optbench exports."""
+    import numpy as np
+    import torch
+    import torchvision
+
+    from optbench.backends import Artifact, get_backend
+    from optbench.backends.base import Target
+    from optbench.export.onnx import export_onnx
+    from optbench.spec.models import ExportSettings, InputSpec
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=10).eval()
+    cls = get_backend(backend)
+    if backend == "torch":
+        return cls(cls.Options(device="cuda", channels_last=True, **options)).build(
+            Artifact(module=net), Target("fp16", "cuda", 1, {}, "none", None, "torch"))
+    inputs = [InputSpec(name="image", shape=["batch", 3, 64, 64])]
+    sample = {"image": np.zeros((1, 3, 64, 64), np.float32)}
+    export_onnx(net, inputs, sample, tmp_path / "r18.onnx", ExportSettings(), ["logits"])
+    return cls(cls.Options(provider="cuda", **options)).build(
+        Artifact(onnx_path=tmp_path / "r18.onnx", inputs=inputs, sample=sample),
+        Target("fp32", "cuda", 1, {}, "none", None, "onnx"))
+
+
+@pytest.mark.parametrize("backend,graphs", [("torch", False), ("torch", True), ("onnxruntime", False)],
+                         ids=["torch", "torch-cuda-graphs", "onnxruntime"])
+def test_cuda_lanes_answer_as_their_session_does(tmp_path, backend, graphs):
+    """Two lanes on their own streams, the pool staged on the GPU, batches of 1, 4 and 8 (padded): every answer
+    equals the session's own call on that item."""
+    import numpy as np
+
+    from optbench.measure.serving.batcher import Batcher, Policy, stage
+
+    if backend == "onnxruntime":
+        from optbench.backends.onnxruntime import cuda_provider_reason
+
+        if why := cuda_provider_reason():
+            pytest.skip(why)
+    session = _resnet_session(backend, tmp_path)
+    rng = np.random.default_rng(0)
+    xs = [{"image": rng.random((1, 3, 64, 64), dtype=np.float32)} for _ in range(16)]
+    name = next(iter(session.infer(xs[0])))
+    pool = stage(xs, {"image": 0})
+    engine = Batcher(lambda _i: session.lane(pool, {"image": 0}, graphs), {name: 0}, Policy(8, 0.001, (1, 4, 8)), 2)
+    got: list = [None] * 48
+    done = threading.Semaphore(0)
+
+    def answer(i: int, out) -> None:
+        got[i] = out
+        done.release()
+
+    try:
+        assert "stream" in engine.describe()["lane"] and "once" in engine.describe()["staging"]
+        for i in range(48):
+            engine.submit(i % 16, lambda out, i=i: answer(i, out))
+        for _ in range(48):
+            assert done.acquire(timeout=60)
+        assert engine.stalls() == []
+    finally:
+        engine.close()
+    for i, g in enumerate(got):
+        np.testing.assert_allclose(g[name], session.infer(xs[i % 16])[name], rtol=2e-2, atol=2e-2)

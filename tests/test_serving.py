@@ -4,6 +4,8 @@ the peak search, the concurrency sweep, energy, the soak, the spec section and c
 from __future__ import annotations
 
 import json
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from optbench.backends import Artifact, get_backend
 from optbench.backends.base import Target
 from optbench.check import check_serving
 from optbench.measure.serving import Batcher, Policy, serve
-from optbench.measure.serving.batcher import split, stack, supported_sizes
+from optbench.measure.serving.batcher import rows, stack, stage, supported_sizes
 from optbench.measure.serving.energy import EnergyMeter, RaplCounter, open_counter
 from optbench.measure.serving.loadgen import LoadSettings, read_detail_log, run_scenario
 from optbench.measure.serving.peak import find_peak
@@ -71,7 +73,7 @@ def served(session, tmp_path_factory):
                        dynamic_batching={"max_batch": 8, "max_delay_ms": 2}, peak=True, peak_tolerance=0.5,
                        peak_probes=5, concurrency=[1, 2, 4], concurrency_s=0.4, **SHORT)
     logs = tmp_path_factory.mktemp("serving")
-    return serve(session.infer, items(), {"x": 0}, {"y": 0}, spec, logs, "cpu", hints={"latency_ms": 0.05})
+    return serve(session, items(), {"x": 0}, {"y": 0}, spec, logs, "cpu", hints={"latency_ms": 0.05})
 
 
 # ---------------------------------------------------------------- the batcher
@@ -92,36 +94,53 @@ def test_policy_pads_to_the_nearest_built_size():
     assert Policy(max_batch=8).size_for(5) == 5               # a dynamic-shape session runs any size
 
 
-def test_stack_and_split_on_other_batch_axes_drop_the_padding():
+def test_stack_and_rows_on_other_batch_axes_drop_the_padding():
     reqs = [{"x": np.full((2, 1, 3), i, np.float32), "sr": np.array(16000)} for i in range(3)]
     batch = stack(reqs, {"x": 1, "sr": None}, size=4)
     assert batch["x"].shape == (2, 4, 3) and batch["sr"] == 16000
     assert batch["x"][0, :, 0].tolist() == [0, 1, 2, 2]      # padded by repeating the last request
-    parts = split({"y": batch["x"].transpose(1, 0, 2)}, {"y": 0}, 3)
-    assert [p["y"].shape for p in parts] == [(1, 2, 3)] * 3
-    assert [float(p["y"][0, 0, 0]) for p in parts] == [0, 1, 2]
+    part = rows({"y": batch["x"]}, {"y": 1}, 1, 3)           # items 1 and 2, along the output's batch axis
+    assert part["y"].shape == (2, 2, 3) and part["y"][0, :, 0].tolist() == [1, 2]
 
 
-def test_batched_outputs_equal_unbatched_runs_in_request_order(session):
+def engine_of(session, policy=Policy(), instances=1, xs=None, **kw) -> Batcher:
+    """A batcher over ``session``'s lanes, the pool staged from ``xs`` (items() by default)."""
+    pool = stage(xs or items(), {"x": 0})
+    return Batcher(lambda _i: session.lane(pool, {"x": 0}), {"y": 0}, policy, instances, **kw)
+
+
+def served_all(engine: Batcher, indices: list[int]) -> list:
+    """Submit every index at once, wait until each has its answer: the answers in order."""
+    got: list = [None] * len(indices)
+    left = threading.Semaphore(0)
+
+    def answer(i: int, out) -> None:
+        got[i] = out
+        left.release()
+
+    for i, x in enumerate(indices):
+        engine.submit(x, lambda out, i=i: answer(i, out))
+    for _ in indices:
+        assert left.acquire(timeout=30)
+    return got
+
+
+@pytest.mark.parametrize("instances", [1, 3])
+def test_batched_outputs_equal_unbatched_runs_in_request_order(session, instances):
     xs = items(40)
     alone = [session.infer(x)["y"] for x in xs]
-    engine = Batcher(session.infer, {"x": 0}, {"y": 0}, Policy(max_batch=8, max_delay_s=0.005, sizes=(1, 4, 8)))
-    got: list = [None] * len(xs)
+    engine = engine_of(session, Policy(max_batch=8, max_delay_s=0.005, sizes=(1, 4, 8)), instances, xs)
     try:
-        for i, x in enumerate(xs):  # submitted at once: groups of 8 form, the rest pads to 4 or 8
-            engine.submit(x, lambda out, i=i: got.__setitem__(i, out))
-        deadline = time.monotonic() + 10
-        while any(g is None for g in got) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        got = served_all(engine, list(range(40)))  # submitted at once: groups of 8 form, the rest pads to 4 or 8
+        counts = engine.counts()
     finally:
         engine.close()
-    assert all(g is not None for g in got)
     for a, g in zip(alone, got):
         assert g["y"].shape == a.shape == (1, 10)
         np.testing.assert_allclose(g["y"], a, rtol=1e-5, atol=1e-5)
-    counts = engine.counts()
     assert set(counts) <= {1, 4, 8} and counts.get(8, 0) >= 1
     assert sum(size * n for size, n in counts.items()) == len(xs) + engine.padded
+    assert [sorted(w) for w in engine.warm_ms] == [[1, 4, 8]] * instances  # every lane warmed every size first
 
 
 def test_a_static_batch_model_is_served_padded_to_its_size(tmp_path):
@@ -129,10 +148,9 @@ def test_a_static_batch_model_is_served_padded_to_its_size(tmp_path):
     try:
         sizes, seen = supported_sizes(sess.infer, items(1)[0], {"x": 0}, {"y": 0}, [1, 2, 4, 8])
         assert sizes == (4,) and seen[4] == "ok" and "Error" in seen[8]
-        engine = Batcher(sess.infer, {"x": 0}, {"y": 0}, Policy(1, 0.0, sizes))  # one request per call, padded
+        engine = engine_of(sess, Policy(1, 0.0, sizes))  # one request per call, padded
         try:
-            x = items(1)[0]
-            assert engine(x)["y"].shape == (1, 10)
+            assert engine(0)["y"].shape == (1, 10)
             assert engine.counts() == {4: 1} and engine.padded == 3
         finally:
             engine.close()
@@ -140,21 +158,219 @@ def test_a_static_batch_model_is_served_padded_to_its_size(tmp_path):
         sess.close()
 
 
-def test_a_failing_call_fails_its_requests_and_the_engine_keeps_serving():
-    calls = []
+class Doubler:
+    """A test lane: y = 2x from its pool, failing its ``fail_at``-th call; ``moves`` a fake clock by ``ms`` per call
+    (by call number) where given."""
 
-    def run(feeds):
-        calls.append(1)
-        if len(calls) == 1:
+    def __init__(self, pool, fail_at=None, clock=None, ms=lambda n: 1.0) -> None:
+        self.pool, self.fail_at, self.clock, self.ms, self.calls = pool, fail_at, clock, ms, 0
+        self.compiled = 0
+
+    def run(self, index):
+        self.calls += 1
+        if self.clock is not None:
+            self.clock.t += self.ms(self.calls) / 1000.0
+        if self.calls == self.fail_at:
             raise RuntimeError("boom")
-        return {"y": feeds["x"] * 2}
+        return {"y": self.pool["x"][index] * 2}
 
-    engine = Batcher(run, {"x": 0}, {"y": 0})
+    def describe(self):
+        return {"lane": "a test lane"}
+
+    def compiles(self):
+        return self.compiled
+
+    def close(self):
+        pass
+
+
+def test_a_failing_call_fails_its_requests_and_the_engine_keeps_serving():
+    pool = {"x": np.arange(8, dtype=np.float32).reshape(4, 2)}
+    engine = Batcher(lambda _i: Doubler(pool, fail_at=4), {"y": 0})  # warm-up: 3 calls; the 4th fails
     try:
         with pytest.raises(RuntimeError, match="boom"):
-            engine({"x": np.ones((1, 2))})
-        assert engine({"x": np.ones((1, 2))})["y"].tolist() == [[2.0, 2.0]]
+            engine(1)
+        assert engine(1)["y"].tolist() == [[4.0, 6.0]]
         assert engine.errors == 1
+    finally:
+        engine.close()
+
+
+def test_a_lane_that_cannot_be_made_fails_the_engine_with_its_error():
+    def broken(i: int):
+        if i == 1:
+            raise ValueError("lane 1 has no device")
+        return Doubler({"x": np.ones((2, 2), np.float32)})
+
+    with pytest.raises(ValueError, match="lane 1 has no device"):
+        Batcher(broken, {"y": 0}, Policy(), instances=2)
+
+
+class Recorded(list):
+    """A list that notes which threads read its items (LoadGen's index list, as the issue thread hands it over)."""
+
+    def __init__(self, *a) -> None:
+        super().__init__(*a)
+        self.readers: set[int] = set()
+
+    def __getitem__(self, k):
+        self.readers.add(threading.get_ident())
+        return super().__getitem__(k)
+
+    def __iter__(self):
+        self.readers.add(threading.get_ident())
+        return super().__iter__()
+
+
+def test_the_issue_path_only_enqueues_and_groups_complete_in_bulk():
+    """The thread that hands requests over never reads them one by one, and each group is answered with one call
+    carrying all its requests: 10,000 requests of one chunk, groups of 32, so 313 answers."""
+    pool = {"x": np.arange(64, dtype=np.float32).reshape(32, 2)}
+    engine = Batcher(lambda _i: Doubler(pool), {"y": 0}, Policy(32, 0.0), instances=2)
+    index = Recorded(i % 32 for i in range(10_000))
+    answers: list[int] = []
+    finished = threading.Event()
+    lock = threading.Lock()
+
+    def done(ids, out) -> None:
+        with lock:
+            answers.append(len(ids))
+            if sum(answers) == 10_000:
+                finished.set()
+
+    try:
+        engine.enqueue(index, range(10_000), done)
+        assert finished.wait(30)
+    finally:
+        engine.close()
+    assert threading.get_ident() not in index.readers and index.readers      # read on the lanes' threads only
+    assert len(answers) == 313 and sum(answers) == 10_000 and max(answers) == 32
+    assert engine.counts() == {32: 312, 16: 1}
+
+
+class Meeting(Doubler):
+    """A test lane whose first serving call waits (up to 10 s) until every lane of the engine is in one."""
+
+    def __init__(self, pool, barrier: threading.Barrier) -> None:
+        super().__init__(pool)
+        self.barrier, self.met, self.serving = barrier, None, False
+
+    def run(self, index):
+        if self.serving and self.met is None:   # the first call after the warm-up
+            try:
+                self.met = self.barrier.wait(timeout=10) is not None
+            except threading.BrokenBarrierError:
+                self.met = False
+        return super().run(index)
+
+
+def test_every_lane_serves_a_chunk_that_arrives_at_once():
+    """Three lanes, asleep with nothing pending; one chunk of 96 requests arrives: the lane woken by it wakes the
+    next while requests are left, so all three are running a batch at the same moment."""
+    pool = {"x": np.ones((8, 2), np.float32)}
+    barrier = threading.Barrier(3)
+    lanes = [Meeting(pool, barrier) for _ in range(3)]
+    engine = Batcher(lambda i: lanes[i], {"y": 0}, Policy(8, 0.0), 3)
+    answered = threading.Semaphore(0)
+    try:
+        for lane in lanes:
+            lane.serving = True
+        deadline = time.monotonic() + 10
+        while engine.idle < 3 and time.monotonic() < deadline:  # every lane asleep with nothing pending
+            time.sleep(0)
+        engine.enqueue([i % 8 for i in range(96)], range(96), lambda ids, _out: [answered.release() for _ in ids])
+        for _ in range(96):
+            assert answered.acquire(timeout=30)
+        assert [lane.met for lane in lanes] == [True] * 3
+    finally:
+        engine.close()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, s: float) -> None:
+        self.t += s
+
+
+def test_a_stalled_batch_and_a_recompile_are_stalls_of_the_run():
+    """On a fake clock: every call takes 1 ms, except the 5th, which takes 400 ms (a first-call stall)."""
+    clock = FakeClock()
+    pool = {"x": np.ones((4, 2), np.float32)}
+    lane = Doubler(pool, clock=clock, ms=lambda n: 400.0 if n == 5 else 1.0)
+    engine = Batcher(lambda _i: lane, {"y": 0}, clock=clock)
+    try:
+        assert engine.warm_ms == [{1: pytest.approx(1.0)}] and engine.stalls() == []
+        engine(0)                    # the 4th call: warm
+        assert engine.stalls() == []
+        engine(1)                    # the 5th: 400x its warm time
+        lane.compiled += 2           # and the runtime compiled two graphs meanwhile
+        stalls = engine.stalls()
+        assert stalls[0] == "a batch of 1 on lane 0 took 400.0 ms, 400x its warm time (1.00 ms)"
+        assert "compiled 2 new graph(s)" in stalls[1]
+        assert engine.batch_times()["1"] == {"calls": 2, "mean_ms": pytest.approx(200.5),
+                                             "max_ms": pytest.approx(400.0)}
+        engine.reset_counts()
+        engine(2)
+        assert engine.stalls() == []  # a new tally: nothing stalled since
+    finally:
+        engine.close()
+
+
+def torch_session(compiled: bool = False):
+    """optbench's torch backend session of a tiny conv net on the CPU, channels_last (its pool staged NHWC);
+    ``compiled``: the module under dynamo (static shapes, backend 'eager': every new batch size compiles a frame)."""
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 5))
+    cls = get_backend("torch")
+    session = cls(cls.Options(device="cpu", channels_last=True)).build(
+        Artifact(module=net), Target("fp32", "cpu", 1, {}, "none", None, "torch"))
+    if compiled:
+        torch._dynamo.reset()
+        session.module = torch.compile(session.module, backend="eager", dynamic=False)
+    return session
+
+
+def images(n: int) -> list[dict]:
+    rng = np.random.default_rng(2)
+    return [{"image": rng.random((1, 3, 8, 8), dtype=np.float32)} for _ in range(n)]
+
+
+def test_torch_lanes_stage_once_and_answer_as_the_session_does():
+    session = torch_session()
+    xs = images(12)
+    pool = stage(xs, {"image": 0})
+    engine = Batcher(lambda _i: session.lane(pool, {"image": 0}), {"output": 0}, Policy(4, 0.002, (1, 2, 4)), 2)
+    try:
+        lane = engine.lanes[0]
+        assert lane.pool["image"].shape == (12, 8, 8, 3)          # staged once, NHWC for a channels_last session
+        got = served_all(engine, list(range(12)) * 2)
+        assert engine.describe()["instances"] == 2 and "own thread" in engine.describe()["lane"]
+    finally:
+        engine.close()
+    for i, g in enumerate(got):
+        np.testing.assert_allclose(g["output"], session.infer(xs[i % 12])["output"], rtol=1e-5, atol=1e-6)
+
+
+def test_a_recompile_while_serving_is_a_stall_and_warmed_sizes_are_not():
+    """Dynamo compiles a frame per new batch size: the lanes' warm-up compiles every size the policy forms, so
+    serving compiles nothing; a size never warmed (3, run behind the batcher's back) compiles while a tally is open,
+    and the tally's stalls say so."""
+    session = torch_session(compiled=True)
+    pool = stage(images(8), {"image": 0})
+    engine = Batcher(lambda _i: session.lane(pool, {"image": 0}), {"output": 0}, Policy(4, 0.0, (1, 2, 4)))
+    try:
+        engine.reset_counts()
+        served_all(engine, list(range(8)) * 3)
+        assert engine.stalls() == []
+        engine.lanes[0].run(np.zeros(3, dtype=np.int64))
+        assert any("compiled 1 new graph(s)" in x for x in engine.stalls())
     finally:
         engine.close()
 
@@ -178,11 +394,43 @@ def test_server_at_three_qps_with_and_without_dynamic_batching(served):
     assert served["batching"]["sizes"] == [1, 2, 4, 8] and served["batching"]["judged"] == "dynamic"
 
 
+class Intervals:
+    """optbench's ONNX Runtime session, whose lanes note Python's thread switch interval at every call."""
+
+    def __init__(self, session) -> None:
+        self.session, self.seen = session, set()
+
+    def infer(self, feeds):
+        return self.session.infer(feeds)
+
+    def lane(self, pool, axes, cuda_graphs=False):
+        lane, seen = self.session.lane(pool, axes, cuda_graphs), self.seen
+
+        class Noting(Leaky):
+            def run(self, index):
+                seen.add(sys.getswitchinterval())
+                return lane.run(index)
+
+        return Noting(lane, leak=False)
+
+
+def test_serving_runs_under_a_short_switch_interval_and_restores_pythons(session, tmp_path):
+    """A lane running Python (an eager model) holds the interpreter for up to the switch interval while LoadGen's
+    issue callback waits for it: serving shortens it, records it, and gives Python its own back."""
+    before = sys.getswitchinterval()
+    noted = Intervals(session)
+    spec = ServingSpec(scenario="offline", energy=False, switch_interval_ms=0.25, min_duration_ms=100,
+                       min_query_count=8, samples=8)
+    out = serve(noted, items(8), {"x": 0}, {"y": 0}, spec, tmp_path, "cpu")
+    assert noted.seen == {0.00025} and out["switch_interval_ms"] == 0.25
+    assert sys.getswitchinterval() == before
+
+
 def test_short_settings_are_invalid_by_loadgen_rules_and_say_so(session, tmp_path):
-    engine = Batcher(session.infer, {"x": 0}, {"y": 0})
+    engine = engine_of(session)
     try:
         s = LoadSettings("server", target_qps=50, p99_ms=50, min_duration_ms=300, min_query_count=8)
-        r = run_scenario(engine, items(), s, tmp_path / "srv", meter=None)
+        r = run_scenario(engine, 32, s, tmp_path / "srv", meter=None)
     finally:
         engine.close()
     assert r.validity == "INVALID"   # some 15 queries cannot satisfy LoadGen's early stopping
@@ -193,17 +441,21 @@ def test_short_settings_are_invalid_by_loadgen_rules_and_say_so(session, tmp_pat
 
 
 def test_offline_single_and_multi_stream(session, tmp_path):
-    engine = Batcher(session.infer, {"x": 0}, {"y": 0}, Policy(8, 0.001))
+    engine = engine_of(session, Policy(8, 0.001))
     try:
         out = {}
         for name in ("offline", "single-stream", "multi-stream"):
             s = LoadSettings(name, min_duration_ms=300, min_query_count=8, expected_qps=2000,
                              expected_latency_ms=0.2, samples_per_query=4)
-            out[name] = run_scenario(engine, items(), s, tmp_path / name, "dynamic")
+            out[name] = run_scenario(engine, 32, s, tmp_path / name, "dynamic")
     finally:
         engine.close()
-    assert out["offline"].queries == 1 and out["offline"].samples >= 600   # one query of every sample
-    assert max(int(k) for k in out["offline"].batch_sizes) == 8           # the batcher filled its groups
+    offline = out["offline"]
+    assert offline.queries == 1 and offline.samples >= 600   # one query of every sample
+    assert max(int(k) for k in offline.batch_sizes) == 8     # the batcher filled its groups
+    assert offline.completions == sum(offline.batch_sizes.values())  # one bulk answer per group
+    assert offline.cpu_s > 0 and offline.cpu_us_per_sample == pytest.approx(offline.cpu_s / offline.samples * 1e6,
+                                                                             rel=1e-2)
     assert out["single-stream"].batch_sizes == {"1": out["single-stream"].samples}
     assert out["multi-stream"].samples == 4 * out["multi-stream"].queries
     for r in out.values():
@@ -216,22 +468,83 @@ def test_peak_search_brackets_with_the_server_runs_and_bisects(served):
         assert p["qps"] is not None and p["qps"] >= 20     # the runs at 20 QPS met a 50 ms bound on this model
         assert p["p99_ms"] <= 50 and "bisection" in p["method"]
         assert p["probes"] and all(set(x) >= {"target_qps", "p99_ms", "met", "validity"} for x in p["probes"])
-        met = [x["target_qps"] for x in p["probes"] if x["met"]]
+        assert p["probes"][0]["role"] == "warm-up"           # read by no bracket
+        met = [x["target_qps"] for x in p["probes"] if x["met"] and x["role"] != "warm-up" and not x["superseded"]]
         assert p["qps"] >= max(met + [0])
 
 
+class Server:
+    """A fake server for the peak search: its p99 meets 10 ms up to ``capacity`` QPS; the runs named in ``bad``
+    (by call number, from 1) fail whatever their QPS — with a stall in their reasons where ``stalled``."""
+
+    def __init__(self, capacity: float, bad: set[int] = frozenset(), stalled: bool = False) -> None:
+        self.capacity, self.bad, self.stalled, self.calls = capacity, bad, stalled, []
+
+    def __call__(self, qps: float):
+        from optbench.measure.serving.loadgen import ScenarioResult
+
+        self.calls.append(qps)
+        bad = len(self.calls) in self.bad
+        p99 = 40.0 if bad or qps > self.capacity else 5.0
+        r = ScenarioResult("server", "none", qps, qps, 1, 2, 3, p99, 1, p99, 10.0, p99 <= 10, "INVALID", [], "",
+                           None, 10, 10, 1.0, 1.0, {"1": 10}, 0, 0, [], {}, "")
+        r.stalls = ["a batch of 8 on lane 0 took 600.0 ms, 200x its warm time (3.00 ms)"] if bad and self.stalled \
+            else []
+        return r
+
+
 def test_peak_search_logic_on_a_known_capacity():
-    from optbench.measure.serving.loadgen import ScenarioResult
-
-    def fake(qps: float) -> ScenarioResult:  # a server whose p99 meets 10 ms up to 300 QPS
-        p99 = 5.0 if qps <= 300 else 40.0
-        return ScenarioResult("server", "none", qps, qps, 1, 2, 3, p99, 1, p99, 10.0, p99 <= 10, "INVALID", [], "",
-                              None, 10, 10, 1.0, 1.0, {"1": 10}, 0, 0, [], {}, "")
-
+    fake = Server(300)
     peak = find_peak(fake, [fake(100), fake(1000)], 10.0, start_qps=50, tolerance=0.05, max_probes=12)
     assert 300 / 1.05 <= peak.qps <= 300 and peak.note is None
-    none = find_peak(lambda q: fake(1e9), [], 10.0, start_qps=8, max_probes=6)
+    assert len(peak.probes) == len(fake.calls) - 2                 # every run of the search kept, in order
+    assert peak.probes[-1]["role"] == "re-run" and not peak.probes[-1]["met"]   # the upper bound failed twice
+    none = find_peak(Server(0), [], 10.0, start_qps=8, max_probes=6)
     assert none.qps is None and "no QPS" in none.note
+
+
+def test_a_first_run_that_pays_for_compilation_does_not_cap_the_peak():
+    """The first run on an engine fails (it compiled on the clock): the warm-up takes it, and the peak is found
+    near the real capacity, not below the start."""
+    fake = Server(800, bad={1})
+    peak = find_peak(fake, [], 10.0, start_qps=400, tolerance=0.1, max_probes=12)
+    assert 800 / 1.1 <= peak.qps <= 800, peak.probes
+    assert peak.probes[0] == {**peak.probes[0], "role": "warm-up", "met": False}
+
+
+@pytest.mark.parametrize("stalled", [True, False], ids=["stalled", "failed-once"])
+def test_one_bad_probe_is_run_again_and_the_second_run_decides(stalled):
+    """The 3rd run fails at a QPS the server holds (a stall in its reasons, or none): it is run again — at once
+    where it stalled, as the bracket's upper bound before the search ends where not — the first result kept as
+    superseded, and the peak is the real one, not one below the bad probe."""
+    fake = Server(800, bad={3}, stalled=stalled)
+    peak = find_peak(fake, [], 10.0, start_qps=100, tolerance=0.1, max_probes=16)
+    assert 800 / 1.1 <= peak.qps <= 800, peak.probes
+    bad = peak.probes[2]
+    assert not bad["met"] and bad["superseded"] and bool(bad["stalls"]) is stalled
+    again = [x for x in peak.probes if x["target_qps"] == bad["target_qps"] and x["role"] == "re-run"]
+    assert again and again[0]["met"] and not again[0]["superseded"]
+    if stalled:
+        assert peak.probes[3] is again[0]
+
+
+def test_a_failure_below_a_passing_qps_is_run_again_first():
+    """Off the curve: the spec's server runs passed at 400 QPS and failed at 200; the search repeats 200 first."""
+    fake = Server(800, bad={2})
+    known = [fake(400), fake(200)]
+    peak = find_peak(fake, known, 10.0, start_qps=300, tolerance=0.1, max_probes=12)
+    assert [(x["target_qps"], x["role"], x["met"]) for x in peak.probes[:2]] == [(300, "warm-up", True),
+                                                                                (200, "re-run", True)]
+    assert 800 / 1.1 <= peak.qps <= 800
+
+
+def test_an_upper_bound_that_passes_again_widens_the_bracket_upward():
+    """The 3rd run, at 1600 QPS, fails once by chance (no stall, nothing below it failed): the search bisects
+    between 800 and 1600 and, before it ends, runs 1600 again; it passes, and the bracket widens to 3200."""
+    fake = Server(2000, bad={3})
+    peak = find_peak(fake, [], 10.0, start_qps=400, tolerance=0.1, max_probes=16)
+    assert 1600 < peak.qps <= 2000 and 2000 / peak.qps <= 1.1, peak.probes
+    assert 3200.0 in fake.calls
 
 
 def test_concurrency_curve(served):
@@ -260,17 +573,6 @@ def test_energy_on_this_machine_says_why_it_is_unavailable(served):
     assert why.startswith("unavailable because")
     assert served["energy"] == {"unavailable": why}
     assert all(r["energy"] is None for r in served["runs"])
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sleep(self, s: float) -> None:
-        self.t += s
 
 
 class SyntheticCounter:
@@ -326,17 +628,26 @@ def test_soak_growth_and_drift_from_windows():
 
 
 class Leaky:
-    """A test model that leaks on purpose: each call keeps 64 KiB (written, so resident) and takes ~1 ms (``sleep``:
-    the real one, or a fake clock's, which moves that clock instead)."""
+    """A test lane that leaks on purpose: each call keeps 64 KiB (written, so resident) and takes ~1 ms (``sleep``:
+    the real one, or a fake clock's, which moves that clock instead), then runs the real ``lane``."""
 
-    def __init__(self, run, leak: bool, sleep=time.sleep) -> None:
-        self.run, self.leak, self.kept, self.sleep = run, leak, [], sleep
+    def __init__(self, lane, leak: bool, sleep=time.sleep) -> None:
+        self.lane, self.leak, self.kept, self.sleep = lane, leak, [], sleep
 
-    def __call__(self, feeds):
+    def run(self, index):
         if self.leak:
             self.kept.append(np.ones(16384, np.float32))
         self.sleep(0.001)
-        return self.run(feeds)
+        return self.lane.run(index)
+
+    def describe(self):
+        return self.lane.describe()
+
+    def compiles(self):
+        return None
+
+    def close(self):
+        self.lane.close()
 
 
 class StepClock:
@@ -353,10 +664,11 @@ class StepClock:
 
 
 def soak_row(session, leak: bool, seconds: float, window_s: float, clock: StepClock | None = None) -> dict:
-    model = Leaky(session.infer, leak, clock.sleep if clock else time.sleep)
-    engine = Batcher(model, {"x": 0}, {"y": 0})
+    pool = stage(items(), {"x": 0})
+    engine = Batcher(lambda _i: Leaky(session.lane(pool, {"x": 0}), leak, clock.sleep if clock else time.sleep),
+                     {"y": 0})
     try:
-        result = soak(engine, items(), seconds, window_s, **({"clock": clock} if clock else {}))
+        result = soak(engine, 32, seconds, window_s, **({"clock": clock} if clock else {}))
     finally:
         engine.close()
     from dataclasses import asdict

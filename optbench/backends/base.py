@@ -90,6 +90,64 @@ class Session(ABC):
     def close(self) -> None:
         """Release device resources."""
 
+    def lane(self, pool: dict[str, np.ndarray], axes: dict[str, int | None], cuda_graphs: bool = False) -> Lane:
+        """An execution lane for serving: it runs batches of the items of ``pool`` (every input of every serving
+        sample, stacked along its batch axis in ``axes``; None marks a constant input, kept as given) by index.
+        Backends whose runtime can run several calls at once give each lane its own stream or session; this
+        default runs every lane through this one session, one call at a time (``describe`` says so), and captures
+        no CUDA graphs."""
+        if cuda_graphs:
+            raise ValueError(f"serving.cuda_graphs: {type(self).__name__} lanes capture no CUDA graphs (torch on CUDA "
+                             "does)")
+        return SharedSessionLane(self, pool, axes)
+
+
+class Lane(ABC):
+    """One execution lane of a served session (Triton's model instance): ``run`` takes the pool indices of one
+    batch, already padded to a size the session runs, and returns every output on the host. A lane is made, warmed
+    and run on one thread of its own, so thread-bound state (a CUDA stream, CUDA graph trees) stays on it."""
+
+    @abstractmethod
+    def run(self, index: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def describe(self) -> dict[str, Any]:
+        """How the lane runs: where its inputs are staged, its stream or session, its graphs."""
+        return {}
+
+    def compiles(self) -> int | None:
+        """Graphs compiled so far in this process (None: the runtime compiles nothing after build, or cannot say);
+        a count that grows while a timed run serves is a recompile on the clock."""
+        return None
+
+    def close(self) -> None:
+        """Release what the lane staged."""
+
+
+def gather(pool: dict[str, np.ndarray], axes: dict[str, int | None], index: np.ndarray) -> dict[str, np.ndarray]:
+    """The inputs of the items ``index`` from a host pool, constants as they are."""
+    return {k: v if axes.get(k, 0) is None else np.take(v, index, axis=axes.get(k, 0)) for k, v in pool.items()}
+
+
+class SharedSessionLane(Lane):
+    """A lane of a session that gives none of its own: inputs gathered from the pool in host memory and run through
+    the session's ``infer``; the lanes of one session take turns (a lock), since not every runtime's session may
+    be called from two threads at once."""
+
+    def __init__(self, session: Session, pool: dict[str, np.ndarray], axes: dict[str, int | None]) -> None:
+        import threading
+
+        self.session, self.pool, self.axes = session, pool, axes
+        self.lock = session.__dict__.setdefault("_lane_lock", threading.Lock())
+
+    def run(self, index: np.ndarray) -> dict[str, np.ndarray]:
+        feeds = gather(self.pool, self.axes, index)
+        with self.lock:
+            return self.session.infer(feeds)
+
+    def describe(self) -> dict[str, Any]:
+        return {"lane": "the variant's one session, shared by every lane (one call at a time)",
+                "staging": "host memory, gathered per batch"}
+
 
 class Backend(ABC):
     name: ClassVar[str]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from optbench.backends.base import Artifact, Backend, Session, Target, register
+from optbench.backends.base import Artifact, Backend, Lane, Session, Target, register
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -107,6 +108,107 @@ class TorchSession(Session):
         self.module = None
         if self.device.type == "cuda":
             self.torch.cuda.empty_cache()
+
+    def lane(self, pool: dict[str, np.ndarray], axes: dict, cuda_graphs: bool = False) -> Lane:
+        return TorchLane(self, pool, axes, cuda_graphs)
+
+
+_CAPTURE = threading.Lock()  # CUDA graph captures of a process, one at a time
+
+
+class TorchLane(Lane):
+    """A serving lane of a torch session: the pool staged once on the session's device (in the session's dtype;
+    4-D inputs of a channels_last session kept NHWC, so a gathered batch is channels_last without a copy); each
+    batch's indices copied asynchronously from pinned memory on the lane's own CUDA stream, its inputs gathered on
+    the device, the module run there, and the outputs copied back, which waits for that stream alone. With
+    ``cuda_graphs`` on CUDA, the lane captures one CUDA graph per batch size the first time it runs that size (its
+    warm-up) and replays it after: gather, model and all, one launch."""
+
+    def __init__(self, session: TorchSession, pool: dict[str, np.ndarray], axes: dict, cuda_graphs: bool) -> None:
+        import contextlib
+
+        torch = self.torch = session.torch
+        self.session, self.axes, self.cuda = session, axes, session.device.type == "cuda"
+        if cuda_graphs and not self.cuda:
+            raise ValueError("serving.cuda_graphs needs a CUDA device; this session runs on the CPU")
+        self.stream = torch.cuda.Stream(session.device) if self.cuda else None
+        self.on_stream = (lambda: torch.cuda.stream(self.stream)) if self.cuda else contextlib.nullcontext
+        self.graphs: dict[int, tuple] | None = {} if cuda_graphs else None
+        self.graph_pool = torch.cuda.graph_pool_handle() if cuda_graphs else None
+        self.pinned: dict[int, Any] = {}
+        self.pool, self.nhwc = {}, set()
+        with self.on_stream():
+            for name, arr in pool.items():
+                t = torch.from_numpy(np.ascontiguousarray(arr))
+                if t.is_floating_point() and not session.autocast:
+                    t = t.to(session.dtype)
+                if session.channels_last and t.dim() == 4 and axes.get(name, 0) == 0:
+                    self.nhwc.add(name)
+                    t = t.permute(0, 2, 3, 1).contiguous()
+                self.pool[name] = t.to(session.device)
+
+    def _feeds(self, index) -> dict:
+        out = {}
+        for name, t in self.pool.items():
+            axis = self.axes.get(name, 0)
+            if axis is None:
+                out[name] = t
+                continue
+            g = t.index_select(axis, index)
+            out[name] = g.permute(0, 3, 1, 2) if name in self.nhwc else g
+        return out
+
+    def _index(self, index: np.ndarray):
+        """The indices where the gather reads them: pinned host memory on CUDA (copied from asynchronously)."""
+        if not self.cuda:
+            return self.torch.from_numpy(np.ascontiguousarray(index, dtype=np.int64))
+        buf = self.pinned.get(len(index))
+        if buf is None:
+            buf = self.pinned[len(index)] = self.torch.empty(len(index), dtype=self.torch.int64).pin_memory()
+        buf.numpy()[:] = index  # the last copy out of it finished: each batch ends waiting for its outputs
+        return buf
+
+    def _graph(self, n: int) -> tuple:
+        """Capture batch size ``n``: one lane at a time, and in thread-local mode, so that another lane's work
+        (its allocations, its synchronizations) neither breaks this capture nor is refused while it runs."""
+        torch = self.torch
+        with _CAPTURE:
+            static = torch.zeros(n, dtype=torch.int64, device=self.session.device)
+            for _ in range(2):  # warm on the lane's stream before capture, as CUDA graph capture asks
+                self.session.run(self._feeds(static))
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.graph_pool, stream=self.stream, capture_error_mode="thread_local"):
+                out = self.session.run(self._feeds(static))
+        self.graphs[n] = (graph, static, out)
+        return self.graphs[n]
+
+    def run(self, index: np.ndarray) -> dict[str, np.ndarray]:
+        with self.on_stream():
+            i = self._index(index)
+            if self.graphs is None:
+                out = self.session.run(self._feeds(i.to(self.session.device, non_blocking=True)))
+            else:
+                graph, static, out = self.graphs.get(len(index)) or self._graph(len(index))
+                static.copy_(i, non_blocking=True)
+                graph.replay()
+            return self.session.to_numpy(out)  # the copy to the host waits for this lane's stream only
+
+    def describe(self) -> dict[str, Any]:
+        return {"lane": "the session's module on its own CUDA stream" if self.cuda else
+                "the session's module, called from the lane's own thread",
+                "staging": f"{self.session.device.type} tensors, once" + (", indices from pinned memory" if
+                                                                           self.cuda else ""),
+                "cuda_graphs": self.graphs is not None}
+
+    def compiles(self) -> int | None:
+        """Frames torch.compile compiled in this process (dynamo's counter), or None where dynamo was never used."""
+        import sys
+
+        utils = sys.modules.get("torch._dynamo.utils")
+        return None if utils is None else int(utils.counters["frames"]["total"])
+
+    def close(self) -> None:
+        self.pool, self.graphs, self.pinned = {}, None, {}
 
 
 @register

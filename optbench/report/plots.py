@@ -244,28 +244,49 @@ def _serving(ok: pd.DataFrame, part: str) -> list[tuple[str, list[dict]]]:
 
 
 def serving_load(ok: pd.DataFrame) -> str | None:
-    """p99 latency against the QPS achieved in LoadGen's server runs and the peak search's probes, a line per
-    variant and engine, the p99 bound dashed; INVALID runs (LoadGen's rules) hollow."""
+    """Two panels over the target QPS of LoadGen's server runs and the peak search's probes (its warm-up runs left
+    out), a line per variant and engine: the p99 latency, the bound dashed (the knee is where it leaves the flat
+    part), and the QPS achieved, the diagonal dotted (a point below it is a run the engine could not keep up with);
+    INVALID runs (LoadGen's rules) hollow."""
     series = [(k, [e for e in v if e["scenario"] == "server" and e["p99_ms"]]) for k, v in _serving(ok, "runs")]
-    probes = {k: [x for p in v for x in p["probes"]] for k, v in _serving(ok, "peak")}
-    if not any(v for _, v in series) and not probes:
+    probes = {k: [x for p in v for x in p["probes"] if x.get("role") != "warm-up"] for k, v in _serving(ok, "peak")}
+    labels = sorted({k for k, v in series if v} | {k for k, v in probes.items() if v})
+    if not labels:
         return None
-    fig, ax = plt.subplots(figsize=(WIDTH_IN * 0.75, 4.5))
-    for i, (label, runs) in enumerate(series):
-        pts = sorted([(e["achieved_qps"], e["p99_ms"], e["validity"] == "VALID") for e in runs] +
-                     [(x["achieved_qps"], x["p99_ms"], x["validity"] == "VALID") for x in probes.get(label, [])
-                      if x["achieved_qps"] and x["p99_ms"]])
+    runs = dict(series)
+    fig, (lat, got) = plt.subplots(1, 2, figsize=(WIDTH_IN * 0.85, 4.5))
+    low, top = float("inf"), 0.0
+    for i, label in enumerate(labels):
+        pts = sorted({(e["target_qps"], e["achieved_qps"], e["p99_ms"], e["validity"] == "VALID")
+                      for e in runs.get(label, []) + probes.get(label, [])
+                      if e.get("target_qps") and e.get("achieved_qps") and e.get("p99_ms")})
+        if not pts:
+            continue
         c = PALETTE[i % len(PALETTE)]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], color=c, lw=1, label=label)
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], color=c, s=30, zorder=3,
-                   facecolors=[c if p[2] else "none" for p in pts])
-    bounds = {e["p99_bound_ms"] for _, v in series for e in v if e.get("p99_bound_ms")}
+        faces = [c if p[3] else "none" for p in pts]
+        target = [p[0] for p in pts]
+        low, top = min(low, *target, *(p[1] for p in pts)), max(top, *target, *(p[1] for p in pts))
+        lat.plot(target, [p[2] for p in pts], color=c, lw=1, label=label)
+        lat.scatter(target, [p[2] for p in pts], color=c, s=30, zorder=3, facecolors=faces)
+        got.plot(target, [p[1] for p in pts], color=c, lw=1)
+        got.scatter(target, [p[1] for p in pts], color=c, s=30, zorder=3, facecolors=faces)
+    bounds = {e["p99_bound_ms"] for _, v in series for e in v if e.get("p99_bound_ms")} | \
+        {p["p99_bound_ms"] for r in ok.to_dict("records") for p in ((r.get("serving") or {}).get("peak") or [])
+         if isinstance(r.get("serving"), dict) and p.get("p99_bound_ms")}
     for b in bounds:
-        ax.axhline(b, color="black", ls="--", lw=0.8, label=f"p99 bound {b:g} ms")
-    ax.set(xscale="log", yscale="log", xlabel="achieved QPS (LoadGen server)", ylabel="p99 latency (ms)",
-           title="Serving: p99 latency under load (hollow: INVALID by LoadGen's rules)")
-    _plain_x(ax)
-    _legend_outside(ax)
+        lat.axhline(b, color="black", ls="--", lw=0.8, label=f"p99 bound {b:g} ms")
+    if top:
+        got.plot([low, top], [low, top], color="grey", ls=":", lw=0.8)
+    lat.set(xscale="log", yscale="log", xlabel="target QPS (LoadGen server)", ylabel="p99 latency (ms)",
+            title="p99 under load (hollow: INVALID)")
+    got.set(xscale="log", yscale="log", xlabel="target QPS (LoadGen server)", ylabel="achieved QPS",
+            title="achieved vs target QPS")
+    _plain_x(lat)
+    _plain_x(got)
+    handles, names = lat.get_legend_handles_labels()  # one legend, outside the right panel
+    got.legend(handles, names, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    fig.subplots_adjust(wspace=0.3)
+    fig.suptitle("Serving: p99 latency and achieved QPS under load")
     return _uri(fig)
 
 

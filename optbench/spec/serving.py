@@ -52,6 +52,21 @@ class ServingSpec(_Strict):
         None, description="A dynamic batcher in front of the session; the scenarios then run with it and, with "
                           "compare_unbatched, also without it (what it buys).")
     compare_unbatched: bool = Field(True, description="With dynamic_batching: run every scenario without it too.")
+    instances: Count = Field(1, le=64, description="Execution lanes (Triton's model instances) fed by one batcher: "
+                                                   "each its own CUDA stream (torch) or its own session (ONNX "
+                                                   "Runtime), a thread of its own on the CPU; backends without "
+                                                   "lanes of their own run every lane through one session, one "
+                                                   "call at a time.")
+    cuda_graphs: bool = Field(False, description="torch on CUDA: each lane captures one CUDA graph per batch size "
+                                                 "while it warms and replays it while serving (one launch per "
+                                                 "batch). Other backends refuse it: ONNX Runtime has its own "
+                                                 "cuda_graph option, torch-compile its reduce-overhead mode.")
+    switch_interval_ms: float = Field(
+        0.5, gt=0, le=100, allow_inf_nan=False,
+        description="Python's thread switch interval while serving (sys.setswitchinterval), restored after: the "
+                    "longest a thread that wants the interpreter (LoadGen's issue callback, a lane waking up) waits "
+                    "for one running Python code. Python's default, 5 ms, is added to the tail latency of requests "
+                    "while a lane runs an eager model's Python.")
     peak: bool = Field(False, description="Search the highest server QPS whose p99 meets p99_ms.")
     peak_tolerance: float = Field(0.1, gt=0, le=1, description="The peak search stops when its bracket is this "
                                                                 "close (relative).")
@@ -71,8 +86,9 @@ class ServingSpec(_Strict):
     min_query_count: Count = Field(32, description="LoadGen's minimum query count of a run.")
     multi_stream_samples: Count = Field(8, le=4096, description="Samples per query of the multi-stream scenario.")
     offline_expected_qps: Positive | None = Field(
-        None, description="Offline: the throughput LoadGen plans the run for; absent: the variant's single-stream "
-                          "throughput.")
+        None, description="Offline: the throughput LoadGen plans the run for (it issues that many samples a second "
+                          "of min_duration_ms; a run that ends sooner is INVALID); absent: twice the engine's "
+                          "throughput in a burst measured before the runs.")
 
     @property
     def scenarios(self) -> list[str]:

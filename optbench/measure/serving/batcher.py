@@ -1,12 +1,20 @@
-"""Dynamic batching in front of any session: requests of one item each, grouped, padded, split back.
+"""Dynamic batching in front of execution lanes: requests of one item each, grouped, padded, run, answered in bulk.
 
-A request waits until ``max_batch`` requests are pending or the oldest has waited ``max_delay_ms``; the group is
-padded (by repeating its last request) to the nearest batch size the variant runs — the sizes a static engine was
-built for, or any size for a dynamic-shape session — run as one call, and each request gets its own rows of every
-output back, padding rows dropped. ``max_batch=1`` is the plain server: one call per request, in arrival order.
+A request is the index of a serving sample; the samples' inputs are staged once, before anything is timed, in
+each lane (on its device where the backend allows, see :class:`optbench.backends.base.Lane`). Requests arrive in
+chunks — LoadGen's issue thread hands over the lists it was given and does nothing per sample — and wait in one
+queue that every lane takes its groups from (Triton's dynamic batcher in front of an instance group): a free lane
+takes ``max_batch`` requests at most, or fewer once the oldest has waited ``max_delay_ms``, pads the group (by
+repeating its last index) to the nearest batch size the variant runs, runs it, and hands each chunk's share of
+the outputs back with one call (LoadGen's ``QuerySamplesComplete`` with a list). ``max_batch=1`` is the plain
+server: one call per request, in arrival order.
+
+Every lane runs each batch size the policy can form a few times before it serves (warm-up: compilation, CUDA
+graph capture, cuDNN's plans), and keeps the warm time of each; a batch that later takes far longer than its
+size's warm time, or a compile the runtime counts while serving, is a stall, listed for the run's reasons.
 
 The decision when to dispatch is :class:`Policy`, a pure function of the pending count, the oldest arrival and
-the time, so it is tested with a fake clock; :class:`Batcher` is its worker thread around a real session.
+the time, so it is tested with a fake clock; :class:`Batcher` is the queue and the lanes' threads.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -25,6 +33,12 @@ import numpy as np
 Feeds = dict[str, np.ndarray]
 Run = Callable[[Feeds], dict[str, np.ndarray]]
 Axes = dict[str, Any]  # name -> batch axis (int), or None (a constant input / an output without items)
+Done = Callable[[Sequence, Any], None]  # (the chunk's ids in this group, their outputs or the exception)
+
+WARM_CALLS = 3        # calls per batch size while a lane warms: the first builds, the later ones give the warm time
+STALL_FACTOR = 10.0   # a batch over this many times its size's warm time ...
+STALL_MIN_MS = 25.0   # ... and over the warm time by this much is a stall
+STALLS_KEPT = 10      # stalls described one by one per run; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,10 @@ class Policy:
         if not self.sizes:
             return n
         return min(s for s in self.sizes if s >= n)
+
+    def formed(self) -> tuple[int, ...]:
+        """Every batch size a group can run at: what a lane warms before it serves."""
+        return tuple(sorted({self.size_for(n) for n in range(1, self.cap + 1)}))
 
     def ready(self, pending: int, oldest: float, now: float) -> tuple[int, float]:
         """(requests to take now, seconds until it is worth asking again): a full group at once; a partial one
@@ -71,17 +89,13 @@ def stack(requests: Sequence[Feeds], axes: Axes, size: int) -> Feeds:
     return out
 
 
-def split(outputs: dict[str, np.ndarray], axes: Axes, n: int) -> list[dict[str, np.ndarray]]:
-    """The first ``n`` items of every output, one dict per request, each item keeping a batch axis of 1 (the
-    shape an unbatched call returns); padding rows are dropped."""
-    parts: list[dict[str, np.ndarray]] = [{} for _ in range(n)]
+def rows(outputs: dict[str, np.ndarray], axes: Axes, start: int, stop: int) -> dict[str, np.ndarray]:
+    """Items ``start:stop`` of every output, along each output's batch axis (views, no copy)."""
+    out = {}
     for name, arr in outputs.items():
-        axis = axes[name]
-        for i in range(n):
-            index = [slice(None)] * np.ndim(arr)
-            index[axis] = slice(i, i + 1)
-            parts[i][name] = np.asarray(arr)[tuple(index)]
-    return parts
+        arr = np.asarray(arr)
+        out[name] = arr[(slice(None),) * axes[name] + (slice(start, stop),)]
+    return out
 
 
 def batching_unavailable(in_axes: Axes, out_axes: Axes) -> str | None:
@@ -94,99 +108,239 @@ def batching_unavailable(in_axes: Axes, out_axes: Axes) -> str | None:
     return None
 
 
-@dataclass
-class _Request:
-    feeds: Feeds
-    arrived: float
-    done: Callable[[Any], None]
+class _Chunk:
+    """Requests handed over together (one LoadGen issue, one client's request): taken from ``start`` on."""
+
+    __slots__ = ("ids", "index", "done", "arrived", "start")
+
+    def __init__(self, ids: Sequence, index: Sequence[int], done: Done, arrived: float) -> None:
+        self.ids, self.index, self.done, self.arrived, self.start = ids, index, done, arrived, 0
 
 
 class Batcher:
-    """A worker thread that runs ``run`` on groups of requests by :class:`Policy`.
+    """One request queue, ``instances`` lanes each on a thread of its own, and the :class:`Policy` they take
+    groups by.
 
-    ``submit(feeds, done)`` queues one single-item request; ``done`` gets its outputs, or the exception its call
-    raised. Calling the batcher (``batcher(feeds)``) submits and waits. ``served`` counts calls per batch size run
-    and ``padded`` the padding items; ``reset_counts()`` starts a new tally (one per scenario).
+    ``make_lane(i)`` makes lane ``i`` (on that lane's thread; see :meth:`optbench.backends.base.Session.lane`);
+    the constructor returns once every lane has warmed every size it may run, or raises what a lane raised.
+    ``enqueue(index, ids, done)`` queues a chunk of requests (pool indices) in O(1): ``done(ids_part, outputs)``
+    is called once per group with the chunk's requests in it, their outputs (each output cut to their items) or
+    the exception their call raised. ``submit(index, done)`` queues one request; calling the batcher
+    (``batcher(index)``) submits one and waits for its outputs. ``served`` counts calls per batch size, ``padded``
+    the padding items; ``reset_counts()`` starts a new tally (one per scenario) and ``stalls()`` lists the batches
+    of the tally that stalled.
     """
 
-    def __init__(self, run: Run, in_axes: Axes, out_axes: Axes, policy: Policy = Policy(),
-                 clock: Callable[[], float] = time.perf_counter) -> None:
-        if (policy.max_batch > 1 or policy.size_for(1) > 1) and (why := batching_unavailable(in_axes, out_axes)):
+    def __init__(self, make_lane: Callable[[int], Any], out_axes: Axes, policy: Policy = Policy(),
+                 instances: int = 1, rename: Callable[[dict], dict] | None = None,
+                 clock: Callable[[], float] = time.perf_counter, in_axes: Axes | None = None) -> None:
+        if in_axes is not None and (policy.max_batch > 1 or policy.size_for(1) > 1) and \
+                (why := batching_unavailable(in_axes, out_axes)):
             raise ValueError(f"dynamic batching is not possible: {why}")
-        self.run, self.in_axes, self.out_axes, self.policy, self.clock = run, in_axes, out_axes, policy, clock
+        self.out_axes, self.policy, self.instances, self.clock = out_axes, policy, instances, clock
+        self.rename = rename or (lambda out: out)
         self.served: Counter[int] = Counter()
-        self.padded = 0
-        self.errors = 0
-        self._pending: list[_Request] = []
+        self.padded = self.errors = 0
+        self.batch_ms: dict[int, list[float]] = {}   # size -> [calls, total ms, longest ms]
+        self._stalls: list[str] = []
+        self._stall_count = 0
+        self._compiles_at_reset: int | None = None
+        self._chunks: deque[_Chunk] = deque()
+        self._pending = 0
+        self.idle = 0  # lanes waiting for requests (or for a group to fill)
         self._cond = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="optbench-batcher", daemon=True)
-        self._thread.start()
+        self.lanes: list[Any] = [None] * instances
+        self.warm_ms: list[dict[int, float]] = [{} for _ in range(instances)]
+        self._failed: list[BaseException] = []
+        self._ready = threading.Barrier(instances + 1)
+        self._threads = [threading.Thread(target=self._lane_main, args=(i, make_lane), name=f"optbench-lane-{i}",
+                                          daemon=True) for i in range(instances)]
+        for t in self._threads:
+            t.start()
+        self._ready.wait()
+        if self._failed:
+            self.close()
+            raise self._failed[0]
+        self._compiles_at_reset = self._compiles()
 
-    def submit(self, feeds: Feeds, done: Callable[[Any], None]) -> None:
+    # ---------------------------------------------------------------- the request side (any thread)
+    def enqueue(self, index: Sequence[int], ids: Sequence, done: Done) -> None:
+        """Queue the requests ``index`` (pool indices) with their ``ids``: one lock, one append, a wake-up where a
+        lane has something new to do."""
+        chunk = _Chunk(ids, index, done, self.clock())
         with self._cond:
             if self._closed:
                 raise RuntimeError("the batcher is closed")
-            self._pending.append(_Request(feeds, self.clock(), done))
-            self._cond.notify()
+            self._chunks.append(chunk)
+            before = self._pending
+            self._pending += len(index)
+            # a lane waits without end only while nothing is pending, and otherwise wakes at the oldest request's
+            # delay by itself: woken here only when the queue stops being empty or a group is full
+            if not before or (before < self.policy.cap <= self._pending):
+                self._cond.notify()
 
-    def __call__(self, feeds: Feeds) -> dict[str, np.ndarray]:
+    def submit(self, index: int, done: Callable[[Any], None]) -> None:
+        self.enqueue((index,), (None,), lambda _ids, out: done(out))
+
+    def __call__(self, index: int) -> dict[str, np.ndarray]:
         fut: Future = Future()
-        self.submit(feeds, fut.set_result)
+        self.submit(index, fut.set_result)
         out = fut.result()
         if isinstance(out, BaseException):
             raise out
         return out
 
+    # ---------------------------------------------------------------- tallies
     def reset_counts(self) -> None:
         with self._cond:
-            self.served, self.padded, self.errors = Counter(), 0, 0
+            self.served, self.padded, self.errors, self.batch_ms = Counter(), 0, 0, {}
+            self._stalls, self._stall_count = [], 0
+        self._compiles_at_reset = self._compiles()
 
     def counts(self) -> dict[int, int]:
         with self._cond:
             return dict(sorted(self.served.items()))
 
+    def stalls(self) -> list[str]:
+        """The tally's stalls, in words: batches far over their warm time, graphs compiled while serving."""
+        with self._cond:
+            out = list(self._stalls)
+            if self._stall_count > len(out):
+                out.append(f"{self._stall_count - len(out)} more stalled batch(es)")
+        now, then = self._compiles(), self._compiles_at_reset
+        if now is not None and then is not None and now > then:
+            out.append(f"recompiled while serving: the runtime compiled {now - then} new graph(s) during the run")
+        return out
+
+    def batch_times(self) -> dict[str, dict[str, float]]:
+        """Per batch size run: calls, mean and longest call (ms, the lane's whole call: gather, model, outputs)."""
+        with self._cond:
+            return {str(s): {"calls": int(c), "mean_ms": round(t / c, 4), "max_ms": round(m, 4)}
+                    for s, (c, t, m) in sorted(self.batch_ms.items())}
+
+    def describe(self) -> dict[str, Any]:
+        """The lanes: how many, how they run and stage, each one's warm time per batch size (ms)."""
+        first = self.lanes[0].describe() if self.lanes and self.lanes[0] is not None else {}
+        return {"instances": self.instances, **first,
+                "warm_ms": [{str(s): round(ms, 4) for s, ms in sorted(w.items())} for w in self.warm_ms]}
+
+    def _compiles(self) -> int | None:
+        lane = self.lanes[0] if self.lanes else None
+        return lane.compiles() if lane is not None else None
+
     def close(self) -> None:
-        """Run what is pending, then stop the thread."""
+        """Run what is pending, then stop the lanes and release them."""
         with self._cond:
             self._closed = True
-            self._cond.notify()
-        self._thread.join()
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join()
 
-    def _next_group(self) -> list[_Request] | None:
+    # ---------------------------------------------------------------- the lanes' side
+    def _lane_main(self, i: int, make_lane: Callable[[int], Any]) -> None:
+        try:
+            lane = self.lanes[i] = make_lane(i)
+            for size in self.policy.formed():
+                index = np.zeros(size, dtype=np.int64)
+                times = []
+                for _ in range(WARM_CALLS):
+                    t0 = self.clock()
+                    lane.run(index)
+                    times.append((self.clock() - t0) * 1000.0)
+                self.warm_ms[i][size] = min(times[1:])
+        except BaseException as e:  # the constructor raises it
+            self._failed.append(e)
+            self._ready.wait()
+            if self.lanes[i] is not None:
+                self.lanes[i].close()
+            return
+        self._ready.wait()
+        try:
+            while (group := self._next_group()) is not None:
+                self._execute(i, lane, group)
+        finally:
+            lane.close()
+
+    def _next_group(self) -> list[tuple[_Chunk, int, int]] | None:
         with self._cond:
             while True:
-                if not self._pending and self._closed:
+                if self._failed or (not self._pending and self._closed):
                     return None
-                oldest = self._pending[0].arrived if self._pending else 0.0
-                take, wait = self.policy.ready(len(self._pending), oldest, self.clock())
+                oldest = self._chunks[0].arrived if self._chunks else 0.0
+                take, wait = self.policy.ready(self._pending, oldest, self.clock())
                 if self._closed and self._pending:
-                    take = min(len(self._pending), self.policy.cap)
+                    take = min(self._pending, self.policy.cap)
                 if take:
-                    group, self._pending = self._pending[:take], self._pending[take:]
+                    group = self._take(take)
+                    if self._pending:  # what is left is another lane's to look at
+                        self._cond.notify()
                     return group
+                self.idle += 1
                 self._cond.wait(None if math.isinf(wait) else wait)
+                self.idle -= 1
 
-    def _loop(self) -> None:
-        while (group := self._next_group()) is not None:
-            self._execute(group)
+    def _take(self, n: int) -> list[tuple[_Chunk, int, int]]:
+        """``n`` requests from the front of the queue, as (chunk, start, stop) parts (called holding the lock)."""
+        parts = []
+        self._pending -= n
+        while n:
+            c = self._chunks[0]
+            k = min(n, len(c.index) - c.start)
+            parts.append((c, c.start, c.start + k))
+            c.start += k
+            n -= k
+            if c.start == len(c.index):
+                self._chunks.popleft()
+        return parts
 
-    def _execute(self, group: list[_Request]) -> None:
-        n, size = len(group), self.policy.size_for(len(group))
+    def _execute(self, lane_no: int, lane: Any, parts: list[tuple[_Chunk, int, int]]) -> None:
+        n = sum(b - a for _, a, b in parts)
+        size = self.policy.size_for(n)
+        index = np.empty(size, dtype=np.int64)
+        at = 0
+        for c, a, b in parts:
+            index[at:at + b - a] = c.index[a:b]
+            at += b - a
+        index[n:] = index[n - 1]
+        t0 = self.clock()
         try:
-            if n == size == 1:
-                parts = [self.run(group[0].feeds)]
-            else:
-                parts = split(self.run(stack([r.feeds for r in group], self.in_axes, size)), self.out_axes, n)
+            out: Any = self.rename(lane.run(index))
         except Exception as e:  # every request of the group gets the error; the server keeps serving
-            with self._cond:
-                self.errors += n
-            parts = [e] * n
+            out = e
+        ms = (self.clock() - t0) * 1000.0
         with self._cond:
             self.served[size] += 1
             self.padded += size - n
-        for r, out in zip(group, parts):
-            r.done(out)
+            if isinstance(out, Exception):
+                self.errors += n
+            stat = self.batch_ms.setdefault(size, [0, 0.0, 0.0])
+            stat[0], stat[1], stat[2] = stat[0] + 1, stat[1] + ms, max(stat[2], ms)
+            warm = self.warm_ms[lane_no].get(size)
+            if warm is not None and ms > max(STALL_FACTOR * warm, warm + STALL_MIN_MS):
+                self._stall_count += 1
+                if len(self._stalls) < STALLS_KEPT:
+                    self._stalls.append(f"a batch of {size} on lane {lane_no} took {ms:.1f} ms, {ms / warm:.0f}x its "
+                                        f"warm time ({warm:.2f} ms)")
+        at = 0
+        for done, ids in _answers(parts):  # one call per callback: LoadGen's chunks share one, so one per group
+            try:
+                mine = out if isinstance(out, Exception) else rows(out, self.out_axes, at, at + len(ids))
+            except Exception as e:  # outputs that cannot be cut (an output the model's axes do not name)
+                mine = e
+            done(ids, mine)
+            at += len(ids)
+
+
+def _answers(parts: list[tuple[_Chunk, int, int]]) -> list[tuple[Done, Sequence]]:
+    """A group's parts as (callback, ids) in batch order, consecutive parts of one callback joined."""
+    out: list[tuple[Done, Sequence]] = []
+    for c, a, b in parts:
+        if out and out[-1][0] is c.done:
+            out[-1][1].extend(c.ids[a:b])
+        else:
+            out.append((c.done, c.ids[a:b] if len(parts) == 1 else list(c.ids[a:b])))
+    return out
 
 
 def supported_sizes(run: Run, item: Feeds, in_axes: Axes, out_axes: Axes,
@@ -202,3 +356,9 @@ def supported_sizes(run: Run, item: Feeds, in_axes: Axes, out_axes: Axes,
         except Exception as e:
             seen[size] = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
     return tuple(s for s, why in seen.items() if why == "ok"), seen
+
+
+def stage(samples: Sequence[Feeds], axes: Axes) -> Feeds:
+    """The serving samples (one item each) as one pool: every input stacked along its batch axis, a constant input
+    taken from the first sample; request ``i`` is item ``i`` of the pool."""
+    return stack(samples, axes, len(samples))

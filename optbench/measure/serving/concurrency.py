@@ -31,12 +31,13 @@ class ConcurrencyPoint:
     errors: int
     seconds: float
     batch_sizes: dict[str, int]
+    instances: int = 1
 
 
-def closed_loop(engine: Callable, samples: Sequence[dict], clients: int, seconds: float, warmup_s: float = 0.2,
+def closed_loop(engine: Callable, samples: int, clients: int, seconds: float, warmup_s: float = 0.2,
                 clock: Callable[[], float] = time.perf_counter) -> tuple[list[float], int, float]:
-    """``clients`` threads calling ``engine(feeds)`` back to back: (latencies in ms of the requests sent after the
-    warm-up and finished before the end, errors, the seconds they span)."""
+    """``clients`` threads calling ``engine(index)`` back to back over the ``samples`` staged samples: (latencies
+    in ms of the requests sent after the warm-up and finished before the end, errors, the seconds they span)."""
     start = clock()
     begin, end = start + warmup_s, start + warmup_s + seconds
     latencies: list[list[float]] = [[] for _ in range(clients)]
@@ -49,7 +50,7 @@ def closed_loop(engine: Callable, samples: Sequence[dict], clients: int, seconds
             if t0 >= end:
                 return
             try:
-                engine(samples[i % len(samples)])
+                engine(i % samples)
             except Exception:
                 errors[c] += 1
             t1 = clock()
@@ -65,9 +66,10 @@ def closed_loop(engine: Callable, samples: Sequence[dict], clients: int, seconds
     return [x for lat in latencies for x in lat], sum(errors), seconds
 
 
-def sweep(engine: Callable, samples: Sequence[dict], levels: Sequence[int], seconds: float, batching: str = "none",
+def sweep(engine: Callable, samples: int, levels: Sequence[int], seconds: float, batching: str = "none",
           warmup_s: float = 0.2, clock: Callable[[], float] = time.perf_counter) -> list[ConcurrencyPoint]:
-    """One point per concurrency level; ``engine`` is a Batcher (its ``served`` tally says which sizes ran)."""
+    """One point per concurrency level; ``engine`` is a Batcher (its ``served`` tally says which sizes ran, its
+    ``instances`` how many lanes served)."""
     points = []
     for n in levels:
         engine.reset_counts()
@@ -77,18 +79,26 @@ def sweep(engine: Callable, samples: Sequence[dict], levels: Sequence[int], seco
             concurrency=n, batching=batching, throughput_items_s=len(lat) / span if span else 0.0,
             p50_ms=float(np.percentile(arr, 50)) if len(arr) else None,
             p99_ms=float(np.percentile(arr, 99)) if len(arr) else None, requests=len(lat), errors=errors,
-            seconds=span, batch_sizes={str(k): v for k, v in engine.counts().items()}))
+            seconds=span, batch_sizes={str(k): v for k, v in engine.counts().items()},
+            instances=getattr(engine, "instances", 1)))
     return points
 
 
-def burst_throughput(engine: Any, samples: Sequence[dict], count: int = 256,
+def burst_throughput(engine: Any, samples: int, count: int = 256,
                      clock: Callable[[], float] = time.perf_counter) -> float:
     """Items per second when ``count`` requests arrive at once (the engine's capacity with a full queue, as
     offline sees it): the estimate that sizes LoadGen's offline query and starts the peak search."""
-    left = threading.Semaphore(0)
+    left = [count]
+    finished = threading.Event()
+    lock = threading.Lock()
+
+    def done(ids: Sequence, _out: Any) -> None:
+        with lock:
+            left[0] -= len(ids)
+            if not left[0]:
+                finished.set()
+
     t0 = clock()
-    for i in range(count):
-        engine.submit(samples[i % len(samples)], lambda _out: left.release())
-    for _ in range(count):
-        left.acquire()
+    engine.enqueue([i % samples for i in range(count)], range(count), done)
+    finished.wait()
     return count / max(clock() - t0, 1e-9)

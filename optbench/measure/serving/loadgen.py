@@ -22,8 +22,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 SCENARIOS = {"single-stream": "SingleStream", "multi-stream": "MultiStream", "server": "Server", "offline": "Offline"}
 PERCENTILES = (50, 90, 95, 99)
 _ONE_TEST = threading.Lock()
@@ -98,6 +96,12 @@ class ScenarioResult:
     settings: dict[str, Any]
     log_dir: str
     energy: dict | None = None
+    stalls: list[str] = field(default_factory=list)  # batches far over their warm time, compiles while serving
+    batch_ms: dict[str, dict] = field(default_factory=dict)  # batch size -> calls, mean and longest call (ms)
+    completions: int = 0            # QuerySamplesComplete calls (one per group, each with a list)
+    cpu_s: float | None = None      # the process's CPU time over the test, every thread
+    cpu_us_per_sample: float | None = None
+    instances: int = 1              # execution lanes that served
 
 
 @dataclass
@@ -216,29 +220,34 @@ def loadgen_settings(lg: Any, s: LoadSettings, samples: int) -> Any:
     return ts
 
 
-def run_scenario(engine: Any, samples: Sequence[dict[str, np.ndarray]], s: LoadSettings, log_dir: Path,
-                 batching: str = "none", meter: Any = None,
-                 clock: Callable[[], float] = time.perf_counter) -> ScenarioResult:
-    """One LoadGen test: LoadGen issues ``samples`` (one item each) by scenario ``s``; each goes to
-    ``engine.submit(feeds, done)`` (a :class:`~optbench.measure.serving.batcher.Batcher`) and is completed to
-    LoadGen when its call returns. ``meter`` (an :class:`~optbench.measure.serving.energy.EnergyMeter`), when
-    given, reads the energy used over the test."""
+def run_scenario(engine: Any, samples: int, s: LoadSettings, log_dir: Path, batching: str = "none",
+                 meter: Any = None, clock: Callable[[], float] = time.perf_counter,
+                 cpu_clock: Callable[[], float] = time.process_time) -> ScenarioResult:
+    """One LoadGen test: LoadGen issues sample indices (``samples`` of them, one item each) by scenario ``s`` to
+    ``engine`` (a :class:`~optbench.measure.serving.batcher.Batcher`): its issue thread hands each list of ids and
+    indices over with one ``enqueue`` and returns, and each group's samples are completed to LoadGen with one call
+    when their batch has run. ``meter`` (an :class:`~optbench.measure.serving.energy.EnergyMeter`), when given,
+    reads the energy used over the test. The process's CPU time over the test (every thread: LoadGen's, the
+    lanes', the runtime's) is kept per sample: what serving costs the host."""
     import mlperf_loadgen as lg
 
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     failed = [0]
+    completions = [0]
     lock = threading.Lock()
+    respond, complete = lg.QuerySampleResponse, lg.QuerySamplesComplete
 
-    def done(sample_id: int, out: Any) -> None:
+    def done(ids: Sequence[int], out: Any) -> None:
         if isinstance(out, BaseException):
             with lock:
-                failed[0] += 1
-        lg.QuerySamplesComplete([lg.QuerySampleResponse(sample_id, 0, 0)])
+                failed[0] += len(ids)
+        with lock:
+            completions[0] += 1
+        complete([respond(i, 0, 0) for i in ids])
 
-    def issue(query_samples: list) -> None:
-        for q in query_samples:
-            engine.submit(samples[q.index], lambda out, sid=q.id: done(sid, out))
+    def issue(ids: list[int], indices: list[int]) -> None:
+        engine.enqueue(indices, ids, done)
 
     out = lg.LogOutputSettings()
     out.outdir, out.copy_summary_to_stdout = str(log_dir), False
@@ -246,19 +255,26 @@ def run_scenario(engine: Any, samples: Sequence[dict[str, np.ndarray]], s: LoadS
     log_settings.log_output, log_settings.enable_trace = out, False
     with _ONE_TEST:
         engine.reset_counts()
-        sut = lg.ConstructSUT(issue, lambda: None)
-        qsl = lg.ConstructQSL(len(samples), len(samples), lambda idx: None, lambda idx: None)
+        sut = lg.ConstructFastSUT(issue, lambda: None)
+        qsl = lg.ConstructQSL(samples, samples, lambda idx: None, lambda idx: None)
         try:
             window = meter.start() if meter is not None else None
-            t0 = clock()
-            lg.StartTestWithLogSettings(sut, qsl, loadgen_settings(lg, s, len(samples)), log_settings)
-            wall = clock() - t0
+            cpu0, t0 = cpu_clock(), clock()
+            lg.StartTestWithLogSettings(sut, qsl, loadgen_settings(lg, s, samples), log_settings)
+            wall, cpu = clock() - t0, cpu_clock() - cpu0
         finally:
             lg.DestroyQSL(qsl)
-            lg.DestroySUT(sut)
-        counts, padded = engine.counts(), engine.padded
+            lg.DestroyFastSUT(sut)
+        counts, padded, stalls, batch_ms = engine.counts(), engine.padded, engine.stalls(), engine.batch_times()
     log = read_detail_log(log_dir / "mlperf_log_detail.txt")
     result = result_from_log(log, s, batching, wall, counts, padded, failed[0], log_dir)
+    result.stalls = stalls
+    result.instances = getattr(engine, "instances", 1)
+    result.reasons += [f"stall on the clock: {x}" for x in stalls]
+    result.batch_ms = batch_ms
+    result.completions = completions[0]
+    result.cpu_s = round(cpu, 4)
+    result.cpu_us_per_sample = round(cpu / result.samples * 1e6, 3) if result.samples else None
     if window is not None:
         result.energy = meter.stop(window, result.samples)
     return result

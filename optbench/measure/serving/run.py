@@ -1,7 +1,9 @@
 """Serve one built variant through the spec's ``serving:`` scenarios: the row's ``serving`` dict.
 
-The session the variant was timed on is put behind a :class:`~.batcher.Batcher` — one request per call
-("none"), and, with ``dynamic_batching``, a grouping one ("dynamic") — and each engine goes through LoadGen's
+The serving samples are staged once as a pool; the session the variant was timed on gives ``serving.instances``
+execution lanes (:meth:`optbench.backends.base.Session.lane`), each of which stages the pool where it runs and
+warms every batch size it may be asked for, behind one :class:`~.batcher.Batcher` — one request per call
+("none"), and, with ``dynamic_batching``, a grouping one ("dynamic"). Each engine goes through LoadGen's
 scenarios, the peak search and the concurrency sweep; the soak runs last. Every figure is LoadGen's or this
 package's reading; whether it passes is :mod:`optbench.check`'s call.
 """
@@ -10,13 +12,14 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from optbench.measure.serving.batcher import Batcher, Policy, batching_unavailable, supported_sizes
+from optbench.measure.serving.batcher import Batcher, Policy, batching_unavailable, stage, supported_sizes
 from optbench.measure.serving.concurrency import burst_throughput, sweep
 from optbench.measure.serving.energy import EnergyMeter, open_counter
 from optbench.measure.serving.loadgen import LoadSettings, loadgen_unavailable, loadgen_version, run_scenario
@@ -35,8 +38,8 @@ def serve_variant(ctx: Any, v: Any, session: Any, items: Any, row: dict) -> dict
 
         names = list(ctx.prepared["output_names"])
 
-        def call(feeds: dict) -> dict:
-            return as_reference_names(session.infer(feeds), names, session.names_outputs)
+        def rename(out: dict) -> dict:
+            return as_reference_names(out, names, session.names_outputs)
 
         samples = [items.layout(np.array([i])) for i in range(min(spec.samples, len(items)))]
         in_axes = {f.name: (None if f.const is not None else f.batch_axis) for f in items.feed or []} or \
@@ -45,8 +48,8 @@ def serve_variant(ctx: Any, v: Any, session: Any, items: Any, row: dict) -> dict
         fixed = int(read.split()[1]) if read.startswith("fixed") else None
         hints = {"latency_ms": row.get("latency_ms_p50"), "items_s": row.get("throughput_items_s")}
         log_root = Path(ctx.run_dir) / "serving" / v.id
-        return serve(call, samples, in_axes, dict(ctx.prepared["output_axes"]), spec, log_root, v.target.device,
-                     fixed, hints)
+        return serve(session, samples, in_axes, dict(ctx.prepared["output_axes"]), spec, log_root, v.target.device,
+                     fixed, hints, rename)
     except Exception as e:  # the row keeps its single-stream figures; check fails the variant on this
         return {"error": f"{type(e).__name__}: {e}"}
 
@@ -84,33 +87,60 @@ def engines_for(call: Any, sample: dict, in_axes: dict, out_axes: dict, spec: An
     return (engines + [dynamic]) if spec.compare_unbatched else [dynamic], info
 
 
-def serve(call: Any, samples: list[dict], in_axes: dict, out_axes: dict, spec: Any, log_root: Path, device: str,
-          fixed: int | None = None, hints: dict | None = None) -> dict:
-    """Every serving scenario of ``spec`` (a :class:`~optbench.spec.serving.ServingSpec`) on ``call``."""
+def serve(session: Any, samples: list[dict], in_axes: dict, out_axes: dict, spec: Any, log_root: Path, device: str,
+          fixed: int | None = None, hints: dict | None = None, rename: Any = None) -> dict:
+    """Every serving scenario of ``spec`` (a :class:`~optbench.spec.serving.ServingSpec`) on ``session``, whose
+    outputs ``rename`` (if given) names as the model does."""
     hints = hints or {}
+    rename = rename or (lambda out: out)
     loadgen_needed = [s for s in spec.scenarios if s != "soak"] or spec.peak
     if loadgen_needed and (why := loadgen_unavailable()):
         raise RuntimeError(why)
+
+    def call(feeds: dict) -> dict:
+        return rename(session.infer(feeds))
+
     engines, batching = engines_for(call, samples[0], in_axes, out_axes, spec, fixed)
+    pool = stage(samples, in_axes)
     out: dict[str, Any] = {"loadgen": loadgen_version(), "p99_bound_ms": spec.p99_ms, "batching": batching,
-                           "runs": [], "peak": [], "concurrency": [], "soak": None, "energy": None}
+                           "runs": [], "peak": [], "concurrency": [], "soak": None, "energy": None, "lanes": {},
+                           "switch_interval_ms": spec.switch_interval_ms}
     meter, out["energy"] = energy_meter(spec, device)
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(spec.switch_interval_ms / 1000.0)
+    try:
+        serve_engines(session, pool, in_axes, out_axes, spec, engines, len(samples), log_root, device, meter, hints,
+                      rename, out)
+    finally:
+        sys.setswitchinterval(before)
+    return out
+
+
+def serve_engines(session: Any, pool: dict, in_axes: dict, out_axes: dict, spec: Any, engines: list, samples: int,
+                  log_root: Path, device: str, meter: Any, hints: dict, rename: Any, out: dict) -> None:
+    """Each engine's scenarios, then the soak, into ``out``."""
+
+    def engine_of(policy: Policy) -> Batcher:
+        return Batcher(lambda _i: session.lane(pool, in_axes, spec.cuda_graphs), out_axes, policy, spec.instances,
+                       rename)
+
     for label, policy in engines:
-        engine = Batcher(call, in_axes, out_axes, policy)
+        engine = engine_of(policy)
         try:
+            out["lanes"][label] = engine.describe()
             serve_engine(engine, label, samples, spec, log_root, meter, hints, out)
         finally:
             engine.close()
     if "soak" in spec.scenarios:
         label, policy = engines[0]
-        engine = Batcher(call, in_axes, out_axes, policy)
+        engine = engine_of(policy)
         try:
             reader, note = nvml_process_bytes(device)
-            out["soak"] = asdict(soak(engine, samples, spec.soak_s, spec.soak_window_s, gpu_bytes=reader, gpu_note=note))
+            out["soak"] = asdict(soak(engine, samples, spec.soak_s, spec.soak_window_s, gpu_bytes=reader,
+                                      gpu_note=note))
             out["soak"]["batching"] = label
         finally:
             engine.close()
-    return out
 
 
 def energy_meter(spec: Any, device: str) -> tuple[EnergyMeter | None, dict]:
@@ -124,19 +154,23 @@ def energy_meter(spec: Any, device: str) -> tuple[EnergyMeter | None, dict]:
     return meter, meter.describe()
 
 
-def serve_engine(engine: Batcher, label: str, samples: list[dict], spec: Any, log_root: Path, meter: Any,
+def serve_engine(engine: Batcher, label: str, samples: int, spec: Any, log_root: Path, meter: Any,
                  hints: dict, out: dict) -> None:
     """The LoadGen scenarios, the peak search and the concurrency sweep on one engine, appended to ``out``."""
     latency = float(hints.get("latency_ms") or 1.0)
     base = {"min_duration_ms": spec.min_duration_ms, "max_duration_ms": spec.max_duration_ms,
             "min_query_count": spec.min_query_count}
 
+    probes = [0]
+
     def server(qps: float, tag: str = "server") -> Any:
         async_cap = max(64, 4 * engine.policy.cap, math.ceil(8 * qps * spec.p99_ms / 1000.0))
         s = LoadSettings("server", target_qps=qps, p99_ms=spec.p99_ms, max_async_queries=async_cap, **base)
+        if tag == "peak":  # a QPS may be probed twice: each run its own log
+            probes[0] += 1
+            tag = f"peak{probes[0]}"
         return run_scenario(engine, samples, s, log_root / f"{label}-{tag}-{qps:g}qps", label, meter)
 
-    engine(samples[0])  # the engine's first call out of every run
     capacity = burst_throughput(engine, samples, max(64, 8 * engine.policy.cap))
     capacity = burst_throughput(engine, samples, int(min(50_000, max(64, capacity * 0.3))))  # a ~0.3 s burst
     out.setdefault("capacity_items_s", {})[label] = round(capacity, 3)
@@ -148,12 +182,13 @@ def serve_engine(engine: Batcher, label: str, samples: list[dict], spec: Any, lo
         elif name != "soak":
             s = LoadSettings(name, expected_latency_ms=latency / 4 * (spec.multi_stream_samples if name ==
                              "multi-stream" else 1), samples_per_query=spec.multi_stream_samples,
-                             expected_qps=spec.offline_expected_qps or capacity, **base)
+                             expected_qps=spec.offline_expected_qps or 2 * capacity, **base)
             out["runs"].append(asdict(run_scenario(engine, samples, s, log_root / f"{label}-{name}", label, meter)))
     if spec.peak:
         start = max(1.0, round(capacity / 2, 1))
         peak = find_peak(lambda q: server(q, "peak"), known, spec.p99_ms, start, label, spec.peak_tolerance,
                          spec.peak_probes)
+        peak.instances = engine.instances
         out["peak"].append(asdict(peak))
     if spec.concurrency:
         out["concurrency"] += [asdict(p) for p in sweep(engine, samples, spec.concurrency, spec.concurrency_s, label)]

@@ -68,10 +68,11 @@ def summarize(windows: list[dict], seconds: float, window_s: float, errors: int,
         gpu_note=gpu_note, windows=windows)
 
 
-def soak(engine: Callable, samples: Sequence[dict], seconds: float, window_s: float = 5.0,
+def soak(engine: Callable, samples: int, seconds: float, window_s: float = 5.0,
          clock: Callable[[], float] = time.perf_counter, rss: Callable[[], int] = current_rss_bytes,
          gpu_bytes: Callable[[], int | None] | None = None, gpu_note: str | None = None) -> SoakResult:
-    """Call ``engine(feeds)`` over ``samples`` back to back for ``seconds``; window by window, see the module."""
+    """Call ``engine(index)`` over the ``samples`` staged samples back to back for ``seconds``; window by window,
+    see the module."""
     windows: list[dict] = []
     lat: list[float] = []
     errors, first_error, i = 0, None, 0
@@ -90,7 +91,7 @@ def soak(engine: Callable, samples: Sequence[dict], seconds: float, window_s: fl
             if t0 - start >= seconds:
                 break
         try:
-            engine(samples[i % len(samples)])
+            engine(i % samples)
         except Exception as e:  # a soak counts errors; it does not stop at the first
             errors += 1
             first_error = first_error or f"{type(e).__name__}: {e}"[:300]
