@@ -98,13 +98,36 @@ def test_an_artifact_the_ledger_does_not_vouch_for_is_not_re_timed(two_runs, tmp
     assert "not in this user's ledger" in locate(base, {**_row(base), "artifact": str(moved)})
 
 
+def test_the_history_gate_re_times_against_the_latest_comparable_run_still_there(two_runs, tmp_path):
+    pytest.importorskip("sqlalchemy", reason="the history needs SQLAlchemy (pip install -e '.[history]')")
+    from optbench.history.store import History
+    from optbench.run.retime import against_history, history_baseline
+
+    base, cand = two_runs
+    h = History(f"sqlite:///{tmp_path / 'history.sqlite'}")
+    gone = tmp_path / "gone"
+    shutil.copytree(base, gone, ignore=shutil.ignore_patterns("work"))
+    for run in (base, gone, cand):  # in this order: the copy without work/ is the latest before the candidate
+        h.import_run(run)
+    assert history_baseline(h, cand, _row(cand)) == (base.resolve(), _row(base))
+    h2 = History(f"sqlite:///{tmp_path / 'history2.sqlite'}")
+    for run in (gone, cand):
+        h2.import_run(run)
+    why = history_baseline(h2, cand, _row(cand))
+    assert why.startswith(f"the latest comparable run ({gone.resolve()}): the run directory no longer holds work/")
+    noisy = LatencyVerdict("inconclusive", None, None, "1 comparable run(s) before this one (at least 3 needed)")
+    kept = against_history(h2, cand, _row(cand), noisy, 0.05)
+    assert kept.word == "inconclusive" and kept.reason.startswith("1 comparable run(s) before this one (at least 3 "
+                                                                  "needed); not re-timed: the latest comparable run")
+
+
 def test_usage_errors_are_one_line(two_runs, capsys):
     base, cand = two_runs
     assert main(["check", str(cand), "--retime"]) == 2
     assert main(["check", str(cand), "--baseline", str(base), "--pairs", "3"]) == 2
     assert main(["compare", str(base), str(cand), "--retime", "--no-retime"]) == 2
     err = capsys.readouterr().err
-    assert "give --baseline RUN" in err and "--pairs takes 6 to 50 pairs" in err and "exclude each other" in err
+    assert "give --baseline RUN or --history N" in err and "--pairs takes 6 to 50 pairs" in err and "exclude each other" in err
 
 
 @pytest.mark.slow

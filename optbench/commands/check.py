@@ -51,18 +51,31 @@ def spec_name(run_dir: Path) -> str:
 
 
 # ---------------------------------------------------------------- CLI
-def history_results(run_dir: Path, n: int, db: str | None, effect: float, strict: bool) -> list[Result]:
+def history_results(run_dir: Path, n: int, db: str | None, effect: float, strict: bool, retime: str = "off",
+                    pairs: int | None = None, say=None) -> list[Result]:
     """The run's latency against the level of its last ``n`` comparable runs in the history (see
-    :func:`optbench.history.trends.gate`): slower fails, inconclusive warns (fails under --strict)."""
+    :func:`optbench.history.trends.gate`), an inconclusive verdict (every one under ``retime`` "always") settled by
+    paired re-timing against the latest comparable run whose artifacts are still there
+    (:func:`optbench.run.retime.against_history`): slower fails, inconclusive warns (fails under --strict)."""
     from optbench.history.store import open_history
     from optbench.history.trends import gate
+    from optbench.measure.verdict import LatencyVerdict
+    from optbench.store import final_rows
 
     history = open_history(db, required=True)
+    rows = final_rows(run_dir) if retime != "off" else {}
     out = []
     for vid, word, message in gate(history, run_dir, n, effect):
-        passed = word in ("same", "faster")
-        out.append(Result(vid, "history latency", passed, f"{word}: {message}",
-                          warning=word == "inconclusive" and not strict, verdict=word))
+        v = LatencyVerdict(word, None, None, message)
+        if retime == "always" or (retime == "inconclusive" and word == "inconclusive"):
+            from optbench.run.retime import against_history
+
+            options = {"pairs": pairs} if pairs else {}
+            v = against_history(history, run_dir, rows[vid], v, effect, say=say or (lambda s: None), **options)
+        passed = v.word in ("same", "faster")
+        out.append(Result(vid, "history latency", passed, v.line if v.pairs else f"{v.word}: {v.reason}",
+                          warning=v.word == "inconclusive" and not strict, verdict=v.word, interval=v.interval,
+                          pairs=v.pairs))
     return out
 
 
@@ -105,8 +118,9 @@ def cmd_check(args) -> int:
         raise OptbenchError(f"--min-effect takes a fraction in (0, 1), e.g. 0.05 for 5 %, found {effect!r}")
     if args.strict and not (args.baseline or args.history):
         raise OptbenchError("--strict applies to the latency gate: give --baseline RUN or --history N")
-    if (args.retime or args.pairs is not None) and not args.baseline:
-        raise OptbenchError("--retime and --pairs re-time a run against its baseline: give --baseline RUN")
+    if (args.retime or args.pairs is not None) and not (args.baseline or args.history):
+        raise OptbenchError("--retime and --pairs re-time a run against a baseline: give --baseline RUN or "
+                            "--history N")
     if args.history is not None and args.history < 3:
         raise OptbenchError(f"--history takes the number of past runs to gate against, at least 3; found "
                             f"{args.history}")
@@ -116,7 +130,8 @@ def cmd_check(args) -> int:
     if args.history:
         report.results += history_results(Path(args.run_dir), args.history, args.history_db,
                                           effect if effect is not None else
-                                          float(config_defaults("budgets")["latency"]["min_effect"]), args.strict)
+                                          float(config_defaults("budgets")["latency"]["min_effect"]), args.strict,
+                                          retime_mode(args), args.pairs, progress)
     for note in report.notes:
         print(f"note: {note}")
     for r in report.warnings:

@@ -50,7 +50,8 @@ def locate(run_dir: Path, row: dict) -> Side | str:
     if row.get("status") != "ok":
         return "the row was not measured"
     if not isinstance(artifact, str) or not artifact:
-        return "its backend runs the torch module, which a run does not keep (ONNX artifacts are re-timed)"
+        return ("its row records no artifact file: its backend runs the torch module, which a run does not keep, or "
+                "the run was made before rows recorded one (ONNX artifacts are re-timed)")
     path = Path(artifact)
     if not path.exists():
         return f"its artifact {path} is gone (deleted, or the artifact cache was cleared)"
@@ -197,3 +198,44 @@ class Retimer:
         if (baseline.spec.get("measure") or {}) != (candidate.spec.get("measure") or {}):
             note += ", both sides at the candidate's measure settings"
         return replace(v, reason=v.reason + note)
+
+
+def history_baseline(history, run_dir: Path, row: dict) -> tuple[Path, dict] | str:
+    """The most recent run before this one in the history that is comparable (the same spec, machine and library
+    versions, as the history gate reads them) and whose side of ``row``'s variant can still be re-timed: its
+    directory and row; or why there is none."""
+    import yaml
+
+    from optbench.history.store import machine_of, read_uid, versions_of
+
+    run_dir = Path(run_dir)
+    env = json.loads((run_dir / "env.json").read_text()) if (run_dir / "env.json").exists() else {}
+    spec = yaml.safe_load((run_dir / "spec.yaml").read_text()) if (run_dir / "spec.yaml").exists() else {}
+    uid, vid = read_uid(run_dir), row["variant_id"]
+    past = history.points(str(spec.get("name")), vid, before=uid) if uid else history.points(str(spec.get("name")), vid)
+    same = [p for p in past.get(vid, []) if p.machine == machine_of(env) and p.versions == versions_of(env)
+            and p.uid != uid]
+    why = "the history holds no comparable run before this one"
+    for p in reversed(same):
+        where = (history.run_of(p.uid) or {}).get("run_dir")
+        if where and Path(where).resolve() == run_dir.resolve():
+            continue  # the run itself, imported without its uid
+        side = locate(Path(where), p.row) if where else "the history records no run directory for it"
+        if not isinstance(side, str):
+            return Path(where), p.row
+        if why.startswith("the history holds"):
+            why = f"the latest comparable run ({where or p.uid}): {side}"
+    return why
+
+
+def against_history(history, run_dir: Path, row: dict, verdict: LatencyVerdict, effect: float, pairs: int = PAIRS,
+                    say: Callable[[str], None] = lambda s: None) -> LatencyVerdict:
+    """The history gate's verdict settled by paired re-timing against the latest comparable run that can still be
+    re-timed (see :func:`history_baseline`); the verdict as it was, saying why, where none can."""
+    found = history_baseline(history, run_dir, row)
+    if isinstance(found, str):
+        return replace(verdict, reason=f"{verdict.reason}; not re-timed: {found}")
+    base_dir, base_row = found
+    got = Retimer(run_dir, base_dir, effect, always=True, pairs=pairs, say=say)(row, base_row, verdict)
+    return replace(got, reason=f"{got.reason}; against the latest comparable run, {base_dir}") \
+        if got.interval is not None or got.pairs else got
