@@ -64,6 +64,8 @@ class LatencyVerdict:
         if self.interval is not None:
             return (f"{self.word}: {ratio} the baseline, paired (interval {self.interval[0]:.3f}x..{self.interval[1]:.3f}x"
                     f"); {self.reason}")
+        if self.pairs:
+            return f"{self.word}: {ratio} the baseline, paired; {self.reason}"
         return f"{self.word}: p50 {ratio} the baseline; {self.reason}"
 
 

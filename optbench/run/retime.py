@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +30,9 @@ import optbench.measure.clock as clock
 from optbench.measure.paired import PAIRS, Pair, decide_paired, level, pairs_of, schedule
 from optbench.measure.verdict import LatencyVerdict
 from optbench.spec.models import Spec
+
+if TYPE_CHECKING:
+    from optbench.history.store import History
 
 
 @dataclass(frozen=True)
@@ -159,8 +163,9 @@ def retime(candidate: Side, baseline: Side, pairs: int, rng: np.random.Generator
 
 @dataclass
 class Retimer:
-    """Settles latency verdicts between two runs by paired re-timing: where one is inconclusive, or every one
-    (``always``). The one implementation ``check --baseline`` and ``compare`` share."""
+    """Settles latency verdicts between two rows (of two runs, or two variants of one run) by paired re-timing:
+    where one is inconclusive, or every one (``always``). The one implementation ``check --baseline``, ``compare``,
+    ``check --history`` and ``tune``'s confirmation share."""
 
     candidate_dir: Path
     baseline_dir: Path
@@ -180,7 +185,8 @@ class Retimer:
 
     def paired(self, row: dict, base: dict) -> LatencyVerdict | str:
         """The paired verdict on re-timing both rows' artifacts, or why they cannot be re-timed."""
-        if Path(self.candidate_dir).resolve() == Path(self.baseline_dir).resolve():
+        if Path(self.candidate_dir).resolve() == Path(self.baseline_dir).resolve() and \
+                row.get("variant_id") == base.get("variant_id"):
             return "both sides are the same run"
         sides = []
         for name, run_dir, r in (("candidate", self.candidate_dir, row), ("baseline", self.baseline_dir, base)):
@@ -200,7 +206,7 @@ class Retimer:
         return replace(v, reason=v.reason + note)
 
 
-def history_baseline(history, run_dir: Path, row: dict) -> tuple[Path, dict] | str:
+def history_baseline(history: History, run_dir: Path, row: dict) -> tuple[Path, dict] | str:
     """The most recent run before this one in the history that is comparable (the same spec, machine and library
     versions, as the history gate reads them) and whose side of ``row``'s variant can still be re-timed: its
     directory and row; or why there is none."""
@@ -228,7 +234,7 @@ def history_baseline(history, run_dir: Path, row: dict) -> tuple[Path, dict] | s
     return why
 
 
-def against_history(history, run_dir: Path, row: dict, verdict: LatencyVerdict, effect: float, pairs: int = PAIRS,
+def against_history(history: History, run_dir: Path, row: dict, verdict: LatencyVerdict, effect: float, pairs: int = PAIRS,
                     say: Callable[[str], None] = lambda s: None) -> LatencyVerdict:
     """The history gate's verdict settled by paired re-timing against the latest comparable run that can still be
     re-timed (see :func:`history_baseline`); the verdict as it was, saying why, where none can."""
