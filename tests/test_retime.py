@@ -20,7 +20,8 @@ def build():
     torch.manual_seed(0)
     return torch.nn.Sequential(*[torch.nn.Linear(128, 128) for _ in range(%d)]).eval()
 """
-# the same spec text in two folders: the same variant ids, two models (the entrypoint's file is in the identity)
+# the same spec text in two folders: the same variant ids, two models (the entrypoint's file is in the identity);
+# the runs judge without timing (their rows hold no rounds), a re-timing times at these settings all the same
 SPEC = """\
 name: retime
 model: {source: python, entrypoint: "model.py:build"}
@@ -28,7 +29,7 @@ inputs: [{name: x, shape: [batch, 128], dtype: float32}]
 data: {source: synthetic, calibration: 8, eval: 16}
 variants: {precision: [fp32], batch_size: [1]}
 backends: [{name: onnxruntime, threads: 1}]
-measure: {warmup_s: 0.01, min_iters: 5, min_duration_s: 0.05, rounds: 3, processes: 1}
+measure: {mode: judge, warmup_s: 0.01, min_iters: 5, min_duration_s: 0.05, rounds: 3, processes: 1}
 """
 
 
