@@ -15,6 +15,13 @@ candidate doing 2x the work, no busy run. Targets: no faster/slower verdict in t
 (inconclusive is allowed: one process cannot see between-process shifts and says so); the 2x candidate slower
 in all 10 pairs.
 
+``--paired``: paired re-timing (``check --baseline --retime``): every latency verdict decided by timing both runs'
+artifacts again alternately, in fresh worker processes, at optbench's default ``measure`` settings, on a spec of
+ONNX Runtime variants only (rows of the torch backend are not re-timed: a run does not keep the module's source).
+Targets: the 20 same-code ordered pairs all "same" (no inconclusive); a candidate doing 10 % more work "slower"
+(exit 1) in >= 9 of 10 pairs; 2x in 10 of 10; re-timed while two busy loops load both cores, every verdict
+inconclusive with the reason. It states the wall time per check.
+
 It prints the counts, the verdicts that missed, and a table last; exits 0 when every target is met.
 """
 
@@ -46,6 +53,8 @@ backends: [{name: torch, device: cpu, threads: 1}, {name: onnxruntime, threads: 
 measure: {warmup_s: 0.2, min_iters: 50, min_duration_s: 1.5, rounds: 9, round_pause_s: 0.5, processes: 3}
 """ % (ROOT / "benchmarks/models/gate_model.py:build")
 DEFAULTS_SPEC = SPEC.rsplit("measure:", 1)[0]  # optbench's default measure settings
+PAIRED_SPEC = DEFAULTS_SPEC.replace("backends: [{name: torch, device: cpu, threads: 1}, {name: onnxruntime, threads: 1}]",
+                                    "backends: [{name: onnxruntime, threads: 1}]")
 
 
 def run(spec: Path, out: Path, work: float, cache: Path) -> float:
@@ -58,8 +67,8 @@ def run(spec: Path, out: Path, work: float, cache: Path) -> float:
     return time.perf_counter() - t0
 
 
-def verdicts(candidate: Path, baseline: Path) -> tuple[int, dict[str, str]]:
-    report = check_run(candidate, baseline)
+def verdicts(candidate: Path, baseline: Path, **retime) -> tuple[int, dict[str, str]]:
+    report = check_run(candidate, baseline, **retime)
     return report.exit_code, {r.variant: r.verdict + (f" ({r.message})" if r.verdict != "same" else "")
                               for r in report.results if r.verdict}
 
@@ -75,9 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="write the counts and verdicts here (JSON)")
     ap.add_argument("--keep", help="keep the run directories here")
     ap.add_argument("--defaults", action="store_true", help="default measure settings, a 2x candidate, no busy run")
+    ap.add_argument("--paired", action="store_true", help="every verdict by paired re-timing, default measure settings")
     args = ap.parse_args(argv)
     if args.defaults:
         return defaults_gate(args)
+    if args.paired:
+        return paired_gate(args)
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="optbench-gate-"))
     root.mkdir(parents=True, exist_ok=True)
     spec = root / "gate.yaml"
@@ -183,6 +195,75 @@ def defaults_gate(args) -> int:
           f"| 2x-work pairs: every variant slower (exit 1) | {slower_pairs}/10 | 10 |\n"
           f"| seconds per run | {min(times.values()):.0f}-{max(times.values()):.0f} | |")
     return 0 if wrong == 0 and slower_pairs == 10 else 1
+
+
+def paired_gate(args) -> int:
+    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="optbench-gate-paired-"))
+    root.mkdir(parents=True, exist_ok=True)
+    spec = root / "gate.yaml"
+    spec.write_text(PAIRED_SPEC)
+    times: dict[str, float] = {}
+    runs = {"base": ([root / f"base{i}" for i in range(5)], 1.0), "more": ([root / f"more{i}" for i in range(2)], 1.1),
+            "twice": ([root / f"twice{i}" for i in range(2)], 2.0)}
+    for name, (dirs, work) in runs.items():
+        for d in dirs:
+            times[d.name] = run(spec, d, work, root / f"cache-{name}")
+    base = runs["base"][0]
+    checks: list[float] = []
+
+    def paired(candidate: Path, baseline: Path) -> tuple[int, dict[str, str]]:
+        t0 = time.perf_counter()
+        out = verdicts(candidate, baseline, retime="always")
+        checks.append(time.perf_counter() - t0)
+        return out
+
+    misses, same_pairs, words = [], 0, {}
+    for a, b in itertools.permutations(base, 2):
+        _, v = paired(b, a)
+        for w in v.values():
+            words[w.split()[0]] = words.get(w.split()[0], 0) + 1
+        ok = all(w.startswith("same") for w in v.values())
+        same_pairs += ok
+        if not ok:
+            misses.append({"candidate": b.name, "baseline": a.name, "verdicts": v})
+    slower = {}
+    for name in ("more", "twice"):
+        slower[name] = 0
+        for c, a in itertools.product(runs[name][0], base):
+            code, v = paired(c, a)
+            ok = code == 1 and all(w.startswith("slower") for w in v.values())
+            slower[name] += ok
+            if not ok:
+                misses.append({"candidate": c.name, "baseline": a.name, "verdicts": v})
+    stop = mp.Event()
+    burners = [mp.Process(target=_burn, args=(stop,), daemon=True) for _ in range(2)]
+    for p in burners:
+        p.start()
+    try:  # both cores loaded while both sides are re-timed: never a verdict
+        loaded = [verdicts(b, base[0], retime="always")[1] for b in (base[1], runs["more"][0][0])]
+    finally:
+        stop.set()
+        for p in burners:
+            p.join()
+    busy_ok = sum(all(w.startswith("inconclusive") and "machine busy" in w for w in v.values()) for v in loaded)
+    for m in misses:
+        print(f"miss: {m['candidate']} vs {m['baseline']}: " + "; ".join(f"{k}: {w}" for k, w in m["verdicts"].items()
+                                                                         if not w.startswith("same")))
+    result = {"same_pairs": same_pairs, "same_words": words, "more_10pct_pairs_slower": slower["more"],
+              "twice_pairs_slower": slower["twice"], "busy_checks_all_inconclusive": busy_ok, "busy_checks": len(loaded),
+              "busy_verdicts": loaded, "check_seconds": checks, "run_seconds": times, "misses": misses,
+              "runs": str(root)}
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    met = same_pairs == 20 and slower["more"] >= 9 and slower["twice"] == 10 and busy_ok == len(loaded)
+    print(f"\n| check (paired re-timing, default measure settings) | result | target |\n|---|---|---|\n"
+          f"| same-code ordered pairs all 'same' | {same_pairs}/20 | 20 |\n"
+          f"| +10 % work pairs 'slower' (exit 1) | {slower['more']}/10 | >= 9 |\n"
+          f"| 2x work pairs 'slower' (exit 1) | {slower['twice']}/10 | 10 |\n"
+          f"| both cores loaded: every verdict inconclusive, busy | {busy_ok}/{len(loaded)} | all |\n"
+          f"| seconds per check | {min(checks):.0f}-{max(checks):.0f} | |\n"
+          f"| seconds per run | {min(times.values()):.0f}-{max(times.values()):.0f} | |")
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

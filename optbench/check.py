@@ -62,6 +62,9 @@ class Result:
     warning: bool = False
     verdict: str | None = None  # latency checks: faster | slower | same | inconclusive
     margin: float | None = None  # budget checks: how far inside (> 0) or outside (< 0) the budget, relative to it
+    # a paired latency verdict (both sides re-timed, see optbench.run.retime): the ratio's interval and every pair
+    interval: tuple[float, float] | None = None
+    pairs: tuple = ()
 
 
 @dataclass
@@ -343,9 +346,10 @@ def env_differences(a: dict, b: dict) -> list[str]:
 
 
 def check_latency(rows: dict[str, dict], base: dict[str, dict], effect: float, warn_only: bool,
-                  strict: bool = False) -> list[Result]:
+                  strict: bool = False, settle=None) -> list[Result]:
     """One latency verdict per variant in both runs (see :mod:`optbench.measure.verdict`): slower fails (a
-    warning where the baseline ran elsewhere), inconclusive warns (fails under ``strict``)."""
+    warning where the baseline ran elsewhere), inconclusive warns (fails under ``strict``). ``settle(row, base_row,
+    verdict)`` may replace a verdict by a paired one (:class:`optbench.run.retime.Retimer`)."""
     from optbench.measure.verdict import verdict_for
 
     out = []
@@ -354,12 +358,25 @@ def check_latency(rows: dict[str, dict], base: dict[str, dict], effect: float, w
         if row.get("status") != "ok" or not old or old.get("status") != "ok":
             continue
         v = verdict_for(row, old, effect)
+        if settle is not None:
+            v = settle(row, old, v)
         passed = v.word in ("same", "faster")
         warning = (v.word == "slower" and warn_only) or (v.word == "inconclusive" and not strict)
         message = v.line + (f"; would pass with --min-effect {v.ratio - 1:.2f}"
                             if v.word == "slower" and v.ratio is not None else "")
-        out.append(Result(vid, "latency", passed, message, warning=warning and not passed, verdict=v.word))
+        out.append(Result(vid, "latency", passed, message, warning=warning and not passed, verdict=v.word,
+                          interval=v.interval, pairs=v.pairs))
     return out
+
+
+def retimer(run_dir: Path, baseline: Path, effect: float, retime: str, pairs: int | None, say):
+    """What settles the latency verdicts (see :class:`optbench.run.retime.Retimer`), or None for ``retime`` off."""
+    if retime == "off":
+        return None
+    from optbench.run.retime import Retimer
+
+    options = {"pairs": pairs} if pairs else {}
+    return Retimer(run_dir, baseline, effect, always=retime == "always", say=say or (lambda s: None), **options)
 
 
 # ---------------------------------------------------------------- the whole check
@@ -376,7 +393,10 @@ def _load_run(run_dir: Path) -> tuple[dict[str, dict], dict, dict]:
 
 
 def check_run(run_dir: Path, baseline: Path | None = None, overrides: dict | None = None,
-              strict_env: bool = False, min_effect: float | None = None, strict: bool = False) -> Report:
+              strict_env: bool = False, min_effect: float | None = None, strict: bool = False,
+              retime: str = "off", pairs: int | None = None, say=None) -> Report:
+    """The run's checks, and its latency against ``baseline``; ``retime``: "inconclusive" settles inconclusive
+    latency verdicts by paired re-timing of both runs' artifacts, "always" decides every one so, "off" never."""
     import yaml
 
     rows, env, ref = _load_run(run_dir)
@@ -439,7 +459,8 @@ def check_run(run_dir: Path, baseline: Path | None = None, overrides: dict | Non
             report.notes.append("baseline ran elsewhere (" + "; ".join(diffs[:5]) + ")" +
                                 (": latency differences are warnings" if warn_only else ""))
         effect = min_effect if min_effect is not None else config_defaults("budgets")["latency"]["min_effect"]
-        report.results += check_latency(rows, base_rows, effect, warn_only, strict)
+        report.results += check_latency(rows, base_rows, effect, warn_only, strict,
+                                        retimer(Path(run_dir), Path(baseline), effect, retime, pairs, say))
         if any(r.get("busy") for r in rows.values() if r.get("status") == "ok"):
             report.notes.append("the machine was busy while some variants were timed: their latency is inconclusive")
         gone = sorted(set(base_rows) - set(rows))

@@ -118,11 +118,9 @@ def test_a_killed_search_resumes_replaying_what_it_measured(tuned, tmp_path):
     assert all(s["replayed"] for s in again["steps"]) and again["answer"] == resumed["answer"]
 
 
-@pytest.mark.slow
-def test_an_answer_timed_on_a_busy_machine_is_timed_again(tuned, tmp_path):
-    """The fp32 row's timing marked busy (as a neighbour's steal would have it): the answer's verdict against fp32
-    is inconclusive in a way timing again can settle, so a resumed search times the winner and fp32 again in the
-    same run; their newer rows replace the busy one, and the attempt is kept with the verdict before it."""
+def _busy_fp32(tuned, tmp_path):
+    """A copy of the tuned run whose fp32 row's timing is marked busy (as a neighbour's steal would have it) and the
+    winner's not: the answer's verdict against fp32 is inconclusive in a way timing again can settle."""
     import shutil
 
     from optbench.store import final_rows
@@ -135,21 +133,56 @@ def test_an_answer_timed_on_a_busy_machine_is_timed_again(tuned, tmp_path):
     fp32 = next(c["variants"]["onnxruntime"] for s in record["steps"] for c in s["candidates"]
                 if c["key"].startswith("fp32:"))
     assert winner["variant_id"] != fp32 and winner["vs_fp32"]["variant_id"] == fp32
-    busy = {**final_rows(run_dir)[fp32], "busy": "steal 8%"}
+    rows = final_rows(run_dir)
+    busy = {**rows[fp32], "busy": "steal 8%"}
+    quiet = {**rows[winner["variant_id"]], "busy": None}  # the shared machine may have marked it busy too
     with open(run_dir / "results.jsonl", "a") as f:
-        f.write(json.dumps(busy) + "\n")
+        f.write(json.dumps(quiet) + "\n" + json.dumps(busy) + "\n")
+    return spec, done, run_dir, winner["variant_id"], fp32, len(record["confirmations"])
+
+
+@pytest.mark.slow
+def test_an_answer_timed_on_a_busy_machine_is_timed_again_in_pairs(tuned, tmp_path):
+    """A resumed search re-times the winner's and fp32's artifacts alternately, as check --baseline does: the paired
+    verdict replaces the answer's, the rows stay as they were, and the attempt is kept with the verdict before it."""
+    from optbench.store import final_rows
+
+    spec, done, run_dir, winner, fp32, n = _busy_fp32(tuned, tmp_path)
     before = final_rows(run_dir)[fp32]["timing_window"]
-    n = len(record["confirmations"])  # the search may have timed its answer again already (a noisy machine)
     assert _tune(spec, run_dir, "--resume", "--no-report", "--set", f"search.confirm={n + 1}") == 0
     again = json.loads((run_dir / "search.json").read_text())
     assert len(again["confirmations"]) == n + 1
     first = again["confirmations"][n]
-    assert first["retimed"] == sorted([fp32, winner["variant_id"]])
-    assert "machine busy while the baseline was timed (steal 8%)" in first["before"][winner["variant_id"]]
+    assert first["retimed"] == sorted([fp32, winner])
+    assert "machine busy while the baseline was timed (steal 8%)" in first["before"][winner]
+    paired = first["paired"][winner]
+    assert paired["variant_id"] == fp32 and len(paired["pairs"]) == 8 and "re-timed in" in paired["line"]
+    assert again["answer"]["int8_winner"]["vs_fp32"] == paired  # and read back so on every resume
+    assert final_rows(run_dir)[fp32]["timing_window"] == before  # no row timed again
+    assert all(s["replayed"] for s in again["steps"])
+
+
+@pytest.mark.slow
+def test_an_answer_that_cannot_be_re_timed_in_pairs_has_its_rows_timed_again(tuned, tmp_path):
+    """Where a side cannot be re-timed in pairs (here: the run claims another ONNX Runtime than the installed one),
+    the winner and fp32 are timed again in the same run; their newer rows replace the busy one."""
+    from optbench.store import final_rows
+
+    spec, done, run_dir, winner, fp32, n = _busy_fp32(tuned, tmp_path)
+    env = json.loads((run_dir / "env.json").read_text())
+    env["libraries"]["onnxruntime"] = env["runtimes"]["onnxruntime"] = "0.0.1"
+    (run_dir / "env.json").write_text(json.dumps(env))
+    before = final_rows(run_dir)[fp32]["timing_window"]
+    assert _tune(spec, run_dir, "--resume", "--no-report", "--set", f"search.confirm={n + 1}") == 0
+    again = json.loads((run_dir / "search.json").read_text())
+    first = again["confirmations"][n]
+    assert first["retimed"] == sorted([fp32, winner]) and "paired" not in first
+    assert any("the answer was not re-timed in pairs" in note and "the run used 0.0.1" in note
+               for note in again["notes"])
     rows = final_rows(run_dir)
     assert rows[fp32]["timing_window"] != before and rows[fp32]["search_step"] == 0
-    old = final_rows(done)[winner["variant_id"]]
-    assert (rows[winner["variant_id"]]["search_step"], rows[winner["variant_id"]]["search_phase"]) == \
+    old = final_rows(done)[winner]
+    assert (rows[winner]["search_step"], rows[winner]["search_phase"]) == \
         (old["search_step"], old["search_phase"])  # the re-timed row is still the step's candidate
     assert all(s["replayed"] for s in again["steps"])  # the search itself was replayed, not timed
     assert main(["check", str(run_dir)]) in (0, 1)  # the run reads as any run

@@ -51,19 +51,64 @@ def spec_name(run_dir: Path) -> str:
 
 
 # ---------------------------------------------------------------- CLI
-def history_results(run_dir: Path, n: int, db: str | None, effect: float, strict: bool) -> list[Result]:
+def history_results(run_dir: Path, n: int, db: str | None, effect: float, strict: bool, retime: str = "off",
+                    pairs: int | None = None, say=None) -> list[Result]:
     """The run's latency against the level of its last ``n`` comparable runs in the history (see
-    :func:`optbench.history.trends.gate`): slower fails, inconclusive warns (fails under --strict)."""
+    :func:`optbench.history.trends.gate`), an inconclusive verdict (every one under ``retime`` "always") settled by
+    paired re-timing against the latest comparable run whose artifacts are still there
+    (:func:`optbench.run.retime.against_history`): slower fails, inconclusive warns (fails under --strict)."""
     from optbench.history.store import open_history
     from optbench.history.trends import gate
+    from optbench.measure.verdict import LatencyVerdict
+    from optbench.store import final_rows
 
     history = open_history(db, required=True)
+    rows = final_rows(run_dir) if retime != "off" else {}
     out = []
     for vid, word, message in gate(history, run_dir, n, effect):
-        passed = word in ("same", "faster")
-        out.append(Result(vid, "history latency", passed, f"{word}: {message}",
-                          warning=word == "inconclusive" and not strict, verdict=word))
+        v = LatencyVerdict(word, None, None, message)
+        if retime == "always" or (retime == "inconclusive" and word == "inconclusive"):
+            from optbench.run.retime import against_history
+
+            options = {"pairs": pairs} if pairs else {}
+            v = against_history(history, run_dir, rows[vid], v, effect, say=say or (lambda s: None), **options)
+        passed = v.word in ("same", "faster")
+        out.append(Result(vid, "history latency", passed, v.line if v.pairs else f"{v.word}: {v.reason}",
+                          warning=v.word == "inconclusive" and not strict, verdict=v.word, interval=v.interval,
+                          pairs=v.pairs))
     return out
+
+
+MAX_PAIRS = 50
+
+
+def retime_mode(args) -> str:
+    """--retime, --no-retime or neither (re-time where a verdict is inconclusive); --pairs checked."""
+    from optbench.measure.paired import MIN_PAIRS
+
+    if args.retime and args.no_retime:
+        raise OptbenchError("--retime and --no-retime exclude each other")
+    if args.pairs is not None and not MIN_PAIRS <= args.pairs <= MAX_PAIRS:
+        raise OptbenchError(f"--pairs takes {MIN_PAIRS} to {MAX_PAIRS} pairs (fewer cannot reach a 95 % interval), "
+                            f"found {args.pairs}")
+    return "always" if args.retime else "off" if args.no_retime else "inconclusive"
+
+
+def progress(text: str) -> None:
+    import sys
+
+    print(text, file=sys.stderr, flush=True)
+
+
+def add_retime_options(c) -> None:
+    """The paired re-timing options ``check`` and ``compare`` share."""
+    c.add_argument("--retime", action="store_true", help="decide every latency verdict by paired re-timing: the "
+                                                         "baseline's and the candidate's artifacts timed again "
+                                                         "alternately, each in a fresh worker process (by default "
+                                                         "only inconclusive verdicts are re-timed)")
+    c.add_argument("--no-retime", action="store_true", help="never re-time: verdicts on the runs' own rounds only")
+    c.add_argument("--pairs", type=int, metavar="N", help="pairs of worker processes a re-timing runs (default 8: "
+                                                          "16 processes a variant)")
 
 
 def cmd_check(args) -> int:
@@ -73,15 +118,20 @@ def cmd_check(args) -> int:
         raise OptbenchError(f"--min-effect takes a fraction in (0, 1), e.g. 0.05 for 5 %, found {effect!r}")
     if args.strict and not (args.baseline or args.history):
         raise OptbenchError("--strict applies to the latency gate: give --baseline RUN or --history N")
+    if (args.retime or args.pairs is not None) and not (args.baseline or args.history):
+        raise OptbenchError("--retime and --pairs re-time a run against a baseline: give --baseline RUN or "
+                            "--history N")
     if args.history is not None and args.history < 3:
         raise OptbenchError(f"--history takes the number of past runs to gate against, at least 3; found "
                             f"{args.history}")
     report = check_run(Path(args.run_dir), Path(args.baseline) if args.baseline else None, overrides,
-                       strict_env=args.strict_env, min_effect=effect, strict=args.strict)
+                       strict_env=args.strict_env, min_effect=effect, strict=args.strict,
+                       retime=retime_mode(args), pairs=args.pairs, say=progress)
     if args.history:
         report.results += history_results(Path(args.run_dir), args.history, args.history_db,
                                           effect if effect is not None else
-                                          float(config_defaults("budgets")["latency"]["min_effect"]), args.strict)
+                                          float(config_defaults("budgets")["latency"]["min_effect"]), args.strict,
+                                          retime_mode(args), args.pairs, progress)
     for note in report.notes:
         print(f"note: {note}")
     for r in report.warnings:
@@ -122,6 +172,7 @@ def add_commands(sub) -> None:
     c.add_argument("--strict", action="store_true", help="an inconclusive latency verdict (noise, busy machine) "
                                                          "exits 1 instead of 0")
     c.add_argument("--strict-env", action="store_true", help="fail latency even when hardware/versions differ")
+    add_retime_options(c)
     c.add_argument("--junitxml", "--junit", dest="junit", metavar="PATH",
                    help="write the verdicts as JUnit XML here (as pytest's --junitxml)")
     c.set_defaults(fn=cmd_check)

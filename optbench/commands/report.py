@@ -6,6 +6,7 @@ import math
 import sys
 from pathlib import Path
 
+from optbench.commands.check import add_retime_options
 from optbench.errors import OptbenchError
 
 
@@ -31,6 +32,7 @@ FORMATS = {".html": "html", ".htm": "html", ".md": "md", ".csv": "csv", ".txt": 
 
 
 def cmd_compare(args) -> int:
+    from optbench.commands.check import progress, retime_mode
     from optbench.report.compare import compare_runs, render
 
     effect = getattr(args, "min_effect", None)
@@ -39,7 +41,8 @@ def cmd_compare(args) -> int:
     fmt = args.format or (FORMATS.get(Path(args.output).suffix.lower(), "html") if args.output else "table")
     if args.output and Path(args.output).is_dir():
         raise OptbenchError(f"-o {args.output} is a folder; give a file name, e.g. {Path(args.output) / 'compare.html'}")
-    cmp = compare_runs(Path(args.run_a), Path(args.run_b), effect)
+    cmp = compare_runs(Path(args.run_a), Path(args.run_b), effect, retime=retime_mode(args), pairs=args.pairs,
+                       say=progress)
     text = render(cmp, fmt)
     if args.output:
         try:
@@ -75,6 +78,7 @@ def add_commands(sub) -> None:
     c.add_argument("run_a", help="baseline run directory")
     c.add_argument("run_b", help="candidate run directory")
     c.add_argument("--min-effect", type=float, help="smallest latency change called faster or slower (default 0.05)")
+    add_retime_options(c)
     c.add_argument("-o", "--output", help="write to this file (format from its suffix unless --format is given)")
     c.add_argument("--format", choices=["table", "html", "md", "csv"],
                    help="table (the terminal default), html, md or csv")

@@ -53,10 +53,19 @@ class LatencyVerdict:
     # whether timing both sides again may settle an inconclusive verdict (a busy machine, noise, a slowed probe), or
     # not (no rounds, one round on a side, too few worker processes: the settings decide those)
     settles: bool = True
+    # a paired verdict (both sides timed again alternately, see :mod:`optbench.measure.paired`): the ratio's
+    # confidence interval and every pair it was decided on; None and () for a verdict on the runs' own rounds
+    interval: tuple[float, float] | None = None
+    pairs: tuple = ()
 
     @property
     def line(self) -> str:
         ratio = f"{self.ratio:.3f}x" if self.ratio is not None else "n/a"
+        if self.interval is not None:
+            return (f"{self.word}: {ratio} the baseline, paired (interval {self.interval[0]:.3f}x..{self.interval[1]:.3f}x"
+                    f"); {self.reason}")
+        if self.pairs:
+            return f"{self.word}: {ratio} the baseline, paired; {self.reason}"
         return f"{self.word}: p50 {ratio} the baseline; {self.reason}"
 
 

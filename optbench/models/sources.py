@@ -17,6 +17,12 @@ def _ident(spec, *parts: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def file_identity(spec, path: Path) -> str:
+    """The identity a model file's bytes give it under its spec entry (an ONNX file, a TorchScript file): a run
+    records it, so whether the file still holds what the run read can be told later."""
+    return _ident(spec, file_digest(path))
+
+
 @model_source("torchvision")
 def torchvision_model(spec, spec_dir: Path, train=None, seed: int = 0) -> LoadedModel:
     import torch
@@ -86,7 +92,7 @@ def onnx_model(spec, spec_dir: Path, train=None, seed: int = 0) -> LoadedModel:
         raise SpecError(f"not a valid ONNX model: {e.__class__.__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}",
                         field="model.path", found=repr(spec.path)) from None
     outputs = [o.name for o in proto.graph.output]
-    return LoadedModel(None, onnx_path=path, output_names=outputs, identity=_ident(spec, file_digest(path)),
+    return LoadedModel(None, onnx_path=path, output_names=outputs, identity=file_identity(spec, path),
                        framework="onnx")
 
 

@@ -23,9 +23,10 @@ from optbench.transforms import count_params
 
 
 def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds: int | None = None,
-                    timing_only: bool = False) -> dict:
+                    timing_only: bool = False, recorded: str | None = None) -> dict:
     """Build, judge and time one variant (its row); with ``build_only`` build its artifacts and stop there (a row
-    with status ``built``, build time and bytes)."""
+    with status ``built``, build time and bytes). ``recorded``: the ONNX file a row of the run recorded as its
+    artifact, timed as it is (re-timing, :mod:`optbench.run.retime`): nothing is exported or converted again."""
     v = Variant(**vdict)
     idle_rss = current_rss_bytes()  # the worker before this variant loads anything of its own
     ctx.stage("waiting for the node")
@@ -46,7 +47,8 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
     row: dict[str, Any] = {"settings": dict(v.settings)}
     if v.transform != "none":
         ctx.stage("transform")
-    module, facts = transformed_module(ctx, v) if ctx.spec.model.kind.module is not None else (None, {})
+    rebuild = ctx.spec.model.kind.module is not None and recorded is None
+    module, facts = transformed_module(ctx, v) if rebuild else (None, {})
     row.update({k: facts.pop(k) for k in ("params", "sparsity") if k in facts})
     row["settings"].update(facts)
     if module is not None and "params" not in row:
@@ -65,14 +67,16 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
     else:
         precision = cls.onnx_precision(target, backend.options)
         ctx.stage("export" if precision == "fp32" else f"export ({precision})")
-        (path, info), export_s = timed(lambda: onnx_artifact(ctx, v, module, precision))
+        (path, info), export_s = timed(lambda: onnx_artifact(ctx, v, module, precision) if recorded is None
+                                       else (ctx.cache.verify(Path(recorded)), {}))
         row["warnings"] = list((info.get("int8_graph") or {}).pop("warnings", []))
         row["settings"].update(info)
         row["export_s"] = export_s
         row["model_bytes"] = path_bytes(path)
         row["artifact"] = str(path)  # the ONNX file this variant's backend consumed (in the artifact cache)
         artifact = Artifact(onnx_path=path, inputs=ctx.spec.inputs)
-        built.update(onnx_fp32=fp32_onnx(ctx, v, module)[0], export=info if module is not None else None)
+        if recorded is None:
+            built.update(onnx_fp32=fp32_onnx(ctx, v, module)[0], export=info if module is not None else None)
     items = ctx.splits.eval.at_shape(ctx.spec.inputs, v.dims)
     artifact.sample = next(items.batches(v.batch_size))[0]
     row["fed_shapes"] = {k: list(np.shape(x)) for k, x in artifact.sample.items()}  # what this variant is fed

@@ -63,5 +63,7 @@ class SearchSettings(Strict):
     confirm: int = Field(2, ge=0, le=10, description="Timings again of the answer where its verdict against fp32 is "
                                                      "inconclusive (the machine busy while a side was timed, or noise "
                                                      "hiding the difference): the winner and fp32 are timed again in "
-                                                     "the same run, their newer rows replacing the older, until the "
-                                                     "gate decides or these run out; every attempt is kept.")
+                                                     "pairs, alternately (as check --baseline re-times), or, where a "
+                                                     "side cannot be re-timed so, as rows of the same run, their newer "
+                                                     "rows replacing the older, until the gate decides or these run "
+                                                     "out; every attempt is kept.")

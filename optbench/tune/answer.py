@@ -205,7 +205,8 @@ def answer_lines(record: dict) -> list[str]:
                    f"{w8['vs_fp32']['word']} by the latency gate (the frontier below is the evidence)")
     for t in record.get("confirmations") or []:
         was = "; ".join(f"{vid}: {line}" for vid, line in t["before"].items())
-        out.append(f"timed again ({t['attempt']}: {', '.join(t['retimed'])}) because the verdict was inconclusive "
+        how = "timed again in pairs" if t.get("paired") else "timed again"
+        out.append(f"{how} ({t['attempt']}: {', '.join(t['retimed'])}) because the verdict was inconclusive "
                    f"({was})")
     if "closest" in a:
         c = a["closest"]

@@ -277,6 +277,7 @@ class Tuner:
         fp32 = self._plan().get(Candidate("fp32"), {})
         fp32_of = {b: judged[v.id] for b, v in fp32.items() if v.id in judged}
         out = ans.answer(judged, fp32_of, config_defaults("budgets")["latency"]["min_effect"])
+        self._paired_verdicts(out)
         for key in ("winner", "int8_winner", "closest", "closest_int8"):
             if key in out:
                 entry = next(b for b in self.spec.model_dump(mode="json")["backends"]
@@ -288,17 +289,18 @@ class Tuner:
 
     def _confirm(self) -> None:
         """Where the answer's verdict against fp32 is inconclusive (the machine was busy while a side was timed, or
-        the rounds' noise hides the difference), time the winner(s) and fp32 again in the same run, back to back,
-        at most ``search.confirm`` times; the newer rows replace the older ones (so `check`, `compare` and the
-        report read what decided), and every attempt, with the verdicts before and after, is kept."""
+        the rounds' noise hides the difference), time the winner(s) and fp32 again, at most ``search.confirm``
+        times: in pairs, alternately, as ``check --baseline`` re-times (the paired verdict replaces the answer's),
+        or, where a side cannot be re-timed so (a backend that runs the torch module), as rows of the same run,
+        back to back, the newer rows replacing the older ones (so `check`, `compare` and the report read what
+        decided). Every attempt, with the verdicts before and after, is kept."""
         from optbench.store import final_rows
 
         tries, limit, budget = self.record.confirmations, self.spec.search.confirm, self.spec.search.time_budget_s
         while len(tries) < limit:
             a = self.record.answer
             open_ = {w["variant_id"]: w["vs_fp32"] for k in ("winner", "int8_winner")
-                     if (w := a.get(k)) and (w.get("vs_fp32") or {}).get("word") == "inconclusive"
-                     and w["vs_fp32"].get("settles", True)}
+                     if (w := a.get(k)) and (w.get("vs_fp32") or {}).get("word") == "inconclusive"}
             if not open_:
                 return
             if budget is not None and self._elapsed() >= budget:
@@ -307,21 +309,66 @@ class Tuner:
                 break
             ids = sorted(set(open_) | {vs["variant_id"] for vs in open_.values()})
             rows = final_rows(self.opts.run_dir)
-            keep = {i: {k: rows[i].get(k) for k in ("search_step", "search_phase", "fallbacks")} for i in ids}
             if not self.opts.quiet:
                 self.opts.say(f"confirm {len(tries) + 1}/{limit}: timing {', '.join(ids)} again "
                               f"({'; '.join(vs['line'] for vs in open_.values())})")
-            self._sweep(keep, first=False, retime=ids)
+            paired = self._paired(open_, rows)
+            if isinstance(paired, str):  # a side cannot be re-timed in pairs: the rows are timed again instead
+                open_ = {vid: vs for vid, vs in open_.items() if vs.get("settles", True)}
+                self.record.notes = list(dict.fromkeys(self.record.notes + [
+                    f"the answer was not re-timed in pairs ({paired})" + ("" if open_ else ": timing its rows again "
+                                                                          "cannot settle it (the settings decide)")]))
+                if not open_:
+                    break
+                ids = sorted(set(open_) | {vs["variant_id"] for vs in open_.values()})
+                keep = {i: {k: rows[i].get(k) for k in ("search_step", "search_phase", "fallbacks")} for i in ids}
+                self._sweep(keep, first=False, retime=ids)
+            tries.append({"attempt": len(tries) + 1, "retimed": ids,
+                          "before": {vid: vs["line"] for vid, vs in open_.items()}}
+                         | ({"paired": paired} if isinstance(paired, dict) else {}))
             self._answer()
             after = {w["variant_id"]: w.get("vs_fp32") for k in ("winner", "int8_winner") if (w := self.record.answer.get(k))}
-            tries.append({"attempt": len(tries) + 1, "retimed": ids,
-                          "before": {vid: vs["line"] for vid, vs in open_.items()},
-                          "after": {vid: vs["line"] for vid, vs in after.items() if vs}})
+            tries[-1]["after"] = {vid: vs["line"] for vid, vs in after.items() if vs}
             self.record.save(self.opts.run_dir)
             if not self.opts.quiet:
                 for vid, line in tries[-1]["after"].items():
                     self.opts.say(f"  {vid} against fp32: {line}")
         self.record.save(self.opts.run_dir)
+
+    def _paired(self, open_: dict[str, dict], rows: dict[str, dict]) -> dict[str, dict] | str:
+        """Each open verdict against fp32 decided by paired re-timing of the two rows' artifacts in this run
+        (:class:`optbench.run.retime.Retimer`, as ``check --baseline``): their ``vs_fp32`` entries; or why a side
+        cannot be re-timed so."""
+        from optbench.run.retime import Retimer
+        from optbench.spec.defaults import config_defaults
+
+        d = self.opts.run_dir
+        retimer = Retimer(d, d, config_defaults("budgets")["latency"]["min_effect"], always=True,
+                          say=self.opts.say if not self.opts.quiet else (lambda s: None))
+        out = {}
+        for vid, vs in open_.items():
+            v = retimer.paired(rows[vid], rows[vs["variant_id"]])
+            if isinstance(v, str):
+                return v
+            out[vid] = {**vs, "word": v.word, "ratio": v.ratio, "line": v.line, "settles": v.settles,
+                        "interval": list(v.interval) if v.interval else None, "pairs": [p.to_dict() for p in v.pairs],
+                        "rows": _timed(rows[vid], rows[vs["variant_id"]])}
+        return out
+
+    def _paired_verdicts(self, answer: dict) -> None:
+        """The answer's verdicts against fp32 as the latest paired confirmation decided them, where its rows are the
+        ones that were re-timed (the answer is judged again from the rows on every resume)."""
+        from optbench.store import final_rows
+
+        latest = next((t["paired"] for t in reversed(self.record.confirmations) if t.get("paired")), {})
+        rows = final_rows(self.opts.run_dir) if latest else {}
+        for key in ("winner", "int8_winner"):
+            w = answer.get(key)
+            vs = (w or {}).get("vs_fp32")
+            got = latest.get((w or {}).get("variant_id"))
+            if vs and got and got["variant_id"] == vs["variant_id"] and \
+                    got.get("rows") == _timed(rows[w["variant_id"]], rows[vs["variant_id"]]):
+                w["vs_fp32"] = got
 
     def _say_step(self, step: dict) -> None:
         if self.opts.quiet:
@@ -333,6 +380,16 @@ class Tuner:
             bound = f"{c['binding']} {c['value']:.4g}, " if c.get("value") is not None else ""
             self.opts.say(f"step {step['step']} {step['phase']}{' (replayed)' if step['replayed'] else ''}: "
                           f"{c['label']}: {word}, {p50}, {bound}worst margin {o['score']:.3g}")
+
+
+def _timed(candidate: dict, fp32: dict) -> str:
+    """What identifies the two rows a paired confirmation re-timed (their timing and what it saw): a row timed again
+    since, or marked busy, is not the one it decided on."""
+    import hashlib
+
+    keys = ("timing_window", "busy", "latency_ms_rounds")
+    text = json.dumps([{k: r.get(k) for k in keys} for r in (candidate, fp32)], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _searched(settings: dict) -> dict:

@@ -1,0 +1,137 @@
+"""The latency verdict on paired re-timing: both sides timed again, alternately, in the same minutes.
+
+Two runs timed minutes apart differ by what the machine did in between, and on a shared machine that term can be
+larger than the change a gate looks for (see :mod:`optbench.measure.verdict`). Timing the baseline's artifact and the
+candidate's again, alternately (randomized multiple interleaved trials; duet benchmarking), removes it: each *pair*
+is one process of each side run back to back, so a slow period moves both halves of a pair, and their ratio cancels
+it. Pairs come in ABBA blocks (baseline, candidate, candidate, baseline, or the mirror image, drawn at random), so a
+drift that is linear over a block cancels over its two pairs and neither side always runs first.
+
+The decision is on the pairs' ratios, in logs (a 2x and a 0.5x are the same distance from no change):
+
+- a pair is left out where one of its processes was timed on a visibly busy machine; more than half of the pairs
+  left out, or fewer than MIN_PAIRS left: inconclusive, with the reason;
+- effect = the Hodges-Lehmann estimate (the median of the Walsh averages of the log ratios), its interval the exact
+  Wilcoxon signed-rank interval at CONFIDENCE, the signed-rank test's p-value reported beside;
+- the whole interval within +-effect: same; the interval excludes no change and the estimate is beyond the effect:
+  slower or faster; otherwise inconclusive, saying which it missed.
+
+Each process's level is the median of its quiet rounds (:func:`optbench.measure.verdict.quiet`), as for a run's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from optbench.measure.verdict import LatencyVerdict, quiet
+
+CONFIDENCE = 0.95
+MIN_PAIRS = 6  # the fewest pairs whose signed-rank interval reaches CONFIDENCE (2 / 2**6 < 0.05)
+PAIRS = 8      # pairs by default: 16 worker processes a variant
+SIDES = ("baseline", "candidate")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One baseline process and one candidate process, timed back to back; levels in ms."""
+
+    baseline_ms: float
+    candidate_ms: float
+    first: str               # the side whose process ran first: baseline | candidate
+    busy: str | None = None  # why one of its processes counts as timed on a busy machine
+
+    @property
+    def ratio(self) -> float:
+        return self.candidate_ms / self.baseline_ms
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "ratio": self.ratio}
+
+
+def schedule(pairs: int, rng: np.random.Generator) -> list[str]:
+    """The order of the 2 x ``pairs`` processes: ABBA or BAAB blocks at random (an odd last pair: AB or BA)."""
+    out: list[str] = []
+    while len(out) < 2 * pairs:
+        first, second = SIDES if rng.random() < 0.5 else SIDES[::-1]
+        out += [first, second, second, first] if 2 * pairs - len(out) >= 4 else [first, second]
+    return out
+
+
+def level(round_medians: list[float]) -> float:
+    """A process's level: the median of its quiet rounds (ms)."""
+    return float(np.median(quiet(list(round_medians))))
+
+
+def pairs_of(order: list[str], levels: list[float], busy: list[str | None]) -> list[Pair]:
+    """Consecutive processes of ``order`` as pairs (``levels`` and ``busy`` per process, in that order)."""
+    out = []
+    for i in range(0, len(order) - 1, 2):
+        by_side = {order[i]: levels[i], order[i + 1]: levels[i + 1]}
+        out.append(Pair(by_side["baseline"], by_side["candidate"], order[i], busy[i] or busy[i + 1]))
+    return out
+
+
+def _null_counts(n: int) -> np.ndarray:
+    """How many of the 2**n sign patterns give each signed-rank sum 0..n(n+1)/2 (the exact null distribution)."""
+    counts = np.zeros(n * (n + 1) // 2 + 1, dtype=np.float64)
+    counts[0] = 1
+    for r in range(1, n + 1):
+        counts[r:] = counts[r:] + counts[:-r].copy()
+    return counts
+
+
+def rank_interval(log_ratios: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float, float, float] | None:
+    """(estimate, low, high, confidence reached) of the log ratio: Hodges-Lehmann and the exact signed-rank
+    interval; None where too few values reach ``confidence``."""
+    n = len(log_ratios)
+    cdf = np.cumsum(_null_counts(n)) / 2.0**n
+    k = int(np.searchsorted(cdf, (1 - confidence) / 2, side="right"))  # P(T <= k - 1) <= alpha / 2
+    if k < 1:
+        return None
+    i, j = np.triu_indices(n)
+    walsh = np.sort((log_ratios[i] + log_ratios[j]) / 2)
+    return float(np.median(walsh)), float(walsh[k - 1]), float(walsh[len(walsh) - k]), float(1 - 2 * cdf[k - 1])
+
+
+def _p_value(log_ratios: np.ndarray) -> float:
+    from scipy.stats import wilcoxon
+
+    if np.all(log_ratios == 0):
+        return 1.0
+    return float(wilcoxon(log_ratios).pvalue)
+
+
+def decide_paired(pairs: list[Pair], effect: float = 0.05, confidence: float = CONFIDENCE) -> LatencyVerdict:
+    """The verdict on the pairs of a re-timing (every pair kept in the verdict, the busy ones too)."""
+    kept = [p for p in pairs if not p.busy]
+    busy = len(pairs) - len(kept)
+    if busy * 2 > len(pairs) or len(kept) < MIN_PAIRS:
+        why = (f"machine busy during the re-timing: {busy} of {len(pairs)} pairs ran beside other load "
+               f"({next(p.busy for p in pairs if p.busy)})" if busy else f"{len(pairs)} pairs")
+        return LatencyVerdict("inconclusive", _median_ratio(kept or pairs), None,
+                              f"{why}; a paired verdict needs at least {MIN_PAIRS} quiet pairs and more than half of "
+                              f"them quiet", pairs=tuple(pairs))
+    logs = np.log([p.ratio for p in kept])
+    est, lo, hi, reached = rank_interval(logs, confidence)
+    ratio, low, high = math.exp(est), math.exp(lo), math.exp(hi)
+    numbers = (f"difference {ratio - 1:+.1%}, {reached:.0%} interval {low - 1:+.1%}..{high - 1:+.1%}, effect "
+               f"{effect:.0%}; {len(kept)} pairs" + (f" ({busy} left out: busy machine)" if busy else "") +
+               f", Wilcoxon signed-rank p {_p_value(logs):.2g}")
+    out = dict(ratio=ratio, noise=(high - low) / 2, interval=(low, high), pairs=tuple(pairs))
+    if low >= 1 - effect and high <= 1 + effect:
+        return LatencyVerdict("same", reason=numbers, **out)
+    if (low > 1 and ratio - 1 > effect) or (high < 1 and 1 - ratio > effect):
+        return LatencyVerdict("slower" if ratio > 1 else "faster", reason=numbers, **out)
+    if low <= 1 <= high:
+        why = (f"the pairs disagree: the interval holds both no change and changes beyond {effect:.0%} (more pairs, "
+               f"--pairs, or a quieter machine settle it)")
+    else:
+        why = f"a change, but not one beyond the effect {effect:.0%} with confidence"
+    return LatencyVerdict("inconclusive", reason=f"{why} ({numbers})", **out)
+
+
+def _median_ratio(pairs: list[Pair]) -> float | None:
+    return float(np.exp(np.median(np.log([p.ratio for p in pairs])))) if pairs else None

@@ -1,0 +1,247 @@
+"""Re-timing two runs' artifacts alternately, in fresh worker processes, for a paired latency verdict.
+
+Where a latency verdict between two runs is inconclusive (or always, when asked), the baseline's artifact and the
+candidate's are timed again: 2 x ``pairs`` worker processes in ABBA order (:func:`optbench.measure.paired.schedule`),
+each forked as a run's variant process is (:func:`optbench.run.supervise.spawn`) and timing as a run's further timing
+processes do (:func:`optbench.run.variant.measure_variant` with ``timing_only``), but on the file the row recorded
+(``artifact``) instead of a rebuild: the same warm-up, rounds and settings for both sides (the candidate's
+``measure``), one process's share of the rounds each, the node's timing lock held as in a run. The pairs' ratios
+decide (:func:`optbench.measure.paired.decide_paired`).
+
+A side is re-timed only as it was timed: the run's preparation (``work/``) and spec are still there, its artifact
+is still the file it timed (an artifact of the cache matches this user's ledger; an ONNX model file as given still
+has the digest the run read), the backend's runtime is the version the run used, on the CPU the run ran on.
+Otherwise the verdict stays the runs' own and says why. Rows whose backend runs the torch module are not re-timed:
+a run does not keep the module's source.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+import optbench.measure.clock as clock
+from optbench.measure.paired import PAIRS, Pair, decide_paired, level, pairs_of, schedule
+from optbench.measure.verdict import LatencyVerdict
+from optbench.spec.models import Spec
+
+if TYPE_CHECKING:
+    from optbench.history.store import History
+
+
+@dataclass(frozen=True)
+class Side:
+    """What re-times one side: the run, its spec and planned variant, the artifact file, the cache it lies in."""
+
+    run_dir: Path
+    spec: dict
+    variant: dict
+    artifact: Path
+    cache_dir: Path
+    spec_dir: str
+
+
+def locate(run_dir: Path, row: dict) -> Side | str:
+    """The side that re-times ``row`` of the run in ``run_dir``, or why it cannot be re-timed."""
+    run_dir = Path(run_dir)
+    artifact = row.get("artifact")
+    if row.get("status") != "ok":
+        return "the row was not measured"
+    if not isinstance(artifact, str) or not artifact:
+        return ("its row records no artifact file: its backend runs the torch module, which a run does not keep, or "
+                "the run was made before rows recorded one (ONNX artifacts are re-timed)")
+    path = Path(artifact)
+    if not path.exists():
+        return f"its artifact {path} is gone (deleted, or the artifact cache was cleared)"
+    missing = [f for f in ("spec.yaml", "env.json", "work/prepare.json", "work/data.npz") if not (run_dir / f).exists()]
+    if missing:
+        return f"the run directory no longer holds {', '.join(missing)}"
+    import yaml
+
+    from optbench.specfile.load import validate
+
+    spec = yaml.safe_load((run_dir / "spec.yaml").read_text())
+    valid = validate(spec, {}, str(run_dir / "spec.yaml"))
+    prepared = json.loads((run_dir / "work" / "prepare.json").read_text())
+    variant = _planned(valid, row["variant_id"])
+    if isinstance(variant, str):
+        return variant
+    cache_dir, why = _trusted(path, valid, prepared)
+    if why:
+        return why
+    if why := _elsewhere(json.loads((run_dir / "env.json").read_text()), variant["backend_name"]):
+        return why
+    return Side(run_dir, spec, variant, path, cache_dir, str(prepared.get("spec_dir") or run_dir))
+
+
+def _planned(spec: Spec, vid: str) -> dict | str:
+    """The variant as the run planned it (its backend options are not in the row), planned again here."""
+    from optbench.plan import plan
+
+    for v in plan(spec):
+        if v.id == vid:
+            return v.to_dict() if v.status == "planned" else f"its backend cannot run here now ({v.reason})"
+    return f"the run's spec no longer plans {vid}"
+
+
+def _trusted(path: Path, spec: Spec, prepared: dict) -> tuple[Path, str | None]:
+    """The cache the artifact lies in, and why it is not the file the run timed (None: it is)."""
+    from optbench.cache import ArtifactCache, CacheIntegrityError, default_cache_dir
+
+    if str(path) == prepared.get("model_path") and spec.model.source == "onnx":
+        from optbench.models.sources import file_identity
+
+        same = file_identity(spec.model, path) == prepared.get("identity")
+        return default_cache_dir(), None if same else f"the model file {path} changed since the run read it"
+    if (prepared.get("native") or {}).get("path") == str(path):
+        return path.parent, f"its artifact is the model file as given ({path}), which cannot be checked against " \
+                            f"what the run timed"
+    try:
+        ArtifactCache(path.parent.parent).verify(path)
+    except CacheIntegrityError as e:
+        return path.parent.parent, str(e)
+    return path.parent.parent, None
+
+
+def _elsewhere(env: dict, backend_name: str) -> str | None:
+    """Why this machine cannot time what the run timed: another CPU, or the backend's runtime at another version."""
+    from optbench.backends import get_backend
+    from optbench.env import cpu_model
+
+    if env.get("cpu") and env["cpu"] != cpu_model():
+        return f"the run was timed on another CPU ({env['cpu']}; this machine: {cpu_model()})"
+    missing, versions = get_backend(backend_name).installed()
+    if missing:
+        return f"its backend's runtime is no longer installed ({missing})"
+    used = {**(env.get("libraries") or {}), **(env.get("runtimes") or {})}
+    changed = [f"{pkg} {v} is installed, the run used {used[pkg]}" for pkg, v in versions.items()
+               if pkg in used and used[pkg] != v]
+    return "; ".join(changed) or None
+
+
+def _job(side: Side, measure: dict, rounds: int) -> dict:
+    """A run's further timing process, on the recorded artifact (see :func:`optbench.run.worker.run_variant`)."""
+    return {"mode": "variant", "spec": {**side.spec, "measure": measure}, "spec_dir": side.spec_dir,
+            "run_dir": str(side.run_dir.resolve()), "cache_dir": str(side.cache_dir), "no_cache": False,
+            "variant": side.variant, "rounds": rounds, "timing_only": True, "recorded": str(side.artifact)}
+
+
+def retime(candidate: Side, baseline: Side, pairs: int, rng: np.random.Generator,
+           say: Callable[[str], None] = lambda s: None) -> list[Pair] | str:
+    """The pairs of 2 x ``pairs`` fresh worker processes in ABBA order, both sides at the candidate's ``measure``
+    settings (timed, whatever its mode); or why a process failed."""
+    from optbench.measure.timing import round_shares
+    from optbench.run.supervise import row_from_worker, spawn
+    from optbench.spec.models import MeasureSettings
+
+    measure = {**(candidate.spec.get("measure") or {}), "mode": "full"}
+    settings = MeasureSettings.model_validate(measure)
+    rounds = round_shares(settings.rounds, settings.processes)[0]
+    order = schedule(pairs, rng)
+    levels, busy = [], []
+    say(f"re-timing {candidate.variant['id']}: the baseline's and the candidate's artifacts alternately, "
+        f"{len(order)} worker processes")
+    with tempfile.TemporaryDirectory(prefix="optbench-retime-") as tmp:
+        for i, name in enumerate(order):
+            side = candidate if name == "candidate" else baseline
+            log = Path(tmp) / f"{i}.log"
+            result, proc = spawn(_job(side, measure, rounds), settings.timeout_s, settings.memory_limit_mb, log,
+                                 settings.rss_limit_mb)
+            row = row_from_worker(result, proc, settings.timeout_s, log)
+            if row.get("status") != "ok" or not row.get("latency_ms_rounds"):
+                return f"the {name}'s re-timing process {row.get('status')}: {str(row.get('error') or '')[:300]}"
+            levels.append(level(row["latency_ms_rounds"]))
+            busy.append(row.get("busy"))
+    return pairs_of(order, levels, busy)
+
+
+@dataclass
+class Retimer:
+    """Settles latency verdicts between two rows (of two runs, or two variants of one run) by paired re-timing:
+    where one is inconclusive, or every one (``always``). The one implementation ``check --baseline``, ``compare``,
+    ``check --history`` and ``tune``'s confirmation share."""
+
+    candidate_dir: Path
+    baseline_dir: Path
+    effect: float
+    always: bool = False
+    pairs: int = PAIRS
+    seed: int | None = None
+    say: Callable[[str], None] = lambda s: None
+
+    def __call__(self, row: dict, base: dict, verdict: LatencyVerdict) -> LatencyVerdict:
+        if not (self.always or verdict.word == "inconclusive"):
+            return verdict
+        got = self.paired(row, base)
+        if isinstance(got, str):
+            return replace(verdict, reason=f"{verdict.reason}; not re-timed: {got}")
+        return got
+
+    def paired(self, row: dict, base: dict) -> LatencyVerdict | str:
+        """The paired verdict on re-timing both rows' artifacts, or why they cannot be re-timed."""
+        if Path(self.candidate_dir).resolve() == Path(self.baseline_dir).resolve() and \
+                row.get("variant_id") == base.get("variant_id"):
+            return "both sides are the same run"
+        sides = []
+        for name, run_dir, r in (("candidate", self.candidate_dir, row), ("baseline", self.baseline_dir, base)):
+            side = locate(run_dir, r)
+            if isinstance(side, str):
+                return f"{name}: {side}"
+            sides.append(side)
+        candidate, baseline = sides
+        t0 = clock.monotonic()
+        got = retime(candidate, baseline, self.pairs, np.random.default_rng(self.seed), self.say)
+        if isinstance(got, str):
+            return got
+        v = decide_paired(got, self.effect)
+        note = f"; re-timed in {clock.since(t0):.0f} s"
+        if (baseline.spec.get("measure") or {}) != (candidate.spec.get("measure") or {}):
+            note += ", both sides at the candidate's measure settings"
+        return replace(v, reason=v.reason + note)
+
+
+def history_baseline(history: History, run_dir: Path, row: dict) -> tuple[Path, dict] | str:
+    """The most recent run before this one in the history that is comparable (the same spec, machine and library
+    versions, as the history gate reads them) and whose side of ``row``'s variant can still be re-timed: its
+    directory and row; or why there is none."""
+    import yaml
+
+    from optbench.history.store import machine_of, read_uid, versions_of
+
+    run_dir = Path(run_dir)
+    env = json.loads((run_dir / "env.json").read_text()) if (run_dir / "env.json").exists() else {}
+    spec = yaml.safe_load((run_dir / "spec.yaml").read_text()) if (run_dir / "spec.yaml").exists() else {}
+    uid, vid = read_uid(run_dir), row["variant_id"]
+    past = history.points(str(spec.get("name")), vid, before=uid) if uid else history.points(str(spec.get("name")), vid)
+    same = [p for p in past.get(vid, []) if p.machine == machine_of(env) and p.versions == versions_of(env)
+            and p.uid != uid]
+    why = "the history holds no comparable run before this one"
+    for p in reversed(same):
+        where = (history.run_of(p.uid) or {}).get("run_dir")
+        if where and Path(where).resolve() == run_dir.resolve():
+            continue  # the run itself, imported without its uid
+        side = locate(Path(where), p.row) if where else "the history records no run directory for it"
+        if not isinstance(side, str):
+            return Path(where), p.row
+        if why.startswith("the history holds"):
+            why = f"the latest comparable run ({where or p.uid}): {side}"
+    return why
+
+
+def against_history(history: History, run_dir: Path, row: dict, verdict: LatencyVerdict, effect: float, pairs: int = PAIRS,
+                    say: Callable[[str], None] = lambda s: None) -> LatencyVerdict:
+    """The history gate's verdict settled by paired re-timing against the latest comparable run that can still be
+    re-timed (see :func:`history_baseline`); the verdict as it was, saying why, where none can."""
+    found = history_baseline(history, run_dir, row)
+    if isinstance(found, str):
+        return replace(verdict, reason=f"{verdict.reason}; not re-timed: {found}")
+    base_dir, base_row = found
+    got = Retimer(run_dir, base_dir, effect, always=True, pairs=pairs, say=say)(row, base_row, verdict)
+    return replace(got, reason=f"{got.reason}; against the latest comparable run, {base_dir}") \
+        if got.interval is not None or got.pairs else got

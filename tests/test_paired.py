@@ -1,0 +1,105 @@
+"""The paired latency verdict on synthetic timings (seeded, no real timing): re-timed processes of both sides in
+ABBA order against the verdict on two runs' own rounds."""
+
+import numpy as np
+import pytest
+
+from optbench.measure.paired import MIN_PAIRS, Pair, decide_paired, level, pairs_of, rank_interval, schedule
+from optbench.measure.verdict import verdict_for
+
+
+def _retime(cost: dict[str, float], speed, pairs: int = 8, within: float = 0.01, seed: int = 0):
+    """Pairs of a simulated re-timing: process i of the schedule runs at machine speed ``speed(i)`` (a factor on
+    latency), its five rounds at ``cost[side]`` ms times that factor, with ``within`` relative noise and one slowed
+    round (interference only adds time)."""
+    rng = np.random.default_rng(seed)
+    order = schedule(pairs, rng)
+    levels = []
+    for i, side in enumerate(order):
+        rounds = cost[side] * speed(i) * (1 + rng.normal(0, within, 5))
+        rounds[rng.integers(5)] *= 1.4
+        levels.append(level(list(rounds)))
+    return pairs_of(order, levels, [None] * len(order))
+
+
+def _row(ms: float, probe_us: float, rng) -> dict:
+    """A run's row timed at the defaults (five rounds in one worker process)."""
+    return {"status": "ok", "latency_ms_p50": ms, "latency_ms_rounds": list(ms * (1 + rng.normal(0, 0.005, 5))),
+            "probe_us_rounds": [probe_us] * 5, "timing_processes": 1, "busy": None}
+
+
+def test_a_machine_slowdown_between_runs_is_inconclusive_unpaired_and_same_paired():
+    rng = np.random.default_rng(1)
+    # no real change: the machine ran 30 % slower while the candidate's run was timed (its speed probe saw it)
+    unpaired = verdict_for(_row(1.3, 4.6, rng), _row(1.0, 3.5, rng), 0.05)
+    assert unpaired.word == "inconclusive"
+    # re-timed alternately, the machine still moving (a ramp from 1.0 to 1.3, then a step back): pairs cancel it
+    speed = lambda i: 1.0 + 0.3 * min(i, 10) / 10 - (0.2 if i >= 12 else 0.0)  # noqa: E731
+    paired = decide_paired(_retime({"baseline": 1.0, "candidate": 1.0}, speed), 0.05)
+    assert paired.word == "same", paired.reason
+    low, high = paired.interval
+    assert 0.95 <= low <= 1 <= high <= 1.05 and len(paired.pairs) == 8
+
+
+def test_a_ten_percent_effect_under_twenty_percent_run_to_run_noise_is_slower_paired():
+    rng = np.random.default_rng(2)
+    shifts = np.exp(rng.normal(0, 0.2, 16))  # the machine's speed moves 20 % from one block of processes to the next
+    cost = {"baseline": 1.0, "candidate": 1.1}
+    v = decide_paired(_retime(cost, lambda i: shifts[i // 2], within=0.015, seed=3), 0.05)
+    assert v.word == "slower", v.reason
+    assert 1.05 < v.ratio < 1.15 and v.interval[0] > 1.0
+    assert "Wilcoxon signed-rank p" in v.reason and v.line.startswith("slower: ")
+    faster = decide_paired(_retime({"baseline": 1.1, "candidate": 1.0}, lambda i: shifts[i // 2], within=0.015), 0.05)
+    assert faster.word == "faster"
+
+
+def test_pairs_that_disagree_are_inconclusive_and_say_why():
+    v = decide_paired(_retime({"baseline": 1.0, "candidate": 1.0}, lambda i: 1.0, within=0.15, seed=4), 0.05)
+    assert v.word == "inconclusive" and "the pairs disagree" in v.reason
+    assert v.interval[0] < 1 < v.interval[1]
+
+
+def test_a_small_change_that_reaches_past_the_effect_is_inconclusive():
+    pairs = [Pair(1.0, r, "baseline") for r in (1.02, 1.03, 1.04, 1.05, 1.06, 1.07, 1.08, 1.03)]
+    v = decide_paired(pairs, 0.05)
+    assert v.word == "inconclusive" and v.reason.startswith("a change, but not one beyond the effect 5%")
+    assert decide_paired(pairs, 0.10).word == "same"
+
+
+def test_a_busy_machine_during_the_re_timing_is_inconclusive_never_a_verdict():
+    pairs = [Pair(1.0, 2.0, "candidate", busy="other processes used 1.90 of 2 CPUs")] * 8
+    v = decide_paired(pairs, 0.05)
+    assert v.word == "inconclusive" and v.interval is None
+    assert "machine busy during the re-timing: 8 of 8 pairs ran beside other load (other processes used 1.90" in v.reason
+    quiet = [Pair(1.0, 1.001 + 0.001 * i, "baseline") for i in range(MIN_PAIRS)]
+    some = decide_paired(quiet + pairs[:2], 0.05)  # two of eight left out: decided on the six quiet ones
+    assert some.word == "same" and "2 left out: busy machine" in some.reason and len(some.pairs) == 8
+    assert decide_paired(quiet[:MIN_PAIRS - 1], 0.05).word == "inconclusive"
+
+
+def test_abba_blocks_cancel_a_drift_that_one_fixed_order_calls_a_change():
+    drift = lambda i: 1.06 ** i  # noqa: E731  the machine slows 6 % with every process, no real change
+    cost = {"baseline": 1.0, "candidate": 1.0}
+    assert decide_paired(_retime(cost, drift, within=0.002), 0.05).word != "slower"
+    fixed = [Pair(1.06 ** (2 * k), 1.06 ** (2 * k + 1), "baseline") for k in range(8)]  # always baseline first
+    assert decide_paired(fixed, 0.05).word == "slower"
+
+
+def test_schedule_is_abba_blocks_in_random_order():
+    seen = set()
+    for seed in range(20):
+        order = schedule(5, np.random.default_rng(seed))
+        assert len(order) == 10 and order.count("baseline") == order.count("candidate") == 5
+        for b in range(0, 8, 4):
+            block = order[b:b + 4]
+            assert block[0] == block[3] != block[1] == block[2]
+            seen.add(block[0])
+    assert seen == {"baseline", "candidate"}
+
+
+def test_rank_interval_is_the_exact_signed_rank_interval():
+    est, low, high, reached = rank_interval(np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]))
+    assert (low, high) == pytest.approx((0.1, 0.6)) and est == pytest.approx(0.35) and reached == pytest.approx(1 - 2 / 64)
+    _, _, _, reached8 = rank_interval(np.linspace(0, 1, 8))
+    assert reached8 == pytest.approx(1 - 2 * 5 / 256)  # P(T <= 3) = 5/256 for n = 8
+    assert rank_interval(np.array([0.1, 0.2, 0.3, 0.4, 0.5])) is None  # five values cannot reach 95 %

@@ -1,0 +1,154 @@
+"""Paired re-timing of two runs' cached ONNX artifacts: where each side is found, why one cannot be re-timed, and one
+end-to-end re-timing through ``compare`` and ``check --baseline``."""
+
+import json
+import shutil
+
+import pytest
+
+from optbench.check import check_run
+from optbench.cli import main
+from optbench.measure.verdict import LatencyVerdict
+from optbench.run.retime import Retimer, locate
+from optbench.store import final_rows
+
+MODEL = """\
+import torch
+
+
+def build():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(*[torch.nn.Linear(128, 128) for _ in range(%d)]).eval()
+"""
+# the same spec text in two folders: the same variant ids, two models (the entrypoint's file is in the identity);
+# the runs judge without timing (their rows hold no rounds), a re-timing times at these settings all the same
+SPEC = """\
+name: retime
+model: {source: python, entrypoint: "model.py:build"}
+inputs: [{name: x, shape: [batch, 128], dtype: float32}]
+data: {source: synthetic, calibration: 8, eval: 16}
+variants: {precision: [fp32], batch_size: [1]}
+backends: [{name: onnxruntime, threads: 1}]
+measure: {mode: judge, warmup_s: 0.01, min_iters: 5, min_duration_s: 0.05, rounds: 3, processes: 1}
+"""
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """A baseline run of a one-layer model and a candidate run of a sixteen-layer one, under the same ids."""
+    root = tmp_path_factory.mktemp("retime")
+    runs = []
+    for name, layers in (("base", 1), ("cand", 16)):
+        folder = root / name
+        folder.mkdir()
+        (folder / "model.py").write_text(MODEL % layers)
+        (folder / "spec.yaml").write_text(SPEC)
+        assert main(["run", str(folder / "spec.yaml"), "--run-dir", str(folder / "run"), "--quiet",
+                     "--no-report"]) == 0
+        runs.append(folder / "run")
+    return runs
+
+
+def _row(run):
+    (row,) = final_rows(run).values()
+    return row
+
+
+def test_each_side_is_its_own_cached_artifact(two_runs):
+    base, cand = two_runs
+    a, b = locate(base, _row(base)), locate(cand, _row(cand))
+    assert not isinstance(a, str) and not isinstance(b, str), (a, b)
+    assert a.artifact != b.artifact and a.artifact.parent.parent == b.artifact.parent.parent  # one cache, two files
+    assert a.variant["id"] == b.variant["id"] == _row(cand)["variant_id"] and a.variant["options"]["threads"] == 1
+
+
+def test_a_side_that_cannot_be_re_timed_keeps_the_verdict_and_says_why(two_runs, tmp_path, capsys):
+    base, cand = two_runs
+    row = _row(cand)
+    assert "torch module" in locate(cand, {**row, "artifact": None})
+    assert "is gone" in locate(cand, {**row, "artifact": str(tmp_path / "model.onnx")})
+    moved = tmp_path / "moved"
+    shutil.copytree(cand, moved, ignore=shutil.ignore_patterns("work"))
+    assert locate(moved, row) == "the run directory no longer holds work/prepare.json, work/data.npz"
+    other = tmp_path / "other-runtime"
+    shutil.copytree(cand, other)
+    env = json.loads((other / "env.json").read_text())
+    env["libraries"]["onnxruntime"] = env["runtimes"]["onnxruntime"] = "0.0.1"
+    (other / "env.json").write_text(json.dumps(env))
+    assert "the run used 0.0.1" in locate(other, row)
+    assert main(["check", str(moved), "--baseline", str(base), "--retime"]) in (0, 1)
+    out = capsys.readouterr().out
+    assert "not re-timed: candidate: the run directory no longer holds work/prepare.json" in out
+
+
+def test_a_decided_verdict_is_kept_and_a_run_is_not_re_timed_against_itself(two_runs):
+    base, cand = two_runs
+    same = LatencyVerdict("same", 1.0, 0.01, "difference +0.2%")
+    assert Retimer(cand, base, 0.05)(_row(cand), _row(base), same) is same  # only inconclusive ones, unless always
+    noisy = LatencyVerdict("inconclusive", 1.0, 0.2, "noise 20.0% > effect 5%")
+    v = Retimer(base, base, 0.05, always=True)(_row(base), _row(base), noisy)
+    assert v.word == "inconclusive" and v.reason == "noise 20.0% > effect 5%; not re-timed: both sides are the same run"
+
+
+def test_an_artifact_the_ledger_does_not_vouch_for_is_not_re_timed(two_runs, tmp_path):
+    base, cand = two_runs
+    side = locate(base, _row(base))
+    copy = tmp_path / "cache"
+    shutil.copytree(side.artifact.parent.parent, copy)  # outside this user's ledger: not known to have been built here
+    moved = copy / side.artifact.parent.name / side.artifact.name
+    assert "not in this user's ledger" in locate(base, {**_row(base), "artifact": str(moved)})
+
+
+def test_the_history_gate_re_times_against_the_latest_comparable_run_still_there(two_runs, tmp_path):
+    pytest.importorskip("sqlalchemy", reason="the history needs SQLAlchemy (pip install -e '.[history]')")
+    from optbench.history.store import History
+    from optbench.run.retime import against_history, history_baseline
+
+    base, cand = two_runs
+    h = History(f"sqlite:///{tmp_path / 'history.sqlite'}")
+    gone = tmp_path / "gone"
+    shutil.copytree(base, gone, ignore=shutil.ignore_patterns("work"))
+    for run in (base, gone, cand):  # in this order: the copy without work/ is the latest before the candidate
+        h.import_run(run)
+    assert history_baseline(h, cand, _row(cand)) == (base.resolve(), _row(base))
+    h2 = History(f"sqlite:///{tmp_path / 'history2.sqlite'}")
+    for run in (gone, cand):
+        h2.import_run(run)
+    why = history_baseline(h2, cand, _row(cand))
+    assert why.startswith(f"the latest comparable run ({gone.resolve()}): the run directory no longer holds work/")
+    noisy = LatencyVerdict("inconclusive", None, None, "1 comparable run(s) before this one (at least 3 needed)")
+    kept = against_history(h2, cand, _row(cand), noisy, 0.05)
+    assert kept.word == "inconclusive" and kept.reason.startswith("1 comparable run(s) before this one (at least 3 "
+                                                                  "needed); not re-timed: the latest comparable run")
+
+
+def test_usage_errors_are_one_line(two_runs, capsys):
+    base, cand = two_runs
+    assert main(["check", str(cand), "--retime"]) == 2
+    assert main(["check", str(cand), "--baseline", str(base), "--pairs", "3"]) == 2
+    assert main(["compare", str(base), str(cand), "--retime", "--no-retime"]) == 2
+    err = capsys.readouterr().err
+    assert "give --baseline RUN or --history N" in err and "--pairs takes 6 to 50 pairs" in err and "exclude each other" in err
+
+
+@pytest.mark.slow
+@pytest.mark.serial
+def test_compare_and_check_re_time_both_artifacts_alternately(two_runs, tmp_path, capsys):
+    base, cand = two_runs
+    out = tmp_path / "cmp.csv"
+    assert main(["compare", str(base), str(cand), "--retime", "--pairs", "6", "--format", "csv", "-o", str(out)]) == 0
+    import pandas as pd
+
+    (row,) = pd.read_csv(out).to_dict("records")
+    pairs = json.loads(row["pairs"])
+    assert len(pairs) == 6 and {p["first"] for p in pairs} <= {"baseline", "candidate"}
+    assert row["ratio"] > 1 and all(p["baseline_ms"] > 0 for p in pairs)  # sixteen layers against one
+    # a paired verdict is slower here, or inconclusive where the machine was busy (a shared machine), never same
+    busy = "machine busy during the re-timing" in row["reason"]
+    assert (row["mark"] == "slower" and 1 < row["interval_low"] <= row["ratio"] <= row["interval_high"]) or \
+        (row["mark"] == "inconclusive" and busy), row["reason"]
+    report = check_run(cand, base, retime="always", pairs=6)
+    (latency,) = [r for r in report.results if r.check == "latency"]
+    assert len(latency.pairs) == 6 and "re-timed in" in latency.message
+    assert (latency.verdict == "slower" and latency.interval[0] > 1 and "paired (interval" in latency.message) or \
+        (latency.verdict == "inconclusive" and "machine busy during the re-timing" in latency.message)
