@@ -41,13 +41,14 @@ def torchscript_model(spec, spec_dir: Path, train=None, seed: int = 0) -> Loaded
 
 @model_source("exported")
 def exported_model(spec, spec_dir: Path, train=None, seed: int = 0) -> LoadedModel:
-    import torch
-
+    from optbench.models.trust import load_exported
     from optbench.models.wrappers import ExportedModule
 
     path = _path(spec, spec_dir)
     try:
-        program = torch.export.load(str(path))
+        program = load_exported(path, spec.trust)
+    except SpecError:
+        raise
     except Exception as e:
         raise _bad_file(spec, "a torch.export program (torch.export.save, .pt2)", e) from None
     return LoadedModel(ExportedModule(program), identity=_ident(spec, file_digest(path)), from_file=True)

@@ -259,7 +259,8 @@ def check_files(spec: Spec, spec_path: Path, lines: dict[tuple, int]) -> None:
 def check_model_file(spec: Spec, spec_path: Path, file: str, lines: dict[tuple, int]) -> None:
     """The file layouts of the framework sources (what a run would otherwise find late): a SavedModel is a folder
     holding saved_model.pb, a frozen graph a file; an IR's .bin sits beside its .xml; tf2onnx writes opsets up to 18.
-    What needs the framework itself (signatures, inputs, ops) is checked where the model loads."""
+    A graph whose ops touch files, processes or the network is refused (:mod:`optbench.models.trust`); what needs
+    the framework itself (signatures, inputs) is checked where the model loads."""
     model = spec.model
     line = line_of(lines, ("model", "path"))
     path = resolve_path(getattr(model, "path", "") or "", spec_path)
@@ -276,6 +277,12 @@ def check_model_file(spec: Spec, spec_path: Path, file: str, lines: dict[tuple, 
         problem = f"{path} is a folder; {model.kind.label} is one file"
     if problem:
         raise SpecError(problem, file=file, line=line, field="model.path", found=repr(model.path))
+    from optbench.models.trust import refuse_untrusted
+
+    try:
+        refuse_untrusted(model, spec_path.parent)  # ops that reach outside the computation: refused at plan
+    except SpecError as e:
+        raise SpecError(e.message, file=file, line=line, field=e.field, found=e.found) from None
     if model.kind.onnx == "tf2onnx" and spec.export.opset > 18:
         raise SpecError("tf2onnx writes ONNX opsets up to 18", file=file, line=line_of(lines, ("export", "opset")),
                         field="export.opset", expected="at most 18", found=str(spec.export.opset))
