@@ -295,9 +295,10 @@ def cmd_env(args: argparse.Namespace) -> int:
     env["cache"] = {"path": str(cache.root), "bytes": cache.size_bytes()}
     env["backends"] = backend_table(deep=args.deep)
     env["sources"] = source_table(deep=args.deep)
-    from optbench.history.store import history_url
+    from optbench.history.store import history_url, safe_url
 
-    env["history"] = history_url()
+    url = history_url()
+    env["history"] = safe_url(url) if url else None  # a PostgreSQL password never printed
     from optbench.measure.serving.loadgen import loadgen_version
 
     lg = loadgen_version()  # from package metadata: nothing imported

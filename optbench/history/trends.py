@@ -28,7 +28,11 @@ def value_of(row: dict, column: str) -> float | None:
 
         if row.get("latency_ms_p50") is None:
             return None
-        return float(np.median(quiet(rounds_of(row).medians)))
+        try:
+            level = float(np.median(quiet(rounds_of(row).medians)))
+        except (TypeError, ValueError, KeyError, AttributeError):  # a row stored before imports were checked
+            return None
+        return level if math.isfinite(level) else None
     v = row.get(column)
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
