@@ -36,6 +36,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
 
         data = apply_overrides(data, overrides)
     spec = validate(data, lines, str(path))
+    check_serving(spec, str(path), lines)
     check_files(spec, path, lines)
     return spec
 
@@ -286,6 +287,18 @@ def check_model_file(spec: Spec, spec_path: Path, file: str, lines: dict[tuple, 
     if model.kind.onnx == "tf2onnx" and spec.export.opset > 18:
         raise SpecError("tf2onnx writes ONNX opsets up to 18", file=file, line=line_of(lines, ("export", "opset")),
                         field="export.opset", expected="at most 18", found=str(spec.export.opset))
+
+
+def check_serving(spec: Spec, file: str, lines: dict[tuple, int]) -> None:
+    """A serving section the machine cannot hold, or longer than a variant's time limit: refused before it runs
+    (:mod:`optbench.measure.serving.bounds`)."""
+    if spec.serving is None:
+        return
+    from optbench.measure.serving.bounds import Machine, serving_problem
+
+    if found := serving_problem(spec.serving, spec.measure.timeout_s, Machine.here()):
+        field, why = found
+        raise SpecError(why, file=file, line=line_of(lines, tuple(field.split("."))), field=field)
 
 
 def check_backends(spec: Spec, file: str, lines: dict[tuple, int]) -> None:
