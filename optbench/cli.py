@@ -64,9 +64,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from optbench.constraint import parse_constraint
     from optbench.run.sweep import run_sweep
     from optbench.store import load_results
 
+    for text in args.constraint or []:  # a constraint no row can meet is one line before the sweep, not after it
+        parse_constraint(text)
     with _spec_of(args) as (spec, spec_path):
         opts = _sweep_options(args, spec, "run", spec_path)
         run_sweep(spec, opts)
