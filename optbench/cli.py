@@ -99,6 +99,7 @@ def _spec_of(args: argparse.Namespace):
 
     import yaml
 
+    from optbench.errors import SpecError
     from optbench.models.detect import is_model_file
     from optbench.specfile.load import load_spec
 
@@ -123,7 +124,11 @@ def _spec_of(args: argparse.Namespace):
     with tempfile.TemporaryDirectory(prefix="optbench-spec-") as tmp:
         spec_path = Path(tmp) / "spec.yaml"
         spec_path.write_text(yaml.safe_dump(data, sort_keys=False))
-        yield load_spec(spec_path), spec_path
+        try:
+            spec = load_spec(spec_path)
+        except SpecError as e:  # the spec was made here: its error names the model file, not a temporary path
+            raise SpecError(e.message, file=str(path), field=e.field, expected=e.expected, found=e.found) from None
+        yield spec, spec_path
 
 
 def _run_table(df) -> str:

@@ -99,6 +99,9 @@ def spec_from_model(path: Path, *, precision: list[str] | None, batch: list[int]
         example = ",".join(f"{d}=SIZE" for d in missing)
         raise SpecError(f"the model leaves {missing} symbolic and optbench does not guess sizes", file=str(path),
                         expected=f"--shapes {example}")
+    if batched := sorted(set(shapes) & (batch_symbols | {"batch"})):
+        raise SpecError(f"--shapes names {batched}, the graph's batch dim, which --batch sizes",
+                        expected=f"--batch {shapes[batched[0]]}" + (f" and --shapes for {unsized}" if unsized else ""))
     if extra := sorted(set(shapes) - set(unsized)):
         raise SpecError(f"--shapes names {extra}, which are not symbolic dims of the model's inputs",
                         expected=f"some of {unsized}" if unsized else "no --shapes (every dim is fixed)")
