@@ -151,6 +151,9 @@ def _sweep_options(args: argparse.Namespace, spec, mode: str, spec_path: Path):
     `-build` for builds, and the time)."""
     from optbench.run.sweep import RunOptions
 
+    if args.max_variants is not None and args.max_variants < 1:
+        raise OptbenchError(f"--max-variants takes how many planned variants may run, at least 1; found "
+                            f"{args.max_variants}")
     stamp = clock.stamp("%Y%m%d-%H%M%S")
     run_dir = Path(args.run_dir) if args.run_dir else \
         Path(args.out) / f"{spec.name}{'-build' if mode == 'build' else ''}-{stamp}"
@@ -158,7 +161,7 @@ def _sweep_options(args: argparse.Namespace, spec, mode: str, spec_path: Path):
                       cache_dir=Path(args.cache_dir) if args.cache_dir else None, no_cache=args.no_cache,
                       quiet=args.quiet, mode=mode, history=args.history_db, no_history=args.no_history,
                       **_executor_options(args),
-                      **({"max_variants": args.max_variants} if args.max_variants else {}))
+                      **({"max_variants": args.max_variants} if args.max_variants is not None else {}))
 
 
 def _sweep_arguments(parser: argparse.ArgumentParser, what: str) -> None:
@@ -238,6 +241,12 @@ def _gpus_option(text: str | None) -> list[str] | None:
     if not parts or not all(p.isdigit() for p in parts) or len(set(parts)) != len(parts):
         raise OptbenchError(f"--gpus takes 'all' or distinct GPU indices separated by commas (e.g. 0,1), found "
                             f"{text!r}")
+    from optbench.env import gpu_info
+
+    have = len(gpu_info())
+    if missing := [p for p in parts if int(p) >= have]:
+        raise OptbenchError(f"--gpus {text}: no GPU {', '.join(missing)} on this machine (it has "
+                            f"{have or 'none'}{'' if have else ': nvidia-smi lists no GPU'})")
     return parts
 
 
@@ -402,16 +411,19 @@ def _extensions(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from optbench.terminal import plain_output
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return args.fn(args)
-    except OptbenchError as e:
-        print(f"optbench: error: {e.format()}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("optbench: interrupted", file=sys.stderr)
-        return 130
+    with plain_output():  # names read from files (node names, variant ids) never reach the terminal as escapes
+        try:
+            return args.fn(args)
+        except OptbenchError as e:
+            print(f"optbench: error: {e.format()}", file=sys.stderr)
+            return e.exit_code
+        except KeyboardInterrupt:
+            print("optbench: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from optbench.errors import SpecError
 
 _NAME = re.compile(r"[^A-Za-z0-9_]")
@@ -214,10 +212,9 @@ def apply_overrides(data: dict[str, Any], sets: list[str] | None) -> dict[str, A
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise SpecError("--set takes KEY.PATH=VALUE, e.g. --set measure.rounds=3", found=repr(item))
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as e:
-            raise SpecError(f"--set {key}: the value is not YAML ({str(e).splitlines()[0]})", found=repr(raw)) from None
+        from optbench.spec.load import safe_yaml
+
+        _, value = safe_yaml(raw, f"--set {key}'s value")  # the spec file's bounds: aliases, size, nesting
         parts = key.strip().split(".")
         node: Any = data
         for depth, part in enumerate(parts):

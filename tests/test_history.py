@@ -263,3 +263,17 @@ def test_processes_opening_a_fresh_postgresql_database_at_once_all_succeed(postg
         assert c.execute(sa.select(sa.func.count()).select_from(h.meta)).scalar() == 1
     h.engine.dispose()
     admin.dispose()
+
+
+def test_long_names_are_stored_or_refused_in_one_line(db):
+    """PostgreSQL's length limits (spec name 200, machine 400, variant id 400): names are cut to fit, and a
+    variant id past its limit is one line, not a StringDataRightTruncation traceback."""
+    from optbench.errors import OptbenchError
+
+    h = _fresh(db)
+    run = h.record_run("long", {"name": "n" * 300}, {**ENV, "cpu": "c" * 500, "commit": "f" * 100}, None, "run")
+    h.record_row(run, _row("v" * 400, 2.0, np.random.default_rng(0)))
+    assert h.spec_names() == ["n" * 200]
+    if db.startswith("postgresql"):
+        with pytest.raises(OptbenchError, match="history database .*: value too long"):
+            h.record_row(run, _row("v" * 401, 2.0, np.random.default_rng(0)))

@@ -68,6 +68,10 @@ def synthetic(spec: Spec, spec_dir: Path, count: int, tokenizer=None) -> Items:
         else:
             lo, hi = inp.range or (0, 2)
             out[inp.name] = rng.integers(int(lo), int(hi), size=shape).astype(inp.dtype)
+        if inp.batch_axis is None and any(i.batch_axis is not None for i in spec.inputs):
+            # beside batched inputs, one value a whole batch shares: the same for every item, so a batch of any
+            # size (the reference's, a variant's) is fed alike
+            out[inp.name] = np.repeat(out[inp.name][:1], count, axis=0)
     return Items(out)
 
 

@@ -23,7 +23,9 @@ def _path(spec, spec_dir: Path) -> Path:
 
 
 def _bad_file(spec, what: str, e: Exception) -> SpecError:
-    first = (str(e).strip().splitlines() or [e.__class__.__name__])[0][:200]
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()] or [e.__class__.__name__]
+    # a first line that only says where it was thrown ("Exception from src/...:84:", OpenVINO): the last says why
+    first = (lines[-1] if lines[0].endswith(":") else lines[0])[:200]
     return SpecError(f"not {what}: {e.__class__.__name__}: {first}", field="model.path", found=repr(spec.path))
 
 

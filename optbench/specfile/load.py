@@ -42,21 +42,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
 
 
 def parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int]]:
-    if len(text) > MAX_BYTES:
-        raise SpecError(f"the spec is {len(text):,} characters; a spec is at most {MAX_BYTES:,}", file=file)
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        size = _expanded_size(node)
-        data = yaml.safe_load(text) if size <= MAX_VALUES else None  # never construct an expanding document
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        raise SpecError(f"invalid YAML: {e.problem or e.context}", file=file,
-                        line=mark.line + 1 if mark else None) from None
-    except yaml.YAMLError as e:
-        raise SpecError(f"invalid YAML: {e}", file=file) from None
-    if size > MAX_VALUES:
-        raise SpecError(f"the spec expands to more than {MAX_VALUES:,} values (YAML anchors and aliases repeat "
-                        f"parts of it); write the values out", file=file, found=f"{size:,.0f} values")
+    node, data = safe_yaml(text, "the spec", file=file)
     if not isinstance(data, dict):
         raise SpecError("a spec is a mapping of keys (name, model, inputs, ...)", file=file,
                         found=type(data).__name__ if data is not None else "an empty file")
@@ -67,6 +53,49 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int]]:
 
 MAX_BYTES = 1_000_000   # a spec file's size at most
 MAX_VALUES = 100_000    # scalars, lists and mappings after anchors and aliases are expanded
+MAX_DEPTH = 64          # lists and mappings inside each other: a spec needs a handful
+
+
+def safe_yaml(text: str, what: str, file: str | None = None) -> tuple[yaml.Node | None, Any]:
+    """The composed and the constructed document of ``text`` (a spec file, or a ``--set`` value), within the size,
+    alias-expansion and nesting bounds: an alias bomb or a thousand nested brackets is one line, never minutes
+    of expansion or a RecursionError."""
+    if len(text) > MAX_BYTES:
+        raise SpecError(f"{what} is {len(text):,} characters; at most {MAX_BYTES:,}", file=file)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        size, depth = _expanded_size(node), _depth(node)
+        if size > MAX_VALUES:
+            raise SpecError(f"{what} expands to more than {MAX_VALUES:,} values (YAML anchors and aliases repeat "
+                            f"parts of it); write the values out", file=file, found=f"{size:,.0f} values")
+        if depth > MAX_DEPTH:
+            raise SpecError(f"{what} nests lists and mappings {depth} deep; at most {MAX_DEPTH}", file=file)
+        return node, yaml.safe_load(text)  # constructed only once its size is known
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise SpecError(f"invalid YAML in {what}: {e.problem or e.context}", file=file,
+                        line=mark.line + 1 if mark and file else None) from None
+    except yaml.YAMLError as e:
+        raise SpecError(f"invalid YAML in {what}: {e}", file=file) from None
+    except RecursionError:
+        raise SpecError(f"{what} nests lists and mappings deeper than YAML can be read; at most {MAX_DEPTH}",
+                        file=file) from None
+
+
+def _depth(node: yaml.Node | None) -> int:
+    """How deep lists and mappings nest (without recursion: composing a deep document is what fails first)."""
+    deepest, todo, seen = 0, [(node, 1)] if node is not None else [], set()
+    while todo:
+        n, d = todo.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        deepest = max(deepest, d)
+        if isinstance(n, yaml.MappingNode):
+            todo += [(x, d + 1) for kv in n.value for x in kv]
+        elif isinstance(n, yaml.SequenceNode):
+            todo += [(x, d + 1) for x in n.value]
+    return deepest
 
 
 def _expanded_size(node: yaml.Node | None) -> float:
@@ -176,9 +205,18 @@ def _translate(err: ValidationError, data: dict, lines: dict[tuple, int], file: 
         return SpecError(f"unknown {ctx.get('discriminator', 'source')}{more}", file=file, line=line_of(lines, loc),
                          field=field, expected=f"one of {ctx.get('expected_tags')}", found=repr(ctx.get("tag")))
     expected = msg[0].lower() + msg[1:] if msg else "a valid value"
-    expected = expected.removeprefix("value error, ")
+    expected = expected.removeprefix("value error, ") + _yaml11_hint(found)
     return SpecError(f"invalid value{more}", file=file, line=line_of(lines, loc), field=field,
                      expected=expected, found=_short(found))
+
+
+def _yaml11_hint(found: Any) -> str:
+    """A number YAML 1.1 read as text (``1e12``: it wants a dot and a signed exponent), with how to write it."""
+    if not isinstance(found, str) or not re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", found.strip()):
+        return ""
+    mantissa, exponent = found.strip().lower().split("e")
+    written = f"{mantissa if '.' in mantissa else mantissa + '.0'}e{exponent if exponent[0] in '+-' else '+' + exponent}"
+    return f" (YAML 1.1 reads {found.strip()} as text, not a number: write {written})"
 
 
 def _most_specific(errors: list[dict]) -> dict:
