@@ -212,7 +212,7 @@ def apply_overrides(data: dict[str, Any], sets: list[str] | None) -> dict[str, A
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise SpecError("--set takes KEY.PATH=VALUE, e.g. --set measure.rounds=3", found=repr(item))
-        from optbench.spec.load import safe_yaml
+        from optbench.spec.safe_yaml import safe_yaml
 
         _, value = safe_yaml(raw, f"--set {key}'s value")  # the spec file's bounds: aliases, size, nesting
         parts = key.strip().split(".")

@@ -12,10 +12,8 @@ Adding a column: a field in the part it belongs to, with ``col(doc, unit=..., si
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 # 1: first rows; 2: every output judged, rounds, robust statistics, busy; 3: typed row (backend_name,
@@ -314,7 +312,7 @@ def _columns() -> list[Column]:
     out = []
     for part, cls in PARTS.items():
         hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
+        for f in fields(cls):
             m = f.metadata
             out.append(Column(f.name, part, _type_name(hints[f.name]), m["unit"], m["doc"], m["old"], m["since"]))
     out.append(Column("warnings", "warnings", "array", None, "Typed warnings: [{code, message}] (codes in "
@@ -375,10 +373,10 @@ class Row:
 
     def to_dict(self) -> dict[str, Any]:
         """The flat row: every column (null where missing), then the extra ones."""
+        from optbench.json_copy import plain_fields
         out: dict[str, Any] = {}
         for part in PARTS:
-            values = getattr(self, part)
-            out.update({f.name: _plain(getattr(values, f.name)) for f in dataclasses.fields(values)})
+            out.update(plain_fields(getattr(self, part)))  # asdict's copies, fast for long sample lists
         out["warnings"] = list(self.warnings)
         out.update(self.extra)
         return out
@@ -400,20 +398,6 @@ class Row:
         """Columns the schema version this row was written with did not record."""
         v = self.identity.schema_version or 1
         return [c.name for c in COLUMNS if c.since > v and c.name not in self.present]
-
-
-def _plain(value: Any) -> Any:
-    """A deep copy of a column's JSON value; a list of numbers (a million latency samples) copied in one step,
-    which ``dataclasses.asdict`` does element by element (seconds per row)."""
-    if isinstance(value, list):
-        if all(type(v) in (float, int) for v in value):
-            return list(value)
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (str, int, float, bool, type(None))):
-        return value
-    return copy.deepcopy(value)
 
 
 def _coerce(name: str, value: Any) -> Any:

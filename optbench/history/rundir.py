@@ -109,7 +109,7 @@ def read_run_dir(run_dir: Path) -> ImportedRun:
 def row_problem(row: Any) -> str | None:
     """Why a row cannot go into the history (None: it can): a row must name its variant, hold each column as the
     type the row schema gives it, numbers where lists of timings are, and yield every trend metric."""
-    from optbench.history.trends import METRICS, value_of
+    from optbench.history.metrics import METRICS, value_of
     from optbench.measure.verdict import rounds_of
     from optbench.row import BY_NAME
 
