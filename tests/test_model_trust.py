@@ -96,6 +96,12 @@ def test_a_planted_pickle_in_a_pt2_never_runs(tmp_path, torch_files, capsys):
     assert not torch_files["marker"].exists()  # the command the pickle names never ran
     assert "posix.system" in err and "weights_only=True" in err and "model.trust: true" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    for spec_less in (["plan", str(torch_files["planted"])], ["plan", str(torch_files["reads_ts"]), "--input",
+                                                              "x=batch,4"]):  # the file read to make a spec
+        assert main(spec_less) == 2
+        err = capsys.readouterr().err
+        assert ("posix.system" in err or "aten::from_file" in err) and len(err.strip().splitlines()) == 1
+    assert not torch_files["marker"].exists()
 
 
 def test_a_clean_pt2_still_loads_with_weights_only(torch_files):

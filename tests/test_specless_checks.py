@@ -39,7 +39,7 @@ def test_a_huge_input_is_refused_before_any_data_is_made(tmp_path, capsys):
 
 @pytest.mark.parametrize("flags, says", [
     (["--batch", "100000000000"], "random data for"),
-    (["--shapes", "batch=100000000000"], "--shapes names ['batch'], the graph's batch dim, which --batch sizes"),
+    (["--shapes", "batch=100000000000"], "--shapes names ['batch'], the model's batch dim, which --batch sizes"),
 ])
 def test_a_huge_batch_is_refused_and_the_batch_is_not_a_shape(tmp_path, flags, says, capsys):
     model = _relu(tmp_path / "small.onnx", ["batch", 16])

@@ -101,7 +101,7 @@ def test_a_resumed_search_names_the_setting_that_changed(tmp_path, capsys):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / ".optbench-run.json").write_text(json.dumps({"mode": "tune"}))
-    from optbench.spec import load_spec
+    from optbench.specfile.load import load_spec
 
     settings = load_spec(spec).search.model_dump(mode="json")
     (run_dir / "search.json").write_text(json.dumps({"settings": {**settings, "trials": 5}}))
@@ -128,7 +128,7 @@ def test_a_scalar_input_beside_a_batched_one_is_fed_alike_at_every_batch(tmp_pat
     value, so the reference's batch and a variant's are fed the same."""
     from optbench.data import feeds_of
     from optbench.data.sources import synthetic
-    from optbench.spec.load import validate
+    from optbench.specfile.load import validate
 
     spec = validate({"name": "s", "model": {"source": "onnx", "path": "m.onnx"},
                      "inputs": [{"name": "x", "shape": ["batch", 4], "dtype": "float32"},

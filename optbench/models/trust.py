@@ -6,8 +6,9 @@ write files, print, call back into Python, talk to other machines); a model from
 refused with one line naming the ops, unless the spec says ``model.trust: true``. TensorFlow's own
 ``saved_model_cli scan`` refuses ReadFile, WriteFile and PrintV2; the list here extends it.
 
-- TensorFlow SavedModel: the ops of every signature's functions (and what they call), the init op included; not
-  the variable save/restore functions every SavedModel has (SaveV2, RestoreV2), which the signature never runs.
+- TensorFlow SavedModel: the ops of every signature's functions (and what they call), the init ops included; the
+  restore op TF1's loader runs may read its checkpoint (RestoreV2) and nothing else; the save function every
+  SavedModel has (SaveV2) is never run and not scanned.
 - frozen GraphDef: every node and every library function.
 - TorchScript: the archive's code (``code/**.py``: methods, ``__setstate__``) is read as text, before
   ``torch.jit.load`` runs any of it.
@@ -54,6 +55,11 @@ TF_DENIED = frozenset({
     "GcsConfigureCredentials", "GcsConfigureBlockCache", "BigQueryReader",
 })
 
+# the variable save and restore every SavedModel has; allowed in its restore op only
+CHECKPOINT_OPS = frozenset({"RestoreV2", "SaveV2", "MergeV2Checkpoints", "ShardedFilename", "ShardedFilespec",
+                            "Restore", "RestoreSlice", "Save", "SaveSlices"})
+INIT_COLLECTIONS = ("saved_model_main_op", "legacy_init_op", "main_op")  # TF1 SavedModels' init ops
+
 # TorchScript / torch.export operators that touch files, the console or the network (namespace::name)
 TORCH_DENIED = frozenset({"aten::from_file", "aten::save", "aten::_print", "prim::Print", "debugprims::load_tensor"})
 TORCH_DENIED_NAMESPACES = ("c10d", "_c10d_functional", "_c10d_functional_autograd", "_dtensor")
@@ -65,25 +71,30 @@ def refuse_untrusted(model: Any, spec_dir: Path) -> None:
     """Refuse the model file of ``model`` (a model spec) when its graph holds ops that reach outside the
     computation, before anything of it is loaded; a spec with ``trust: true``, and sources that are not model files
     of these frameworks, pass."""
-    scan = SCANS.get(model.source)
-    if scan is None or getattr(model, "trust", False):
+    if model.source not in SCANS or getattr(model, "trust", False):
         return
     from optbench.paths import resolve_path
 
-    path = resolve_path(model.path, spec_dir / "spec.yaml")
-    if not path.exists():
+    check_file(model.source, resolve_path(model.path, spec_dir / "spec.yaml"), getattr(model, "tag", "serve"),
+               shown_as=model.path)
+
+
+def check_file(source: str, path: Path, tag: str = "serve", shown_as: str | None = None) -> None:
+    """Refuse the model file at ``path`` (of model source ``source``) when its graph holds ops that reach outside
+    the computation: what :func:`refuse_untrusted` checks, for a file read without a spec (a spec-less run)."""
+    scan = SCANS.get(source)
+    if scan is None or not path.exists():
         return  # the loader says the file is missing
-    found = scan(path, model)
-    if found:
+    if found := scan(path, tag):
         shown = ", ".join(sorted(found)[:12]) + (f" (+{len(found) - 12} more)" if len(found) > 12 else "")
         raise SpecError(f"the model file holds ops that read or write files, print, run Python or use the network "
                         f"({shown}); optbench does not run them from a file it does not trust; {_TRUST_HINT}",
-                        field="model.path", found=repr(model.path))
+                        field="model.path", found=repr(shown_as or str(path)))
 
 
 # ---------------------------------------------------------------- TensorFlow
-def tensorflow_ops(path: Path, model: Any) -> set[str]:
-    return saved_model_ops(path, getattr(model, "tag", "serve")) if path.is_dir() else frozen_graph_ops(path)
+def tensorflow_ops(path: Path, tag: str = "serve") -> set[str]:
+    return saved_model_ops(path, tag) if path.is_dir() else frozen_graph_ops(path)
 
 
 def saved_model_ops(folder: Path, tag: str) -> set[str]:
@@ -106,8 +117,13 @@ def saved_model_ops(folder: Path, tag: str) -> set[str]:
         functions = {f.signature.name: f for f in meta.graph_def.library.function}
         nodes = {n.name: n for n in meta.graph_def.node}
         starts = [t.name for s in meta.signature_def.values() for t in s.outputs.values()]
+        starts += [n for key in INIT_COLLECTIONS if key in meta.collection_def
+                   for n in meta.collection_def[key].node_list.value]  # what TF1's loader runs when it loads
         reached = _graph_closure(nodes, [n.split(":")[0].lstrip("^") for n in starts])
         found |= _denied_in(reached, functions)
+        if meta.saver_def.restore_op_name:  # TF1's loader runs the restore op: checkpoint reads, nothing else
+            restore = _graph_closure(nodes, [meta.saver_def.restore_op_name.split(":")[0]])
+            found |= _denied_in(restore, functions) - CHECKPOINT_OPS
     return found
 
 
@@ -173,7 +189,7 @@ _PRINT = re.compile(r"(?<![\w.])print\s*\(")
 _TARGET = re.compile(r'"target":\s*"torch\.ops\.([A-Za-z_]\w*)\.([A-Za-z_]\w*)')
 
 
-def torchscript_ops(path: Path, model: Any) -> set[str]:
+def torchscript_ops(path: Path, tag: str | None = None) -> set[str]:
     """Denied operators called by a TorchScript archive's code (its ``code/`` files, read as text)."""
     found: set[str] = set()
     for text in _archive_texts(path, lambda name: "/code/" in f"/{name}" and name.endswith(".py")):
@@ -181,7 +197,7 @@ def torchscript_ops(path: Path, model: Any) -> set[str]:
     return found
 
 
-def exported_ops(path: Path, model: Any) -> set[str]:
+def exported_ops(path: Path, tag: str | None = None) -> set[str]:
     """Denied operators in a torch.export archive's serialized graphs (``models/*.json``)."""
     found: set[str] = set()
     for text in _archive_texts(path, lambda name: "/models/" in f"/{name}" and name.endswith(".json")):

@@ -334,7 +334,7 @@ class Spec(Strict):
     @classmethod
     def _constraints(cls, v: list[str]) -> list[str]:
 
-        from optbench.constraint import unknown_column
+        from optbench.columns import unknown_column
         from optbench.row import current_name
 
         for text in v:

@@ -13,8 +13,8 @@ from pydantic import BaseModel, ValidationError
 
 from optbench.errors import SpecError
 from optbench.paths import ONNX_DTYPES, check_onnx, resolve_model_file, resolve_path  # noqa: F401 (here too)
+from optbench.safe_yaml import safe_yaml
 from optbench.spec.models import Spec
-from optbench.spec.safe_yaml import safe_yaml
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
