@@ -64,9 +64,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from optbench.constraint import parse_constraint
     from optbench.run.sweep import run_sweep
     from optbench.store import load_results
 
+    for text in args.constraint or []:  # a constraint no row can meet is one line before the sweep, not after it
+        parse_constraint(text)
     with _spec_of(args) as (spec, spec_path):
         opts = _sweep_options(args, spec, "run", spec_path)
         run_sweep(spec, opts)
@@ -96,6 +99,7 @@ def _spec_of(args: argparse.Namespace):
 
     import yaml
 
+    from optbench.errors import SpecError
     from optbench.models.detect import is_model_file
     from optbench.specfile.load import load_spec
 
@@ -120,7 +124,11 @@ def _spec_of(args: argparse.Namespace):
     with tempfile.TemporaryDirectory(prefix="optbench-spec-") as tmp:
         spec_path = Path(tmp) / "spec.yaml"
         spec_path.write_text(yaml.safe_dump(data, sort_keys=False))
-        yield load_spec(spec_path), spec_path
+        try:
+            spec = load_spec(spec_path)
+        except SpecError as e:  # the spec was made here: its error names the model file, not a temporary path
+            raise SpecError(e.message, file=str(path), field=e.field, expected=e.expected, found=e.found) from None
+        yield spec, spec_path
 
 
 def _run_table(df) -> str:
@@ -143,6 +151,9 @@ def _sweep_options(args: argparse.Namespace, spec, mode: str, spec_path: Path):
     `-build` for builds, and the time)."""
     from optbench.run.sweep import RunOptions
 
+    if args.max_variants is not None and args.max_variants < 1:
+        raise OptbenchError(f"--max-variants takes how many planned variants may run, at least 1; found "
+                            f"{args.max_variants}")
     stamp = clock.stamp("%Y%m%d-%H%M%S")
     run_dir = Path(args.run_dir) if args.run_dir else \
         Path(args.out) / f"{spec.name}{'-build' if mode == 'build' else ''}-{stamp}"
@@ -150,7 +161,7 @@ def _sweep_options(args: argparse.Namespace, spec, mode: str, spec_path: Path):
                       cache_dir=Path(args.cache_dir) if args.cache_dir else None, no_cache=args.no_cache,
                       quiet=args.quiet, mode=mode, history=args.history_db, no_history=args.no_history,
                       **_executor_options(args),
-                      **({"max_variants": args.max_variants} if args.max_variants else {}))
+                      **({"max_variants": args.max_variants} if args.max_variants is not None else {}))
 
 
 def _sweep_arguments(parser: argparse.ArgumentParser, what: str) -> None:
@@ -230,6 +241,12 @@ def _gpus_option(text: str | None) -> list[str] | None:
     if not parts or not all(p.isdigit() for p in parts) or len(set(parts)) != len(parts):
         raise OptbenchError(f"--gpus takes 'all' or distinct GPU indices separated by commas (e.g. 0,1), found "
                             f"{text!r}")
+    from optbench.env import gpu_info
+
+    have = len(gpu_info())
+    if missing := [p for p in parts if int(p) >= have]:
+        raise OptbenchError(f"--gpus {text}: no GPU {', '.join(missing)} on this machine (it has "
+                            f"{have or 'none'}{'' if have else ': nvidia-smi lists no GPU'})")
     return parts
 
 
@@ -295,9 +312,10 @@ def cmd_env(args: argparse.Namespace) -> int:
     env["cache"] = {"path": str(cache.root), "bytes": cache.size_bytes()}
     env["backends"] = backend_table(deep=args.deep)
     env["sources"] = source_table(deep=args.deep)
-    from optbench.history.store import history_url
+    from optbench.history.store import history_url, safe_url
 
-    env["history"] = history_url()
+    url = history_url()
+    env["history"] = safe_url(url) if url else None  # a PostgreSQL password never printed
     from optbench.measure.serving.loadgen import loadgen_version
 
     lg = loadgen_version()  # from package metadata: nothing imported
@@ -393,16 +411,19 @@ def _extensions(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from optbench.terminal import plain_output
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return args.fn(args)
-    except OptbenchError as e:
-        print(f"optbench: error: {e.format()}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("optbench: interrupted", file=sys.stderr)
-        return 130
+    with plain_output():  # names read from files (node names, variant ids) never reach the terminal as escapes
+        try:
+            return args.fn(args)
+        except OptbenchError as e:
+            print(f"optbench: error: {e.format()}", file=sys.stderr)
+            return e.exit_code
+        except KeyboardInterrupt:
+            print("optbench: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

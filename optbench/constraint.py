@@ -7,6 +7,7 @@ import math
 import operator
 from dataclasses import dataclass
 
+from optbench.columns import unknown_column
 from optbench.errors import OptbenchError, strict_float
 from optbench.row import current_name
 from optbench.spec.base import CONSTRAINT
@@ -39,4 +40,13 @@ def parse_constraint(text: str, where: str = "--constraint") -> Constraint:
         raise OptbenchError(f"{where}: expected a number after {m.group(2)}", found=repr(text)) from None
     if not math.isfinite(value):
         raise OptbenchError(f"{where}: expected a finite number", found=repr(text))
-    return Constraint(current_name(m.group(1)), m.group(2), value)  # a former column name still reads
+    column = current_name(m.group(1))  # a former column name still reads
+    if why := unknown_column(column):
+        raise OptbenchError(f"{where}: '{text.strip()}': {why}",
+                            expected=None if why.endswith("?") else f"a numeric row column: {_some_columns()}")
+    return Constraint(column, m.group(2), value)
+
+
+def _some_columns() -> str:
+    return ", ".join(["latency_ms_p50", "latency_ms_p99", "throughput_items_s", "drift_rel_l2", "task_accuracy",
+                      "gpu_peak_bytes", "model_bytes", "serving_peak_qps"]) + ", ... (docs/columns.md)"

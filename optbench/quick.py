@@ -11,8 +11,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from optbench.errors import SpecError
 
 _NAME = re.compile(r"[^A-Za-z0-9_]")
@@ -99,6 +97,10 @@ def spec_from_model(path: Path, *, precision: list[str] | None, batch: list[int]
         example = ",".join(f"{d}=SIZE" for d in missing)
         raise SpecError(f"the model leaves {missing} symbolic and optbench does not guess sizes", file=str(path),
                         expected=f"--shapes {example}")
+    named_batch = {d.dims[0] for d in declared if d.dims and isinstance(d.dims[0], str)} | {"batch"}
+    if batched := sorted(set(shapes) & named_batch):
+        raise SpecError(f"--shapes names {batched}, the model's batch dim, which --batch sizes",
+                        expected=f"--batch {shapes[batched[0]]}" + (f" and --shapes for {unsized}" if unsized else ""))
     if extra := sorted(set(shapes) - set(unsized)):
         raise SpecError(f"--shapes names {extra}, which are not symbolic dims of the model's inputs",
                         expected=f"some of {unsized}" if unsized else "no --shapes (every dim is fixed)")
@@ -211,10 +213,9 @@ def apply_overrides(data: dict[str, Any], sets: list[str] | None) -> dict[str, A
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise SpecError("--set takes KEY.PATH=VALUE, e.g. --set measure.rounds=3", found=repr(item))
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as e:
-            raise SpecError(f"--set {key}: the value is not YAML ({str(e).splitlines()[0]})", found=repr(raw)) from None
+        from optbench.safe_yaml import safe_yaml
+
+        _, value = safe_yaml(raw, f"--set {key}'s value")  # the spec file's bounds: aliases, size, nesting
         parts = key.strip().split(".")
         node: Any = data
         for depth, part in enumerate(parts):

@@ -12,9 +12,8 @@ Adding a column: a field in the part it belongs to, with ``col(doc, unit=..., si
 
 from __future__ import annotations
 
-import dataclasses
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 # 1: first rows; 2: every output judged, rounds, robust statistics, busy; 3: typed row (backend_name,
@@ -313,7 +312,7 @@ def _columns() -> list[Column]:
     out = []
     for part, cls in PARTS.items():
         hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
+        for f in fields(cls):
             m = f.metadata
             out.append(Column(f.name, part, _type_name(hints[f.name]), m["unit"], m["doc"], m["old"], m["since"]))
     out.append(Column("warnings", "warnings", "array", None, "Typed warnings: [{code, message}] (codes in "
@@ -374,9 +373,10 @@ class Row:
 
     def to_dict(self) -> dict[str, Any]:
         """The flat row: every column (null where missing), then the extra ones."""
+        from optbench.json_copy import plain_fields
         out: dict[str, Any] = {}
         for part in PARTS:
-            out.update(dataclasses.asdict(getattr(self, part)))
+            out.update(plain_fields(getattr(self, part)))  # asdict's copies, fast for long sample lists
         out["warnings"] = list(self.warnings)
         out.update(self.extra)
         return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,25 +67,68 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
-def read_rows(run_dir: Path) -> list[dict[str, Any]]:
-    """All complete rows, as today's typed row has them whatever schema wrote them (see
-    :meth:`optbench.row.Row.from_dict`); a torn (unterminated or unparsable) last line is dropped."""
+MAX_ROW_BYTES = 256 << 20  # one row (its latency samples included): past this, not a row optbench wrote
+MAX_FINAL_ROWS = 100_000    # variants a run directory may hold: past this, more than a report or a gate can show
+
+
+def iter_rows(run_dir: Path, bad: Callable[[int, str], None] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, row) of each complete row, one at a time (memory does not grow with the file), as today's
+    typed row has them whatever schema wrote them (see :meth:`optbench.row.Row.from_dict`); a torn (unterminated or
+    unparsable) last line is dropped. A corrupt line elsewhere is an error, or ``bad(line, why)`` and skipped."""
     path = Path(run_dir) / RESULTS
-    if not path.exists():
-        return []
-    rows = []
-    text = path.read_text(encoding="utf-8", errors="replace")
-    lines = text.split("\n")
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            rows.append(normalize(restore_row(json.loads(line))))
-        except json.JSONDecodeError:
-            if i >= len(lines) - 2:  # torn tail from a kill mid-write
+    _regular(path)
+    with open(path, "rb") as f:
+        n = 0
+        while line := f.readline(MAX_ROW_BYTES + 1):
+            n += 1
+            if len(line) > MAX_ROW_BYTES:
+                raise RunDirError(f"{path}:{n}: a row longer than {MAX_ROW_BYTES >> 20} MiB; not a row optbench wrote")
+            if not line.strip():
                 continue
-            raise RunDirError(f"{path}:{i + 1}: corrupt result row") from None
-    return rows
+            try:
+                row = json.loads(line)
+            except (ValueError, UnicodeDecodeError) as e:
+                if not line.endswith(b"\n") or _at_end(f):  # torn tail from a kill mid-write
+                    continue
+                if bad is None:
+                    raise RunDirError(f"{path}:{n}: corrupt result row") from None
+                bad(n, f"corrupt result row ({str(e)[:80]})")
+                continue
+            try:
+                if not isinstance(row, dict):
+                    raise TypeError(f"a JSON {type(row).__name__}, not an object")
+                yield n, normalize(restore_row(row))
+            except (TypeError, ValueError, AttributeError) as e:  # JSON, but not a row (its warnings a number)
+                if bad is None:
+                    raise RunDirError(f"{path}:{n}: not a result row ({str(e)[:80]})") from None
+                bad(n, f"not a result row ({str(e)[:80]})")
+
+
+def _regular(path: Path) -> None:
+    """A results.jsonl that is not a regular file (a FIFO would block, a device never end) is refused."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise RunDirError(f"{path.parent} holds no {RESULTS}; is it a run directory?") from None
+    if not stat.S_ISREG(mode):
+        raise RunDirError(f"{path} is not a regular file (a FIFO, device or folder); not a run directory optbench "
+                          "wrote")
+
+
+def _at_end(f: Any) -> bool:
+    at = f.tell()
+    more = f.read(1)
+    f.seek(at)
+    return not more.strip()
+
+
+def read_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """All complete rows (see :func:`iter_rows`); none where the directory has no results yet."""
+    if not (Path(run_dir) / RESULTS).exists():
+        return []
+    return [row for _, row in iter_rows(run_dir)]
 
 
 def restore_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -133,11 +177,17 @@ def schema_note(run_dir: Path) -> str | None:
 
 
 def final_rows(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """The last final row per variant id."""
+    """The last final row per variant id, read row by row: memory grows with the variants, not the file; more
+    than MAX_FINAL_ROWS variants is one line."""
     out: dict[str, dict[str, Any]] = {}
-    for row in read_rows(run_dir):
+    if not (Path(run_dir) / RESULTS).exists():
+        return out
+    for _, row in iter_rows(run_dir):
         if row.get("status") in FINAL_STATUSES:
             out[row["variant_id"]] = row
+            if len(out) > MAX_FINAL_ROWS:
+                raise RunDirError(f"{Path(run_dir) / RESULTS} holds more than {MAX_FINAL_ROWS:,} variants, more than "
+                                  "a report, a comparison or a gate can show; split the run")
     return out
 
 

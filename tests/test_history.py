@@ -224,3 +224,56 @@ def test_the_history_page_is_drawn_by_the_report_and_escapes_its_text(tmp_path, 
     text = out.read_text()
     assert text.startswith("<!doctype html>") and "&lt;b&gt;m&lt;/b&gt;" in text and "<b>m</b>" not in text
     assert text.count("data:image/svg+xml;base64,") >= 1 and "Content-Security-Policy" in text
+
+
+def _open_at_once(url: str, barrier, results) -> None:
+    """A process that opens the history the moment every other one is ready to."""
+    try:
+        barrier.wait(timeout=60)
+        History(url)
+        results.put("ok")
+    except BaseException as e:  # noqa: BLE001  (the parent reports what each process met)
+        results.put(f"{type(e).__name__}: {str(e)[:300]}")
+
+
+def test_processes_opening_a_fresh_postgresql_database_at_once_all_succeed(postgres):
+    """A CI fan-out: four processes make the schema of one empty database at the same moment (its creation was a
+    race: three of four failed with UniqueViolation on pg_type_typname_nsp_index)."""
+    import multiprocessing as mp
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"race_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(postgres, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f"CREATE DATABASE {name}"))
+    url = postgres.replace("/postgres?", f"/{name}?")
+    ctx = mp.get_context("fork")  # sqlalchemy and psycopg imported once; every child starts at the barrier
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_open_at_once, args=(url, barrier, results)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join()
+    assert outcomes == ["ok"] * 4
+    h = History(url)
+    with h.engine.connect() as c:
+        assert c.execute(sa.select(sa.func.count()).select_from(h.meta)).scalar() == 1
+    h.engine.dispose()
+    admin.dispose()
+
+
+def test_long_names_are_stored_or_refused_in_one_line(db):
+    """PostgreSQL's length limits (spec name 200, machine 400, variant id 400): names are cut to fit, and a
+    variant id past its limit is one line, not a StringDataRightTruncation traceback."""
+    from optbench.errors import OptbenchError
+
+    h = _fresh(db)
+    run = h.record_run("long", {"name": "n" * 300}, {**ENV, "cpu": "c" * 500, "commit": "f" * 100}, None, "run")
+    h.record_row(run, _row("v" * 400, 2.0, np.random.default_rng(0)))
+    assert h.spec_names() == ["n" * 200]
+    if db.startswith("postgresql"):
+        with pytest.raises(OptbenchError, match="history database .*: value too long"):
+            h.record_row(run, _row("v" * 401, 2.0, np.random.default_rng(0)))

@@ -15,13 +15,15 @@ def cmd_history(args: argparse.Namespace) -> int:
     from optbench.history.trends import METRICS, csv_text, series, table
     from optbench.report.history_page import html_page
 
-    history = open_history(args.db, required=True)
+    if args.action == "import" and not args.runs:
+        raise OptbenchError("history import takes run directories: optbench history import RUN [RUN ...]")
+    history = open_history(args.db, required=True, create=args.action == "import")
     if args.action == "import":
-        if not args.runs:
-            raise OptbenchError("history import takes run directories: optbench history import RUN [RUN ...]")
         for run in args.runs:
-            run_id, n = history.import_run(Path(run))
-            print(f"{run}: {n} rows (run {run_id})")
+            got = history.import_run(Path(run))
+            print(f"{run}: {got.rows} rows (run {got.run_id})" + (f"; {got.note}" if got.note else ""))
+            for what, why in got.skipped:
+                print(f"  left out {what}: {why}")
         runs, rows = history.counts()
         print(f"history {history.safe_url}: {runs} runs, {rows} rows")
         return 0
@@ -50,7 +52,8 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.format == "html":
         text = html_page(history, spec, args.variant, metrics)
     elif args.format == "json":
-        text = json.dumps([s.to_json() for m in metrics for s in series(history, spec, args.variant, m)], indent=1)
+        found = [s.to_json() for m in metrics for s in series(history, spec, args.variant, m)]
+        text = json.dumps(finite(found), indent=1, allow_nan=False)  # strict JSON: a non-finite number is null
     elif args.format == "csv":
         text = "".join(csv_text(series(history, spec, args.variant, m)) for m in metrics)
     else:
@@ -83,3 +86,16 @@ def add_commands(sub) -> None:
     h.add_argument("--db", metavar="PATH|URL", help="the history database (default: $OPTBENCH_HISTORY, else "
                                                     "~/.local/share/optbench/history.sqlite)")
     h.set_defaults(fn=cmd_history)
+
+
+def finite(value):
+    """``value`` with every NaN or infinite number made None (strict JSON has no such numbers)."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value

@@ -83,8 +83,8 @@ class Items:
         for f in self.feed:
             if f.const is not None:
                 out[f.name] = f.const
-            elif f.batch_axis is None:  # an input without a batch dim: one item's array (batch size 1)
-                out[f.name] = self.inputs[f.name][idx[0]]
+            elif f.batch_axis is None:  # an input without a batch dim: one item's array (batch size 1); a scalar
+                out[f.name] = np.asarray(self.inputs[f.name][idx[0]])  # input stays a 0-d array, not a numpy scalar
             else:
                 out[f.name] = np.moveaxis(self.inputs[f.name][idx], 0, f.batch_axis)
         return out

@@ -20,16 +20,44 @@ def _max_dims(spec: Spec) -> dict[str, int]:
     return dims
 
 
+DATA_SHARE = 0.25  # synthetic data (and one batch of it) may take at most this share of the machine's memory
+
+
+def _item_shape(inp, dims: dict[str, int], seq_len: int) -> list[int]:
+    return [d if isinstance(d, int) else dims.get(d, seq_len) for d in inp.item_shape]
+
+
+def check_data_size(spec: Spec, count: int) -> None:
+    """Random items of the spec's inputs, and the largest batch of them, must fit in a share of the machine's
+    memory: checked before any is made (an input of [batch, 100000, 100000] float32 is 37 GiB an item)."""
+    from optbench.measure.memory import proc_kib_field
+
+    dims = _max_dims(spec)
+    sized = [(inp, _item_shape(inp, dims, spec.data.seq_len)) for inp in spec.inputs if inp.value is None]
+    item = {inp.name: int(np.prod(shape, dtype=np.float64)) * np.dtype(inp.dtype).itemsize for inp, shape in sized}
+    limit = int((proc_kib_field("/proc/meminfo", "MemTotal") or 1 << 62) * DATA_SHARE)
+    need = max(count, max(spec.variants.batch_size)) * sum(item.values())
+    if need > limit:
+        name = max(item, key=item.get)
+        shape = next(shape for inp, shape in sized if inp.name == name)
+        raise SpecError(f"random data for {count:,} items needs {need / 2**30:,.1f} GiB (input '{name}' {shape} is "
+                        f"{item[name] / 2**30:,.2f} GiB an item), more than a quarter of this machine's memory "
+                        f"({limit / 2**30:,.1f} GiB)", field="inputs",
+                        expected="smaller dims (variants.shapes, --shapes) or fewer items (data.eval, "
+                                 "data.calibration)")
+
+
 @source("synthetic")
 def synthetic(spec: Spec, spec_dir: Path, count: int, tokenizer=None) -> Items:
     rng = np.random.default_rng(spec.seed)
     dims = _max_dims(spec)
     count = max(count, spec.data.eval + spec.data.calibration + 64)
+    check_data_size(spec, count)
     out = {}
     for inp in spec.inputs:
         if inp.value is not None:
             continue
-        shape = [count] + [d if isinstance(d, int) else dims.get(d, spec.data.seq_len) for d in inp.item_shape]
+        shape = [count] + _item_shape(inp, dims, spec.data.seq_len)
         if inp.dtype.startswith("float"):
             if inp.range is not None:
                 out[inp.name] = rng.uniform(inp.range[0], inp.range[1], size=shape).astype(inp.dtype)
@@ -40,6 +68,10 @@ def synthetic(spec: Spec, spec_dir: Path, count: int, tokenizer=None) -> Items:
         else:
             lo, hi = inp.range or (0, 2)
             out[inp.name] = rng.integers(int(lo), int(hi), size=shape).astype(inp.dtype)
+        if inp.batch_axis is None and any(i.batch_axis is not None for i in spec.inputs):
+            # beside batched inputs, one value a whole batch shares: the same for every item, so a batch of any
+            # size (the reference's, a variant's) is fed alike
+            out[inp.name] = np.repeat(out[inp.name][:1], count, axis=0)
     return Items(out)
 
 

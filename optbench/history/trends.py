@@ -4,37 +4,13 @@ what the terminal, CSV, JSON and HTML show of them."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from optbench.history.changes import Step, change_points, split_comparable
-
-# metric names a user types -> the row column (latency: the level of the quiet rounds, as the gate reads it)
-METRICS = {"p50": "latency", "p99": "latency_ms_p99", "throughput": "throughput_items_s",
-           "memory": "peak_rss_bytes", "gpu_memory": "gpu_peak_bytes", "drift": "drift_rel_l2",
-           "accuracy": "task_accuracy"}
-LOWER_IS_BETTER = {"latency", "latency_ms_p99", "peak_rss_bytes", "gpu_peak_bytes", "drift_rel_l2"}
-
-
-def value_of(row: dict, column: str) -> float | None:
-    """A row's value of ``column``; ``latency`` is the median of the quiet rounds (the latency gate's level)."""
-    if row.get("status") != "ok":
-        return None
-    if column == "latency":
-        from optbench.measure.verdict import quiet, rounds_of
-
-        if row.get("latency_ms_p50") is None:
-            return None
-        return float(np.median(quiet(rounds_of(row).medians)))
-    v = row.get(column)
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
-
-
-def column_of(metric: str) -> str:
-    return METRICS.get(metric, metric)
+from optbench.history.metrics import LOWER_IS_BETTER, METRICS, column_of, value_of  # noqa: F401 (here too)
 
 
 @dataclass

@@ -17,6 +17,19 @@ def wall() -> float:
     return time.time()
 
 
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux: its start time in /proc against the boot-time clock), None
+    where that cannot be read. A worker's limit counts from its start."""
+    import os
+
+    try:
+        fields = open("/proc/self/stat").read().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # starttime, the 22nd field, in ticks after boot
+        return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - started)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
 def since(t0: float) -> float:
     """Seconds on the monotonic clock since ``t0`` (a :func:`monotonic` reading)."""
     return time.monotonic() - t0

@@ -75,6 +75,9 @@ def _torchscript(model: dict, path: Path) -> list[DeclaredInput]:
     """A TorchScript module's forward arguments: names only (the file records no shapes or dtypes)."""
     import torch
 
+    from optbench.models.trust import check_file
+
+    check_file("torchscript", path)  # before torch.jit.load runs any of its code
     try:
         module = torch.jit.load(str(path), map_location="cpu")
     except Exception as e:
@@ -87,8 +90,13 @@ def _exported(model: dict, path: Path) -> list[DeclaredInput]:
     """A torch.export program's user inputs, with the shapes it was exported with (its dynamic dims are symbols)."""
     import torch
 
+    from optbench.models.trust import check_file, load_exported
+
+    check_file("exported", path)
     try:
-        program = torch.export.load(str(path))
+        program = load_exported(path, trusted=False)  # its pickles read with weights_only=True, never unsafely
+    except SpecError:
+        raise
     except Exception as e:
         raise SpecError(f"{path.name} is not a torch.export program torch can load: {e.__class__.__name__}: "
                         f"{(str(e).strip().splitlines() or [''])[0][:200]}") from None

@@ -23,7 +23,9 @@ def _path(spec, spec_dir: Path) -> Path:
 
 
 def _bad_file(spec, what: str, e: Exception) -> SpecError:
-    first = (str(e).strip().splitlines() or [e.__class__.__name__])[0][:200]
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()] or [e.__class__.__name__]
+    # a first line that only says where it was thrown ("Exception from src/...:84:", OpenVINO): the last says why
+    first = (lines[-1] if lines[0].endswith(":") else lines[0])[:200]
     return SpecError(f"not {what}: {e.__class__.__name__}: {first}", field="model.path", found=repr(spec.path))
 
 
@@ -41,13 +43,14 @@ def torchscript_model(spec, spec_dir: Path, train=None, seed: int = 0) -> Loaded
 
 @model_source("exported")
 def exported_model(spec, spec_dir: Path, train=None, seed: int = 0) -> LoadedModel:
-    import torch
-
+    from optbench.models.trust import load_exported
     from optbench.models.wrappers import ExportedModule
 
     path = _path(spec, spec_dir)
     try:
-        program = torch.export.load(str(path))
+        program = load_exported(path, spec.trust)
+    except SpecError:
+        raise
     except Exception as e:
         raise _bad_file(spec, "a torch.export program (torch.export.save, .pt2)", e) from None
     return LoadedModel(ExportedModule(program), identity=_ident(spec, file_digest(path)), from_file=True)

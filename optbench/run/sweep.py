@@ -210,18 +210,27 @@ def _history_of(spec: Spec, opts: RunOptions, env: dict):
     """The history database and this run's id in it, or (None, None) when history is off for this run."""
     if opts.no_history:
         return None, None
-    from optbench.history.store import open_history, run_uid
+    from optbench.history.store import HistoryUnavailable, open_history, run_uid
 
-    history = open_history(opts.history)  # a bad URL or path is one clear line before anything runs
-    if history is None:
+    try:  # the history is an extra: a database locked, read-only or unreachable is skipped, said once
+        history = open_history(opts.history, create=True)
+        if history is None:
+            return None, None
+        return history, history.record_run(run_uid(opts.run_dir), spec.model_dump(mode="json"), env,
+                                           opts.run_dir.resolve(), opts.mode)
+    except HistoryUnavailable as e:
+        sys.stderr.write(f"optbench: history: {e}; this run goes on without it (`optbench history import "
+                         f"{opts.run_dir}` adds its rows later)\n")
         return None, None
-    return history, history.record_run(run_uid(opts.run_dir), spec.model_dump(mode="json"), env,
-                                       opts.run_dir.resolve(), opts.mode)
 
 
 def run_sweep(spec: Spec, opts: RunOptions) -> Path:
     from optbench.interpret import model_fixed_batch
 
+    if not opts.no_history:
+        from optbench.history.store import history_url
+
+        history_url(opts.history)  # a malformed database URL is one line before anything is made
     variants = plan(spec, opts.mode, fixed_batch=model_fixed_batch(spec, opts.spec_path))
     if (n := sum(v.status == "planned" for v in variants)) > opts.max_variants:
         raise OptbenchError(f"the spec plans {n:,} variants to {opts.mode}, more than --max-variants "
@@ -249,8 +258,14 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
         raise OptbenchError(str(e)) from None
     history, run_id = _history_of(spec, opts, env)
     if history is not None and done:  # a kill between results.jsonl and the database: the resumed run fills the gap
-        for vid in sorted(set(done) - history.stored_variants(run_id)):
-            history.record_row(run_id, done[vid])
+        from optbench.history.store import HistoryUnavailable
+
+        try:
+            for vid in sorted(set(done) - history.stored_variants(run_id)):
+                history.record_row(run_id, done[vid])
+        except HistoryUnavailable as e:
+            sys.stderr.write(f"optbench: history: {e}; this run goes on without it\n")
+            history = None
     base = _row_base(spec, env)
     # known from the spec alone: rows skipped at plan time, written before the reference runs, name it too
     reference = reference_backend(spec.model.kind.framework)

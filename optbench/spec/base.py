@@ -22,6 +22,8 @@ class Strict(BaseModel):
 
 # a size written as a number: "8" (a string) or true is an error, not silently 8 or 1
 Count = Annotated[int, Field(strict=True, gt=0)]
+# a budget's bound: a NaN would fail (or an infinity pass) every variant, after the whole sweep or search ran
+Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from optbench.spec.base import (  # noqa: F401 (the spec's types, here too)
     SYMBOL,
     Count,
     DType,
+    Finite,
     ModelFormat,
     Precision,
     Strict,
@@ -307,7 +308,7 @@ class Spec(Strict):
     outputs: list[OutputSpec] = Field(
         default_factory=list, description="How outputs are judged: names, parts, tasks and budgets. Outputs not listed "
                                           "are still compared, with the default task.")
-    budgets: dict[str, dict[str, float]] = Field(
+    budgets: dict[str, dict[str, Finite]] = Field(
         default_factory=dict, description="Accuracy budgets per precision or variant pattern, over optbench/configs/budgets.yaml.")
     stateful: Literal["check", "accept"] = Field(
         "check", description="Before any variant runs, the reference runs twice on the same items: 'check' stops the "
@@ -333,9 +334,14 @@ class Spec(Strict):
     @classmethod
     def _constraints(cls, v: list[str]) -> list[str]:
 
+        from optbench.columns import unknown_column
+        from optbench.row import current_name
+
         for text in v:
-            if not CONSTRAINT.match(text):
+            if not (m := CONSTRAINT.match(text)):
                 raise ValueError(f"a constraint is 'COLUMN OP NUMBER' with OP one of <=, <, >=, >, found {text!r}")
+            if why := unknown_column(current_name(m.group(1))):
+                raise ValueError(f"constraint {text.strip()!r}: {why}")
         return v
 
     @model_validator(mode="after")

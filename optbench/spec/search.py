@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
-from optbench.spec.base import Count, Strict
+from optbench.spec.base import Count, Finite, Strict
 from optbench.spec.quant import Int8Settings
 
 
@@ -43,7 +43,7 @@ class SearchSettings(Strict):
                                                              "absent: the spec's first.")
     trials: PositiveInt = Field(20, le=500, description="Candidates at most (anchors included); each is built, "
                                                         "judged and timed on every search backend.")
-    time_budget_s: float | None = Field(None, gt=0, description="Stop proposing candidates after this many seconds "
+    time_budget_s: float | None = Field(None, gt=0, allow_inf_nan=False, description="Stop proposing candidates after this many seconds "
                                                                 "of search (a resumed search counts its earlier "
                                                                 "time); absent: no limit but trials.")
     seed: int = Field(0, ge=0, lt=2**32, description="Seed of the eval items the ranking of node groups is "
@@ -51,7 +51,7 @@ class SearchSettings(Strict):
     base: Int8Settings | None = Field(None, description="The int8 settings candidates start from (static); absent: "
                                                         "the spec's first static int8 entry.")
     space: SearchSpace = Field(default_factory=SearchSpace, description="What the search may change.")
-    budgets: dict[str, dict[str, float]] = Field(
+    budgets: dict[str, dict[str, Finite]] = Field(
         default_factory=dict, description="Budgets the search holds candidates to, over the spec's budgets (per "
                                           "precision or variant pattern, as budgets:); the tune run's spec keeps "
                                           "them merged, so optbench check decides alike.")

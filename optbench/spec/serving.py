@@ -4,6 +4,9 @@ Each variant that the section selects is served, after its single-stream timing,
 LoadGen drives the scenarios (see :mod:`optbench.measure.serving`). The defaults are short enough for CI
 (LoadGen then calls its runs INVALID by its rules, and the rows say so); raise ``min_duration_ms`` and
 ``min_query_count`` for results LoadGen accepts (MLPerf asks 600,000 ms and 270,336 queries for a server run).
+A section the machine cannot hold (LoadGen's queries past half its memory, more concurrency clients than threads it
+allows) or that outlasts ``measure.timeout_s`` is refused when the spec is read (:mod:`optbench.measure.serving.bounds`);
+a serving part that still runs past what the time limit leaves it ends there, keeping the scenarios that finished.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Scenario = Literal["single-stream", "multi-stream", "server", "offline", "soak"]
 Positive = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
 Count = Annotated[int, Field(strict=True, gt=0)]
+BatchSize = Annotated[int, Field(strict=True, gt=0, le=4096)]  # a padded group is this many items, in memory
 
 
 class _Strict(BaseModel):
@@ -26,7 +30,7 @@ class DynamicBatching(_Strict):
     max_delay_ms: float = Field(2.0, ge=0, le=60_000, allow_inf_nan=False,
                                 description="How long the oldest request may wait for others before its group "
                                             "runs (ms).")
-    sizes: list[Count] | None = Field(
+    sizes: list[BatchSize] | None = Field(
         None, min_length=1, description="The batch sizes the variant runs (a static engine's built sizes); groups "
                                         "are padded to the nearest size above. Absent: the sizes 1, 2, 4, ... up to "
                                         "max_batch are tried once on the built session and those that run are used.")

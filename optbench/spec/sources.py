@@ -11,6 +11,9 @@ from pydantic import Field, field_validator
 from optbench.spec.base import ModelFormat, Strict, reset_field
 
 TORCH = ModelFormat("torch", "a torch module", module="eager", onnx="torch.onnx.export", loads_with=("torch",))
+TRUST = ("Trust the file: run it even if its graph holds ops that read or write files, print, run Python or use the "
+         "network, and unpickle a .pt2's objects other than tensors; absent: such a file is refused before it loads "
+         "(README: 'Which files optbench runs').")
 ONNX = ModelFormat("onnx", "an ONNX file", onnx="as given", loads_with=("onnx", "onnxruntime"))
 
 
@@ -21,6 +24,7 @@ class TorchScriptModel(Strict):
                                                        "torch.jit.load; the reference is it, run by torch on the CPU.")
     path: str = Field(description="Path of the TorchScript file.")
     reset: str | None = reset_field()
+    trust: bool = Field(False, description=TRUST)
 
 
 class ExportedModel(Strict):
@@ -31,6 +35,7 @@ class ExportedModel(Strict):
                                                     "with.")
     path: str = Field(description="Path of the .pt2 file.")
     reset: str | None = reset_field()
+    trust: bool = Field(False, description=TRUST)
 
 
 class TensorflowModel(Strict):
@@ -43,6 +48,7 @@ class TensorflowModel(Strict):
         None, description="SavedModel signature to run and convert; absent: the only one, or 'serving_default' "
                           "(TensorFlow Serving's default) when there are several and it is one of them.")
     tag: str = Field("serve", description="SavedModel meta-graph tag.")
+    trust: bool = Field(False, description=TRUST)
     outputs: list[str] | None = Field(
         None, min_length=1, description="Frozen graph only: the output tensors as TensorFlow names them ('node:N'; "
                                         "'node' alone is 'node:0'); absent: every output of the graph's one terminal "

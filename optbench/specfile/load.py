@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from optbench.errors import SpecError
 from optbench.paths import ONNX_DTYPES, check_onnx, resolve_model_file, resolve_path  # noqa: F401 (here too)
+from optbench.safe_yaml import safe_yaml
 from optbench.spec.models import Spec
 
 
@@ -36,57 +37,19 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
 
         data = apply_overrides(data, overrides)
     spec = validate(data, lines, str(path))
+    check_serving(spec, str(path), lines)
     check_files(spec, path, lines)
     return spec
 
 
 def parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int]]:
-    if len(text) > MAX_BYTES:
-        raise SpecError(f"the spec is {len(text):,} characters; a spec is at most {MAX_BYTES:,}", file=file)
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        size = _expanded_size(node)
-        data = yaml.safe_load(text) if size <= MAX_VALUES else None  # never construct an expanding document
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        raise SpecError(f"invalid YAML: {e.problem or e.context}", file=file,
-                        line=mark.line + 1 if mark else None) from None
-    except yaml.YAMLError as e:
-        raise SpecError(f"invalid YAML: {e}", file=file) from None
-    if size > MAX_VALUES:
-        raise SpecError(f"the spec expands to more than {MAX_VALUES:,} values (YAML anchors and aliases repeat "
-                        f"parts of it); write the values out", file=file, found=f"{size:,.0f} values")
+    node, data = safe_yaml(text, "the spec", file=file)
     if not isinstance(data, dict):
         raise SpecError("a spec is a mapping of keys (name, model, inputs, ...)", file=file,
                         found=type(data).__name__ if data is not None else "an empty file")
     lines: dict[tuple, int] = {}
     _index(node, (), lines)
     return data, lines
-
-
-MAX_BYTES = 1_000_000   # a spec file's size at most
-MAX_VALUES = 100_000    # scalars, lists and mappings after anchors and aliases are expanded
-
-
-def _expanded_size(node: yaml.Node | None) -> float:
-    """How many nodes the document holds once every alias is expanded (aliases share composed nodes, so this
-    counts with a memo instead of expanding: a 700-byte alias bomb is found in microseconds)."""
-    memo: dict[int, float] = {}
-
-    def size(n: yaml.Node) -> float:
-        if id(n) in memo:
-            return memo[id(n)]
-        memo[id(n)] = 1.0  # a recursive alias counts once
-        if isinstance(n, yaml.MappingNode):
-            total = 1.0 + sum(size(k) + size(v) for k, v in n.value)
-        elif isinstance(n, yaml.SequenceNode):
-            total = 1.0 + sum(size(v) for v in n.value)
-        else:
-            total = 1.0
-        memo[id(n)] = total
-        return total
-
-    return size(node) if node is not None else 0.0
 
 
 def _index(node: yaml.Node, at: tuple, lines: dict[tuple, int]) -> None:
@@ -175,9 +138,18 @@ def _translate(err: ValidationError, data: dict, lines: dict[tuple, int], file: 
         return SpecError(f"unknown {ctx.get('discriminator', 'source')}{more}", file=file, line=line_of(lines, loc),
                          field=field, expected=f"one of {ctx.get('expected_tags')}", found=repr(ctx.get("tag")))
     expected = msg[0].lower() + msg[1:] if msg else "a valid value"
-    expected = expected.removeprefix("value error, ")
+    expected = expected.removeprefix("value error, ") + _yaml11_hint(found)
     return SpecError(f"invalid value{more}", file=file, line=line_of(lines, loc), field=field,
                      expected=expected, found=_short(found))
+
+
+def _yaml11_hint(found: Any) -> str:
+    """A number YAML 1.1 read as text (``1e12``: it wants a dot and a signed exponent), with how to write it."""
+    if not isinstance(found, str) or not re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", found.strip()):
+        return ""
+    mantissa, exponent = found.strip().lower().split("e")
+    written = f"{mantissa if '.' in mantissa else mantissa + '.0'}e{exponent if exponent[0] in '+-' else '+' + exponent}"
+    return f" (YAML 1.1 reads {found.strip()} as text, not a number: write {written})"
 
 
 def _most_specific(errors: list[dict]) -> dict:
@@ -259,7 +231,8 @@ def check_files(spec: Spec, spec_path: Path, lines: dict[tuple, int]) -> None:
 def check_model_file(spec: Spec, spec_path: Path, file: str, lines: dict[tuple, int]) -> None:
     """The file layouts of the framework sources (what a run would otherwise find late): a SavedModel is a folder
     holding saved_model.pb, a frozen graph a file; an IR's .bin sits beside its .xml; tf2onnx writes opsets up to 18.
-    What needs the framework itself (signatures, inputs, ops) is checked where the model loads."""
+    A graph whose ops touch files, processes or the network is refused (:mod:`optbench.models.trust`); what needs
+    the framework itself (signatures, inputs) is checked where the model loads."""
     model = spec.model
     line = line_of(lines, ("model", "path"))
     path = resolve_path(getattr(model, "path", "") or "", spec_path)
@@ -276,9 +249,27 @@ def check_model_file(spec: Spec, spec_path: Path, file: str, lines: dict[tuple, 
         problem = f"{path} is a folder; {model.kind.label} is one file"
     if problem:
         raise SpecError(problem, file=file, line=line, field="model.path", found=repr(model.path))
+    from optbench.models.trust import refuse_untrusted
+
+    try:
+        refuse_untrusted(model, spec_path.parent)  # ops that reach outside the computation: refused at plan
+    except SpecError as e:
+        raise SpecError(e.message, file=file, line=line, field=e.field, found=e.found) from None
     if model.kind.onnx == "tf2onnx" and spec.export.opset > 18:
         raise SpecError("tf2onnx writes ONNX opsets up to 18", file=file, line=line_of(lines, ("export", "opset")),
                         field="export.opset", expected="at most 18", found=str(spec.export.opset))
+
+
+def check_serving(spec: Spec, file: str, lines: dict[tuple, int]) -> None:
+    """A serving section the machine cannot hold, or longer than a variant's time limit: refused before it runs
+    (:mod:`optbench.measure.serving.bounds`)."""
+    if spec.serving is None:
+        return
+    from optbench.measure.serving.bounds import Machine, serving_problem
+
+    if found := serving_problem(spec.serving, spec.measure.timeout_s, Machine.here()):
+        field, why = found
+        raise SpecError(why, file=file, line=line_of(lines, tuple(field.split("."))), field=field)
 
 
 def check_backends(spec: Spec, file: str, lines: dict[tuple, int]) -> None:

@@ -119,9 +119,12 @@ class Tuner:
             if marker.get("mode") != "tune":
                 raise RunDirError(f"--resume: {d} is not a search made by optbench tune")
             kept = json.loads(old.read_text()) if old.exists() else {"settings": self.record.settings}
-            if _searched(kept.get("settings") or {}) != _searched(self.record.settings):
-                raise RunDirError(f"--resume: the spec's search: section differs from the one {d} was searched with; "
-                                  "start a new run directory, or --force")
+            before, now = _searched(kept.get("settings") or {}), _searched(self.record.settings)
+            if before != now:
+                changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+                shown = "; ".join(f"search.{k}: {before.get(k)!r} then, {now.get(k)!r} now" for k in changed[:3])
+                raise RunDirError(f"--resume: the spec's search: section differs from the one {d} was searched with "
+                                  f"({shown}); start a new run directory, or --force")
             self.record.rankings = kept.get("rankings") or {}
             self.record.confirmations = kept.get("confirmations") or []
             self.started -= float(kept.get("elapsed_s") or 0.0)

@@ -48,10 +48,51 @@ def serve_variant(ctx: Any, v: Any, session: Any, items: Any, row: dict) -> dict
         fixed = int(read.split()[1]) if read.startswith("fixed") else None
         hints = {"latency_ms": row.get("latency_ms_p50"), "items_s": row.get("throughput_items_s")}
         log_root = Path(ctx.run_dir) / "serving" / v.id
-        return serve(session, samples, in_axes, dict(ctx.prepared["output_axes"]), spec, log_root, v.target.device,
-                     fixed, hints, rename)
+        return serve_within(serving_budget_s(ctx), session, samples, in_axes, dict(ctx.prepared["output_axes"]), spec,
+                            log_root, v.target.device, fixed, hints, rename)
     except Exception as e:  # the row keeps its single-stream figures; check fails the variant on this
         return {"error": f"{type(e).__name__}: {e}"}
+
+
+def serving_budget_s(ctx: Any) -> float:
+    """Seconds the serving may take in this worker: what measure.timeout_s leaves (waits on node locks do not count,
+    as the supervisor does not count them), less a margin to write the row."""
+    import optbench.measure.clock as clock
+
+    timeout = float(ctx.spec.measure.timeout_s)
+    age = clock.process_age_s()
+    waited = float(getattr(ctx.excl, "waited_s", 0.0) or 0.0)
+    left = timeout - age + waited if age is not None else timeout
+    return max(0.0, left - max(2.0, 0.05 * timeout))
+
+
+def serve_within(budget_s: float, *args: Any, out: dict | None = None, **kwargs: Any) -> dict:
+    """:func:`serve` with a deadline: past ``budget_s`` the serving dict as far as it got is returned with an error
+    (the scenarios that finished are kept, and the variant's single-stream figures with them), where a worker timed
+    out whole would lose its row. A run that hangs is left in its thread, which ends with the worker."""
+    import json
+    import threading
+
+    out = out if out is not None else {}
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            serve(*args, out=out, **kwargs)
+        except BaseException as e:  # noqa: BLE001  (re-raised in the caller's thread)
+            failed.append(e)
+
+    worker = threading.Thread(target=work, name="optbench-serving", daemon=True)
+    worker.start()
+    worker.join(budget_s)
+    if worker.is_alive():
+        kept = json.loads(json.dumps(out, default=str))  # a copy: the hung thread may still hold the lists
+        return {**kept, "error": f"serving did not finish in the {budget_s:.0f} s that measure.timeout_s left it "
+                                 f"(a scenario hung, or the section outlasts the limit); the scenarios that finished "
+                                 f"are kept"}
+    if failed:
+        raise failed[0]
+    return out
 
 
 def engines_for(call: Any, sample: dict, in_axes: dict, out_axes: dict, spec: Any,
@@ -88,11 +129,12 @@ def engines_for(call: Any, sample: dict, in_axes: dict, out_axes: dict, spec: An
 
 
 def serve(session: Any, samples: list[dict], in_axes: dict, out_axes: dict, spec: Any, log_root: Path, device: str,
-          fixed: int | None = None, hints: dict | None = None, rename: Any = None) -> dict:
+          fixed: int | None = None, hints: dict | None = None, rename: Any = None, out: dict | None = None) -> dict:
     """Every serving scenario of ``spec`` (a :class:`~optbench.spec.serving.ServingSpec`) on ``session``, whose
-    outputs ``rename`` (if given) names as the model does."""
+    outputs ``rename`` (if given) names as the model does; ``out``: the dict to fill as each part finishes (what
+    :func:`serve_within` keeps when its deadline passes)."""
     hints = hints or {}
-    rename = rename or (lambda out: out)
+    rename = rename or (lambda outputs: outputs)
     loadgen_needed = [s for s in spec.scenarios if s != "soak"] or spec.peak
     if loadgen_needed and (why := loadgen_unavailable()):
         raise RuntimeError(why)
@@ -100,11 +142,12 @@ def serve(session: Any, samples: list[dict], in_axes: dict, out_axes: dict, spec
     def call(feeds: dict) -> dict:
         return rename(session.infer(feeds))
 
-    engines, batching = engines_for(call, samples[0], in_axes, out_axes, spec, fixed)
+    out = out if out is not None else {}
+    out.update({"loadgen": loadgen_version(), "p99_bound_ms": spec.p99_ms, "batching": None, "runs": [], "peak": [],
+                "concurrency": [], "soak": None, "energy": None, "lanes": {},
+                "switch_interval_ms": spec.switch_interval_ms})
+    engines, out["batching"] = engines_for(call, samples[0], in_axes, out_axes, spec, fixed)
     pool = stage(samples, in_axes)
-    out: dict[str, Any] = {"loadgen": loadgen_version(), "p99_bound_ms": spec.p99_ms, "batching": batching,
-                           "runs": [], "peak": [], "concurrency": [], "soak": None, "energy": None, "lanes": {},
-                           "switch_interval_ms": spec.switch_interval_ms}
     meter, out["energy"] = energy_meter(spec, device)
     before = sys.getswitchinterval()
     sys.setswitchinterval(spec.switch_interval_ms / 1000.0)
