@@ -98,8 +98,21 @@ class TensorflowModel:
 
         self.tf = tf
         model = spec["model"]
+        tag = model.get("tag", "serve")
         if path.is_dir():
-            loaded = tf.saved_model.load(str(path), tags=[model.get("tag", "serve")])
+            try:
+                loaded = tf.saved_model.load(str(path), tags=[tag])
+            except Exception:  # a Keras-2 SavedModel TF 2's object loader cannot revive: TF's v1 signature loader
+                self.fn = None
+                graph = tf.Graph()
+                self.session = tf.compat.v1.Session(graph=graph)
+                with graph.as_default():
+                    meta = tf.compat.v1.saved_model.loader.load(self.session, [tag], str(path))
+                keys = list(meta.signature_def)
+                sig = meta.signature_def[model.get("signature") or (keys[0] if len(keys) == 1 else "serving_default")]
+                self.feed_names = {k: v.name for k, v in sig.inputs.items()}
+                self.fetch = {k: v.name for k, v in sig.outputs.items()}
+                return
             keys = list(loaded.signatures)
             key = model.get("signature") or (keys[0] if len(keys) == 1 else "serving_default")
             self.fn, self.loaded = loaded.signatures[key], loaded
@@ -112,10 +125,12 @@ class TensorflowModel:
                 tf.compat.v1.import_graph_def(graph_def, name="")
             self.session = tf.compat.v1.Session(graph=graph)
             self.fetch = {n: n if ":" in n else f"{n}:0" for n in names}
+            self.feed_names = None
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.session is not None:
-            values = self.session.run(list(self.fetch.values()), {f"{k}:0": v for k, v in feeds.items()})
+            names = self.feed_names or {k: f"{k}:0" for k in feeds}
+            values = self.session.run(list(self.fetch.values()), {names[k]: v for k, v in feeds.items()})
             return dict(zip(self.fetch, values))
         out = self.fn(**{k: self.tf.constant(v) for k, v in feeds.items()})
         return {k: v.numpy() for k, v in out.items()}
