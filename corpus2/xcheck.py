@@ -246,9 +246,10 @@ def step_drift(out: dict[str, np.ndarray], prev: dict[str, np.ndarray]) -> float
     return worst
 
 
-def artifact_model(row: dict, spec: dict, reading: Any):
-    """What the row's backend ran, run here: the native file by its framework, an ONNX file by onnxruntime."""
-    path = Path(row["artifact"])
+def artifact_model(row: dict, spec: dict, reading: Any, model_path: Path):
+    """What the row's backend ran, run here: the native file by its framework, an ONNX file by onnxruntime. A row
+    without an artifact ran the model file itself (torch runs a TorchScript module as loaded)."""
+    path = Path(row["artifact"]) if row.get("artifact") else model_path
     if path.suffix == ".onnx":
         return OnnxModel(path, row.get("settings") or {})
     hint = {"fp16": "f16", "bf16": "bf16"}.get(row["precision"], "f32")
@@ -294,7 +295,7 @@ def main(argv: list[str]) -> int:
         key = json.dumps(dims, sort_keys=True)
         if key not in refs:
             refs[key] = run_items(reference, base.Feeder(spec, data, dims), ref_batch, axes)[0]
-        outs, fed = run_items(artifact_model(row, spec, reading), base.Feeder(spec, data, dims),
+        outs, fed = run_items(artifact_model(row, spec, reading, model_path), base.Feeder(spec, data, dims),
                               int(row["batch_size"]), axes)
         if fed != row.get("fed_shapes"):
             problems.append(f"{vid}: fed {fed}, optbench's row says {row.get('fed_shapes')}")
