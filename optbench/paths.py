@@ -27,12 +27,17 @@ def resolve_path(value: str, spec_path: Path) -> Path:
     return p if p.exists() else beside
 
 
-def resolve_model_file(value: str, spec_path: Path, file: str | None = None, line: int | None = None) -> Path:
+def resolve_model_file(value: str, spec_path: Path, file: str | None = None, line: int | None = None,
+                       folder: bool = False) -> Path:
     """A model file path, or ``package:NAME/path/in/it.onnx``: a file inside an installed package, found with
-    importlib's finder without importing the package (importing rapidocr pulls cv2, silero's torch)."""
+    importlib's finder without importing the package (importing rapidocr pulls cv2, silero's torch). ``folder``:
+    a folder is accepted too (a SavedModel)."""
+    def there(path: Path) -> bool:
+        return path.is_file() or (folder and path.is_dir())
+
     if not value.startswith("package:"):
         path = resolve_path(value, spec_path)
-        if not path.is_file():
+        if not there(path):
             raise SpecError(f"file not found (looked for {path}; relative paths are read from the spec's folder)",
                             file=file, line=line, field="model.path", found=repr(value))
         return path
@@ -45,9 +50,10 @@ def resolve_model_file(value: str, spec_path: Path, file: str | None = None, lin
         raise SpecError("model package is not installed", file=file, line=line, field="model.path",
                         expected="'package:NAME/path' naming an installed package", found=repr(package))
     path = Path(next(iter(found.submodule_search_locations))) / inner
-    if not inner or not path.is_file():
-        raise SpecError(f"no file '{inner}' in package '{package}'", file=file, line=line, field="model.path",
-                        expected=f"a file under {path.parent if inner else path}", found=repr(value))
+    if not inner or not there(path):
+        raise SpecError(f"no {'file or folder' if folder else 'file'} '{inner}' in package '{package}'", file=file,
+                        line=line, field="model.path", expected=f"a path under {path.parent if inner else path}",
+                        found=repr(value))
     return path
 
 

@@ -199,3 +199,26 @@ def test_file_layouts_are_checked_when_the_spec_loads(tmp_path, capsys, source, 
     assert main(["plan", str(spec)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and all(w in err for w in words), err
+
+
+@pytest.mark.parametrize("source, key", [("tflite", "tflite"), ("tensorflow", "saved")])
+def test_framework_files_are_found_inside_installed_packages(tmp_path, monkeypatch, capsys, keras_files, source,
+                                                              key):
+    """``package:NAME/path`` names a file (or a SavedModel folder) inside an installed package for every file
+    source, as for ONNX; a path the package lacks is one line naming the package."""
+    import shutil
+
+    pkg = tmp_path / "site" / "shipsmodels"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    shipped = keras_files[key]
+    (shutil.copytree if shipped.is_dir() else shutil.copy)(shipped, pkg / shipped.name)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    text = KERAS.format(name="pkg", source=source, path="package:shipsmodels/INNER", precision="[fp32]",
+                        backends="[onnxruntime]")
+    assert main(["plan", str(write_spec(tmp_path, text.replace("INNER", shipped.name)))]) == 0, \
+        capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["plan", str(write_spec(tmp_path, text.replace("INNER", "no/such")))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no file or folder 'no/such' in package 'shipsmodels'" in err[0], err

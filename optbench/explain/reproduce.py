@@ -72,7 +72,7 @@ def _pct(x: float) -> str:
 class _Infer:
     """A session as the row's judge calls it: feeds by input name in, outputs by name out."""
 
-    names_outputs = True  # an ONNX Runtime session's outputs, read by name
+    names_outputs = True  # paired with the reference's by name, as the judge pairs a session that names them
 
     def __init__(self, infer) -> None:
         self.infer = infer

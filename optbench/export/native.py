@@ -80,11 +80,25 @@ def _frozen_graph(converter, native: NativeModel, opset: int):
     tf = converter.tf_loader.tf
     graph = tf.compat.v1.GraphDef()
     graph.ParseFromString(Path(native.path).read_bytes())
+    _defaults_as_identity(graph, {i["tensor"].split(":")[0] for i in native.inputs})
     renames = {i["tensor"]: i["name"] for i in native.inputs} | {o["tensor"]: o["name"] for o in native.outputs}
     proto = _converting(lambda: converter.convert.from_graph_def(
         graph, input_names=[i["tensor"] for i in native.inputs], output_names=[o["tensor"] for o in native.outputs],
         opset=opset, tensors_to_rename=renames)[0])
     return proto, "frozen graph"
+
+
+def _defaults_as_identity(graph, fed: set[str]) -> None:
+    """A PlaceholderWithDefault the spec does not feed computes its default input, as TensorFlow runs it (a graph
+    retrained by TensorFlow's retrain.py holds one between the image features and the new layer): it becomes an
+    Identity of that input, which tf2onnx converts (it refuses the placeholder whose default is not a constant)."""
+    for node in graph.node:
+        if node.op == "PlaceholderWithDefault" and node.name not in fed:
+            dtype = node.attr["dtype"].type
+            node.op = "Identity"
+            for key in ("dtype", "shape"):
+                del node.attr[key]
+            node.attr["T"].type = dtype
 
 
 def _tflite(converter, native: NativeModel, opset: int):

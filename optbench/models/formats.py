@@ -12,14 +12,12 @@ import numpy as np
 from optbench.errors import SpecError
 from optbench.models.base import LoadedModel, NativeModel, model_source
 from optbench.models.sources import _ident
-from optbench.paths import file_digest, resolve_path, tree_digest
+from optbench.paths import file_digest, resolve_model_file, tree_digest
 
 
 def _path(spec, spec_dir: Path) -> Path:
-    path = resolve_path(spec.path, spec_dir / "spec.yaml")
-    if not path.exists():
-        raise SpecError(f"file not found (looked for {path})", field="model.path", found=repr(spec.path))
-    return path
+    """The spec's file (or SavedModel folder), ``package:NAME/path`` included."""
+    return resolve_model_file(spec.path, spec_dir / "spec.yaml", folder=spec.source == "tensorflow")
 
 
 def _bad_file(spec, what: str, e: Exception) -> SpecError:

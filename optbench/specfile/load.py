@@ -235,7 +235,9 @@ def check_model_file(spec: Spec, spec_path: Path, file: str, lines: dict[tuple, 
     the framework itself (signatures, inputs) is checked where the model loads."""
     model = spec.model
     line = line_of(lines, ("model", "path"))
-    path = resolve_path(getattr(model, "path", "") or "", spec_path)
+    value = getattr(model, "path", "") or ""
+    path = resolve_model_file(value, spec_path, file, line, folder=True) if value.startswith("package:") else \
+        resolve_path(value, spec_path)
     problem = None
     if model.source == "tensorflow" and path.is_dir() and not (path / "saved_model.pb").is_file():
         problem = f"the folder {path} holds no saved_model.pb: not a SavedModel"
