@@ -50,7 +50,7 @@ def resolve_model_file(value: str, spec_path: Path, file: str | None = None, lin
         raise SpecError("model package is not installed", file=file, line=line, field="model.path",
                         expected="'package:NAME/path' naming an installed package", found=repr(package))
     path = Path(next(iter(found.submodule_search_locations))) / inner
-    if not inner or not there(path):
+    if (not inner and not folder) or not there(path):  # 'package:NAME' alone: the package's folder (a transformers model)
         raise SpecError(f"no {'file or folder' if folder else 'file'} '{inner}' in package '{package}'", file=file,
                         line=line, field="model.path", expected=f"a path under {path.parent if inner else path}",
                         found=repr(value))

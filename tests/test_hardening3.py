@@ -6,9 +6,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -75,18 +77,20 @@ backends: [torch]
 measure: {timeout_s: 120, rounds: 1, processes: 1}
 """)
     marker = f"OPTBENCH_TEST_RUN={uuid.uuid4().hex}"
-    locks, tmp = tmp_path / "locks", tmp_path / "tmp"
+    # the run's TMPDIR short: the forkserver's socket lives there, and an AF_UNIX path has ~107 bytes (pytest-xdist's
+    # tmp_path alone can pass that)
+    locks, tmp = tmp_path / "locks", Path(tempfile.mkdtemp(prefix="ob-"))
     locks.mkdir()
-    tmp.mkdir()
     hanging = tmp_path / "hanging"
     env = {**os.environ, "OPTBENCH_LOCK_DIR": str(locks), "TMPDIR": str(tmp), marker.split("=")[0]: marker.split("=")[1],
            "HANG_MARKER": str(hanging)}
     driver = subprocess.Popen([sys.executable, "-m", "optbench", "run", str(tmp_path / "spec.yaml"), "--run-dir",
                                str(tmp_path / "run"), "--no-report", "--quiet"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / "stderr.txt", "w"))  # noqa: SIM115
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not hanging.exists():  # the variant's worker is in its hang then
-        assert driver.poll() is None, "the run ended before its variant started"
+        assert driver.poll() is None, "the run ended before its variant started: " + \
+            (tmp_path / "stderr.txt").read_text()[-2000:]
         time.sleep(0.2)
     assert hanging.exists(), "the variant never reached its hang"
     assert len(_procs_with(marker)) >= 2  # the driver and its worker (and the forkserver)
@@ -99,6 +103,7 @@ measure: {timeout_s: 120, rounds: 1, processes: 1}
     with open(locks / "room.lock", "a+") as room:
         fcntl.flock(room, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: nobody holds the node's timing window
     assert not list(tmp.glob("optbench-job-*"))
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_a_metric_hook_writing_into_its_reference_changes_nothing(tmp_path):

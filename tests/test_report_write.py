@@ -47,9 +47,9 @@ def test_compare_markdown_escapes_user_text():
     md = render(_cmp(), "md")
     lines = md.splitlines()
     assert lines[0] == "## optbench compare: a&lt;b&gt; → b\\|c"
-    assert lines[2] == "| variant | p50 A ms | p50 B ms | B/A rounds | noise | verdict |"
-    assert lines[4] == f"| {md_text(EVIL)} | 1.000 | 2.000 | 2.000 | 1.0% | slower |"
-    assert lines[5] == "| torch.fp32.none.bs1 | – | – | – | – |  |"
+    assert lines[2] == "| variant | p50 A ms | p50 B ms | B/A | paired interval | noise | verdict |"
+    assert lines[4] == f"| {md_text(EVIL)} | 1.000 | 2.000 | 2.000 |  | 1.0% | slower |"  # no paired interval: not re-timed
+    assert lines[5] == "| torch.fp32.none.bs1 | – | – | – |  | – |  |"
     assert lines[-2:] == [f"added: {md_text(EVIL)}", "removed: none"] and md.endswith("\n")
 
 
