@@ -300,7 +300,8 @@ def _maybe_report(run_dir: Path, args: argparse.Namespace) -> None:
     if not args.no_report:
         from optbench.report.render import write_report
 
-        print(f"report: {write_report(run_dir, constraints=args.constraint or [])}")
+        explain = not getattr(args, "no_explain", False)
+        print(f"report: {write_report(run_dir, constraints=args.constraint or [], explain=explain)}")
 
 
 def cmd_env(args: argparse.Namespace) -> int:
@@ -374,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--constraint", action="append", metavar="'COLUMN OP NUMBER'",
                    help="a deployment constraint for the recommendation, e.g. 'latency_ms_p99 <= 5' (repeatable)")
     r.add_argument("--no-report", action="store_true", help="do not write report.html")
+    r.add_argument("--no-explain", action="store_true",
+                   help="the report explains no variant (each explanation runs two graphs on a few eval items); "
+                        "`optbench explain` or `optbench report` explain them later")
     r.set_defaults(fn=cmd_run)
 
     b = sub.add_parser("build", help="build every variant's artifacts (ONNX, converted, quantized, engines); "

@@ -80,7 +80,8 @@ def _run(key: str, run_dir: Path, capsys) -> Path:
     its worker processes come from the forkserver the session started once."""
     from optbench.cli import main
 
-    code = main(["run", str(CORPUS / key / "spec.yaml"), "--run-dir", str(run_dir), "--set", "measure.mode=judge"])
+    code = main(["run", str(CORPUS / key / "spec.yaml"), "--run-dir", str(run_dir), "--set", "measure.mode=judge",
+                 "--no-explain"])
     out = capsys.readouterr()
     assert code == 0, f"optbench run corpus/{key} exited {code}:\n{out.out[-3000:]}\n{out.err[-3000:]}"
     return run_dir

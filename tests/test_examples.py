@@ -23,7 +23,8 @@ def _need(*packages: str) -> None:
 def _run(name: str, tmp_path_factory) -> tuple:
     run = tmp_path_factory.mktemp(name) / "run"
     # judged, not timed: every assertion here is about verdicts, none about a latency
-    assert main(["run", f"experiments/{name}.yaml", "--run-dir", str(run), "--quiet", "--set", "measure.mode=judge"]) == 0
+    assert main(["run", f"experiments/{name}.yaml", "--run-dir", str(run), "--quiet", "--set", "measure.mode=judge",
+                 "--no-explain"]) == 0
     df = optbench.load_results(run)
     df["label"] = df.variant_id.str.split(".").str[1]
     return run, df.set_index("variant_id")

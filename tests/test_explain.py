@@ -153,7 +153,9 @@ def test_the_report_explains_a_failing_variant_once(tmp_path, cache_dir):
     run = tmp_path / "run"
     assert main(["run", str(write_spec(tmp_path, text)), "--run-dir", str(run), "--quiet", "--no-history",
                  "--no-report"]) == 0
-    assert "Where the drift comes from" not in write_report(run, tmp_path / "none.html", explain=False).read_text()
+    unexplained = write_report(run, tmp_path / "none.html", explain=False).read_text()
+    assert "not explained: the report was asked to explain nothing (--no-explain)" in unexplained
+    assert "Error along depth" not in unexplained and not (run / "explain").exists()
     html = write_report(run).read_text()
     kept = list((run / "explain").glob("*.json"))
     assert len(kept) == 1 and "int8" in kept[0].name

@@ -115,10 +115,17 @@ class _Accumulator:
     def add(self, name: str, v: np.ndarray, r: np.ndarray) -> None:
         if v.shape != r.shape or r.dtype.kind not in "fc" or np.asarray(v).dtype.kind not in "fc":
             return
-        a, b = np.asarray(v, dtype=np.float64), np.asarray(r, dtype=np.float64)
-        d = np.where(np.isfinite(a) & np.isfinite(b), a - b, np.where(np.isnan(a) == np.isnan(b), 0.0, 1e30))
-        self.diff[name] = self.diff.get(name, 0.0) + float(np.sum(d * d))
-        self.ref[name] = self.ref.get(name, 0.0) + float(np.sum(np.where(np.isfinite(b), b * b, 0.0)))
+        a = np.asarray(v, dtype=np.float64).ravel()
+        b = np.asarray(r, dtype=np.float64).ravel()
+        d = a - b
+        diff = float(np.dot(d, d))
+        ref = float(np.dot(b, b))
+        if not (np.isfinite(diff) and np.isfinite(ref)):  # a non-finite value on either side: element by element
+            d = np.where(np.isfinite(a) & np.isfinite(b), d, np.where(np.isnan(a) == np.isnan(b), 0.0, 1e30))
+            diff = float(np.dot(d, d))
+            ref = float(np.sum(np.where(np.isfinite(b), b * b, 0.0)))
+        self.diff[name] = self.diff.get(name, 0.0) + diff
+        self.ref[name] = self.ref.get(name, 0.0) + ref
 
     def error(self, name: str) -> float | None:
         if name not in self.diff:

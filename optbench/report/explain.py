@@ -91,7 +91,7 @@ def section(run: dict, df, failing: dict[str, list[str]], compute: bool = True) 
     from optbench.errors import OptbenchError
     from optbench.explain.variant import explain_variant, load_explained
 
-    out, computed = [], 0
+    out, computed, asked = [], 0, compute
     work = Path(run["dir"]) / "work"
     compute = compute and (work / "prepare.json").exists() and (work / "data.npz").exists()
     for vid in to_explain(run, df, failing):
@@ -106,6 +106,10 @@ def section(run: dict, df, failing: dict[str, list[str]], compute: bool = True) 
                             "error": text if isinstance(e, OptbenchError) else f"{e.__class__.__name__}: {text}"})
                 continue
         if loc is None:
+            if not asked:
+                out.append({"variant": vid, "why": _why(vid, failing),
+                            "error": "not explained: the report was asked to explain nothing (--no-explain); "
+                                     f"`optbench explain {run['dir']} {vid}` explains it"})
             continue
         out.append({"variant": vid, "why": _why(vid, failing), "n_items": loc.items, "uri": drift_uri(loc),
                     "reproduction": loc.reproduction.sentence() if loc.reproduction is not None else
