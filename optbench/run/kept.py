@@ -56,8 +56,7 @@ def keep_entrypoint(model_spec: Any, spec_dir: Path, cache: ArtifactCache, modul
                                  "train it again)"}
     path = resolve_path(target, spec_dir / "spec.yaml").resolve()
     digest = file_digest(path)
-    if not cache.enabled:
-        return {**record, "why": "the run kept no copy of its entrypoint (it ran with --no-cache)"}
+    # under --no-cache too: get_or_build writes (refreshes) the cached copy then, as it does every artifact
     copy, _ = cache.get_or_build(cache.key("entrypoint", digest), path.name,
                                  lambda folder: shutil.copyfile(path, folder / path.name))
     return {**record, "kept": str(copy), "digest": digest, "weights": weights_digest(module), "why": None}
