@@ -16,11 +16,24 @@ candidate doing 2x the work, no busy run. Targets: no faster/slower verdict in t
 in all 10 pairs.
 
 ``--paired``: paired re-timing (``check --baseline --retime``): every latency verdict decided by timing both runs'
-artifacts again alternately, in fresh worker processes, at optbench's default ``measure`` settings, on a spec of
-ONNX Runtime variants only (rows of the torch backend are not re-timed: a run does not keep the module's source).
-Targets: the 20 same-code ordered pairs all "same" (no inconclusive); a candidate doing 10 % more work "slower"
-(exit 1) in >= 9 of 10 pairs; 2x in 10 of 10; re-timed while two busy loops load both cores, every verdict
-inconclusive with the reason. It states the wall time per check.
+rows again alternately, in fresh worker processes (the ONNX Runtime rows from their cached files, the torch rows
+rebuilt from the copy of the model file each run kept), at optbench's default ``measure`` settings and the default
+8 pairs, on the ``--defaults`` spec (torch and ONNX Runtime, batch 1 and 16). Each work level's runs read their own
+copy of the model file (WORK fixed in it), under one spec text, so the variant ids agree. Protocol and targets:
+
+- 5 same-code runs, the 20 ordered pairs: every verdict "same" (no inconclusive, no faster/slower);
+- 2 runs of a candidate doing 10 % more work (11 hidden layers for 10: +9.7 % multiply-adds), each against the 5
+  baselines, 10 pairs: "slower" (exit 1, every verdict slower) in >= 9;
+- 2 runs doing 2x the work, 10 pairs: "slower" in all 10;
+- two checks re-timed while two busy loops load both cores: every verdict inconclusive, saying the machine was busy;
+- the wall time of every check is recorded.
+
+The JSON (``--out``; by default ``latency-gate-paired.json`` in the runs' folder) holds every check's verdicts and
+seconds, the machine and the settings. On the 2-core reference VM:
+``python benchmarks/latency_gate.py --paired --out results/reference/cpu-2core-vm/latency-gate-paired.json``
+(about 3 hours: 42 checks of 4 variants x 16 worker processes). ``--paired --smoke`` runs the same steps at the
+smallest settings (2 baselines, one candidate per work level, 6 pairs, short timing windows, batch 1): a check of
+the machinery in minutes, whose numbers are no result.
 
 It prints the counts, the verdicts that missed, and a table last; exits 0 when every target is met.
 """
@@ -53,8 +66,6 @@ backends: [{name: torch, device: cpu, threads: 1}, {name: onnxruntime, threads: 
 measure: {warmup_s: 0.2, min_iters: 50, min_duration_s: 1.5, rounds: 9, round_pause_s: 0.5, processes: 3}
 """ % (ROOT / "benchmarks/models/gate_model.py:build")
 DEFAULTS_SPEC = SPEC.rsplit("measure:", 1)[0]  # optbench's default measure settings
-PAIRED_SPEC = DEFAULTS_SPEC.replace("backends: [{name: torch, device: cpu, threads: 1}, {name: onnxruntime, threads: 1}]",
-                                    "backends: [{name: onnxruntime, threads: 1}]")
 
 
 def run(spec: Path, out: Path, work: float, cache: Path) -> float:
@@ -85,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", help="keep the run directories here")
     ap.add_argument("--defaults", action="store_true", help="default measure settings, a 2x candidate, no busy run")
     ap.add_argument("--paired", action="store_true", help="every verdict by paired re-timing, default measure settings")
+    ap.add_argument("--smoke", action="store_true", help="with --paired: the smallest settings, a check of the "
+                                                         "machinery (minutes), no result")
     args = ap.parse_args(argv)
+    if args.smoke and not args.paired:
+        ap.error("--smoke goes with --paired")
     if args.defaults:
         return defaults_gate(args)
     if args.paired:
@@ -197,72 +212,86 @@ def defaults_gate(args) -> int:
     return 0 if wrong == 0 and slower_pairs == 10 else 1
 
 
+SMOKE_MEASURE = "measure: {warmup_s: 0.05, min_iters: 10, min_duration_s: 0.1, rounds: 3}\n"
+
+
 def paired_gate(args) -> int:
+    """The done-when protocol of paired re-timing (see the module's docstring); ``args.smoke``: its smallest form."""
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="optbench-gate-paired-"))
     root.mkdir(parents=True, exist_ok=True)
-    spec = root / "gate.yaml"
-    spec.write_text(PAIRED_SPEC)
+    text = DEFAULTS_SPEC.replace('"%s"' % (ROOT / "benchmarks/models/gate_model.py:build"), '"gate_model.py:build"')
+    if args.smoke:
+        text = text.replace("batch_size: [1, 16]", "batch_size: [1]") + SMOKE_MEASURE
+    source = (ROOT / "benchmarks/models/gate_model.py").read_text()
+    assert source.count("\nWORK = None") == 1
+    counts = {"base": 2, "more": 1, "twice": 1} if args.smoke else {"base": 5, "more": 2, "twice": 2}
+    works = {"base": 1.0, "more": 1.1, "twice": 2.0}
     times: dict[str, float] = {}
-    runs = {"base": ([root / f"base{i}" for i in range(5)], 1.0), "more": ([root / f"more{i}" for i in range(2)], 1.1),
-            "twice": ([root / f"twice{i}" for i in range(2)], 2.0)}
-    for name, (dirs, work) in runs.items():
-        for d in dirs:
-            times[d.name] = run(spec, d, work, root / f"cache-{name}")
-    base = runs["base"][0]
-    checks: list[float] = []
+    runs: dict[str, list[Path]] = {}
+    for name, work in works.items():
+        folder = root / name  # one copy of the model file per work level, the same spec text beside each
+        folder.mkdir(exist_ok=True)
+        (folder / "gate_model.py").write_text(source.replace("\nWORK = None", f"\nWORK = {work!r}"))
+        (folder / "gate.yaml").write_text(text)
+        runs[name] = [folder / f"{name}{i}" for i in range(counts[name])]
+        for d in runs[name]:
+            times[d.name] = run(folder / "gate.yaml", d, work, root / "cache")
+    pairs = 6 if args.smoke else None  # None: optbench's default (8)
+    checks: list[dict] = []
 
-    def paired(candidate: Path, baseline: Path) -> tuple[int, dict[str, str]]:
+    def paired(kind: str, candidate: Path, baseline: Path) -> tuple[int, dict[str, str]]:
         t0 = time.perf_counter()
-        out = verdicts(candidate, baseline, retime="always")
-        checks.append(time.perf_counter() - t0)
-        return out
+        code, v = verdicts(candidate, baseline, retime="always", pairs=pairs)
+        checks.append({"kind": kind, "candidate": candidate.name, "baseline": baseline.name, "exit": code,
+                       "seconds": round(time.perf_counter() - t0, 1), "verdicts": v})
+        return code, v
 
-    misses, same_pairs, words = [], 0, {}
-    for a, b in itertools.permutations(base, 2):
-        _, v = paired(b, a)
-        for w in v.values():
-            words[w.split()[0]] = words.get(w.split()[0], 0) + 1
-        ok = all(w.startswith("same") for w in v.values())
-        same_pairs += ok
-        if not ok:
-            misses.append({"candidate": b.name, "baseline": a.name, "verdicts": v})
-    slower = {}
-    for name in ("more", "twice"):
-        slower[name] = 0
-        for c, a in itertools.product(runs[name][0], base):
-            code, v = paired(c, a)
-            ok = code == 1 and all(w.startswith("slower") for w in v.values())
-            slower[name] += ok
-            if not ok:
-                misses.append({"candidate": c.name, "baseline": a.name, "verdicts": v})
+    base = runs["base"]
+    same_pairs = sum(all(w.startswith("same") for w in paired("same", b, a)[1].values())
+                     for a, b in itertools.permutations(base, 2))
+    slower = {name: sum(code == 1 and all(w.startswith("slower") for w in v.values())
+                        for code, v in (paired(name, c, a) for c, a in itertools.product(runs[name], base)))
+              for name in ("more", "twice")}
     stop = mp.Event()
     burners = [mp.Process(target=_burn, args=(stop,), daemon=True) for _ in range(2)]
     for p in burners:
         p.start()
     try:  # both cores loaded while both sides are re-timed: never a verdict
-        loaded = [verdicts(b, base[0], retime="always")[1] for b in (base[1], runs["more"][0][0])]
+        loaded = [paired("busy", b, base[0])[1] for b in (base[1], runs["more"][0])]
     finally:
         stop.set()
         for p in burners:
             p.join()
     busy_ok = sum(all(w.startswith("inconclusive") and "machine busy" in w for w in v.values()) for v in loaded)
-    for m in misses:
-        print(f"miss: {m['candidate']} vs {m['baseline']}: " + "; ".join(f"{k}: {w}" for k, w in m["verdicts"].items()
-                                                                         if not w.startswith("same")))
-    result = {"same_pairs": same_pairs, "same_words": words, "more_10pct_pairs_slower": slower["more"],
-              "twice_pairs_slower": slower["twice"], "busy_checks_all_inconclusive": busy_ok, "busy_checks": len(loaded),
-              "busy_verdicts": loaded, "check_seconds": checks, "run_seconds": times, "misses": misses,
-              "runs": str(root)}
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2))
-    met = same_pairs == 20 and slower["more"] >= 9 and slower["twice"] == 10 and busy_ok == len(loaded)
-    print(f"\n| check (paired re-timing, default measure settings) | result | target |\n|---|---|---|\n"
-          f"| same-code ordered pairs all 'same' | {same_pairs}/20 | 20 |\n"
-          f"| +10 % work pairs 'slower' (exit 1) | {slower['more']}/10 | >= 9 |\n"
-          f"| 2x work pairs 'slower' (exit 1) | {slower['twice']}/10 | 10 |\n"
+    for c in checks:
+        wrong = {k: w for k, w in c["verdicts"].items() if not w.startswith(
+            {"same": "same", "more": "slower", "twice": "slower", "busy": "inconclusive"}[c["kind"]])}
+        if wrong:
+            print(f"miss ({c['kind']}): {c['candidate']} vs {c['baseline']}: " +
+                  "; ".join(f"{k}: {w}" for k, w in wrong.items()))
+    seconds = [c["seconds"] for c in checks]
+    n_same, n_more, n_twice = len(base) * (len(base) - 1), len(runs["more"]) * len(base), len(runs["twice"]) * len(base)
+    from optbench.env import cpu_model
+
+    result = {"smoke": args.smoke, "machine": {"cpu": cpu_model(), "cpus": os.cpu_count()},
+              "settings": {"spec": text, "pairs": pairs or "default (8)"},
+              "same_pairs": same_pairs, "same_of": n_same, "more_10pct_pairs_slower": slower["more"], "more_of": n_more,
+              "twice_pairs_slower": slower["twice"], "twice_of": n_twice, "busy_checks_all_inconclusive": busy_ok,
+              "busy_checks": len(loaded), "check_seconds": {"min": min(seconds), "median": sorted(seconds)[len(seconds) // 2],
+                                                            "max": max(seconds), "total": round(sum(seconds))},
+              "checks": checks, "run_seconds": times, "runs": str(root)}
+    out = Path(args.out) if args.out else root / "latency-gate-paired.json"
+    out.write_text(json.dumps(result, indent=2))
+    met = same_pairs == n_same and slower["more"] >= 0.9 * n_more and slower["twice"] == n_twice and \
+        busy_ok == len(loaded)
+    print(f"\n| check (paired re-timing{', SMOKE: not a result' if args.smoke else ', default measure settings'}) "
+          f"| result | target |\n|---|---|---|\n"
+          f"| same-code ordered pairs all 'same' | {same_pairs}/{n_same} | {n_same} |\n"
+          f"| +10 % work pairs 'slower' (exit 1) | {slower['more']}/{n_more} | >= {0.9 * n_more:.0f} |\n"
+          f"| 2x work pairs 'slower' (exit 1) | {slower['twice']}/{n_twice} | {n_twice} |\n"
           f"| both cores loaded: every verdict inconclusive, busy | {busy_ok}/{len(loaded)} | all |\n"
-          f"| seconds per check | {min(checks):.0f}-{max(checks):.0f} | |\n"
-          f"| seconds per run | {min(times.values()):.0f}-{max(times.values()):.0f} | |")
+          f"| seconds per check | {min(seconds):.0f}-{max(seconds):.0f} (median {result['check_seconds']['median']:.0f}) | |\n"
+          f"| seconds per run | {min(times.values()):.0f}-{max(times.values()):.0f} | |\n\nJSON: {out}")
     return 0 if met else 1
 
 

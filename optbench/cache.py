@@ -43,6 +43,7 @@ BUILT_BY: dict[str, tuple[str, ...]] = {
     "int8": ("onnx", "onnxruntime", "nvidia-modelopt", "torch"),
     "calibration": ("onnx", "onnxruntime"),
     "native-onnx": ("tf2onnx", "tensorflow", "tensorflow-cpu", "onnx"),  # a framework's file converted by tf2onnx
+    "entrypoint": (),  # a copy of a model's entrypoint file, kept for re-timing (optbench.run.kept): its bytes alone
 }
 _BASE = ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxsim", "nvidia-modelopt", "transformers")
 

@@ -1,5 +1,6 @@
-"""Paired re-timing of two runs' cached ONNX artifacts: where each side is found, why one cannot be re-timed, and one
-end-to-end re-timing through ``compare`` and ``check --baseline``."""
+"""Paired re-timing of two runs' rows: an ONNX row from its cached artifact, a torch row from the run's kept copy of its
+entrypoint; where each side is found, why one cannot be re-timed, and one end-to-end re-timing of both through
+``compare`` and ``check --baseline``."""
 
 import json
 import shutil
@@ -28,7 +29,7 @@ model: {source: python, entrypoint: "model.py:build"}
 inputs: [{name: x, shape: [batch, 128], dtype: float32}]
 data: {source: synthetic, calibration: 8, eval: 16}
 variants: {precision: [fp32], batch_size: [1]}
-backends: [{name: onnxruntime, threads: 1}]
+backends: [{name: onnxruntime, threads: 1}, {name: torch, device: cpu, threads: 1}]
 measure: {mode: judge, warmup_s: 0.01, min_iters: 5, min_duration_s: 0.05, rounds: 3, processes: 1}
 """
 
@@ -49,8 +50,8 @@ def two_runs(tmp_path_factory):
     return runs
 
 
-def _row(run):
-    (row,) = final_rows(run).values()
+def _row(run, backend="onnxruntime"):
+    (row,) = [r for r in final_rows(run).values() if r["backend"] == backend]
     return row
 
 
@@ -65,7 +66,7 @@ def test_each_side_is_its_own_cached_artifact(two_runs):
 def test_a_side_that_cannot_be_re_timed_keeps_the_verdict_and_says_why(two_runs, tmp_path, capsys):
     base, cand = two_runs
     row = _row(cand)
-    assert "torch module" in locate(cand, {**row, "artifact": None})
+    assert "records no artifact file" in locate(cand, {**row, "artifact": None})
     assert "is gone" in locate(cand, {**row, "artifact": str(tmp_path / "model.onnx")})
     moved = tmp_path / "moved"
     shutil.copytree(cand, moved, ignore=shutil.ignore_patterns("work"))
@@ -79,6 +80,63 @@ def test_a_side_that_cannot_be_re_timed_keeps_the_verdict_and_says_why(two_runs,
     assert main(["check", str(moved), "--baseline", str(base), "--retime"]) in (0, 1)
     out = capsys.readouterr().out
     assert "not re-timed: candidate: the run directory no longer holds work/prepare.json" in out
+
+
+def test_a_torch_row_is_rebuilt_from_the_runs_kept_copy_of_its_entrypoint(two_runs, tmp_path):
+    from optbench.cache import ArtifactCache
+    from optbench.run.kept import rebuilt_module, weights_digest
+
+    base, cand = two_runs
+    side = locate(cand, _row(cand, "torch"))
+    assert not isinstance(side, str), side
+    assert side.rebuilt and side.variant["backend_name"] == "torch"
+    # the copy lies in the artifact cache under its content's key, and holds the sixteen-layer file the run read
+    assert side.artifact.parent.parent == side.cache_dir and side.artifact.name == "model.py"
+    assert side.artifact.read_text() == MODEL % 16 != locate(base, _row(base, "torch")).artifact.read_text()
+    prepared = json.loads((cand / "work" / "prepare.json").read_text())
+    record = prepared["entrypoint"]
+    assert (record["function"], record["kwargs"], record["seed"]) == ("build", {}, 0)
+    # the user's file changes after the run (the usual reason to compare): the copy still builds the run's module
+    folder = cand.parent
+    (folder / "model.py").write_text(MODEL % 2)
+    try:
+        module = rebuilt_module(prepared, ArtifactCache(side.cache_dir))
+    finally:
+        (folder / "model.py").write_text(MODEL % 16)
+    assert len(module) == 16 and weights_digest(module) == record["weights"]
+
+
+def test_a_torch_row_that_cannot_be_rebuilt_keeps_the_verdict_and_says_why(two_runs, tmp_path):
+    from optbench.cache import ArtifactCache
+    from optbench.run.kept import rebuilt_module
+
+    base, cand = two_runs
+    row = _row(cand, "torch")
+
+    def edited(name, change):
+        run = tmp_path / name
+        shutil.copytree(cand, run)
+        prepared = json.loads((run / "work" / "prepare.json").read_text())
+        change(prepared)
+        (run / "work" / "prepare.json").write_text(json.dumps(prepared))
+        return run, prepared
+
+    old, _ = edited("old", lambda p: p.pop("entrypoint"))
+    assert locate(old, row) == "its backend runs the torch module, and the run kept no copy of its entrypoint " \
+                               "(made before runs kept one)"
+    gone, _ = edited("gone", lambda p: p["entrypoint"].update(kept=str(tmp_path / "nowhere" / "model.py")))
+    assert locate(gone, row).endswith("is gone (the artifact cache was cleared)")
+    trains, _ = edited("trains", lambda p: p["entrypoint"].update(kept=None, why="its entrypoint trains the model"))
+    assert locate(trains, row) == "its backend runs the torch module, which cannot be rebuilt: its entrypoint " \
+                                  "trains the model"
+    # a module the copy does not build again as the run had it is refused in the re-timing process
+    other, prepared = edited("other", lambda p: p["entrypoint"].update(weights="0" * 16))
+    with pytest.raises(RuntimeError, match="has other weights than the run's"):
+        rebuilt_module(prepared, ArtifactCache(locate(other, row).cache_dir))
+    noisy = LatencyVerdict("inconclusive", 1.0, 0.2, "noise 20.0% > effect 5%")
+    v = Retimer(other, base, 0.05, pairs=6, seed=0)(row, _row(base, "torch"), noisy)
+    assert v.word == "inconclusive" and v.pairs == () and v.reason.startswith("noise 20.0% > effect 5%; not re-timed: ")
+    assert "re-timing process failed" in v.reason and "has other weights than the run's" in v.reason, v.reason
 
 
 def test_a_decided_verdict_is_kept_and_a_run_is_not_re_timed_against_itself(two_runs):
@@ -139,16 +197,20 @@ def test_compare_and_check_re_time_both_artifacts_alternately(two_runs, tmp_path
     assert main(["compare", str(base), str(cand), "--retime", "--pairs", "6", "--format", "csv", "-o", str(out)]) == 0
     import pandas as pd
 
-    (row,) = pd.read_csv(out).to_dict("records")
-    pairs = json.loads(row["pairs"])
-    assert len(pairs) == 6 and {p["first"] for p in pairs} <= {"baseline", "candidate"}
-    assert row["ratio"] > 1 and all(p["baseline_ms"] > 0 for p in pairs)  # sixteen layers against one
-    # a paired verdict is slower here, or inconclusive where the machine was busy (a shared machine), never same
-    busy = "machine busy during the re-timing" in row["reason"]
-    assert (row["mark"] == "slower" and 1 < row["interval_low"] <= row["ratio"] <= row["interval_high"]) or \
-        (row["mark"] == "inconclusive" and busy), row["reason"]
+    rows = pd.read_csv(out).to_dict("records")
+    assert len(rows) == 2  # the ONNX Runtime row from its cached file, the torch row rebuilt from the kept copy
+    for row in rows:
+        pairs = json.loads(row["pairs"])
+        assert len(pairs) == 6 and {p["first"] for p in pairs} <= {"baseline", "candidate"}, row["reason"]
+        assert row["ratio"] > 1 and all(p["baseline_ms"] > 0 for p in pairs)  # sixteen layers against one
+        # a paired verdict is slower here, or inconclusive where the machine was busy (a shared machine), never same
+        busy = "machine busy during the re-timing" in row["reason"]
+        assert (row["mark"] == "slower" and 1 < row["interval_low"] <= row["ratio"] <= row["interval_high"]) or \
+            (row["mark"] == "inconclusive" and busy), row["reason"]
     report = check_run(cand, base, retime="always", pairs=6)
-    (latency,) = [r for r in report.results if r.check == "latency"]
-    assert len(latency.pairs) == 6 and "re-timed in" in latency.message
-    assert (latency.verdict == "slower" and latency.interval[0] > 1 and "paired (interval" in latency.message) or \
-        (latency.verdict == "inconclusive" and "machine busy during the re-timing" in latency.message)
+    latency = [r for r in report.results if r.check == "latency"]
+    assert len(latency) == 2
+    for r in latency:
+        assert len(r.pairs) == 6 and "re-timed in" in r.message
+        assert (r.verdict == "slower" and r.interval[0] > 1 and "paired (interval" in r.message) or \
+            (r.verdict == "inconclusive" and "machine busy during the re-timing" in r.message)

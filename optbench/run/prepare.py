@@ -68,6 +68,10 @@ def _torch_model(spec: Spec, spec_dir: Path, loaded, cache: ArtifactCache, split
                                      lambda d: torch.save(loaded.module.state_dict() if weights_only else loaded.module,
                                                           d / "model.pt"))
         info["model_format"] = "state_dict" if weights_only else "pickle"
+        if spec.model.source == "python":  # what its torch rows are re-timed from (optbench.run.kept)
+            from optbench.run.kept import keep_entrypoint
+
+            info["entrypoint"] = keep_entrypoint(spec.model, spec_dir, cache, loaded.module, spec.seed)
     ref = reference_backend("torch")
     info.update(model_path=str(path), reference=ref.reference_label("torch"), reference_backend=ref.name,
                 params=int(sum(p.numel() for p in loaded.module.parameters())))

@@ -11,8 +11,9 @@ decide (:func:`optbench.measure.paired.decide_paired`).
 A side is re-timed only as it was timed: the run's preparation (``work/``) and spec are still there, its artifact
 is still the file it timed (an artifact of the cache matches this user's ledger; an ONNX model file as given still
 has the digest the run read), the backend's runtime is the version the run used, on the CPU the run ran on.
-Otherwise the verdict stays the runs' own and says why. Rows whose backend runs the torch module are not re-timed:
-a run does not keep the module's source.
+Rows whose backend runs the torch module (torch eager, torch.compile) record no file: their module is built again
+in each process from the copy of the entrypoint file and the build arguments the run kept (:mod:`optbench.run.kept`),
+and refused unless its weights are the run's. Otherwise the verdict stays the runs' own and says why.
 """
 
 from __future__ import annotations
@@ -45,25 +46,20 @@ class Side:
     artifact: Path
     cache_dir: Path
     spec_dir: str
+    rebuilt: bool = False  # a torch row: ``artifact`` is the kept entrypoint copy its module is built again from
 
 
 def locate(run_dir: Path, row: dict) -> Side | str:
     """The side that re-times ``row`` of the run in ``run_dir``, or why it cannot be re-timed."""
     run_dir = Path(run_dir)
-    artifact = row.get("artifact")
     if row.get("status") != "ok":
         return "the row was not measured"
-    if not isinstance(artifact, str) or not artifact:
-        return ("its row records no artifact file: its backend runs the torch module, which a run does not keep, or "
-                "the run was made before rows recorded one (ONNX artifacts are re-timed)")
-    path = Path(artifact)
-    if not path.exists():
-        return f"its artifact {path} is gone (deleted, or the artifact cache was cleared)"
     missing = [f for f in ("spec.yaml", "env.json", "work/prepare.json", "work/data.npz") if not (run_dir / f).exists()]
     if missing:
         return f"the run directory no longer holds {', '.join(missing)}"
     import yaml
 
+    from optbench.backends import get_backend
     from optbench.specfile.load import validate
 
     spec = yaml.safe_load((run_dir / "spec.yaml").read_text())
@@ -72,12 +68,38 @@ def locate(run_dir: Path, row: dict) -> Side | str:
     variant = _planned(valid, row["variant_id"])
     if isinstance(variant, str):
         return variant
+    rebuilt = get_backend(variant["backend_name"]).consumes == "torch"
+    path = _kept(valid, prepared, variant) if rebuilt else _recorded(row)
+    if isinstance(path, str):
+        return path
     cache_dir, why = _trusted(path, valid, prepared)
     if why:
         return why
     if why := _elsewhere(json.loads((run_dir / "env.json").read_text()), variant["backend_name"]):
         return why
-    return Side(run_dir, spec, variant, path, cache_dir, str(prepared.get("spec_dir") or run_dir))
+    return Side(run_dir, spec, variant, path, cache_dir, str(prepared.get("spec_dir") or run_dir), rebuilt)
+
+
+def _recorded(row: dict) -> Path | str:
+    """The file a row's backend consumed (an ONNX file, a model file as given), or why there is none."""
+    artifact = row.get("artifact")
+    if not isinstance(artifact, str) or not artifact:
+        return "its row records no artifact file (the run was made before rows recorded one)"
+    path = Path(artifact)
+    if not path.exists():
+        return f"its artifact {path} is gone (deleted, or the artifact cache was cleared)"
+    return path
+
+
+def _kept(spec: Spec, prepared: dict, variant: dict) -> Path | str:
+    """The kept entrypoint copy a torch row's module is rebuilt from (:mod:`optbench.run.kept`), or why not."""
+    from optbench.run.kept import why_not_rebuilt
+
+    if variant.get("transform", "none") != "none":
+        return f"its variant transforms the module ({variant['transform']}), which a re-timing would redo in every " \
+               f"process"
+    copy, why = why_not_rebuilt(prepared, spec.model.source)
+    return why or copy
 
 
 def _planned(spec: Spec, vid: str) -> dict | str:
@@ -129,7 +151,8 @@ def _job(side: Side, measure: dict, rounds: int) -> dict:
     """A run's further timing process, on the recorded artifact (see :func:`optbench.run.worker.run_variant`)."""
     return {"mode": "variant", "spec": {**side.spec, "measure": measure}, "spec_dir": side.spec_dir,
             "run_dir": str(side.run_dir.resolve()), "cache_dir": str(side.cache_dir), "no_cache": False,
-            "variant": side.variant, "rounds": rounds, "timing_only": True, "recorded": str(side.artifact)}
+            "variant": side.variant, "rounds": rounds, "timing_only": True,
+            "recorded": None if side.rebuilt else str(side.artifact), "rebuilt": side.rebuilt}
 
 
 def retime(candidate: Side, baseline: Side, pairs: int, rng: np.random.Generator,

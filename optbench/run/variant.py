@@ -23,10 +23,12 @@ from optbench.transforms import count_params
 
 
 def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds: int | None = None,
-                    timing_only: bool = False, recorded: str | None = None) -> dict:
+                    timing_only: bool = False, recorded: str | None = None, rebuilt: bool = False) -> dict:
     """Build, judge and time one variant (its row); with ``build_only`` build its artifacts and stop there (a row
     with status ``built``, build time and bytes). ``recorded``: the ONNX file a row of the run recorded as its
-    artifact, timed as it is (re-timing, :mod:`optbench.run.retime`): nothing is exported or converted again."""
+    artifact, timed as it is (re-timing, :mod:`optbench.run.retime`): nothing is exported or converted again.
+    ``rebuilt``: the torch module built again from the run's kept entrypoint copy (re-timing a torch row,
+    :mod:`optbench.run.kept`)."""
     v = Variant(**vdict)
     idle_rss = current_rss_bytes()  # the worker before this variant loads anything of its own
     ctx.stage("waiting for the node")
@@ -47,8 +49,13 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
     row: dict[str, Any] = {"settings": dict(v.settings)}
     if v.transform != "none":
         ctx.stage("transform")
-    rebuild = ctx.spec.model.kind.module is not None and recorded is None
+    rebuild = ctx.spec.model.kind.module is not None and recorded is None and not rebuilt
     module, facts = transformed_module(ctx, v) if rebuild else (None, {})
+    if rebuilt:
+        from optbench.models.reset import with_reset
+        from optbench.run.kept import rebuilt_module
+
+        module = with_reset(rebuilt_module(ctx.prepared, ctx.cache), ctx.spec.model, ctx.spec_dir)
     row.update({k: facts.pop(k) for k in ("params", "sparsity") if k in facts})
     row["settings"].update(facts)
     if module is not None and "params" not in row:

@@ -34,7 +34,8 @@ def run_variant(job: dict, stage: Stage, excl: Exclusive | None = None) -> dict:
                   splits, json.loads((run_dir / "work" / "prepare.json").read_text()), stage,
                   excl or Exclusive(label=f"optbench run {run_dir.name}, {job['variant'].get('id')}"))
     return measure_variant(ctx, job["variant"], build_only=job["mode"] == "build", rounds=job.get("rounds"),
-                           timing_only=bool(job.get("timing_only")), recorded=job.get("recorded"))
+                           timing_only=bool(job.get("timing_only")), recorded=job.get("recorded"),
+                           rebuilt=bool(job.get("rebuilt")))
 
 
 def main(argv: list[str], excl: Exclusive | None = None) -> int:
