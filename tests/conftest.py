@@ -74,6 +74,20 @@ def pytest_collection_modifyitems(config, items):
             why = reasons[1] if "gpu" in item.keywords else reasons[0]
             if why:
                 item.add_marker(pytest.mark.skip(reason=why))
+    _longest_first(items)
+
+
+def _longest_first(items) -> None:
+    """Modules with the most slow tests first (each module's tests keep their order): pytest-xdist hands work out in
+    collection order, so the long tests start early and the short ones fill the workers' ends."""
+    def module(item) -> str:
+        return item.module.__name__ if getattr(item, "module", None) else ""
+
+    slow: dict[str, int] = {}
+    for item in items:
+        slow[module(item)] = slow.get(module(item), 0) + ("slow" in item.keywords)
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda it: (-slow[module(it)], order[id(it)]))
 
 
 @pytest.fixture(autouse=True)
