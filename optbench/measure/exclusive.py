@@ -56,7 +56,9 @@ class Exclusive:
             fcntl.flock(f, how)
             self._announce("")
         self.waited_s += clock.monotonic() - t0
-        self._holding.write_text(f"{self.label or 'an optbench worker'} (pid {os.getpid()})")
+        note = self._holding.with_name(f".{self._holding.name}")  # written whole, then renamed: never read half-made
+        note.write_text(f"{self.label or 'an optbench worker'} (pid {os.getpid()})")
+        note.replace(self._holding)
 
     def holders(self) -> list[str]:
         """The other live processes of this node's optbench runs that hold or wait on its locks."""
@@ -73,9 +75,11 @@ class Exclusive:
             except PermissionError:
                 pass
             try:
-                out.append(path.read_text().strip())
+                text = path.read_text().strip()
             except OSError:
                 continue
+            if text:  # a note being written reads empty for an instant: it names no one yet
+                out.append(text)
         return out
 
     def _ledger(self, entry: dict) -> None:
