@@ -110,3 +110,20 @@ def test_the_run_says_its_skipped_variants_in_one_line(capsys):
     assert err[0] == "3 of 5 variants skipped: 2 x torch runs no int8; 1 x no bf16 kernels (`optbench plan` lists them)"
     assert err[1:] == ["[4/5] running onnxruntime.fp32.none.bs1"] + [err[2]] and err[2].startswith(
         "[4/5] onnxruntime.fp32.none.bs1: ok"), err
+
+
+def test_explain_takes_a_unique_part_of_a_variant_id(tmp_path):
+    from optbench.errors import OptbenchError
+    from optbench.explain.variant import resolve_variant, row_of
+
+    ids = ["onnxruntime.fp32.none.bs1-48d5360d", "onnxruntime.int8-minmax-pc-u8.none.bs1-4720e5c8",
+           "onnxruntime.int8-minmax-pc-u8.none.bs32-4720aa00"]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps({"variant_id": v, "status": "ok"}) + "\n" for v in ids))
+    assert resolve_variant(tmp_path, "4720e5") == ids[1]  # a hash prefix
+    assert resolve_variant(tmp_path, "48d5360d") == ids[0]  # the hash
+    assert resolve_variant(tmp_path, "int8-minmax-pc-u8.none.bs32") == ids[2]  # the id without its hash
+    assert row_of(tmp_path, "4720e5")["variant_id"] == ids[1]
+    with pytest.raises(OptbenchError, match="'4720' names 2 variants"):
+        resolve_variant(tmp_path, "4720")
+    with pytest.raises(OptbenchError, match="has no variant 'ffff'"):
+        row_of(tmp_path, "ffff")
