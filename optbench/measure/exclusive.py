@@ -52,7 +52,8 @@ class Exclusive:
             fcntl.flock(f, how | fcntl.LOCK_NB)
         except BlockingIOError:  # someone holds it: say who, wait, and clear the note
             self._announce(f"waiting for {'the timing window' if how == fcntl.LOCK_EX else 'a timing window to end'}"
-                           f" ({Path(f.name).stem}): held by {', '.join(self.holders()) or 'another process'}")
+                           f" ({Path(f.name).stem}): held by {', '.join(self.holders()) or 'another process'}"
+                           "; no two timing windows of one account on this machine overlap")
             fcntl.flock(f, how)
             self._announce("")
         self.waited_s += clock.monotonic() - t0
