@@ -448,6 +448,13 @@ def main(argv: list[str] | None = None) -> int:
         except OptbenchError as e:
             print(f"optbench: error: {e.format()}", file=sys.stderr)
             return e.exit_code
+        except ImportError as e:  # a torch feature the spec check did not see: the extra, in one line
+            from optbench.extras import missing_extra
+
+            if (line := missing_extra(e)) is None:
+                raise
+            print(f"optbench: error: {line}", file=sys.stderr)
+            return 2
         except KeyboardInterrupt:
             print("optbench: interrupted", file=sys.stderr)
             return 130

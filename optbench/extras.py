@@ -41,3 +41,16 @@ def torch_needs(spec) -> list[tuple[str, str, str]]:
         elif t != "none":
             needs.append(("torch", "variants.transforms", f"transform '{t.name}' (distill)"))
     return needs
+
+
+# a module optbench imports for a feature -> the extra that installs it
+EXTRA_OF = {"torch": "torch", "torchvision": "torch", "torch_pruning": "torch"}
+
+
+def missing_extra(error: ImportError) -> str | None:
+    """The one line for an import of a module an extra installs that failed (a feature that needs torch reached
+    without the spec naming it), or None for any other import error."""
+    module = (getattr(error, "name", None) or "").partition(".")[0]
+    if module not in EXTRA_OF:
+        return None
+    return f"this needs {module}, which is not installed: pip install 'optbench[{EXTRA_OF[module]}]'"

@@ -82,3 +82,23 @@ def test_a_spec_that_needs_torch_names_the_extra(no_torch):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "model source 'python' needs torch" in lines[0] and "pip install 'optbench[torch]'" in lines[0], lines
+
+
+def test_a_torch_import_anywhere_is_one_line_naming_the_extra(monkeypatch, capsys):
+    """The net under the spec check: a command that reaches torch where it is not installed says which extra."""
+    import optbench.cli as cli
+
+    def needs_torch(args):
+        import torch  # noqa: F401  (blocked below)
+
+    class NoTorch:
+        def find_spec(self, name, path=None, target=None):
+            if name.partition(".")[0] == "torch":
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+    monkeypatch.setattr(cli, "cmd_env", needs_torch)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [NoTorch(), *sys.meta_path])
+    assert cli.main(["env"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["optbench: error: this needs torch, which is not installed: pip install 'optbench[torch]'"], err
