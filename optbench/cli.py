@@ -75,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_sweep(spec, opts)
     run_dir = opts.run_dir
     df = load_results(run_dir)
-    print(_run_table(df))
+    print(_run_table(df, _failing(run_dir)))
     _print_decisions(run_dir, args)
     _maybe_report(run_dir, args)
     print(f"\nrun directory: {run_dir}")
@@ -131,19 +131,42 @@ def _spec_of(args: argparse.Namespace):
         yield spec, spec_path
 
 
-def _run_table(df) -> str:
-    """The rows after a run: measured ones first, then skipped and failed with their reason; a column no row
-    has a value in (task accuracy without labels) left out."""
-    cols = ["variant_id", "status", "latency_ms_p50", "throughput_items_s", "drift_rel_l2", "task_accuracy"]
-    order = {"ok": 0, "built": 0, "failed": 1, "timeout": 1, "skipped": 2}
-    rows = sorted(df.to_dict("records"), key=lambda r: order.get(r.get("status"), 3))
+def _failing(run_dir: Path) -> dict[str, list[str]]:
+    """Per variant, the accuracy checks it fails, as ``optbench check`` and the report decide them."""
+    from optbench.report.build import enrich, load_run, spread_warn_of, verdicts
+
+    run = load_run(run_dir)
+    return verdicts(enrich(run["df"], spread_warn_of(run)), run)[1]
+
+
+def _run_table(df, failing: dict[str, list[str]] | None = None) -> str:
+    """The rows after a run: measured ones first with their verdict (a row that fails a budget says so beside
+    `ok`), then failed ones with their reason; skipped variants folded into one line with their count per reason;
+    a column no row has a value in (task accuracy without labels) left out."""
+    from collections import Counter
+
+    failing = failing or {}
+    cols = ["variant_id", "status", "verdict", "latency_ms_p50", "throughput_items_s", "drift_rel_l2",
+            "task_accuracy"]
+    order = {"ok": 0, "built": 0, "failed": 1, "timeout": 1}
+    records = df.to_dict("records")
+    skipped = [r for r in records if r.get("status") == "skipped"]
+    rows = sorted((r for r in records if r.get("status") != "skipped"), key=lambda r: order.get(r.get("status"), 2))
     measured = [r for r in rows if r.get("status") in ("ok", "built")]
-    keep = [c for c in cols[2:] if any(_fmt(r.get(c)) not in ("-", "nan") for r in measured)]
+    for r in rows:
+        why = "; ".join(failing.get(r["variant_id"], []))
+        r["verdict"] = ("fail: " + why)[:70] if why else "pass" if r.get("status") == "ok" else ""
+    keep = [c for c in cols[2:] if any(_fmt(r.get(c)) not in ("-", "nan", "") for r in measured)]
     if len(measured) < len(rows):
         keep.append("reason")
         for r in rows:
             r["reason"] = "" if r in measured else str(r.get("skip_reason") or r.get("error") or "")[:90]
-    return _table(rows, cols[:2] + keep)
+    out = _table(rows, cols[:2] + keep) if rows else "no variant ran"
+    if skipped:
+        reasons = Counter(str(r.get("skip_reason") or r.get("error") or "no reason given") for r in skipped)
+        out += f"\n{len(skipped)} skipped: " + "; ".join(f"{n} x {why[:90]}" for why, n in reasons.most_common()) \
+            + " (`optbench plan` lists them)"
+    return out
 
 
 def _sweep_options(args: argparse.Namespace, spec, mode: str, spec_path: Path):
@@ -425,6 +448,13 @@ def main(argv: list[str] | None = None) -> int:
         except OptbenchError as e:
             print(f"optbench: error: {e.format()}", file=sys.stderr)
             return e.exit_code
+        except ImportError as e:  # a torch feature the spec check did not see: the extra, in one line
+            from optbench.extras import missing_extra
+
+            if (line := missing_extra(e)) is None:
+                raise
+            print(f"optbench: error: {line}", file=sys.stderr)
+            return 2
         except KeyboardInterrupt:
             print("optbench: interrupted", file=sys.stderr)
             return 130

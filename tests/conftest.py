@@ -53,7 +53,7 @@ def _shared_fixture(item) -> str | None:
 
 
 # fixtures that time real load and whose tests assert on what they timed (achieved QPS near its target, a p99
-# under its bound): their tests are `serial`, run apart from pytest-xdist's workers (see the README's test command)
+# under its bound): their tests are `serial`, run apart from pytest-xdist's workers (see docs/contributing.md's test command)
 SERIAL_FIXTURES = {"served"}
 
 

@@ -115,6 +115,9 @@ def test_history_stores_runs_and_finds_the_step(db, capsys):
     assert main(["history", "--db", db, "--spec", "trend"]) == 0
     out = capsys.readouterr().out
     assert "run 20:" in out and "+12" in out
+    # it says what it shows: whose database, and that 'p50' is the quiet rounds' level, not the samples' p50
+    assert out.startswith(f"history {db.split('://')[0]}://") and "(every run of this account on this machine)" in out.splitlines()[0]
+    assert "history of latency level, ms: each run's median of its quiet rounds" in out.splitlines()[1]
     assert main(["history", "--db", db, "--spec", "flat", "--format", "json"]) == 0
     (series,) = json.loads(capsys.readouterr().out)
     assert len(series["points"]) == 30 and series["steps"] == []

@@ -19,7 +19,9 @@ def _cmp(vid: str = EVIL) -> dict:
 
 
 def test_markdown_cells_are_escaped_and_one_line():
-    assert md_text(EVIL) == "v&lt;i&gt;x\\|y&lt;/i&gt;'q\" z"
+    # a '<' that could open a tag is backslash-escaped (GitHub shows it as '<'); no entity reads '&lt;' as plain text
+    assert md_text(EVIL) == "v\\<i>x\\|y\\</i>'q\" z"
+    assert md_text("latency_ms_p99 <= 5 and drift 0.1 > budget 0.01") == "latency_ms_p99 <= 5 and drift 0.1 > budget 0.01"
     table = md_table(["a", "b"], [[EVIL, "1"], ["plain", "2"]])
     assert table == f"| a | b |\n|---|---|\n| {md_text(EVIL)} | 1 |\n| plain | 2 |\n"
     assert md_table(["a"], []) == "| a |\n|---|\n"
@@ -46,7 +48,7 @@ def test_compare_html_escapes_user_text_and_shares_the_page():
 def test_compare_markdown_escapes_user_text():
     md = render(_cmp(), "md")
     lines = md.splitlines()
-    assert lines[0] == "## optbench compare: a&lt;b&gt; → b\\|c"
+    assert lines[0] == "## optbench compare: a\\<b> → b\\|c"
     assert lines[2] == "| variant | p50 A ms | p50 B ms | B/A | paired interval | noise | verdict |"
     assert lines[4] == f"| {md_text(EVIL)} | 1.000 | 2.000 | 2.000 |  | 1.0% | slower |"  # no paired interval: not re-timed
     assert lines[5] == "| torch.fp32.none.bs1 | – | – | – |  | – |  |"

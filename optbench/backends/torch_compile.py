@@ -36,7 +36,7 @@ def user_inductor_dir() -> Path:
 class TorchCompile(Backend):
     name = "torch-compile"
     requires = {"torch": "torch"}
-    extra = None
+    extra = "torch"
     consumes = "torch"
     explained = "module"
     module_kinds = ("eager", "exported")  # torch.compile refuses TorchScript modules

@@ -216,7 +216,7 @@ class TorchEager(Backend):
     name = "torch"
     requires = {"torch": "torch", "torchvision": "torchvision"}
     imports = ("torch",)
-    extra = None
+    extra = "torch"
     consumes = "torch"
     explained = "module"
     preload = ("numpy", "torch", "torch.onnx", "torch_pruning", "optbench.backends.torch_eager")

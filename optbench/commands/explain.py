@@ -33,12 +33,13 @@ def _stands_for(d) -> str:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from optbench.explain.variant import explain_file, explain_variant
+    from optbench.explain.variant import explain_file, explain_variant, resolve_variant
 
     if args.top < 1:
         raise OptbenchError(f"--top takes a positive number of nodes, found {args.top}")
     if args.plot and Path(args.plot).suffix.lower() not in (".svg", ".png"):
         raise OptbenchError(f"--plot {args.plot}: give a file ending in .svg or .png")
+    args.variant = resolve_variant(Path(args.run_dir), args.variant)  # a unique part of the id: its hash
     loc = explain_variant(Path(args.run_dir), args.variant, items=args.items, seed=args.seed)
     if args.json:
         print(json.dumps(loc.to_json(), indent=1, default=float))
@@ -70,7 +71,8 @@ def add_commands(sub) -> None:
     e = sub.add_parser("explain", help="where a variant's drift comes from: each node's error against the fp32 "
                                        "graph, ranked by what it introduces")
     e.add_argument("run_dir", help="the run directory (results.jsonl inside)")
-    e.add_argument("variant", help="the variant id, as the report and results.jsonl name it")
+    e.add_argument("variant", help="the variant id, as the report and results.jsonl name it, or any unique part of it (its "
+                                        "hash)")
     e.add_argument("--items", type=int, default=8, help="eval items to run both graphs on (default 8)")
     e.add_argument("--seed", type=int, default=0, help="which eval items (default 0)")
     e.add_argument("--top", type=int, default=15, help="nodes to list (default 15)")

@@ -61,7 +61,9 @@ def cmd_history(args: argparse.Namespace) -> int:
         for m in metrics:
             found = series(history, spec, args.variant, m)
             parts.append(table(found, m) if found else f"no {m} values for {args.variant} in spec '{spec}'\n")
-        text = "".join(parts)
+        # whose history this is: the database every run of this account adds to (docs/history.md)
+        text = f"history {history.safe_url} (every run of this account on this machine), spec '{spec}'\n" + \
+            "".join(parts)
     if args.output:
         Path(args.output).write_text(text)
         print(f"history: {args.output}")

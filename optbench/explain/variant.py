@@ -25,14 +25,31 @@ def load_explained(run_dir: Path, variant_id: str) -> Localization | None:
     return Localization.from_json(json.loads(path.read_text())) if path.exists() else None
 
 
-def row_of(run_dir: Path, variant_id: str) -> dict:
-    """The variant's final row; a missing one is one clear line naming the nearest ids."""
-    import difflib
-
+def resolve_variant(run_dir: Path, given: str) -> str:
+    """The variant id ``given`` names: itself, or the one id of the run that holds it (its hash, a hash prefix, the
+    id without its hash); several that hold it are one line listing them. An unknown one is left to :func:`row_of`."""
     from optbench.store import final_rows
 
     if not (Path(run_dir) / "results.jsonl").exists():
         raise RunDirError(f"{run_dir} holds no results.jsonl; is it a run directory?")
+    rows = final_rows(Path(run_dir))
+    if given in rows or not given:
+        return given
+    hits = [v for v in rows if given in v]
+    if len(hits) > 1:
+        raise OptbenchError(f"'{given}' names {len(hits)} variants of {run_dir}: {', '.join(sorted(hits)[:6])}"
+                            + (", ..." if len(hits) > 6 else ""), expected="a part of one variant id only (its hash)")
+    return hits[0] if hits else given
+
+
+def row_of(run_dir: Path, variant_id: str) -> dict:
+    """The variant's final row (``variant_id`` may be any unique part of the id); a missing one is one clear line
+    naming the nearest ids."""
+    import difflib
+
+    from optbench.store import final_rows
+
+    variant_id = resolve_variant(run_dir, variant_id)
     rows = final_rows(Path(run_dir))
     if variant_id not in rows:
         near = difflib.get_close_matches(variant_id, list(rows), n=2, cutoff=0.4)

@@ -32,5 +32,18 @@ def value_of(row: dict, column: str) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
+# what each metric's values are, said where they are shown ('p50' is what a user types; the value is the level)
+SHOWN = {"p50": "latency level, ms: each run's median of its quiet rounds (the fastest third of its round medians, "
+                "as the latency gate reads it), not the p50 of its samples",
+         "p99": "p99 latency, ms", "throughput": "throughput, items/s", "memory": "host peak RSS, bytes",
+         "gpu_memory": "GPU peak memory, bytes", "drift": "drift, rel. L2 of the worst output",
+         "accuracy": "task accuracy"}
+
+
+def shown(metric: str) -> str:
+    """What the values of ``metric`` are, in words (a row column: its name)."""
+    return SHOWN.get(metric, f"the row column {metric}")
+
+
 def column_of(metric: str) -> str:
     return METRICS.get(metric, metric)

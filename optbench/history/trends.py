@@ -131,7 +131,9 @@ def table(found: list[Series], metric: str) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"history of {metric} (a series per variant, machine and library versions)", title_justify="left")
+    from optbench.history.metrics import shown
+
+    t = Table()
     for h in ("variant", "machine", "runs", "first", "last", "change points"):
         t.add_column(h, overflow="fold", justify="right" if h in ("runs", "first", "last") else "left")
     for s in found:
@@ -141,7 +143,7 @@ def table(found: list[Series], metric: str) -> str:
                   _fmt(s.points[-1]["value"]), steps)
     console = Console(record=True, width=170, force_terminal=False, color_system=None, file=io.StringIO())
     console.print(t)
-    return console.export_text()
+    return f"history of {shown(metric)}; a series per variant, machine and library versions\n" + console.export_text()
 
 
 def csv_text(found: list[Series]) -> str:

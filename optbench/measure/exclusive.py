@@ -52,11 +52,14 @@ class Exclusive:
             fcntl.flock(f, how | fcntl.LOCK_NB)
         except BlockingIOError:  # someone holds it: say who, wait, and clear the note
             self._announce(f"waiting for {'the timing window' if how == fcntl.LOCK_EX else 'a timing window to end'}"
-                           f" ({Path(f.name).stem}): held by {', '.join(self.holders()) or 'another process'}")
+                           f" ({Path(f.name).stem}): held by {', '.join(self.holders()) or 'another process'}"
+                           "; no two timing windows of one account on this machine overlap")
             fcntl.flock(f, how)
             self._announce("")
         self.waited_s += clock.monotonic() - t0
-        self._holding.write_text(f"{self.label or 'an optbench worker'} (pid {os.getpid()})")
+        note = self._holding.with_name(f".{self._holding.name}")  # written whole, then renamed: never read half-made
+        note.write_text(f"{self.label or 'an optbench worker'} (pid {os.getpid()})")
+        note.replace(self._holding)
 
     def holders(self) -> list[str]:
         """The other live processes of this node's optbench runs that hold or wait on its locks."""
@@ -73,9 +76,11 @@ class Exclusive:
             except PermissionError:
                 pass
             try:
-                out.append(path.read_text().strip())
+                text = path.read_text().strip()
             except OSError:
                 continue
+            if text:  # a note being written reads empty for an instant: it names no one yet
+                out.append(text)
         return out
 
     def _ledger(self, entry: dict) -> None:

@@ -30,6 +30,10 @@ def declared_inputs(source: str, path: Path, outputs: list[str] | None = None) -
             raise SpecError("--outputs names a frozen graph's output tensors; this model names its own outputs",
                             found=",".join(outputs))
         model["outputs"] = outputs
+    if source in ("torchscript", "exported"):
+        from optbench.extras import require
+
+        require("torch", "torch", "a TorchScript file" if source == "torchscript" else "a torch.export program")
     read = {"onnx": _onnx, "torchscript": _torchscript, "exported": _exported}.get(source, _native)
     return read(model, path), model
 

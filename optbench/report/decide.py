@@ -53,10 +53,21 @@ def decisions(df: pd.DataFrame, failing: dict[str, list[str]], constraints: list
         fp32 = [r for r in rows if r["precision"] == "fp32" and r.get("transform") == "none"]
         d = {"batch": int(batch), "shape": shape, "constraints": [str(c) for c in constraints],
              "candidates": len(rows), "passing": len(fit), "best": fit[0] if fit else None, "runner_up": fit[1] if len(fit) > 1 else None,
-             "fastest_fp32": fp32[0] if fp32 else None, "spread_warn": spread_warn, "random_inputs": random_inputs}
+             "fastest_fp32": fp32[0] if fp32 else None, "spread_warn": spread_warn, "random_inputs": random_inputs,
+             "fastest": rows[0] if rows else None}
+        if fit and rows[0]["variant_id"] != fit[0]["variant_id"]:
+            d["passed_over"] = why_not(rows[0], failing, constraints)
         d["sentence"] = sentence(d, reference, failing)
         out.append(d)
     return out
+
+
+def why_not(row: dict, failing: dict[str, list[str]], constraints: list[Constraint]) -> str:
+    """Why a faster variant is not the one to ship: the first accuracy check it fails, else the first constraint."""
+    if row["variant_id"] in failing:
+        return failing[row["variant_id"]][0]
+    missed = [res.message for res in check_constraints(row, constraints) if not res.passed]
+    return missed[0] if missed else "it fails a check"
 
 
 def _timed(r: dict) -> bool:
@@ -115,5 +126,9 @@ def sentence(d: dict, reference: dict | str, failing: dict[str, list[str]]) -> s
             f", {times:.2f}x the fastest fp32 ({fast['variant_id']})"
     runner = d["runner_up"]
     tail = f" Runner-up: {runner['variant_id']} ({runner['latency_ms_p50']:.3g} ms)." if runner else ""
+    if d.get("passed_over"):  # the fastest at this point fails something: say what, or the choice reads arbitrary
+        fastest = d["fastest"]
+        tail = (f" Faster but passed over: {fastest['variant_id']} ({fastest['latency_ms_p50']:.3g} ms): "
+                f"{d['passed_over']}.") + tail
     return (f"At {where}{under}: ship {best['variant_id']}: p50 {best['latency_ms_p50']:.3g} ms{_noise(best)}, "
             f"{vs_ref}{vs_fast}; {_accuracy(best)}{judged}.{tail}")

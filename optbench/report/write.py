@@ -62,9 +62,13 @@ def html(template: str, **context) -> str:
 
 
 def md_text(text) -> str:
-    """Text safe in a Markdown table cell or list item: '|' escaped, '<' and '>' as entities, one line."""
-    return str(text).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\r", " ") \
-        .replace("\n", " ")
+    """Text safe in a Markdown table cell or list item, and readable as plain text: '|' escaped, a '<' that could
+    open an HTML tag or an autolink (before a letter, '/', '!' or '?') backslash-escaped, every other '<' and '>' as
+    written ('p99 <= 5' stays so, never '&lt;='), one line."""
+    import re
+
+    text = str(text).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    return re.sub(r"<(?=[A-Za-z/!?])", r"\\<", text)
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:

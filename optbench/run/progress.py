@@ -15,6 +15,7 @@ class Progress:
         self.total, self.done, self.quiet = total, 0, quiet
         self.pending = total if pending is None else pending  # variants that will run (not skipped, not resumed)
         self.ran: list[float] = []
+        self.skipped: list[str] = []  # reasons of the variants the plan skipped, said in one line
         self.starts: dict[str, float] = {}
         self.live = None
         if not quiet and sys.stderr.isatty():
@@ -50,6 +51,30 @@ class Progress:
             self.live.update(self.task, description=f"{vid}: {text}" if text else vid)
         elif text:
             sys.stderr.write(f"[{self.done + 1}/{self.total}] {vid}: {text}\n")
+            sys.stderr.flush()
+
+    def skip(self, reason: str) -> None:
+        """A variant the plan skipped: counted, said with the others in one line (:meth:`said_skipped`)."""
+        self.done += 1
+        self.skipped.append(reason)
+        if self.live is not None:
+            self.live.update(self.task, completed=self.done)
+
+    def said_skipped(self) -> None:
+        """One line for every variant the plan skipped, by reason, instead of a line each."""
+        skipped, self.skipped = self.skipped, []
+        if not skipped or self.quiet:
+            return
+        from collections import Counter
+
+        reasons = Counter(str(r) for r in skipped).most_common()
+        line = f"{len(skipped)} of {self.total} variants skipped: " + \
+            "; ".join(f"{n} x {why[:90]}" for why, n in reasons[:3]) + \
+            (f"; {len(reasons) - 3} other reason(s)" if len(reasons) > 3 else "") + " (`optbench plan` lists them)"
+        if self.live is not None:
+            self.live.console.print(line, highlight=False, markup=False)
+        else:
+            sys.stderr.write(line + "\n")
             sys.stderr.flush()
 
     def step(self, vid: str, status: str, ran: bool = False) -> None:

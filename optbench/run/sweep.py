@@ -304,15 +304,18 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
                                  f"this run's rows are in results.jsonl (`optbench history import {opts.run_dir}` "
                                  f"adds them later)\n")
                 history = None
-        progress.step(v.id, row["status"], ran=v.status != "skipped")
+        if v.status == "skipped":
+            progress.skip(v.reason)  # folded into one line: the run's output does not open with them
+        else:
+            progress.step(v.id, row["status"], ran=True)
 
     try:
         for v in variants:  # resumed and skipped rows first: they cost nothing
             if v.id in done:
                 progress.step(v.id, done[v.id]["status"])
             elif v.status == "skipped":
-                progress.show(v.id)
                 record(v, {"status": "skipped", "error": v.reason})
+        progress.said_skipped()
         if to_run:
             gpus = _gpus_of(opts, env) if any(str(v.device).startswith("cuda") for v in to_run) else []
             if gpus and (opts.jobs > 1 or opts.executor == "ray" or len(gpus) > 1):

@@ -31,10 +31,11 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
     :mod:`optbench.run.kept`)."""
     v = Variant(**vdict)
     idle_rss = current_rss_bytes()  # the worker before this variant loads anything of its own
-    ctx.stage("waiting for the node")
     excl = ctx.excl
-    excl.build()  # builds share the node; a timing window waits for them and keeps new ones out (held already
-    # when the worker process took it at its start)
+    if not build_only:  # `optbench build` times nothing, so it takes no timing lock and waits on none
+        ctx.stage("waiting for the node")
+        excl.build()  # builds share the node; a timing window waits for them and keeps new ones out (held already
+        # when the worker process took it at its start)
     ctx.stage("load")
     if failed := (ctx.prepared.get("reference_errors") or {}).get(dims_key(v.dims)):
         raise RuntimeError(failed)

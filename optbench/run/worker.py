@@ -123,10 +123,14 @@ def child_main(job_path: str, log_path: str, memory_limit_mb: int | None) -> Non
     faulthandler.enable()  # a segfault leaves the Python stack in the log (the row's stderr tail)
     excl = None
     if job.get("mode") != "prepare":
-        label = f"optbench run {Path(job['run_dir']).name}, {(job.get('variant') or {}).get('id', job.get('mode'))}"
-        # this process's node locks; taken before it does any work: a timing window elsewhere waits for none
+        command = "build" if job["mode"] == "build" else "run"
+        label = f"optbench {command} {Path(job['run_dir']).name}, " \
+                f"{(job.get('variant') or {}).get('id', job.get('mode'))}"
+        # this process's node locks; taken before it does any work: a timing window elsewhere waits for none. A
+        # build times nothing: it takes no lock and waits for no timing window
         excl = Exclusive(label=label, wait_file=wait_file(Path(log_path)))
-        excl.build()
+        if command == "run":
+            excl.build()
     if memory_limit_mb:
         import resource
 

@@ -13,7 +13,7 @@ from optbench.spec.base import ModelFormat, Strict, reset_field
 TORCH = ModelFormat("torch", "a torch module", module="eager", onnx="torch.onnx.export", loads_with=("torch",))
 TRUST = ("Trust the file: run it even if its graph holds ops that read or write files, print, run Python or use the "
          "network, and unpickle a .pt2's objects other than tensors; absent: such a file is refused before it loads "
-         "(README: 'Which files optbench runs').")
+         "(docs/model-formats.md: 'Which files optbench runs').")
 ONNX = ModelFormat("onnx", "an ONNX file", onnx="as given", loads_with=("onnx", "onnxruntime"))
 
 

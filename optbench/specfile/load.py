@@ -205,6 +205,7 @@ def check_files(spec: Spec, spec_path: Path, lines: dict[tuple, int]) -> None:
     """Files a spec names must exist, and a python entrypoint must resolve (without being called)."""
     file = str(spec_path)
     model = spec.model
+    check_extras(spec, file, lines)
     check_backends(spec, file, lines)
     for attr in ("weights", "path"):
         value = getattr(model, attr, None)
@@ -272,6 +273,17 @@ def check_serving(spec: Spec, file: str, lines: dict[tuple, int]) -> None:
     if found := serving_problem(spec.serving, spec.measure.timeout_s, Machine.here()):
         field, why = found
         raise SpecError(why, file=file, line=line_of(lines, tuple(field.split("."))), field=field)
+
+
+def check_extras(spec: Spec, file: str, lines: dict[tuple, int]) -> None:
+    """What the spec needs from the ``torch`` extra is installed, else one line naming the extra
+    (:mod:`optbench.extras`); backends whose runtime is missing are planned as skipped instead."""
+    from optbench.extras import importable, torch_needs
+
+    for module, field, what in torch_needs(spec):
+        if not importable(module):
+            raise SpecError(f"{what} needs {module}, which is not installed: pip install 'optbench[torch]'",
+                            file=file, line=line_of(lines, tuple(field.split("."))), field=field)
 
 
 def check_backends(spec: Spec, file: str, lines: dict[tuple, int]) -> None:

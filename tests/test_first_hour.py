@@ -1,0 +1,129 @@
+"""What a newcomer meets in the first hour: a build that times nothing waits for no timing window, lock messages
+name who holds the lock."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from optbench.measure.exclusive import Exclusive
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "experiments" / "models" / "digits.onnx"
+
+
+@pytest.mark.slow  # a worker pool's start: ~25 s on a shared 2-core machine
+def test_build_takes_no_timing_lock(tmp_path):
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    room = open(locks / "room.lock", "a+")  # noqa: SIM115
+    fcntl.flock(room, fcntl.LOCK_EX)  # another run's CPU timing window, held for as long as the build runs
+    try:
+        proc = subprocess.run([sys.executable, "-m", "optbench", "build", str(MODEL), "--precision", "fp32",
+                               "--batch", "1", "--run-dir", str(tmp_path / "run")], cwd=ROOT, capture_output=True,
+                              text=True, env={**os.environ, "OPTBENCH_LOCK_DIR": str(locks)}, timeout=240)
+    finally:
+        fcntl.flock(room, fcntl.LOCK_UN)
+        room.close()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in rows] == ["built"], rows
+    assert "waiting for" not in proc.stderr
+
+
+def test_lock_holders_name_someone(tmp_path):
+    other = os.getppid()  # a live process other than this one
+    (tmp_path / f"holder-{other}").write_text("")  # a note another process has opened and not written yet
+    assert Exclusive(root=tmp_path).holders() == []
+    (tmp_path / f"holder-{other}").write_text("optbench run other-run, its variant (pid 1)")
+    assert Exclusive(root=tmp_path).holders() == ["optbench run other-run, its variant (pid 1)"]
+
+
+def test_a_lock_note_is_written_whole(tmp_path):
+    excl = Exclusive(root=tmp_path, label="optbench run mine, v")
+    with open(tmp_path / "gate.lock", "a+") as f:
+        excl._lock(f, fcntl.LOCK_EX)
+    assert (tmp_path / f"holder-{os.getpid()}").read_text() == f"optbench run mine, v (pid {os.getpid()})"
+    assert not list(tmp_path.glob(".holder-*"))
+
+
+def _row(vid: str, precision: str, p50: float, **extra) -> dict:
+    return {"variant_id": vid, "status": "ok", "backend": "onnxruntime", "backend_name": "onnxruntime",
+            "device": "cpu", "precision": precision, "transform": "none", "int8": None, "fp16": None, "batch_size": 1,
+            "shape": {}, "latency_ms_p50": p50, "latency_ms_rounds": [p50] * 3, "busy": None, "warnings": [],
+            "reference": "onnxruntime fp32 cpu", "reference_backend": "onnxruntime", "drift_rel_l2": 1e-3,
+            "worst_output": "logits", "throughput_items_s": 1000 / p50, **extra}
+
+
+def test_the_ship_line_says_why_the_fastest_was_passed_over():
+    import pandas as pd
+
+    from optbench.report.build import enrich
+    from optbench.report.decide import decisions
+
+    rows = [_row("onnxruntime.fp32.none.bs1", "fp32", 10.0), _row("onnxruntime.fp16.none.bs1", "fp16", 6.0),
+            _row("onnxruntime.int8.none.bs1", "int8", 2.0, drift_rel_l2=0.1)]
+    failing = {"onnxruntime.int8.none.bs1": ["drift_rel_l2 = 0.1 > budget 0.01"]}
+    (d,) = decisions(enrich(pd.DataFrame(rows), spread_warn=0.05), failing, [], "onnxruntime", spread_warn=0.05)
+    line = d["sentence"]
+    assert "ship onnxruntime.fp16.none.bs1" in line, line
+    assert "Faster but passed over: onnxruntime.int8.none.bs1 (2 ms): drift_rel_l2 = 0.1 > budget 0.01." in line, line
+
+
+def test_the_run_table_carries_the_verdict_and_folds_the_skipped():
+    import pandas as pd
+
+    from optbench.cli import _run_table
+
+    skipped = [{"variant_id": f"torch.int8.{t}.bs1", "status": "skipped", "error": "torch runs no int8"}
+               for t in ("none", "pruned")] + \
+              [{"variant_id": "onnxruntime.bf16.none.bs1", "status": "skipped", "error": "no bf16 kernels"}]
+    rows = skipped + [_row("onnxruntime.fp32.none.bs1", "fp32", 10.0), _row("onnxruntime.int8.none.bs1", "int8", 2.0)]
+    text = _run_table(pd.DataFrame(rows), {"onnxruntime.int8.none.bs1": ["drift_rel_l2 = 0.1 > budget 0.01"]})
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["variant_id", "status", "verdict"]
+    (int8,) = [x for x in lines if x.startswith("onnxruntime.int8")]
+    assert int8.split()[1:4] == ["ok", "fail:", "drift_rel_l2"], int8
+    (fp32,) = [x for x in lines if x.startswith("onnxruntime.fp32")]
+    assert fp32.split()[1:3] == ["ok", "pass"], fp32
+    assert not any(x.startswith(("torch.int8", "onnxruntime.bf16")) for x in lines), text
+    assert lines[-1].startswith("3 skipped: 2 x torch runs no int8; 1 x no bf16 kernels"), text
+
+
+def test_the_run_says_its_skipped_variants_in_one_line(capsys):
+    from optbench.run.progress import Progress
+
+    progress = Progress(total=5)
+    for reason in ("torch runs no int8", "torch runs no int8", "no bf16 kernels"):
+        progress.skip(reason)
+    progress.said_skipped()
+    progress.show("onnxruntime.fp32.none.bs1")
+    progress.step("onnxruntime.fp32.none.bs1", "ok", ran=True)
+    progress.finish()
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "3 of 5 variants skipped: 2 x torch runs no int8; 1 x no bf16 kernels (`optbench plan` lists them)"
+    assert err[1:] == ["[4/5] running onnxruntime.fp32.none.bs1"] + [err[2]] and err[2].startswith(
+        "[4/5] onnxruntime.fp32.none.bs1: ok"), err
+
+
+def test_explain_takes_a_unique_part_of_a_variant_id(tmp_path):
+    from optbench.errors import OptbenchError
+    from optbench.explain.variant import resolve_variant, row_of
+
+    ids = ["onnxruntime.fp32.none.bs1-48d5360d", "onnxruntime.int8-minmax-pc-u8.none.bs1-4720e5c8",
+           "onnxruntime.int8-minmax-pc-u8.none.bs32-4720aa00"]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps({"variant_id": v, "status": "ok"}) + "\n" for v in ids))
+    assert resolve_variant(tmp_path, "4720e5") == ids[1]  # a hash prefix
+    assert resolve_variant(tmp_path, "48d5360d") == ids[0]  # the hash
+    assert resolve_variant(tmp_path, "int8-minmax-pc-u8.none.bs32") == ids[2]  # the id without its hash
+    assert row_of(tmp_path, "4720e5")["variant_id"] == ids[1]
+    with pytest.raises(OptbenchError, match="'4720' names 2 variants"):
+        resolve_variant(tmp_path, "4720")
+    with pytest.raises(OptbenchError, match="has no variant 'ffff'"):
+        row_of(tmp_path, "ffff")
