@@ -121,6 +121,14 @@ def test_the_trial_limit_stops_the_search_and_the_same_outcomes_replay_the_same_
     assert sum(len(cs) for _, cs in first) == 15
 
 
+def test_the_specs_own_configuration_is_measured_first_and_once():
+    given = [Config("a", 2, 32, 2.0), Config("a", 3, 32, 2.0)]   # the first is also a coarse point
+    steps = simulate(search(["a"], GRID, trials=100, tolerance=0.1, given=given),
+                     lambda c: Outcome("measured", peak_of(c), memory_of(c)))
+    assert steps[0] == ("given", given)
+    assert Config("a", 2, 32, 2.0) not in steps[1][1] and len(steps[1][1]) == 5
+
+
 # ---------------------------------------------------------------- the answer
 def row(instances=1, max_batch=8, delay=2.0, peak=1000.0, p99=9.0, mem=200, j=None, status="measured", variant="a",
         probes=None) -> CandidateRow:

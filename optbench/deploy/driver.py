@@ -17,7 +17,7 @@ from typing import Any
 import optbench.measure.clock as clock
 from optbench.deploy import answer as ans
 from optbench.deploy.row import CANDIDATES, CandidateRow, append, read
-from optbench.deploy.space import Config, Grid
+from optbench.deploy.space import Config, Grid, prepared_sizes
 from optbench.deploy.strategy import Outcome, Step, search
 from optbench.errors import Interrupted, OptbenchError, RunDirError
 from optbench.spec.models import Spec
@@ -190,8 +190,11 @@ class Deployer:
     # ------------------------------------------------------------ the loop
     def run(self) -> dict:
         self._open()
+        if not self.opts.resume:
+            self._save()  # from here on the directory holds a search that --resume continues
         passing, verdicts = self._accuracy()
         self.record["accuracy"] = {"run_dir": str(self.acc_dir), "passing": passing, "verdicts": verdicts}
+        self._save()
         if not passing:
             self.record["stopped"] = "no variant passes every accuracy budget"
             self._finish()
@@ -199,7 +202,7 @@ class Deployer:
         self._check_energy(passing)
         self.rows = read(self.opts.run_dir / CANDIDATES)
         gen = search(passing, self.opts.grid, self.opts.trials, float(self.base.get("peak_tolerance", 0.1)),
-                     energy=self.opts.objective == "energy")
+                     energy=self.opts.objective == "energy", given=self._given(passing))
         msg = next(gen, None)
         try:
             while msg is not None:
@@ -215,6 +218,23 @@ class Deployer:
                 if measured >= self.opts.trials else "the strategy ended"
         self._finish()
         return self.record
+
+    def _given(self, passing: list[str]) -> list[Config]:
+        """The spec's own serving configuration (its lanes and dynamic batching) on each passing variant, where the
+        spec's serving section sets either: measured first, the answer is compared with it."""
+        s = self.spec.serving
+        if s is None or not ({"instances", "dynamic_batching"} & s.model_fields_set):
+            return []
+        db = s.dynamic_batching
+        if db is None:
+            return [Config(v, s.instances, 1, 0.0) for v in passing]
+        rule = "ends" if db.sizes is not None and sorted(db.sizes) == [1, db.max_batch] else "pow2"
+        if db.sizes is not None and tuple(sorted(db.sizes)) not in ((1, db.max_batch), prepared_sizes(db.max_batch,
+                                                                                                       "pow2")):
+            self.record["notes"].append(f"the spec's serving.dynamic_batching.sizes {db.sizes} is measured as the "
+                                        f"{rule} rule ({list(prepared_sizes(db.max_batch, rule))})")
+        return [Config(v, s.instances, db.max_batch, db.max_delay_ms if db.max_batch > 1 else 0.0, rule)
+                for v in passing]
 
     def _elapsed(self) -> float:
         return clock.monotonic() - self.started
@@ -336,6 +356,14 @@ class Deployer:
         o = self.opts
         self.record["asked"] = self._asked()
         self.record["answer"] = ans.choose(rows, o.qps, o.headroom, o.max_devices, o.objective, o.memory_limit)
+        w = self.record["answer"].get("winner")
+        given = {c.key for c in self._given(sorted(passing))}
+        mine = [r for r in rows if r.config.key in given and w is not None and r.variant_id == w["variant_id"]]
+        if mine:
+            g = mine[0]
+            self.record["answer"]["against_given"] = {
+                **ans.described(g), "ratio": (w["peak_qps"] / g.peak_qps) if g.peak_qps else None,
+                "verdict": self.record["answer"]["verdicts"].get(g.config.key)}
         self.record["elapsed_s"] = round(self._elapsed(), 1)
         write_outputs(self, rows)
         self._save()

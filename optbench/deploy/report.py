@@ -76,6 +76,11 @@ def answer_lines(record: dict) -> list[str]:
     out.append(f"devices: {w['devices']} for {asked['qps']:,.6g} QPS: {_q(w['load_qps'])} QPS each, "
                f"{w['load_share']:.0%} of the measured peak ({head}% headroom; at least "
                f"{asked['headroom']:.0%} asked), p99 {_n(w['p99_at_load_ms'])} ms at that load")
+    g = a.get("against_given")
+    if g is not None:
+        ratio = f"{g['ratio']:.2f}x its peak" if g.get("ratio") else "it met the bound at no QPS"
+        out.append(f"against the spec's own serving configuration ({g['label']}: {_q(g['peak_qps'])} QPS per "
+                   f"device at the bound): {ratio}")
     r = a.get("runner_up")
     if r is not None:
         out.append(f"runner-up: {r['label']}: {_q(r['peak_qps'])} QPS per device, {r['devices']} device(s); it "

@@ -36,7 +36,7 @@ class CandidateRow:
     device: str | None = None
     sizes: list[int] = field(default_factory=list)  # the batch sizes the lanes ran (prepared and warmed)
     step: int | None = None              # the search step that proposed it
-    phase: str | None = None             # coarse | delay
+    phase: str | None = None             # given (the spec's own configuration) | coarse | delay
     reason: str | None = None            # why not measured, or what failed
     peak_qps: float | None = None        # the highest target QPS whose p99 met the bound (0: none did)
     peak_achieved_qps: float | None = None

@@ -1,6 +1,8 @@
 """The deploy search's sequence of candidates, decided from outcomes alone (no clock, no randomness), so a resumed
 search replays what it recorded and goes on where it stopped.
 
+0. **given**: the spec's own serving configuration on each passing variant, where it sets one (what the answer
+   is compared with).
 1. **coarse**: every passing variant × lanes × max batch × size rule, at the middle queue delay of the grid (no
    delay without batching), smallest first.
 2. **prune**: a configuration another beats on peak QPS by more than the peak search's own tolerance while using
@@ -69,9 +71,11 @@ def dominated(c: Config, seen: Outcomes, tolerance: float, energy: bool = False)
     return None
 
 
-def search(variants: list[str], grid: Grid, trials: int, tolerance: float, energy: bool = False) -> Search:
+def search(variants: list[str], grid: Grid, trials: int, tolerance: float, energy: bool = False,
+           given: list[Config] = ()) -> Search:
     """The steps; the caller sends each step's outcomes back (a candidate blocked by :func:`blocked_by` comes back
-    ``skipped`` and costs no trial)."""
+    ``skipped`` and costs no trial). ``given``: configurations measured first whatever the grid (the spec's own
+    ``serving:`` settings, what the answer is compared with); they take part in the pruning as any other."""
     seen: Outcomes = {}
     budget = [trials]
 
@@ -83,6 +87,8 @@ def search(variants: list[str], grid: Grid, trials: int, tolerance: float, energ
         budget[0] -= sum(1 for c in cands if got.get(c) is not None and got[c].status != "skipped")
         seen.update(got)
 
+    if given:
+        yield from run("given", list(dict.fromkeys(given)))
     yield from run("coarse", coarse(variants, grid))
     delays = sorted(grid.delays_ms)
     if len(delays) < 2:
