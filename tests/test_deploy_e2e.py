@@ -129,3 +129,34 @@ def test_a_killed_search_resumes_keeping_what_it_measured(tmp_path):
     assert len(keys) == len(set(keys)) and {(1, 1, 0.0), (1, 8, 1.0)} <= set(keys)
     assert json.loads((run / "deploy.json").read_text())["answer"]["winner"] is not None
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.serial
+def test_a_configuration_that_runs_out_of_memory_is_a_data_point_and_larger_ones_are_not_measured(tmp_path):
+    rng = np.random.default_rng(0)
+    # 1 MiB of activations per item: a batch of 1024 needs a GiB the worker's 700 MiB cap does not give it
+    w1 = numpy_helper.from_array(rng.standard_normal((16, 1 << 18)).astype(np.float32) * 0.01, "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((1 << 18, 4)).astype(np.float32) * 0.01, "w2")
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("MatMul", ["h", "w2"], ["y"])]
+    graph = helper.make_graph(nodes, "wide", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])], [w1, w2])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "wide.onnx")
+    text = (SPEC % (tmp_path / "wide.onnx")).replace("eval: 32", "eval: 16").replace(
+        "rounds: 1, processes: 1}", "rounds: 1, processes: 1, mode: judge, memory_limit_mb: 700}").replace(
+        "samples: 32", "samples: 16").replace("peak_probes: 4", "peak_probes: 3")
+    spec = write_spec(tmp_path, text)
+    run = tmp_path / "deploy"
+    assert main(["deploy", str(spec), "--qps", "10", "--p99-ms", "200", "--lanes", "1,2", "--max-batch", "1,1024",
+                 "--delays-ms", "5", "--run-dir", str(run), "--quiet", "--no-history"]) == 0
+    rows = {(r["instances"], r["max_batch"]): r for r in map(json.loads, (run / "candidates.jsonl").read_text()
+                                                             .splitlines())}
+    big = rows[(1, 1024)]
+    assert big["status"] == "oom" and "allocate" in big["reason"].lower(), big["reason"]
+    assert rows[(2, 1024)]["status"] == "skipped" and "did not fit (oom)" in rows[(2, 1024)]["reason"]
+    assert rows[(1, 1)]["status"] == "measured"
+    record = json.loads((run / "deploy.json").read_text())
+    assert record["answer"]["winner"]["max_batch"] == 1
+    assert record["answer"]["verdicts"][f"{big['variant_id']}|x1|b1024|d5|pow2"].startswith("oom: ")

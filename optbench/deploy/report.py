@@ -119,7 +119,8 @@ def markdown(record: dict, rows: list[CandidateRow]) -> str:
         lines.append("")
     lines += ["## Every candidate", "", "| step | candidate | status | peak QPS | p99 ms | LoadGen | J/item | memory MiB "
               "| verdict |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in sorted(rows, key=lambda r: (r.step if r.step is not None else -1, r.config.key)):
+    for r in sorted(rows, key=lambda r: (r.step if r.step is not None else -1, r.variant_id, r.instances, r.max_batch,
+                                         r.sizes_rule, r.max_delay_ms)):
         lines.append(f"| {r.step} {r.phase} | {r.config.label()} | {r.status} | {_q(r.peak_qps)} | "
                      f"{_n(r.peak_p99_ms)} | {r.peak_validity or '-'} | {_n(r.j_per_item, '.3g')} | "
                      f"{_mib(r.memory_bytes)} | {(a.get('verdicts') or {}).get(r.config.key, '-')} |")
