@@ -250,7 +250,14 @@ class Deployer:
         for c in todo:
             by_variant.setdefault(c.variant, []).append(c)
         for vid, configs in by_variant.items():
+            if budget is not None and self._elapsed() >= budget:
+                break
             self._measure(vid, configs, index, step.phase)
+        if any(c.key not in self.rows for c in step.candidates):  # the time budget ended the step midway
+            self.record["stopped"] = f"time budget ({budget or 0:g} s) spent in step {index}; --resume goes on"
+            self.record["elapsed_s"] = round(self._elapsed(), 1)
+            self._save()
+            return None
         out = {c: _outcome(self.rows[c.key]) for c in step.candidates if c.key in self.rows}
         self.record["steps"].append({"step": index, "phase": step.phase, "replayed": not todo, "candidates": [
             {"key": c.key, "status": self.rows[c.key].status, "peak_qps": self.rows[c.key].peak_qps}
@@ -281,7 +288,7 @@ class Deployer:
                 raise Interrupted(self._resume_line("interrupted")) from None
             self.rows = read(path)
             left = [c for c in left if c.key not in self.rows]
-            if not left:
+            if not left or (result or {}).get("stopped"):  # all measured, or the time budget stopped the worker
                 return
             worker = row_from_worker(result, proc, timeout, log)
             if worker.get("status") == "ok" and not result.get("measured") == 0:
@@ -316,7 +323,12 @@ class Deployer:
                 "variant": self.variants[vid], "recorded": recorded, "configs": [c.to_dict() for c in configs],
                 "known": known, "serving": self.base, "p99_ms": self.opts.p99_ms,
                 "out_dir": str(self.opts.run_dir.resolve()), "step": index, "phase": phase,
-                "memory_limit_bytes": self.opts.memory_limit}
+                "memory_limit_bytes": self.opts.memory_limit, "deadline": self._deadline()}
+
+    def _deadline(self) -> float | None:
+        """The wall-clock time after which a worker starts no further candidate (the time budget's end)."""
+        budget = self.opts.time_budget_s
+        return None if budget is None else clock.wall() + max(0.0, budget - self._elapsed())
 
     @property
     def acc_spec(self) -> Spec:

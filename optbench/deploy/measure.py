@@ -170,6 +170,8 @@ def run_deploy_job(job: dict, stage: Any, excl: Any = None) -> dict:
         stage("serving")
         with ctx.excl.timing(device):
             for cd in job["configs"]:
+                if job.get("deadline") is not None and clock.wall() >= job["deadline"]:
+                    return {"status": "ok", "measured": done, "stopped": "time budget"}
                 c = Config(**cd)
                 if (d := blocked_by(c, seen)) is not None:
                     row = CandidateRow.of(c, "skipped", device=device, reason=f"not measured: {d.label()} did not "

@@ -63,6 +63,10 @@ def answer_lines(record: dict) -> list[str]:
     for vid, why in list(bad.items())[:5]:
         out.append(f"not a candidate: {vid} fails {why[0]}" + (f" (and {len(why) - 1} more)" if len(why) > 1 else ""))
     w = a.get("winner")
+    if not a.get("candidates"):
+        out.append("no candidate was measured" + ("" if record["accuracy"]["passing"] else
+                                                  ": no variant passes every accuracy budget"))
+        return out
     if w is None:
         c = a.get("closest")
         out.append("no configuration meets the p99 bound" + (f" within {a['max_devices']} devices" if a.get(
