@@ -24,7 +24,7 @@ from optbench.spec.models import Spec
 
 RECORD = "deploy.json"
 ACCURACY = "accuracy"  # the spec's own run, inside the deploy directory
-OURS = (RECORD, CANDIDATES, "deploy.md", "fragment.yaml")
+OURS = (RECORD, CANDIDATES, "deploy.md", "fragment.yaml", "frontier.svg")
 OUR_DIRS = ("serving", "logs", "triton")
 SERVING_KEYS = ("min_duration_ms", "max_duration_ms", "min_query_count", "samples", "peak_tolerance", "peak_probes",
                 "energy", "idle_s", "switch_interval_ms", "cuda_graphs")

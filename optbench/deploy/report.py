@@ -34,7 +34,55 @@ def write_outputs(d: Any, rows: list[CandidateRow]) -> None:
                            "place_model_at": str(folder / "1" / "model.onnx")}
         else:
             a["triton"] = {"unavailable": why}
+    if frontier_plot(rows, a, run_dir / "frontier.svg"):
+        a["plot"] = "frontier.svg"
     (run_dir / "deploy.md").write_text(markdown(record, rows))
+
+
+def frontier_plot(rows: list[CandidateRow], a: dict, path: Path) -> bool:
+    """Two panels over every eligible candidate, one colour per variant: peak QPS per device against the p99 at
+    the peak, and against J per item (where energy was read); the frontier joined, the answer ringed. False where
+    nothing is eligible."""
+    good = [r for r in rows if (a.get("verdicts") or {}).get(r.config.key) == "eligible" or
+            r.config.key in (a.get("frontier_p99") or [])]
+    if not good:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from optbench.report.plots import PALETTE
+
+    by_key = {r.config.key: r for r in rows}
+    variants = sorted({r.variant_id for r in good})
+    colour = {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(variants)}
+    win = (a.get("winner") or {}).get("key")
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.2))
+    for ax, attr, front, title in ((axes[0], "peak_p99_ms", a.get("frontier_p99") or [], "p99 at the peak (ms)"),
+                                   (axes[1], "j_per_item", a.get("frontier_energy") or [], "energy per item (J)")):
+        pts = [r for r in good if getattr(r, attr) is not None]
+        for v in variants:
+            mine = [r for r in pts if r.variant_id == v]
+            ax.scatter([r.peak_qps for r in mine], [getattr(r, attr) for r in mine], color=colour[v], s=28,
+                       label=v if ax is axes[0] else None)
+        line = [by_key[k] for k in front if k in by_key]
+        if line:
+            ax.plot([r.peak_qps for r in line], [getattr(r, attr) for r in line], color="#555555", lw=1, ls="--")
+        if win in by_key and getattr(by_key[win], attr) is not None:
+            ax.scatter([by_key[win].peak_qps], [getattr(by_key[win], attr)], s=160, facecolors="none",
+                       edgecolors="#000000", lw=1.5)
+        ax.set_xlabel("peak QPS per device at the p99 bound")
+        ax.set_ylabel(title)
+        if not pts:
+            ax.text(0.5, 0.5, "no energy reading", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.legend(loc="lower center", ncol=min(3, len(variants)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08 + 0.04 * (len(variants) // 3), 1, 1))
+    fig.savefig(path, format="svg")
+    plt.close(fig)
+    return True
 
 
 def _n(v: Any, fmt: str = ".4g") -> str:
@@ -107,6 +155,8 @@ def markdown(record: dict, rows: list[CandidateRow]) -> str:
                   "```", Path(t["config"]).read_text().rstrip(), "```", ""]
     elif t.get("unavailable"):
         lines += ["## Triton", "", f"No config.pbtxt: {t['unavailable']}.", ""]
+    if a.get("plot"):
+        lines += ["## Frontier", "", f"![peak QPS per device against p99 and J per item]({a['plot']})", ""]
     for title, keys, col in (("Frontier: peak QPS per device against p99 at the peak", a.get("frontier_p99") or [],
                               "p99 ms"),
                              ("Frontier: peak QPS per device against energy per item", a.get("frontier_energy") or [],
