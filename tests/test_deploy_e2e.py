@@ -51,7 +51,7 @@ def test_deploy_answer_meets_the_bound_when_served_at_half_its_capacity(tmp_path
     spec = write_spec(tmp_path, SPEC % mlp(tmp_path / "mlp.onnx"))
     run = tmp_path / "deploy"
     ask = ["deploy", str(spec), "--p99-ms", f"{P99:g}", "--lanes", "1,2", "--max-batch", "1,8", "--delays-ms", "1,4",
-           "--run-dir", str(run), "--quiet", "--no-history"]
+           "--run-dir", str(run), "--quiet", "--no-history", "--set", "measure.mode=judge"]
     assert main(ask + ["--qps", "100"]) == 0
     record = json.loads((run / "deploy.json").read_text())
     rows = [json.loads(line) for line in (run / "candidates.jsonl").read_text().splitlines()]
