@@ -221,7 +221,8 @@ BAD = [("--qps", "-5", "--qps takes a finite number above 0"), ("--qps", "many",
        ("--p99-ms", "inf", "--p99-ms takes a finite number"), ("--max-gpus", "1.5", "--max-gpus takes a whole number"),
        ("--delays-ms", "30,40", "--delays-ms: no queue delay below half the p99 bound"),
        ("--sizes", "odd", "--sizes: 'odd' is not a size rule"), ("--lanes", "1,1", "--lanes: each value once"),
-       ("--headroom", "1", "--headroom takes a finite number"), ("--memory-gb", "0", "--memory-gb takes a finite")]
+       ("--headroom", "1", "--headroom takes a finite number"), ("--memory-gb", "0", "--memory-gb takes a finite"),
+       ("--from-run", "/nonexistent-run", "--from-run /nonexistent-run holds no results.jsonl")]
 
 
 @pytest.mark.parametrize("flag,value,message", BAD, ids=[b[0] + "=" + b[1] for b in BAD])
@@ -236,3 +237,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, flag, value, message
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "d").exists()
+
+
+def test_the_energy_objective_without_an_energy_counter_is_one_line_before_anything_runs(tmp_path, capsys):
+    from optbench.measure.serving.energy import open_counter
+
+    counter, why = open_counter("cpu")
+    if counter is not None:
+        pytest.skip("this machine reads RAPL: the energy objective runs here")
+    run = tmp_path / "d"
+    assert main(["deploy", "experiments/quickstart.yaml", "--qps", "100", "--p99-ms", "20", "--objective", "energy",
+                 "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--objective energy: the energy per item cannot be measured on cpu" in err
+    assert not run.exists()

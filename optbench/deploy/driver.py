@@ -189,6 +189,9 @@ class Deployer:
 
     # ------------------------------------------------------------ the loop
     def run(self) -> dict:
+        if self.opts.from_run is not None and not (self.acc_dir / "results.jsonl").exists():
+            raise RunDirError(f"--from-run {self.acc_dir} holds no results.jsonl; is it a run directory?")
+        self._check_energy()
         self._open()
         if not self.opts.resume:
             self._save()  # from here on the directory holds a search that --resume continues
@@ -199,7 +202,7 @@ class Deployer:
             self.record["stopped"] = "no variant passes every accuracy budget"
             self._finish()
             return self.record
-        self._check_energy(passing)
+        _ = self.acc_spec
         self.rows = read(self.opts.run_dir / CANDIDATES)
         gen = search(passing, self.opts.grid, self.opts.trials, float(self.base.get("peak_tolerance", 0.1)),
                      energy=self.opts.objective == "energy", given=self._given(passing))
@@ -345,16 +348,17 @@ class Deployer:
             self.spec_dir = str(prepared.get("spec_dir") or self.opts.spec_path.parent.resolve())
         return self._acc_spec
 
-    def _check_energy(self, passing: list[str]) -> None:
-        """The energy objective on a device without an energy counter is one line, before anything is served."""
-        _ = self.acc_spec
+    def _check_energy(self) -> None:
+        """The energy objective on a device without an energy counter is one line, before anything runs."""
         if self.opts.objective != "energy":
             return
         if self.base.get("energy") is False:
             raise OptbenchError("--objective energy, but the spec's serving.energy is false: no energy is read")
         from optbench.measure.serving.energy import open_counter
+        from optbench.plan import plan
 
-        for device in sorted({self.variants[v]["device"] for v in passing if v in self.variants}):
+        planned = [v for v in plan(self.spec) if v.status == "planned"]
+        for device in sorted({v.device for v in planned}):
             counter, why = open_counter(device)
             if counter is None:
                 raise OptbenchError(f"--objective energy: the energy per item cannot be measured on {device}: {why}")
