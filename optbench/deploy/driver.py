@@ -77,7 +77,12 @@ def accuracy_verdicts(run_dir: Path, constraints: list) -> dict[str, list[str]]:
         if r.check.startswith(("serving", "soak.")) or r.check in SERVING_BUDGETS:
             continue
         out[r.variant].append(f"{r.check}: {r.message}")
+    for vid, r in rows.items():  # a variant that did not run is no candidate either: its reason is its verdict
+        if r.get("status") in ("failed", "timeout", "skipped"):
+            out[vid] = [f"status: {r['status']}: {str(r.get('error') or '').splitlines()[0][:300] if r.get('error') else ''}"]
     for vid, bad in out.items():
+        if rows[vid].get("status") != "ok":
+            continue
         for r in check_constraints(rows[vid], [c for c in constraints if c.column not in SERVING_COLUMNS]):
             if not r.passed:
                 bad.append(f"{r.check}: {r.message}")
