@@ -222,7 +222,8 @@ BAD = [("--qps", "-5", "--qps takes a finite number above 0"), ("--qps", "many",
        ("--delays-ms", "30,40", "--delays-ms: no queue delay below half the p99 bound"),
        ("--sizes", "odd", "--sizes: 'odd' is not a size rule"), ("--lanes", "1,1", "--lanes: each value once"),
        ("--headroom", "1", "--headroom takes a finite number"), ("--memory-gb", "0", "--memory-gb takes a finite"),
-       ("--from-run", "/nonexistent-run", "--from-run /nonexistent-run holds no results.jsonl")]
+       ("--from-run", "/nonexistent-run", "--from-run /nonexistent-run holds no results.jsonl"),
+       ("--variants", "tensorrt.*", "--variants 'tensorrt.*' selects none of the variants")]
 
 
 @pytest.mark.parametrize("flag,value,message", BAD, ids=[b[0] + "=" + b[1] for b in BAD])

@@ -197,6 +197,7 @@ class Deployer:
         if self.opts.from_run is not None and not (self.acc_dir / "results.jsonl").exists():
             raise RunDirError(f"--from-run {self.acc_dir} holds no results.jsonl; is it a run directory?")
         self._check_energy()
+        self._check_variants()
         self._open()
         if not self.opts.resume:
             self._save()  # from here on the directory holds a search that --resume continues
@@ -204,7 +205,9 @@ class Deployer:
         self.record["accuracy"] = {"run_dir": str(self.acc_dir), "passing": passing, "verdicts": verdicts}
         self._save()
         if not passing:
-            self.record["stopped"] = "no variant passes every accuracy budget"
+            ok = [v for v, bad in verdicts.items() if not bad]
+            self.record["stopped"] = "no variant passes every accuracy budget" if not ok else \
+                f"--variants {' '.join(self.opts.variants)} selects none of the passing variants ({', '.join(ok[:4])})"
             self._finish()
             return self.record
         _ = self.acc_spec
@@ -352,6 +355,19 @@ class Deployer:
             prepared = json.loads((self.acc_dir / "work" / "prepare.json").read_text())
             self.spec_dir = str(prepared.get("spec_dir") or self.opts.spec_path.parent.resolve())
         return self._acc_spec
+
+    def _check_variants(self) -> None:
+        """A --variants pattern that selects no variant of the spec (or of --from-run's plan) is one line."""
+        if self.opts.from_run is not None and (self.acc_dir / "plan.json").exists():
+            ids = json.loads((self.acc_dir / "plan.json").read_text())
+        else:
+            from optbench.plan import plan
+
+            ids = [v.id for v in plan(self.spec)]
+        for pattern in self.opts.variants:
+            if not any(fnmatch.fnmatch(i, pattern) for i in ids):
+                raise OptbenchError(f"--variants {pattern!r} selects none of the variants {', '.join(ids[:4])}"
+                                    f"{', ...' if len(ids) > 4 else ''}")
 
     def _check_energy(self) -> None:
         """The energy objective on a device without an energy counter is one line, before anything runs."""

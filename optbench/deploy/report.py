@@ -113,7 +113,7 @@ def answer_lines(record: dict) -> list[str]:
     w = a.get("winner")
     if not a.get("candidates"):
         out.append("no candidate was measured" + ("" if record["accuracy"]["passing"] else
-                                                  ": no variant passes every accuracy budget"))
+                                                  f": {record.get('stopped')}"))
         return out
     if w is None:
         c = a.get("closest")
