@@ -325,7 +325,8 @@ class Deployer:
 
         row = self.acc_rows[vid]
         side = locate(self.acc_dir, row)
-        recorded = str(side.artifact) if not isinstance(side, str) else None
+        # the ONNX file the row timed, where it is still the file it was (a torch row's module is built again)
+        recorded = str(side.artifact) if not isinstance(side, str) and not side.rebuilt else None
         cache = side.cache_dir if not isinstance(side, str) else (self.opts.cache_dir or default_cache_dir())
         known = [[c.to_dict(), _outcome(r).__dict__] for r in self.rows.values() for c in [r.config]
                  if c.variant == vid]
