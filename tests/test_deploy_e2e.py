@@ -26,10 +26,10 @@ data: {source: synthetic, calibration: 8, eval: 32}
 variants: {precision: [fp32], batch_size: [1]}
 backends: [{name: onnxruntime, threads: 1}]
 measure: {warmup_s: 0.0, min_iters: 5, min_duration_s: 0.02, rounds: 1, processes: 1}
-serving: {peak: true, p99_ms: 20, min_duration_ms: 250, max_duration_ms: 2000, min_query_count: 16, samples: 32,
+serving: {peak: true, p99_ms: 50, min_duration_ms: 250, max_duration_ms: 2000, min_query_count: 16, samples: 32,
           idle_s: 0.1, peak_probes: 4, peak_tolerance: 0.3}
 """
-P99 = 20.0
+P99 = 50.0
 
 
 def mlp(path):
@@ -48,9 +48,11 @@ def mlp(path):
 
 @pytest.mark.serial
 def test_deploy_answer_meets_the_bound_when_served_at_half_its_capacity(tmp_path):
+    # the bound leaves room for the tens of ms a busy 2-core machine deschedules a lane (seen here: 31 ms batches of
+    # a 0.2 ms model); a tighter one tests the machine's neighbours, not the answer
     spec = write_spec(tmp_path, SPEC % mlp(tmp_path / "mlp.onnx"))
     run = tmp_path / "deploy"
-    ask = ["deploy", str(spec), "--p99-ms", f"{P99:g}", "--lanes", "1,2", "--max-batch", "1,8", "--delays-ms", "1,4",
+    ask = ["deploy", str(spec), "--p99-ms", f"{P99:g}", "--lanes", "1,2", "--max-batch", "1,8", "--delays-ms", "2,8",
            "--run-dir", str(run), "--quiet", "--no-history", "--set", "measure.mode=judge"]
     assert main(ask + ["--qps", "100"]) == 0
     record = json.loads((run / "deploy.json").read_text())
