@@ -430,10 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extensions(sub) -> None:
-    """Commands that live in their own modules (report, compare, check, history, explain, tune)."""
-    from optbench.commands import check, explain, history, report, tune
+    """Commands that live in their own modules (report, compare, check, history, explain, tune, deploy)."""
+    from optbench.commands import check, deploy, explain, history, report, tune
 
-    for commands in (check, report, history, explain, tune):
+    for commands in (check, report, history, explain, tune, deploy):
         commands.add_commands(sub)
 
 

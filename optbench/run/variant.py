@@ -61,6 +61,68 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
     row["settings"].update(facts)
     if module is not None and "params" not in row:
         row["params"] = count_params(module)
+    artifact, items, built = _artifact(ctx, v, cls, backend, module, row, recorded)
+    if build_only:
+        ctx.stage("build")
+        info, row["build_s"] = timed(lambda: backend.build_only(artifact, target))
+        _record_built(row, cls.consumes, info.get("bytes"), info.get("facts"))
+        row["status"] = "built"
+        return row
+    if target.device.startswith("cuda"):
+        from optbench.measure.gpu import gpu_index
+
+        row["gpu"] = gpu_index(target.device)  # physical: CUDA_VISIBLE_DEVICES maps it (an executor's choice)
+    monitor = gpu_monitor(target.device)
+    try:
+        _build_and_measure(ctx, v, backend, artifact, items, row, monitor, excl, rounds, timing_only, built)
+    finally:
+        if monitor is not None:
+            monitor.stop()
+    if monitor is not None:
+        gpu = monitor.summary()
+        row["settings"]["gpu_state"] = gpu["states"]
+        row["gpu_process_peak_bytes"] = gpu["process_peak_bytes"]
+        if gpu.get("note"):
+            row["settings"]["gpu_memory_note"] = gpu["note"]
+        if row.get("gpu_peak_bytes") is None and gpu["process_peak_bytes"] is not None:
+            row["gpu_peak_bytes"] = gpu["process_peak_bytes"]
+            row["settings"]["gpu_memory"] = "NVML per-process peak (polled every 10 ms; includes the CUDA context)"
+        row["warnings"] = list(row.get("warnings") or []) + monitor.warnings()
+    elif target.device == "cuda":
+        row["settings"]["gpu_memory_note"] = f"no NVML readings: {GpuMonitor.why}"
+    row["peak_rss_bytes"] = peak_rss_bytes()
+    row["idle_rss_bytes"] = idle_rss
+    row["rss_delta_bytes"] = max(0, row["peak_rss_bytes"] - idle_rss) if idle_rss else None
+    row["status"] = "ok"
+    return row
+
+
+def open_session(ctx: Context, vdict: dict, recorded: str | None = None) -> tuple[Any, Variant, Any, dict]:
+    """The variant's backend session, built as its run built it (from the ``recorded`` ONNX file where the row
+    recorded one; else exported or loaded again, from the cache): (session, variant, eval items, the row's facts of
+    the artifact). The caller closes the session. Used where a variant's session is wanted without judging or
+    timing it again (``optbench deploy``'s serving candidates)."""
+    v = Variant(**vdict)
+    cls = get_backend(v.backend_name)
+    backend = cls(cls.Options.model_validate(v.options))
+    row: dict[str, Any] = {"settings": dict(v.settings)}
+    rebuild = ctx.spec.model.kind.module is not None and (recorded is None or cls.consumes == "torch")
+    module, _ = transformed_module(ctx, v) if rebuild else (None, {})
+    if cls.consumes == "torch" or ctx.prepared.get("native") is not None:
+        recorded = None
+    artifact, items, _ = _artifact(ctx, v, cls, backend, module, row, recorded)
+    ctx.stage("build")
+    session, row["build_s"] = timed(lambda: backend.build(artifact, v.target))
+    _record_built(row, cls.consumes, getattr(session, "artifact_bytes", None), getattr(session, "facts", None))
+    return session, v, items, row
+
+
+def _artifact(ctx: Context, v: Variant, cls: Any, backend: Any, module: Any, row: dict,
+              recorded: str | None) -> tuple[Artifact, Any, dict]:
+    """What the backend builds the variant from (the model file as given, the torch module, or its ONNX file:
+    exported, or the ``recorded`` one as it is), its eval items at the variant's point and what was built on the
+    way; the artifact's facts go into ``row``."""
+    target = v.target
     native = ctx.prepared.get("native")
     built: dict[str, Any] = {"onnx_fp32": None, "export": None, "module": module}
     if native is not None and native["framework"] in cls.runs:  # the model file as given, by its own framework
@@ -99,39 +161,7 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
         q = v.int8 or {}
         cal = ctx.splits.calibration.at_shape(ctx.spec.inputs, v.dims)
         artifact.calibration = calibration_batches(cal, q.get("samples", 256), batch=v.batch_size)
-    if build_only:
-        ctx.stage("build")
-        info, row["build_s"] = timed(lambda: backend.build_only(artifact, target))
-        _record_built(row, cls.consumes, info.get("bytes"), info.get("facts"))
-        row["status"] = "built"
-        return row
-    if target.device.startswith("cuda"):
-        from optbench.measure.gpu import gpu_index
-
-        row["gpu"] = gpu_index(target.device)  # physical: CUDA_VISIBLE_DEVICES maps it (an executor's choice)
-    monitor = gpu_monitor(target.device)
-    try:
-        _build_and_measure(ctx, v, backend, artifact, items, row, monitor, excl, rounds, timing_only, built)
-    finally:
-        if monitor is not None:
-            monitor.stop()
-    if monitor is not None:
-        gpu = monitor.summary()
-        row["settings"]["gpu_state"] = gpu["states"]
-        row["gpu_process_peak_bytes"] = gpu["process_peak_bytes"]
-        if gpu.get("note"):
-            row["settings"]["gpu_memory_note"] = gpu["note"]
-        if row.get("gpu_peak_bytes") is None and gpu["process_peak_bytes"] is not None:
-            row["gpu_peak_bytes"] = gpu["process_peak_bytes"]
-            row["settings"]["gpu_memory"] = "NVML per-process peak (polled every 10 ms; includes the CUDA context)"
-        row["warnings"] = list(row.get("warnings") or []) + monitor.warnings()
-    elif target.device == "cuda":
-        row["settings"]["gpu_memory_note"] = f"no NVML readings: {GpuMonitor.why}"
-    row["peak_rss_bytes"] = peak_rss_bytes()
-    row["idle_rss_bytes"] = idle_rss
-    row["rss_delta_bytes"] = max(0, row["peak_rss_bytes"] - idle_rss) if idle_rss else None
-    row["status"] = "ok"
-    return row
+    return artifact, items, built
 
 
 def _record_built(row: dict, consumes: str, nbytes: int | None, facts: dict | None) -> None:

@@ -45,7 +45,12 @@ def main(argv: list[str], excl: Exclusive | None = None) -> int:
     out = Path(job["out"])
     stage = Stage("prepare" if job["mode"] == "prepare" else "start")
     try:
-        result = prepare(job) if job["mode"] == "prepare" else run_variant(job, stage, excl)
+        if job["mode"] == "deploy":  # a deploy step's serving candidates of one variant
+            from optbench.deploy.measure import run_deploy_job
+
+            result = run_deploy_job(job, stage, excl)
+        else:
+            result = prepare(job) if job["mode"] == "prepare" else run_variant(job, stage, excl)
         status = 0
     except Exception as e:  # the worker's whole job is to turn any failure into a reported one
         message = e.format() if isinstance(e, OptbenchError) else f"{e.__class__.__name__}: {e}"

@@ -61,7 +61,8 @@ def meets_bound(r: ScenarioResult) -> bool:
 def _probe(r: ScenarioResult, role: str) -> dict:
     return {"target_qps": r.target_qps, "achieved_qps": r.achieved_qps, "p99_ms": r.p99_ms, "met": meets_bound(r),
             "validity": r.validity, "role": role, "stalls": list(getattr(r, "stalls", []) or []),
-            "superseded": False}
+            "superseded": False, "errors": getattr(r, "errors", 0),
+            "j_per_item": (getattr(r, "energy", None) or {}).get("j_per_item")}
 
 
 def find_peak(run_at: Callable[[float], ScenarioResult], known: Sequence[ScenarioResult], p99_bound_ms: float,

@@ -34,24 +34,32 @@ def serve_variant(ctx: Any, v: Any, session: Any, items: Any, row: dict) -> dict
     if spec is None or not any(fnmatch.fnmatch(v.id, p) for p in spec.variants):
         return None
     try:
-        from optbench.outputs import as_reference_names
-
-        names = list(ctx.prepared["output_names"])
-
-        def rename(out: dict) -> dict:
-            return as_reference_names(out, names, session.names_outputs)
-
-        samples = [items.layout(np.array([i])) for i in range(min(spec.samples, len(items)))]
-        in_axes = {f.name: (None if f.const is not None else f.batch_axis) for f in items.feed or []} or \
-            {k: 0 for k in samples[0]}
-        read = str((ctx.prepared.get("interpretation") or {}).get("batch", "dynamic"))
-        fixed = int(read.split()[1]) if read.startswith("fixed") else None
+        samples, in_axes, out_axes, fixed, rename = serving_inputs(ctx, session, items, spec.samples)
         hints = {"latency_ms": row.get("latency_ms_p50"), "items_s": row.get("throughput_items_s")}
         log_root = Path(ctx.run_dir) / "serving" / v.id
-        return serve_within(serving_budget_s(ctx), session, samples, in_axes, dict(ctx.prepared["output_axes"]), spec,
-                            log_root, v.target.device, fixed, hints, rename)
+        return serve_within(serving_budget_s(ctx), session, samples, in_axes, out_axes, spec, log_root,
+                            v.target.device, fixed, hints, rename)
     except Exception as e:  # the row keeps its single-stream figures; check fails the variant on this
         return {"error": f"{type(e).__name__}: {e}"}
+
+
+def serving_inputs(ctx: Any, session: Any, items: Any, count: int) -> tuple[list[dict], dict, dict, int | None, Any]:
+    """What :func:`serve` takes of a run's variant: its first ``count`` eval items as serving samples (one item
+    each), the inputs' and outputs' batch axes, the model's fixed batch (None: dynamic) and the renaming of the
+    session's outputs to the model's names."""
+    from optbench.outputs import as_reference_names
+
+    names = list(ctx.prepared["output_names"])
+
+    def rename(out: dict) -> dict:
+        return as_reference_names(out, names, session.names_outputs)
+
+    samples = [items.layout(np.array([i])) for i in range(min(count, len(items)))]
+    in_axes = {f.name: (None if f.const is not None else f.batch_axis) for f in items.feed or []} or \
+        {k: 0 for k in samples[0]}
+    read = str((ctx.prepared.get("interpretation") or {}).get("batch", "dynamic"))
+    fixed = int(read.split()[1]) if read.startswith("fixed") else None
+    return samples, in_axes, dict(ctx.prepared["output_axes"]), fixed, rename
 
 
 def serving_budget_s(ctx: Any) -> float:
