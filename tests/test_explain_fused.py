@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import pytest
 from conftest import write_spec
-from models.fused import CNN_CONVS, cnn, mlp, pair, qdq
+from models.fused import CNN_CONVS, cnn, mlp, pair, qdq, steps
 
 from optbench.cli import main
 from optbench.errors import OptbenchError
@@ -81,6 +81,29 @@ def test_a_planted_damaged_layer_ranks_first(graphs, case):
     assert top.introduced > 1.5 * max(d.introduced for d in loc.ranked()[1:])
     group, _, nodes = loc.groups(converted_only=True)[0]
     assert group == top.group and top.node in nodes
+
+
+def _two_steps(n: int, seed: int) -> np.ndarray:
+    x = _x((2, 16), n, seed)
+    x[:, 0] *= 30  # the first step sets the quantization range of the encoder's output
+    x[:, 1] *= 0.3
+    return x
+
+
+def test_a_node_that_selects_values_introduces_nothing(tmp_path):
+    """A Gather of the second of two steps (as an LSTM unrolled by its exporter reads each time step) from a tensor
+    quantized with the first step's range: the step it selects has a relative error ten times the whole tensor's,
+    but its values are the tensor's, at the tensor's scale. It introduced 0.9 of its own and ranked first (a CRNN's
+    Gathers ranked above all but one Conv); the encoder whose quantization made that error ranks first."""
+    fp32 = steps(tmp_path / "steps.onnx")
+    cal = _two_steps(32, 1)
+    q = qdq(fp32, tmp_path / "steps_q.onnx", [{"x": cal[i:i + 8]} for i in range(0, 32, 8)])
+    loc = localize(fp32, q, _batches(_two_steps(16, 2)))
+    gather = next(d for d in loc.nodes if d.op_type == "Gather")
+    assert gather.error > 5 * gather.inputs_error  # the part it selects is far worse than the whole
+    assert loc.ranked(1)[0].group == "/enc" and loc.groups(converted_only=True)[0][0] == "/enc"
+    assert gather.selects and gather.introduced == 0.0
+    assert any("only select or rearrange values of their input" in n for n in loc.notes)
 
 
 # ---------------------------------------------------------------- against a real row

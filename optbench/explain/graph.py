@@ -33,6 +33,10 @@ import numpy as np
 WRAPPERS = {"QuantizeLinear", "DequantizeLinear", "Cast"}
 # activations ONNX Runtime's QDQ quantizer removes, leaving the clipping to the quantization of the node before
 FOLDABLE = {"Relu", "Clip"}
+# nodes whose output is values of their (first) input, selected or rearranged: at their input's quantization they
+# introduce nothing, and the error of the part they select can be larger or smaller than that of the whole input
+SELECTING = {"Gather", "GatherElements", "GatherND", "Slice", "Split", "Reshape", "Transpose", "Squeeze", "Unsqueeze",
+             "Flatten", "Identity", "Expand", "Tile", "DepthToSpace", "SpaceToDepth"}
 _FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 
@@ -62,6 +66,7 @@ class Segment:
     depth: int                   # segments from a graph input
     order: int                   # the position in topological order of the node that writes the point
     converted: bool              # the conversion changed its precision (8-bit or fp16 on the way)
+    selects: bool = False        # every node of it only selects or rearranges values (SELECTING)
 
 
 @dataclass
@@ -88,6 +93,18 @@ class Plan:
             shape[p.axis % value.ndim] = -1
             scale, zp = scale.reshape(shape), zp.reshape(shape)
         return (value.astype(np.float64) - zp) * scale
+
+    def requantizes(self, p: Point, source: Point) -> bool:
+        """Whether the value read at ``p`` is quantized otherwise than the value read at ``source`` it was computed
+        from (a float ``p`` is not: it holds what its nodes computed from ``source``'s value)."""
+        if p.scale is None:
+            return False
+        if source.scale is None:
+            return True
+        zero = lambda q: self.constants[q.zero_point] if q.zero_point else np.zeros(1)  # noqa: E731
+        return not (np.array_equal(self.constants[p.scale], self.constants[source.scale])
+                    and np.array_equal(zero(p), zero(source))
+                    and (self.constants[p.scale].size == 1 or p.axis == source.axis))
 
 
 def module_path(node_name: str) -> str | None:
@@ -185,7 +202,8 @@ def plan(reference: Path, variant: Path, ran: dict[str, str] | None = None) -> P
             head = members[0]  # named by its first node (the Conv of a Conv+Relu ORT fused)
             segments.append(Segment(p, _name(head), head.op_type, tuple(_name(m) for m in members), tuple(sorted(ins)),
                                     tuple(_name(m) for m in refs), tuple(m.op_type for m in refs), depth,
-                                    order[_name(n)], converted))
+                                    order[_name(n)], converted,
+                                    all(m.op_type in SELECTING for m in members)))
     compute = [n for n in nodes if not is_wrapper(n)]
     folded = [_name(n) for n in ref.node if n.op_type in FOLDABLE and _name(n) not in var_names]
     used = {x for p in points.values() for x in (p.scale, p.zero_point) if x}

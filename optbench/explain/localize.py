@@ -41,6 +41,8 @@ class NodeDrift:
     compared: str | None = None  # the reference tensor its output was compared with
     reference_nodes: tuple[str, ...] = ()  # the reference's nodes computing that tensor (a folded Relu among them)
     reference_ops: tuple[str, ...] = ()
+    selects: bool = False        # it only selects or rearranges its input's values at its quantization: introduces
+                                 # nothing (its error is that of the part of the input it selects)
 
     def members(self) -> tuple[str, ...]:
         return self.nodes or (self.node,)
@@ -190,7 +192,7 @@ def _run(sess, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _drifts(p: Any, acc: _Accumulator, items: int, group_of) -> Localization:
     by_class = {s.point.reference: s for s in p.segments}
     error_of = {s.point.reference: acc.error(s.point.at) for s in p.segments}
-    nodes, unmatched = [], list(p.unmatched)
+    nodes, unmatched, selecting = [], list(p.unmatched), 0
     for s in p.segments:
         error = error_of[s.point.reference]
         if error is None:
@@ -200,13 +202,24 @@ def _drifts(p: Any, acc: _Accumulator, items: int, group_of) -> Localization:
         known = [e for e in ins if e is not None]
         inputs_error = max(known) if known else (0.0 if not s.inputs else None)
         introduced = error - inputs_error if inputs_error is not None else error
+        # a Gather of one time step reads a part of its input whose error can be far from the whole input's: the
+        # difference is no error of its own (its values are its input's, at the input's quantization)
+        selects = s.selects and len(s.inputs) == 1 and len(known) == 1 and (
+            s.inputs[0] in p.inputs and s.point.scale is None
+            or s.inputs[0] in by_class and not p.requantizes(s.point, by_class[s.inputs[0]].point))
+        if selects:
+            introduced, selecting = 0.0, selecting + 1
         nodes.append(NodeDrift(s.node, s.op_type, module_path(s.node), s.depth, s.order, error, inputs_error,
                                introduced, group_of(s.node), s.converted, s.nodes, s.point.reference,
-                               s.reference_nodes, s.reference_ops))
+                               s.reference_nodes, s.reference_ops, selects))
     notes = []
     if unmatched:
         notes.append(f"{len(unmatched)} node(s) of the variant write tensors the reference graph does not have "
                      f"(fused or renamed by its conversion) and feed no compared tensor: not ranked")
+    if selecting:
+        notes.append(f"{selecting} node(s) only select or rearrange values of their input at its quantization "
+                     "(Gather, Slice, Split, Reshape, ...): they introduce nothing; the error shown is that of the part "
+                     "of the input they select")
     if p.folded:
         notes.append(f"{len(p.folded)} activation(s) of the fp32 graph folded into the node before them by the "
                      "conversion (the quantization range clips): each compared after the folded activation")

@@ -127,3 +127,22 @@ def qdq(src: Path, dst: Path, batches: list[dict[str, np.ndarray]]) -> Path:
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     extra_options={"CalibMovingAverage": False})
     return Path(dst)
+
+
+def steps(path: Path, seed: int = 0) -> Path:
+    """x [batch, 2, 16] → a MatMul+Add over each of the two steps → Gather of the second step → MatMul+Add →
+    logits [batch, 4]: the Gather only selects values of the tensor before it (fed a first step far larger than the
+    second, a quantization range set by the first leaves the second a large relative error)."""
+    rng = np.random.default_rng(seed)
+    inits = [numpy_helper.from_array(_weights(rng, (16, 16), 16, False), "enc.weight"),
+             numpy_helper.from_array((rng.standard_normal(16) * 0.1).astype(np.float32), "enc.bias"),
+             numpy_helper.from_array(np.array(1, dtype=np.int64), "step"),
+             numpy_helper.from_array(_weights(rng, (16, 4), 16, False), "head.weight"),
+             numpy_helper.from_array((rng.standard_normal(4) * 0.1).astype(np.float32), "head.bias")]
+    nodes = [helper.make_node("MatMul", ["x", "enc.weight"], ["/enc/MatMul_output_0"], name="/enc/MatMul"),
+             helper.make_node("Add", ["/enc/MatMul_output_0", "enc.bias"], ["/enc/Add_output_0"], name="/enc/Add"),
+             helper.make_node("Gather", ["/enc/Add_output_0", "step"], ["/Gather_output_0"], name="/Gather", axis=1),
+             helper.make_node("MatMul", ["/Gather_output_0", "head.weight"], ["/head/MatMul_output_0"],
+                              name="/head/MatMul"),
+             helper.make_node("Add", ["/head/MatMul_output_0", "head.bias"], ["logits"], name="/head/Add")]
+    return _save(nodes, inits, "steps", {"x": ["batch", 2, 16]}, {"logits": 4}, path)
