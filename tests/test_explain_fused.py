@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import pytest
 from conftest import write_spec
-from models.fused import CNN_CONVS, cnn, mlp, pair, qdq, steps
+from models.fused import CNN_CONVS, cnn, mlp, pair, qdq, scores, steps
 
 from optbench.cli import main
 from optbench.errors import OptbenchError
@@ -104,6 +104,22 @@ def test_a_node_that_selects_values_introduces_nothing(tmp_path):
     assert loc.ranked(1)[0].group == "/enc" and loc.groups(converted_only=True)[0][0] == "/enc"
     assert gather.selects and gather.introduced == 0.0
     assert any("only select or rearrange values of their input" in n for n in loc.notes)
+
+
+def test_a_node_left_in_float_adds_nothing_to_its_group(tmp_path):
+    """Only the Gemms quantized: the head's float Sigmoid of logits near -8 turns their small relative error into a
+    larger one of the probabilities ("introduced" by a node the variant left in fp32, as nudenet's YOLOv8 head
+    Sigmoid is). Moving its group to higher precision changes nothing there; the group's figure counted it and ranked
+    it above the Gemms whose quantization made the error (tune moved it first)."""
+    fp32 = scores(tmp_path / "scores.onnx")
+    cal = _x((16,), 32, 1) * 3
+    q = qdq(fp32, tmp_path / "scores_q.onnx", [{"x": cal[i:i + 8]} for i in range(0, 32, 8)], op_types=["Gemm"])
+    loc = localize(fp32, q, _batches(_x((16,), 16, 2) * 3))
+    sigmoid = next(d for d in loc.nodes if d.op_type == "Sigmoid")
+    assert not sigmoid.converted and sigmoid.introduced > 0.05 and sigmoid.group == "/head"
+    groups = {g: err for g, err, _ in loc.groups(converted_only=True)}
+    assert loc.groups(converted_only=True)[0][0] == "/enc/MatMul" and groups["/head"] == 0.0
+    assert groups["/enc/MatMul"] == pytest.approx(max(d.introduced for d in loc.nodes if d.converted))
 
 
 # ---------------------------------------------------------------- against a real row

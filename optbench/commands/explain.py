@@ -52,7 +52,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print("graph outputs against the fp32 graph: " + ", ".join(f"{k} rel. L2 {v:.3g}" for k, v in loc.outputs.items()))
     print()
     print(table(loc, args.top))
-    groups = [g for g in loc.groups() if g[1] > 0][:5]
+    groups = [g for g in loc.groups(converted_only=any(d.converted for d in loc.nodes)) if g[1] > 0][:5]
     if groups:
         print("\nnode groups introducing the most (what `optbench tune` moves to higher precision first):")
         for name, err, nodes in groups:

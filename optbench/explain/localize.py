@@ -72,11 +72,13 @@ class Localization:
     def groups(self, converted_only: bool = False) -> list[tuple[str, float, list[str]]]:
         """Node groups by the error their nodes introduce (summed over the positive ones), largest first, then in
         graph order: (group, introduced, node names in graph order). ``converted_only``: groups holding a node
-        whose precision the variant changed (moving another group changes nothing)."""
+        whose precision the variant changed (moving another group changes nothing), summed over those nodes (a
+        float Sigmoid after a quantized Conv "introduces" what it amplifies of its input's error, and moving it
+        changes nothing)."""
         acc: dict[str, list] = {}
         for d in self.nodes:
             entry = acc.setdefault(d.group, [0.0, [], d.order, False])
-            entry[0] += max(d.introduced, 0.0)
+            entry[0] += max(d.introduced, 0.0) if d.converted or not converted_only else 0.0
             entry[1] += [n for n in d.members() if n not in entry[1]]
             entry[3] = entry[3] or d.converted
         ranked = sorted(acc.items(), key=lambda kv: (-kv[1][0], kv[1][2]))
@@ -192,7 +194,7 @@ def _run(sess, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _drifts(p: Any, acc: _Accumulator, items: int, group_of) -> Localization:
     by_class = {s.point.reference: s for s in p.segments}
     error_of = {s.point.reference: acc.error(s.point.at) for s in p.segments}
-    nodes, unmatched, selecting = [], list(p.unmatched), 0
+    nodes, unmatched, selecting = [], list(p.unmatched), set()
     for s in p.segments:
         error = error_of[s.point.reference]
         if error is None:
@@ -208,7 +210,8 @@ def _drifts(p: Any, acc: _Accumulator, items: int, group_of) -> Localization:
             s.inputs[0] in p.inputs and s.point.scale is None
             or s.inputs[0] in by_class and not p.requantizes(s.point, by_class[s.inputs[0]].point))
         if selects:
-            introduced, selecting = 0.0, selecting + 1
+            introduced = 0.0
+            selecting.update(s.nodes)
         nodes.append(NodeDrift(s.node, s.op_type, module_path(s.node), s.depth, s.order, error, inputs_error,
                                introduced, group_of(s.node), s.converted, s.nodes, s.point.reference,
                                s.reference_nodes, s.reference_ops, selects))
@@ -217,7 +220,7 @@ def _drifts(p: Any, acc: _Accumulator, items: int, group_of) -> Localization:
         notes.append(f"{len(unmatched)} node(s) of the variant write tensors the reference graph does not have "
                      f"(fused or renamed by its conversion) and feed no compared tensor: not ranked")
     if selecting:
-        notes.append(f"{selecting} node(s) only select or rearrange values of their input at its quantization "
+        notes.append(f"{len(selecting)} node(s) only select or rearrange values of their input at its quantization "
                      "(Gather, Slice, Split, Reshape, ...): they introduce nothing; the error shown is that of the part "
                      "of the input they select")
     if p.folded:

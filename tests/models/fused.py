@@ -107,7 +107,7 @@ def pair(path: Path, seed: int = 0) -> Path:
                  {"logits": 4, "scores": 4}, path)
 
 
-def qdq(src: Path, dst: Path, batches: list[dict[str, np.ndarray]]) -> Path:
+def qdq(src: Path, dst: Path, batches: list[dict[str, np.ndarray]], op_types: list[str] | None = None) -> Path:
     """``src`` quantized as optbench's int8 variants are: ORT's pre-processing, then static QDQ (minmax,
     per-channel S8 weights, U8 activations), calibrated on ``batches``."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -124,7 +124,7 @@ def qdq(src: Path, dst: Path, batches: list[dict[str, np.ndarray]]) -> Path:
             return next(self.it, None)
 
     quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=op_types,
                     extra_options={"CalibMovingAverage": False})
     return Path(dst)
 
@@ -146,3 +146,22 @@ def steps(path: Path, seed: int = 0) -> Path:
                               name="/head/MatMul"),
              helper.make_node("Add", ["/head/MatMul_output_0", "head.bias"], ["logits"], name="/head/Add")]
     return _save(nodes, inits, "steps", {"x": ["batch", 2, 16]}, {"logits": 4}, path)
+
+
+def scores(path: Path, seed: int = 0) -> Path:
+    """x [batch, 16] → /enc MatMul+Add → /head MatMul+Add → /head Sub 8 → /head Sigmoid → probs [batch, 4]: a
+    Sigmoid of logits near -8 turns a small relative error of its logits into a large one of its probabilities."""
+    rng = np.random.default_rng(seed)
+    inits = [numpy_helper.from_array(_weights(rng, (16, 16), 16, False), "enc.weight"),
+             numpy_helper.from_array((rng.standard_normal(16) * 0.1).astype(np.float32), "enc.bias"),
+             numpy_helper.from_array(_weights(rng, (16, 4), 16, False), "head.weight"),
+             numpy_helper.from_array((rng.standard_normal(4) * 0.1).astype(np.float32), "head.bias"),
+             numpy_helper.from_array(np.float32(8.0), "head.shift")]
+    nodes = [helper.make_node("MatMul", ["x", "enc.weight"], ["/enc/MatMul_output_0"], name="/enc/MatMul"),
+             helper.make_node("Add", ["/enc/MatMul_output_0", "enc.bias"], ["/enc/Add_output_0"], name="/enc/Add"),
+             helper.make_node("MatMul", ["/enc/Add_output_0", "head.weight"], ["/head/MatMul_output_0"],
+                              name="/head/MatMul"),
+             helper.make_node("Add", ["/head/MatMul_output_0", "head.bias"], ["/head/Add_output_0"], name="/head/Add"),
+             helper.make_node("Sub", ["/head/Add_output_0", "head.shift"], ["/head/Sub_output_0"], name="/head/Sub"),
+             helper.make_node("Sigmoid", ["/head/Sub_output_0"], ["probs"], name="/head/Sigmoid")]
+    return _save(nodes, inits, "scores", {"x": ["batch", 16]}, {"probs": 4}, path)
