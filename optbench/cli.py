@@ -76,6 +76,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_dir = opts.run_dir
     df = load_results(run_dir)
     print(_run_table(df, _failing(run_dir)))
+    if served := _serving_table(df):
+        print("\n" + served)
     _print_decisions(run_dir, args)
     _maybe_report(run_dir, args)
     print(f"\nrun directory: {run_dir}")
@@ -167,6 +169,33 @@ def _run_table(df, failing: dict[str, list[str]] | None = None) -> str:
         out += f"\n{len(skipped)} skipped: " + "; ".join(f"{n} x {why[:90]}" for why, n in reasons.most_common()) \
             + " (`optbench plan` lists them)"
     return out
+
+
+def _serving_table(df) -> str:
+    """The serving measurements of a run (its spec's ``serving:``), one line per LoadGen run: scenario, batching,
+    target and achieved QPS, p50 and p99 under load, LoadGen's validity word; then each peak search's QPS at the p99
+    bound. A row whose serving failed says why in one line. Empty where no row served."""
+    lines, rows, bounds = [], [], set()
+    for r in df.to_dict("records") if "serving" in df.columns else []:
+        s = r.get("serving")
+        if not isinstance(s, dict):
+            continue
+        if s.get("error"):
+            lines.append(f"{r['variant_id']}: serving failed: {str(s['error']).splitlines()[0][:120]}")
+        bounds.add(s.get("p99_bound_ms"))
+        rows += [{"variant_id": r["variant_id"], "batching": x.get("batching"), "scenario": x.get("scenario"),
+                  "target_qps": x.get("target_qps"), "achieved_qps": x.get("achieved_qps"), "p50_ms": x.get("p50_ms"),
+                  "p99_ms": x.get("p99_ms"), "validity": x.get("validity")} for x in s.get("runs") or []]
+        rows += [{"variant_id": r["variant_id"], "batching": p.get("batching"), "scenario": "peak at bound",
+                  "target_qps": p.get("qps"), "achieved_qps": p.get("achieved_qps"), "p50_ms": None,
+                  "p99_ms": p.get("p99_ms"), "validity": p.get("validity") or (p.get("note") or "none met it")[:40]}
+                 for p in s.get("peak") or []]
+    if not rows and not lines:
+        return ""
+    bound = ", ".join(f"{b:g} ms" for b in sorted(b for b in bounds if b is not None)) or "none"
+    cols = ["variant_id", "batching", "scenario", "target_qps", "achieved_qps", "p50_ms", "p99_ms", "validity"]
+    return "\n".join([f"serving (MLPerf LoadGen; p99 bound {bound}; latencies under load, QPS in items/s):"] +
+                      ([_table(rows, cols)] if rows else []) + lines)
 
 
 def _sweep_options(args: argparse.Namespace, spec, mode: str, spec_path: Path):

@@ -440,6 +440,27 @@ def test_short_settings_are_invalid_by_loadgen_rules_and_say_so(session, tmp_pat
     assert log.get("result_validity") == "INVALID" and log.get("requested_server_target_qps") == 50
 
 
+def test_the_run_prints_its_serving_figures(served):
+    """`optbench run` with a serving: section prints each LoadGen run's QPS and p99, and the peak at the bound."""
+    import pandas as pd
+
+    from optbench.cli import _fmt, _serving_table
+
+    text = _serving_table(pd.DataFrame([{"variant_id": "onnxruntime.fp32.none.bs1", "status": "ok",
+                                         "serving": served}, {"variant_id": "x", "status": "ok", "serving": None}]))
+    lines = text.splitlines()
+    assert lines[0].startswith("serving (MLPerf LoadGen; p99 bound 50 ms")
+    assert lines[1].split() == ["variant_id", "batching", "scenario", "target_qps", "achieved_qps", "p50_ms",
+                                "p99_ms", "validity"]
+    for r in served["runs"]:
+        cells = [r["batching"], r["scenario"], _fmt(r["target_qps"]), _fmt(r["achieved_qps"]), _fmt(r["p50_ms"]),
+                 _fmt(r["p99_ms"]), r["validity"]]
+        assert ["onnxruntime.fp32.none.bs1"] + cells in [x.split() for x in lines[3:]], (cells, text)
+    peaks = [x.split() for x in lines if "peak at bound" in x]
+    assert [(p[1], p[5]) for p in peaks] == [(p["batching"], _fmt(p["qps"])) for p in served["peak"]], text
+    assert _serving_table(pd.DataFrame([{"variant_id": "x", "status": "ok"}])) == ""
+
+
 def test_offline_single_and_multi_stream(session, tmp_path):
     engine = engine_of(session, Policy(8, 0.001))
     try:
@@ -787,13 +808,15 @@ serving:
 
 
 @pytest.mark.slow
-def test_run_with_serving_end_to_end(tmp_path, cache_dir):
+def test_run_with_serving_end_to_end(tmp_path, cache_dir, capsys):
     from optbench.cli import main
 
     spec = write_spec(tmp_path, TINY.replace("batch_size: [1]", "batch_size: [1, 8]") + QUICK_SERVING +
                       "budgets: {'*': {serving_peak_qps_min: 1}}\n")
     run_dir = tmp_path / "run"
     assert main(["run", str(spec), "--run-dir", str(run_dir), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "serving (MLPerf LoadGen" in out and "peak at bound" in out, out  # QPS and p99 in the terminal
     rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
     ok = [r for r in rows if r.get("status") == "ok"]
     assert len(ok) == 2
