@@ -353,7 +353,8 @@ def _maybe_report(run_dir: Path, args: argparse.Namespace) -> None:
         from optbench.report.render import write_report
 
         explain = not getattr(args, "no_explain", False)
-        print(f"report: {write_report(run_dir, constraints=args.constraint or [], explain=explain)}")
+        say = None if getattr(args, "quiet", False) else _say
+        print(f"report: {write_report(run_dir, constraints=args.constraint or [], explain=explain, say=say)}")
 
 
 def cmd_env(args: argparse.Namespace) -> int:
@@ -363,8 +364,9 @@ def cmd_env(args: argparse.Namespace) -> int:
     env = collect_env()
     cache = ArtifactCache(Path(args.cache_dir) if args.cache_dir else None)
     env["cache"] = {"path": str(cache.root), "bytes": cache.size_bytes()}
-    env["backends"] = backend_table(deep=args.deep)
-    env["sources"] = source_table(deep=args.deep)
+    say = _say if args.deep else None  # importing every runtime takes a minute: each step on stderr as it starts
+    env["backends"] = backend_table(deep=args.deep, say=say)
+    env["sources"] = source_table(deep=args.deep, say=say)
     from optbench.history.store import history_url, safe_url
 
     url = history_url()
@@ -394,6 +396,11 @@ def cmd_env(args: argparse.Namespace) -> int:
     if not args.deep:
         print("\n(read from package metadata, nothing imported; --deep imports each runtime and probes its devices)")
     return 0
+
+
+def _say(text: str) -> None:
+    """A step of a wait longer than a moment, on stderr (stdout keeps the command's output: a table, JSON)."""
+    print(text, file=sys.stderr, flush=True)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

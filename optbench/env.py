@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,17 +99,22 @@ def runtime_versions() -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def backend_table(deep: bool = False) -> list[dict[str, Any]]:
+def backend_table(deep: bool = False, say: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """One row per backend. Quick (default): installed or not, from package metadata. ``deep``: each runtime
-    imported, its devices probed: whether it runs and builds here, and why not."""
+    imported, its devices probed: whether it runs and builds here, and why not (``say`` told of each probe, as it
+    starts: importing a runtime takes seconds)."""
     from optbench.backends import all_backends
 
     rows = []
-    for name, cls in all_backends().items():
+    backends = all_backends()
+    for i, (name, cls) in enumerate(backends.items(), 1):
         missing, versions = cls.installed()
         row = {"backend": name, "installed": missing is None,
                "versions": ", ".join(f"{k} {v}" for k, v in versions.items()) or "-"}
         if deep:
+            if say is not None:
+                say(f"[{i}/{len(backends)}] backend {name}: " +
+                    ("not installed" if missing else "importing its runtime, probing its devices"))
             reason = missing or cls.unavailable_reason()
             build = cls.build_unavailable_reason() if reason else None
             row.update(available=reason is None, builds=build is None, reason=reason or "")
@@ -123,9 +129,10 @@ def host_summary(env: dict[str, Any]) -> str:
     return f"{env['cpu']} ({env['cpu_count']} cpus), {gpu}"
 
 
-def source_table(deep: bool = False) -> list[dict[str, Any]]:
+def source_table(deep: bool = False, say: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """One row per model source: the framework whose runtime computes its reference (a registered backend), how an
-    ONNX of it is made, and whether both work here (quick: installed, from package metadata; ``deep``: imported)."""
+    ONNX of it is made, and whether both work here (quick: installed, from package metadata; ``deep``: imported,
+    ``say`` told of each as it starts)."""
     import importlib.util
     import typing
 
@@ -133,10 +140,14 @@ def source_table(deep: bool = False) -> list[dict[str, Any]]:
     from optbench.spec.models import ModelSpec
 
     rows = []
-    for cls in typing.get_args(typing.get_args(ModelSpec)[0]):
+    sources = typing.get_args(typing.get_args(ModelSpec)[0])
+    for i, cls in enumerate(sources, 1):
         kind = cls.kind
         ref = reference_backend(kind.framework)
         missing, _ = ref.installed()
+        if deep and say is not None:
+            say(f"[{i}/{len(sources)}] model source {typing.get_args(cls.model_fields['source'].annotation)[0]}: "
+                f"its reference runtime {ref.name}" + (" not installed" if missing else ", importing it"))
         reason = missing or (ref.unavailable_reason() if deep else None)
         gone = [m for m in kind.converts_with if importlib.util.find_spec(m) is None]
         onnx = kind.onnx or "none"

@@ -127,3 +127,34 @@ def test_explain_takes_a_unique_part_of_a_variant_id(tmp_path):
         resolve_variant(tmp_path, "4720")
     with pytest.raises(OptbenchError, match="has no variant 'ffff'"):
         row_of(tmp_path, "ffff")
+
+
+def test_report_says_each_step_on_stderr(tmp_path, capsys):
+    """A report of a large run takes tens of seconds: each step is one line on stderr as it starts."""
+    import shutil
+
+    from optbench.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(ROOT / "results" / "reference" / "cpu-2core-vm" / "serving-cpu", run)
+    capsys.readouterr()
+    assert main(["report", str(run), "-o", str(tmp_path / "r.html"), "--no-explain"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == str(tmp_path / "r.html")
+    assert err.splitlines() == [f"reading {run}", "drawing the plots", "reading the run history",
+                                f"writing {tmp_path / 'r.html'}"], err
+
+
+@pytest.mark.slow  # imports every installed runtime: about a minute on a shared 2-core machine
+def test_env_deep_says_each_probe_on_stderr_and_keeps_json_clean():
+    from optbench.backends import all_backends
+
+    proc = subprocess.run([sys.executable, "-m", "optbench", "env", "--deep", "--json"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    env = json.loads(proc.stdout)  # stdout is the JSON alone
+    steps = [x for x in proc.stderr.splitlines() if x.startswith("[")]
+    backends = [x for x in steps if " backend " in x]
+    assert len(backends) == len(all_backends()) == len(env["backends"]), proc.stderr
+    assert backends[0].startswith(f"[1/{len(backends)}] backend ")
+    assert len([x for x in steps if " model source " in x]) == len(env["sources"]), proc.stderr

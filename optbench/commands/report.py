@@ -23,8 +23,10 @@ def cmd_report(args) -> int:
         run["constraints"] = list(args.constraint or [])
         sys.stdout.write((render_md if args.format == "md" else render_csv)(run))
         return 0
+    from optbench.commands.check import progress
+
     print(write_report(Path(args.run_dir), Path(args.output) if args.output else None, args.format,
-                       args.constraint or [], explain=not args.no_explain))
+                       args.constraint or [], explain=not args.no_explain, say=progress))
     return 0
 
 

@@ -97,6 +97,8 @@ def section(run: dict, df, failing: dict[str, list[str]], compute: bool = True) 
     for vid in to_explain(run, df, failing):
         loc = load_explained(run["dir"], vid)
         if loc is None and compute and computed < EXPLAIN_AT_MOST:
+            if say := run.get("say"):
+                say(f"explaining {vid}: its graph and the fp32 graph on a few items (--no-explain skips this)")
             try:
                 loc = explain_variant(run["dir"], vid)
                 computed += 1

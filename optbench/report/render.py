@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import optbench.report.plots as plots
@@ -150,6 +151,8 @@ def context(run: dict) -> dict:
     ok_plot = ok.dropna(subset=["latency_ms_p50"])
     metric = accuracy_metric(ok)
     skipped: list[str] = []  # sections that failed: said at the top of the report, never ending the command
+    say = run.get("say") or (lambda _text: None)
+    say("drawing the plots")
     figures = _section("plots", skipped, _figures, ok_plot, passing, metric) or []
     columns, shared = summary_columns(df)
     column, higher, _ = plots.pareto_metric(ok_plot, metric) if not ok_plot.empty else (metric, True, "")
@@ -159,6 +162,8 @@ def context(run: dict) -> dict:
         if not f.empty:
             frontier.append({"point": point_title(batch, g["shape_label"].iloc[0]), "variants": list(f["variant_id"])})
     env = run["env"]
+    say("reading the run history")
+    trended = _section("trend in the run history", skipped, trend, run)
     return {
         "name": run["spec"].get("name", run["dir"].name), "description": run["spec"].get("description"),
         "decisions": decided,
@@ -178,7 +183,7 @@ def context(run: dict) -> dict:
         "gpu_rows": _section("GPU memory and state", skipped, gpu_rows, ok) or [],
         "gpu_spread": _section("GPUs compared", skipped, gpu_spread, ok, env),
         "conversion": _section("conversion steps", skipped, conversion_rows, ok) or [],
-        "trend": _section("trend in the run history", skipped, trend, run),
+        "trend": trended,
         "has_gpu_time": ok["gpu_ms_p50"].notna().any() if "gpu_ms_p50" in ok else False,
         "search": _section("search", skipped, search_section, run["dir"]),
         "explained": _section("where the drift comes from (explain)", skipped, explain_section, run, df, failing,
@@ -383,13 +388,18 @@ def render_csv(run: dict) -> str:
 
 
 def write_report(run_dir: Path, out: Path | None = None, fmt: str = "html", constraints: list[str] | None = None,
-                 explain: bool = True) -> Path:
-    """The report; ``explain``: explain failed or marginal variants not explained yet (see report/explain.py)."""
+                 explain: bool = True, say: Callable[[str], None] | None = None) -> Path:
+    """The report; ``explain``: explain failed or marginal variants not explained yet (see report/explain.py);
+    ``say``: told of each step as it starts (a report of a large run takes tens of seconds)."""
+    say = say or (lambda _text: None)
+    say(f"reading {run_dir}")
     run = load_run(Path(run_dir))
     run["constraints"] = list(constraints or [])
     run["explain"] = explain
+    run["say"] = say
     out = Path(out) if out else Path(run_dir) / {"html": "report.html", "md": "report.md", "csv": "report.csv"}[fmt]
     out.parent.mkdir(parents=True, exist_ok=True)
     text = {"html": render_html, "md": render_md, "csv": render_csv}[fmt](run)
+    say(f"writing {out}")
     out.write_text(text, encoding="utf-8")
     return out
