@@ -133,10 +133,13 @@ class Timing:
 class Memory:
     """Memory the variant's process used."""
 
-    peak_rss_bytes: int | None = col("Peak resident memory of the variant's process.", "bytes")
+    peak_rss_bytes: int | None = col("Peak resident memory of the variant's process from its artifact ready to the "
+                                     "end of its measurement (load, judge, timing, serving), not the export and int8 "
+                                     "calibration that built the artifact; where Linux cannot restart the peak, the "
+                                     "process's whole life (settings.host_memory says which).", "bytes")
     idle_rss_bytes: int | None = col("Resident memory before the variant loaded anything of its own.", "bytes",
                                      since=2)
-    rss_delta_bytes: int | None = col("peak_rss_bytes - idle_rss_bytes: what the variant itself added.", "bytes",
+    rss_delta_bytes: int | None = col("peak_rss_bytes - idle_rss_bytes: what the variant added while it ran.", "bytes",
                                       since=2)
     gpu_peak_bytes: int | None = col("Peak GPU memory (torch allocator, or NVML's per-process peak; see "
                                      "settings.gpu_memory).", "bytes")

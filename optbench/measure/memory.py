@@ -13,6 +13,23 @@ def peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
+def restart_peak_rss() -> bool:
+    """Start this process's peak resident size afresh (Linux 4.0+: ``5`` written to /proc/self/clear_refs sets
+    VmHWM to the present VmRSS), so that :func:`peak_rss_since_restart` reads the peak from here on: a variant's
+    run-time peak without the calibration and conversion that built its artifact in the same process. False where
+    it cannot (no /proc, not allowed)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return proc_kib_field("/proc/self/status", "VmHWM") is not None
+
+
+def peak_rss_since_restart() -> int | None:
+    """The peak resident size since :func:`restart_peak_rss` (VmHWM), None where /proc does not give it."""
+    return proc_kib_field("/proc/self/status", "VmHWM")
+
+
 def proc_kib_field(path: str, key: str) -> int | None:
     """A ``Key:  N kB`` field of a /proc file in bytes (VmRSS of /proc/self/status, MemTotal of /proc/meminfo),
     None where /proc or the field is not there."""

@@ -12,7 +12,13 @@ import optbench.measure.clock as clock
 from optbench.backends import Artifact, get_backend
 from optbench.measure import measure_rounds, timed
 from optbench.measure.gpu import GpuMonitor
-from optbench.measure.memory import current_rss_bytes, path_bytes, peak_rss_bytes
+from optbench.measure.memory import (
+    current_rss_bytes,
+    path_bytes,
+    peak_rss_bytes,
+    peak_rss_since_restart,
+    restart_peak_rss,
+)
 from optbench.plan import Variant, points
 from optbench.row import warning
 from optbench.run.artifacts import fp32_onnx, module_bytes, onnx_artifact, transformed_module
@@ -68,6 +74,8 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
         _record_built(row, cls.consumes, info.get("bytes"), info.get("facts"))
         row["status"] = "built"
         return row
+    # the artifact is ready: its export, calibration and conversion are the build's memory, not the variant's
+    fresh_peak = restart_peak_rss()
     if target.device.startswith("cuda"):
         from optbench.measure.gpu import gpu_index
 
@@ -90,7 +98,9 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
         row["warnings"] = list(row.get("warnings") or []) + monitor.warnings()
     elif target.device == "cuda":
         row["settings"]["gpu_memory_note"] = f"no NVML readings: {GpuMonitor.why}"
-    row["peak_rss_bytes"] = peak_rss_bytes()
+    row["peak_rss_bytes"] = (peak_rss_since_restart() if fresh_peak else None) or peak_rss_bytes()
+    row["settings"]["host_memory"] = "peak from the artifact ready (load, judge, timing, serving; not its build)" \
+        if fresh_peak else "peak of the worker process's life (the artifact's build and earlier variants included)"
     row["idle_rss_bytes"] = idle_rss
     row["rss_delta_bytes"] = max(0, row["peak_rss_bytes"] - idle_rss) if idle_rss else None
     row["status"] = "ok"
