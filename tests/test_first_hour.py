@@ -179,3 +179,54 @@ def test_the_run_time_peak_leaves_out_what_built_the_artifact():
     run[::4096] = 2.0
     assert peak_rss_since_restart() >= peak + 16 * 2**20
     del run
+
+
+def _points():
+    import pandas as pd
+
+    rows = []
+    for i, series in enumerate(["onnxruntime fp32", "onnxruntime fp16", "onnxruntime int8", "openvino fp32"]):
+        for b in (1, 8, 32):
+            p50 = (1 + 0.05 * i) * (0.5 + 0.1 * b)  # close series: bands and points that overlap
+            rows.append({"series": series, "batch_size": b, "latency_ms_p50": p50, "latency_ms_p90": p50 * 1.2,
+                         "latency_ms_p99": p50 * 1.5, "throughput_items_s": 1000 * b / p50})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """The plot functions hand back their figure instead of its SVG."""
+    import optbench.report.plots as plots
+
+    kept = []
+    monkeypatch.setattr(plots, "_uri", lambda fig: kept.append(fig) or "uri")
+    return kept
+
+
+def test_latency_bands_are_told_apart_and_batch_labels_do_not_overlap(figures):
+    import optbench.report.plots as plots
+
+    ok = _points()
+    colour = plots.colours(ok["series"])
+    plots.latency_vs_batch(ok, colour)
+    plots.throughput_vs_latency(ok, colour)
+    bands_fig, knee_fig = figures
+    (ax,) = bands_fig.axes
+    bands = [c for c in ax.collections if c.get_hatch()]
+    assert len(bands) == 4 and len({c.get_hatch() for c in bands}) == 4  # a pattern per series, not one wash
+    assert all(c.get_facecolor()[0][3] <= 0.1 for c in bands)
+    (ax,) = knee_fig.axes
+    assert not ax.texts  # "bs32" written beside each series' point overlapped where the series meet
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {"batch 1", "batch 8", "batch 32"} <= set(labels), labels
+
+
+def test_plots_come_before_the_long_tables(tmp_path):
+    import shutil
+
+    from optbench.report.render import write_report
+
+    run = tmp_path / "run"
+    shutil.copytree(ROOT / "results" / "reference" / "cpu-2core-vm" / "serving-cpu", run)
+    html = write_report(run, tmp_path / "r.html", explain=False).read_text()
+    assert 'id="plots"' in html and html.index('id="plots"') < html.index('id="summary"')

@@ -75,37 +75,66 @@ def _legend_outside(ax, **kw) -> None:
         ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, **kw)
 
 
+HATCHES = ["////", "\\\\\\\\", "||||", "----", "xxxx", "....", "++++", "oooo"]
+
+
+def _batch_legend(ax, series: list[str], colour: dict[str, str], mark: dict[int, str], *extra) -> None:
+    """The legend outside the axes: a colour per series, a grey marker per batch size, then ``extra`` handles."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colour[s], marker="o", label=s) for s in series]
+    handles += [Line2D([], [], color="grey", marker=m, ls="", label=f"batch {b}") for b, m in mark.items()]
+    ax.legend(handles=handles + list(extra), loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+              frameon=False)
+
+
 def latency_vs_batch(ok: pd.DataFrame, colour: dict[str, str]) -> str | None:
+    """p50 against batch size, a line per series, and each series' p90-p99 band: pale, hatched in its own pattern
+    and edged with its p99 as a dotted line, so overlapping bands stay apart."""
+    from matplotlib.colors import to_rgba
+    from matplotlib.lines import Line2D
+
     if ok["batch_size"].nunique() < 2:
         return None
     fig, ax = plt.subplots(figsize=(WIDTH_IN * 0.75, 4.5))
-    for label, g in ok.groupby("series"):
-        g = g.groupby("batch_size").median(numeric_only=True).sort_index()
-        ax.plot(g.index, g["latency_ms_p50"], marker="o", label=label, color=colour[label])
-        ax.fill_between(g.index, g["latency_ms_p90"], g["latency_ms_p99"], alpha=0.15, color=colour[label])
-    ax.set(xscale="log", yscale="log", xlabel="batch size (items)", ylabel="latency p50 (ms); band p90–p99",
-           title="Latency vs batch size")
+    mark = markers(ok["batch_size"])
+    series = sorted(ok["series"].unique())
+    for i, label in enumerate(series):
+        g = ok[ok["series"] == label].groupby("batch_size").median(numeric_only=True).sort_index()
+        c = colour[label]
+        ax.plot(g.index, g["latency_ms_p50"], color=c, zorder=3)
+        for b, r in g.iterrows():
+            ax.plot([b], [r["latency_ms_p50"]], marker=mark[int(b)], color=c, ls="", zorder=3)
+        if g[["latency_ms_p90", "latency_ms_p99"]].notna().all(axis=None):
+            ax.fill_between(g.index, g["latency_ms_p90"], g["latency_ms_p99"], facecolor=to_rgba(c, 0.06),
+                            edgecolor=to_rgba(c, 0.45), hatch=HATCHES[i % len(HATCHES)], linewidth=0, zorder=1)
+            ax.plot(g.index, g["latency_ms_p99"], color=c, ls=":", lw=1, zorder=2)
+    ax.set(xscale="log", yscale="log", xlabel="batch size (items)",
+           ylabel="latency (ms): p50 line; p90–p99 band, p99 dotted", title="Latency vs batch size")
     _plain_x(ax, ticks=[int(b) for b in ok["batch_size"].unique()])
-    _legend_outside(ax)
+    _batch_legend(ax, series, colour, mark, Line2D([], [], color="grey", ls=":", lw=1, label="p99 (band from p90)"))
     return _uri(fig)
 
 
 def throughput_vs_latency(ok: pd.DataFrame, colour: dict[str, str]) -> str | None:
     """Throughput against latency across batch sizes, a line per series (the Model Analyzer view): the knee is
-    where a larger batch buys little throughput for much latency."""
+    where a larger batch buys little throughput for much latency. Batch sizes are told by marker, in the legend:
+    a text label per point overlapped where series meet at one batch size."""
     if ok["batch_size"].nunique() < 2:
         return None
     fig, ax = plt.subplots(figsize=(WIDTH_IN * 0.75, 5))
-    for label, g in ok.groupby("series"):
-        g = g.groupby("batch_size").median(numeric_only=True).sort_index()
-        ax.plot(g["latency_ms_p50"], g["throughput_items_s"], marker="o", label=label, color=colour[label])
+    mark = markers(ok["batch_size"])
+    series = sorted(ok["series"].unique())
+    for label in series:
+        g = ok[ok["series"] == label].groupby("batch_size").median(numeric_only=True).sort_index()
+        ax.plot(g["latency_ms_p50"], g["throughput_items_s"], color=colour[label])
         for b, r in g.iterrows():
-            ax.annotate(f"bs{int(b)}", (r["latency_ms_p50"], r["throughput_items_s"]), textcoords="offset points",
-                        xytext=(4, 3), fontsize=7, color=colour[label])
+            ax.plot([r["latency_ms_p50"]], [r["throughput_items_s"]], marker=mark[int(b)], color=colour[label],
+                    ls="")
     ax.set(xscale="log", yscale="log", xlabel="latency p50 (ms)", ylabel="throughput (items/s)",
            title="Throughput vs latency across batch sizes")
     _plain_x(ax)
-    _legend_outside(ax)
+    _batch_legend(ax, series, colour, mark)
     return _uri(fig)
 
 
