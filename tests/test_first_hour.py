@@ -230,3 +230,45 @@ def test_plots_come_before_the_long_tables(tmp_path):
     shutil.copytree(ROOT / "results" / "reference" / "cpu-2core-vm" / "serving-cpu", run)
     html = write_report(run, tmp_path / "r.html", explain=False).read_text()
     assert 'id="plots"' in html and html.index('id="plots"') < html.index('id="summary"')
+
+
+_FORKED = """
+import sys
+from pathlib import Path
+
+from optbench.run.supervise import _context, worker_preload
+from optbench.specfile.load import load_spec
+
+
+def torch_loaded(queue):
+    queue.put("torch" in sys.modules)
+
+
+if __name__ == "__main__":
+    ctx = _context(worker_preload(load_spec(Path(sys.argv[1]))))
+    queue = ctx.Queue()
+    p = ctx.Process(target=torch_loaded, args=(queue,))
+    p.start()
+    print(queue.get(timeout=120))
+    p.join()
+"""
+
+
+def test_an_onnx_only_sweep_forks_its_workers_from_a_server_without_torch(tmp_path):
+    script = tmp_path / "forked.py"
+    script.write_text(_FORKED)
+    proc = subprocess.run([sys.executable, str(script), str(ROOT / "experiments" / "quickstart-onnx.yaml")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["False"], proc.stdout
+
+
+def test_a_torch_model_preloads_torch_for_its_reference():
+    from optbench.run.supervise import worker_preload
+    from optbench.specfile.load import load_spec
+
+    preload = worker_preload(load_spec(ROOT / "experiments" / "quickstart.yaml"))
+    assert "torch" in preload and "onnxruntime" in preload
+    onnx_only = worker_preload(load_spec(ROOT / "experiments" / "quickstart-onnx.yaml"))
+    assert "onnxruntime" in onnx_only and not any(m.split(".")[0] in ("torch", "torch_pruning") for m in onnx_only)

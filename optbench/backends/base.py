@@ -405,11 +405,13 @@ def second_opinion_backends() -> set[str]:
     return {n for n, b in all_backends().items() if b.second_opinion}
 
 
-def preload_modules() -> list[str]:
-    """What the worker's forkserver imports once (the backends' own lists, in registry order)."""
+def preload_modules(backends: set[str] | None = None) -> list[str]:
+    """What the worker's forkserver imports once: the lists of ``backends`` (registered names; every backend where
+    None), in registry order."""
     out: list[str] = []
-    for b in all_backends().values():
-        out += [m for m in b.preload if m not in out]
+    for name, b in all_backends().items():
+        if backends is None or name in backends:
+            out += [m for m in b.preload if m not in out]
     return out
 
 

@@ -224,7 +224,9 @@ class OnnxRuntime(Backend):
     extra = None
     consumes = "onnx"
     explained = "onnx"
-    preload = ("onnxruntime", "onnx", "onnxruntime.quantization", "onnxsim", "sympy", "optbench.backends.onnxruntime")
+    # not onnxsim: importing it imports torch wherever torch is installed (its optional PPQ hook); the export that
+    # simplifies a graph imports it where it runs
+    preload = ("onnxruntime", "onnx", "onnxruntime.quantization", "sympy", "optbench.backends.onnxruntime")
     reference_for = "onnx"
     second_opinion = True
     reference_title = "ONNX Runtime CPU"

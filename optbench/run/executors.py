@@ -121,7 +121,7 @@ def pool_sizes(n_cpu: int, n_cuda: int, cluster_cpus: float, cluster_gpus: float
 class _Runner:
     """A Ray actor that runs variants one at a time, each in a fresh process of its warm forkserver."""
 
-    def __init__(self) -> None:
+    def __init__(self, preload: list[str] | None = None) -> None:
         import ray
 
         from optbench.run.supervise import warm_forkserver
@@ -137,7 +137,7 @@ class _Runner:
         import sys
 
         sys.modules["__main__"].__dict__.pop("__file__", None)
-        warm_forkserver()
+        warm_forkserver(preload)  # the sweep's backends' libraries (every backend's where not given)
 
     def run(self, job: dict, log: str) -> dict:
         from optbench.run.supervise import run_job
@@ -184,9 +184,10 @@ def run_ray(variants: list, make_job: Callable[[Any], dict], on_row: OnRow, on_s
         if not n_cuda:
             fail_queued(True, "placement", f"the Ray cluster has no GPU for a CUDA variant (its resources: {dict(total)})")
         actor = ray.remote(max_restarts=0, max_task_retries=0)(_Runner)
+        preload = make_job(variants[0]).get("preload") if variants else None
 
         def start(cuda: bool):
-            return actor.options(num_cpus=1, num_gpus=1 / SLOTS_PER_GPU if cuda else 0).remote()
+            return actor.options(num_cpus=1, num_gpus=1 / SLOTS_PER_GPU if cuda else 0).remote(preload)
 
         idle = {False: [start(False) for _ in range(n_cpu)], True: [start(True) for _ in range(n_cuda)]}
         alive = {k: len(x) for k, x in idle.items()}

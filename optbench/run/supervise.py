@@ -16,8 +16,19 @@ import optbench.measure.clock as clock
 from optbench.row import warning
 
 
-def _context():
-    """A forkserver that imported the heavy libraries once (never touching a GPU); each job is a fresh fork of it."""
+def worker_preload(spec: Any) -> list[str]:
+    """What the forkserver of a sweep of ``spec`` imports once: the libraries of the backends it runs and of the
+    one that computes its model's reference (an ONNX model on ONNX Runtime imports no torch; a torch model does)."""
+    from optbench.backends import preload_modules, reference_backend
+
+    names = {b.name for b in spec.backends} | {reference_backend(spec.model.kind.framework).name}
+    return ["optbench.run.worker", *preload_modules(names), "optbench.transforms.quantize"]
+
+
+def _context(preload: list[str] | None = None):
+    """A forkserver that imported the heavy libraries once (never touching a GPU); each job is a fresh fork of it.
+    ``preload``: what it imports (:func:`worker_preload`), every backend's libraries where not given; the first
+    job of a process starts the forkserver, and its list holds for the process's life."""
     import multiprocessing as mp
 
     from optbench.backends import preload_modules
@@ -25,13 +36,14 @@ def _context():
     ctx = mp.get_context("forkserver")
     # imported once, so a variant's process starts with them loaded (sympy alone takes seconds to import, and both
     # the ONNX exporter and ORT's quantizer pull it in); the backends say what they need
-    ctx.set_forkserver_preload(["optbench.run.worker", *preload_modules(), "optbench.transforms.quantize"])
+    ctx.set_forkserver_preload(preload if preload is not None else
+                               ["optbench.run.worker", *preload_modules(), "optbench.transforms.quantize"])
     return ctx
 
 
-def warm_forkserver() -> None:
+def warm_forkserver(preload: list[str] | None = None) -> None:
     """Start the forkserver now and wait for its imports (seconds), so the first job does not pay for them."""
-    p = _context().Process(target=os.getpid, daemon=True)
+    p = _context(preload).Process(target=os.getpid, daemon=True)
     p.start()
     p.join()
 
@@ -127,7 +139,7 @@ def spawn(job: dict, timeout_s: float, memory_limit_mb: int | None, log: Path,
     with tempfile.TemporaryDirectory(prefix="optbench-job-") as tmp:
         job_path, out = Path(tmp) / "job.json", Path(tmp) / "out.json"
         job_path.write_text(json.dumps({**job, "out": str(out), "driver_pid": os.getpid()}))
-        proc = _context().Process(target=child_main, args=(str(job_path), str(log), memory_limit_mb), daemon=True)
+        proc = _context(job.get("preload")).Process(target=child_main, args=(str(job_path), str(log), memory_limit_mb), daemon=True)
         proc.start()
         _LIVE.add(proc)
         try:

@@ -21,7 +21,7 @@ from optbench.errors import Interrupted, OptbenchError, RunDirError, SpecError
 from optbench.plan import Variant, plan
 from optbench.row import SCHEMA_VERSION, normalize, warning
 from optbench.run.progress import Progress
-from optbench.run.supervise import crash_reason, run_job, spawn, tail
+from optbench.run.supervise import crash_reason, run_job, spawn, tail, worker_preload
 from optbench.spec.models import Spec
 from optbench.store import append_row, final_rows, repair_tail, write_csv
 
@@ -399,7 +399,8 @@ def _variant_cols(v: Variant, spec: Spec) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- worker processes
 def _job(spec: Spec, opts: RunOptions, cache: ArtifactCache, mode: str, **extra) -> dict:
-    return {"mode": mode, "spec": spec.model_dump(mode="json"), "spec_dir": str(opts.spec_path.parent.resolve()),
+    return {"mode": mode, "spec": spec.model_dump(mode="json"), "preload": worker_preload(spec),
+            "spec_dir": str(opts.spec_path.parent.resolve()),
             "run_dir": str(opts.run_dir.resolve()), "cache_dir": str(cache.root.resolve()),
             "no_cache": opts.no_cache, **extra}
 
