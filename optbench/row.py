@@ -133,14 +133,14 @@ class Timing:
 class Memory:
     """Memory the variant's process used."""
 
-    peak_rss_bytes: int | None = col("Peak resident memory of the variant's process from its artifact ready to the "
-                                     "end of its measurement (load, judge, timing, serving), not the export and int8 "
-                                     "calibration that built the artifact; where Linux cannot restart the peak, the "
-                                     "process's whole life (settings.host_memory says which).", "bytes")
+    peak_rss_bytes: int | None = col("Peak resident memory of the variant's process.", "bytes")
     idle_rss_bytes: int | None = col("Resident memory before the variant loaded anything of its own.", "bytes",
                                      since=2)
-    rss_delta_bytes: int | None = col("peak_rss_bytes - idle_rss_bytes: what the variant added while it ran.", "bytes",
-                                      since=2)
+    rss_delta_bytes: int | None = col("What the variant added while it ran: its peak above the resident memory once "
+                                      "its artifact was ready (the session, accuracy, timing, serving; not the export "
+                                      "or int8 calibration, whose memory can stay in the worker); where the peak "
+                                      "cannot be restarted, peak_rss_bytes - idle_rss_bytes (settings.host_memory "
+                                      "says which).", "bytes", since=2)
     gpu_peak_bytes: int | None = col("Peak GPU memory (torch allocator, or NVML's per-process peak; see "
                                      "settings.gpu_memory).", "bytes")
     gpu_process_peak_bytes: int | None = col("NVML's per-process GPU memory peak (includes the CUDA context).",

@@ -13,16 +13,31 @@ def peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def restart_peak_rss() -> bool:
+def restart_peak_rss() -> int | None:
     """Start this process's peak resident size afresh (Linux 4.0+: ``5`` written to /proc/self/clear_refs sets
-    VmHWM to the present VmRSS), so that :func:`peak_rss_since_restart` reads the peak from here on: a variant's
-    run-time peak without the calibration and conversion that built its artifact in the same process. False where
-    it cannot (no /proc, not allowed)."""
+    VmHWM to the present VmRSS), so that :func:`peak_rss_since_restart` reads the peak from here on; returns the
+    resident size it restarted from, None where it cannot (no /proc, not allowed). Memory freed before it is handed
+    back to the system first (glibc's malloc keeps freed heap resident otherwise)."""
+    import gc
+
+    gc.collect()
+    _trim_heap()
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
-        return False
-    return proc_kib_field("/proc/self/status", "VmHWM") is not None
+        return None
+    return proc_kib_field("/proc/self/status", "VmHWM")
+
+
+def _trim_heap() -> None:
+    """glibc's ``malloc_trim(0)``: free heap pages back to the system (nothing where the C library is not glibc)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def peak_rss_since_restart() -> int | None:
