@@ -225,8 +225,8 @@ def pareto(ok: pd.DataFrame, passing: pd.DataFrame, metric: str, colour: dict[st
 
 
 def memory_bars(ok: pd.DataFrame) -> str | None:
-    """Grouped bars per variant: host RSS above the idle worker's (the model and runtime, not the libraries
-    every worker imports) and GPU peak."""
+    """Grouped bars per variant: host RSS above the worker's once the artifact was ready (the session and its run,
+    not the libraries every worker imports nor the artifact's export and calibration) and GPU peak."""
     rss = ok["rss_delta_bytes"] if "rss_delta_bytes" in ok and ok["rss_delta_bytes"].notna().any() else None
     d = ok.assign(_rss=(rss if rss is not None else ok["peak_rss_bytes"]) / 2**20,
                   _gpu=ok["gpu_peak_bytes"] / 2**20 if "gpu_peak_bytes" in ok else np.nan)
@@ -237,7 +237,8 @@ def memory_bars(ok: pd.DataFrame) -> str | None:
     y = np.arange(len(d))
     h = 0.4 if has_gpu else 0.7
     fig, ax = plt.subplots(figsize=(WIDTH_IN * 0.75, 0.3 * len(d) * (2 if has_gpu else 1) / 1.4 + 1.5))
-    rss_label = "host RSS above the idle worker" if rss is not None else "peak host RSS (whole process)"
+    rss_label = "host RSS Δ (above the worker once the artifact was ready)" if rss is not None else \
+        "peak host RSS (whole process)"
     ax.barh(y - (h / 2 if has_gpu else 0), d["_rss"], height=h, color="#f58231", label=rss_label)
     if has_gpu:
         ax.barh(y + h / 2, d["_gpu"].fillna(0), height=h, color="#3cb44b", label="GPU peak")
