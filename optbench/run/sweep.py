@@ -284,11 +284,7 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
 
     def record(v: Variant, row: dict) -> None:
         read = (prepared or {}).get("interpretation")
-        if read and read.get("warnings") and row.get("status") not in ("skipped", None):
-            row = {**row, "warnings": list(row.get("warnings") or []) +
-                   [warning("interpretation", w) for w in read["warnings"]]}
-        if read and read.get("stateful") and row.get("status") not in ("skipped", None):
-            row = {**row, "warnings": list(row.get("warnings") or []) + [warning("stateful", read["stateful"])]}
+        row = _with_reading_warnings(row, read)
         # the row, built here from its parts: the run's, the variant's, what its processes measured, the reference's
         full = normalize({**base, **_variant_cols(v, spec), **row, **opts.annotate.get(v.id, {}),
                           "interpretation": read,
@@ -340,6 +336,17 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
     if todo or not (opts.run_dir / "results.csv").exists():
         write_csv(opts.run_dir)
     return opts.run_dir
+
+
+def _with_reading_warnings(row: dict, read: dict | None) -> dict:
+    """A variant's row with what the model's reading warned of (contradictions, a stateful reference), unless the
+    variant did not run."""
+    if not read or row.get("status") in ("skipped", None):
+        return row
+    more = [warning("interpretation", w) for w in read.get("warnings") or []]
+    if read.get("stateful"):
+        more.append(warning("stateful", read["stateful"]))
+    return {**row, "warnings": list(row.get("warnings") or []) + more} if more else row
 
 
 def _record_contention(run_dir: Path, env: dict, seen: dict) -> None:
