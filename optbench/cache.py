@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from optbench.digest import file_sha256
+
 
 def default_cache_dir() -> Path:
     env = os.environ.get("OPTBENCH_CACHE")
@@ -97,11 +99,7 @@ def _digests(folder: Path) -> dict[str, str]:
     out = {}
     for f in sorted(folder.rglob("*")):
         if f.is_file():
-            h = hashlib.sha256()
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-            out[f.relative_to(folder).as_posix()] = h.hexdigest()
+            out[f.relative_to(folder).as_posix()] = file_sha256(f)
     return out
 
 

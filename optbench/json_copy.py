@@ -22,5 +22,6 @@ def deep_copy(value: Any) -> Any:
 
 
 def plain_fields(obj: Any) -> dict[str, Any]:
-    """A dataclass's fields as a dict of deep copies (``dataclasses.asdict`` for flat dataclasses, faster)."""
-    return {f.name: deep_copy(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    """A flat dataclass's or pydantic model's fields as a dict of deep copies (``dataclasses.asdict``, faster)."""
+    names = type(obj).model_fields if hasattr(type(obj), "model_fields") else [f.name for f in dataclasses.fields(obj)]
+    return {name: deep_copy(getattr(obj, name)) for name in names}

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from optbench.digest import file_digest
 from optbench.errors import SpecError
 
 
@@ -73,23 +74,6 @@ def check_onnx(path: Path, file: str, line: int | None):
         raise SpecError(f"not a valid ONNX model ({first})", file=file, line=line, field="model.path",
                         found=repr(str(path))) from None
     return proto
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
-def tree_digest(folder: Path) -> str:
-    """A folder's content digest (a SavedModel): every file's relative path and bytes, in sorted order."""
-    h = hashlib.sha256()
-    for p in sorted(q for q in folder.rglob("*") if q.is_file()):
-        h.update(str(p.relative_to(folder)).encode())
-        h.update(file_digest(p).encode())
-    return h.hexdigest()[:16]
 
 
 def import_entrypoint(entrypoint: str, spec_dir: Path, field: str = "model.entrypoint") -> Callable:

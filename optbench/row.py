@@ -13,8 +13,10 @@ Adding a column: a field in the part it belongs to, with ``col(doc, unit=..., si
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 # 1: first rows; 2: every output judged, rounds, robust statistics, busy; 3: typed row (backend_name,
 # reference_backend, typed warnings, topk_k; ratios and counts no longer named *_ms_*); 4: model files of other
@@ -23,15 +25,25 @@ from typing import Any
 SCHEMA_VERSION = 6
 
 
-def col(doc: str, unit: str | None = None, old: tuple[str, ...] = (), since: int = 1, default: Any = None) -> Any:
+def col(doc: str, unit: str | None = None, old: tuple[str, ...] = (), since: int = 1) -> Any:
     """A column: its meaning, its unit (None for names, flags and ratios without one), the names it had in older
     schema versions, and the schema version that introduced it."""
-    kw: dict[str, Any] = {"default_factory": default} if callable(default) else {"default": default}
-    return field(metadata={"doc": doc, "unit": unit, "old": old, "since": since}, **kw)
+    return Field(None, description=doc, json_schema_extra={"unit": unit, "old": list(old), "since": since})
 
 
-@dataclass
-class Identity:
+class Part(BaseModel):
+    """A typed part of the row. The code that measures a part builds it: a column no part declares (a mistyped
+    name) is refused, and so is a value of the wrong type, whether passed to the constructor or assigned later.
+    Rows read back from disk are not validated again (:meth:`Row.from_dict` reads every schema version)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+    def columns(self) -> dict[str, Any]:
+        """The columns this part was given (a None given on purpose included), flat."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class Identity(Part):
     """Which variant this is, of which run, on which machine."""
 
     schema_version: int | None = col("The row's schema version (see optbench/row.py).")
@@ -63,8 +75,7 @@ class Identity:
     retried: bool | None = col("Whether the variant ran again after its Ray runner was lost (Ray executor).", since=2)
 
 
-@dataclass
-class Timing:
+class Timing(Part):
     """Latency of one call at a time (the single-stream measurement), its statistics and how it was taken."""
 
     latency_ms_p50: float | None = col("Median latency of a call (host clock around call + synchronize).", "ms")
@@ -129,8 +140,7 @@ class Timing:
                                 "cost: a Ray call, a fork).", "s", since=6)
 
 
-@dataclass
-class Memory:
+class Memory(Part):
     """Memory the variant's process used."""
 
     peak_rss_bytes: int | None = col("Peak resident memory of the variant's process.", "bytes")
@@ -147,8 +157,7 @@ class Memory:
                                              "bytes", since=2)
 
 
-@dataclass
-class Accuracy:
+class Accuracy(Part):
     """The variant's outputs against the reference's on the same eval items: the worst output in the flat columns,
     every output and part in ``outputs``."""
 
@@ -194,8 +203,7 @@ class Accuracy:
         since=4)
 
 
-@dataclass
-class Serving:
+class Serving(Part):
     """Latency under load (the spec's ``serving:``): LoadGen scenarios, dynamic batching, peak search, concurrency,
     energy, soak. The single-stream columns above keep meaning one call at a time."""
 
@@ -210,8 +218,7 @@ class Serving:
     soak_p99_drift: float | None = col("The soak's last-window p99 over its first, minus 1.", "ratio", since=3)
 
 
-@dataclass
-class ArtifactFacts:
+class ArtifactFacts(Part):
     """What the variant's artifact really is, read from the artifact."""
 
     model_bytes: int | None = col("Bytes of what the backend runs (ONNX file, engine, IR; the module's tensors for "
@@ -223,8 +230,7 @@ class ArtifactFacts:
                                 "engine facts, int8 graph facts, calibration, memory cap, ...).")
 
 
-@dataclass
-class Failure:
+class Failure(Part):
     """Why a variant has no measurement."""
 
     error: str | None = col("What went wrong (failed, timeout) or why it was skipped.")
@@ -234,8 +240,7 @@ class Failure:
     signal: str | None = col("The signal that killed the worker, or null.")
 
 
-@dataclass
-class Search:
+class Search(Part):
     """Where a variant came from in an ``optbench tune`` run (null in a plain run)."""
 
     search_step: int | None = col("The search step that proposed the candidate (0: the anchors).", "count", since=5)
@@ -289,7 +294,7 @@ def codes(row: dict) -> list[str]:
     return [as_warning(w)["code"] for w in row.get("warnings") or []]
 
 
-PARTS: dict[str, type] = {"identity": Identity, "timing": Timing, "memory": Memory, "accuracy": Accuracy,
+PARTS: dict[str, type[Part]] = {"identity": Identity, "timing": Timing, "memory": Memory, "accuracy": Accuracy,
                           "serving": Serving, "artifact": ArtifactFacts, "failure": Failure, "search": Search}
 
 
@@ -314,10 +319,10 @@ def _type_name(annotation: Any) -> str:
 def _columns() -> list[Column]:
     out = []
     for part, cls in PARTS.items():
-        hints = typing.get_type_hints(cls)
-        for f in fields(cls):
-            m = f.metadata
-            out.append(Column(f.name, part, _type_name(hints[f.name]), m["unit"], m["doc"], m["old"], m["since"]))
+        for name, f in cls.model_fields.items():
+            m = f.json_schema_extra
+            out.append(Column(name, part, _type_name(f.annotation), m["unit"], f.description, tuple(m["old"]),
+                              m["since"]))
     out.append(Column("warnings", "warnings", "array", None, "Typed warnings: [{code, message}] (codes in "
                       "optbench/row.py WARNING_CODES).", (), 1))
     return out
@@ -350,18 +355,6 @@ class Row:
     # the columns the row was read with (today's names), for :meth:`lacks`
     present: set[str] = field(default_factory=set, repr=False, compare=False)
 
-    def set(self, **columns: Any) -> Row:
-        """Set columns by their (current or former) names; a name no part declares goes to ``extra``."""
-        for name, value in columns.items():
-            name = current_name(name)
-            if name == "warnings":
-                self.warnings = [as_warning(w) for w in value or []]
-            elif name in BY_NAME:
-                setattr(getattr(self, BY_NAME[name].part), name, _coerce(name, value))
-            else:
-                self.extra[name] = value
-        return self
-
     def get(self, name: str, default: Any = None) -> Any:
         name = current_name(name)
         if name == "warnings":
@@ -384,15 +377,36 @@ class Row:
         out.update(self.extra)
         return out
 
+    def given(self) -> dict[str, Any]:
+        """The columns given to this row's parts, its warnings and extra columns, flat: what a worker measured (the
+        sweep adds the identity columns and normalizes, see :func:`normalize`)."""
+        out: dict[str, Any] = {}
+        for part in PARTS:
+            out.update(getattr(self, part).columns())
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        out.update(self.extra)
+        return out
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Row:
-        """A row of any schema version (renamed columns renamed, text warnings given codes)."""
+        """A row of any schema version (renamed columns renamed, text warnings given codes), as written: values are
+        not validated again, so rows of older writers still load; a column no part declares goes to ``extra``."""
         row = cls()
+        values: dict[str, dict[str, Any]] = {part: {} for part in PARTS}
         for name, value in data.items():
             if name == "cached":  # listed once, never written
                 continue
-            row.set(**{name: value})
-            row.present.add(current_name(name))
+            name = current_name(name)
+            row.present.add(name)
+            if name == "warnings":
+                row.warnings = [as_warning(w) for w in value or []]
+            elif name in BY_NAME:
+                values[BY_NAME[name].part][name] = _coerce(name, value)
+            else:
+                row.extra[name] = value
+        for part, given in values.items():
+            setattr(row, part, PARTS[part].model_construct(**given))
         if row.identity.schema_version is None:
             row.identity.schema_version = 1
         return row

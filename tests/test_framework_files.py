@@ -77,14 +77,12 @@ def test_reordered_tflite_outputs_are_judged_by_name(tmp_path, cache_dir, tf_fil
     """tf2onnx keeps the subgraph's order (negated, double); the signature's is (double, negated). Paired by
     position the ONNX Runtime row read rel. L2 3 and blamed the conversion."""
     from optbench.run.chain import conversion_chain
-    from optbench.run.judge import judge_variant
-
     spec = _spec(tmp_path, {"source": "tflite", "path": str(tf_files["reordered"])},
                  [{"name": "x", "shape": ["batch", 4]}], ["tflite", "onnxruntime"])
     ctx = _prepared(spec, tmp_path / "run", cache_dir)
     assert ctx.prepared["output_names"] == ["double", "negated"]
     v, session, items = _ort_session(ctx)
-    judged = judge_variant(ctx, v, session, items)
+    judged = _judged(ctx, v, session, items)
     assert set(judged["outputs"]) == {"double", "negated"}
     assert all(o["drift_rel_l2"] < 1e-6 for o in judged["outputs"].values()), judged["outputs"]
     from optbench.run.judge import variant_outputs
@@ -92,6 +90,13 @@ def test_reordered_tflite_outputs_are_judged_by_name(tmp_path, cache_dir, tf_fil
     steps = conversion_chain(ctx, v, session_backend(), variant_outputs(ctx, v, session, items),
                              Path(ctx.prepared["model_path"]), None)
     assert steps[0]["step"] == "tflite → onnx" and steps[0]["drift_rel_l2"] < 1e-6, steps
+
+
+def _judged(ctx, v, session, items) -> dict:
+    """The variant's outputs on the eval items judged against the reference's, as the worker judges them."""
+    from optbench.run.judge import judge_outputs_of, variant_outputs
+
+    return judge_outputs_of(ctx, v, variant_outputs(ctx, v, session, items))
 
 
 def session_backend():
@@ -123,12 +128,10 @@ def test_one_nodes_outputs_are_distinct_outputs(tmp_path, cache_dir, tf_files, w
     assert not np.allclose(ref["parts:0"], ref["parts:1"]) and not np.allclose(ref["parts:1"], ref["parts:2"])
     import onnx
 
-    from optbench.run.judge import judge_variant
-
     onnx_path = Path(ctx.prepared["model_path"])
     assert [o.name for o in onnx.load(str(onnx_path)).graph.output] == ["parts:0", "parts:1", "parts:2"]
     for precision, budget in (("fp32", 1e-6), ("fp16", 1e-2)):
-        judged = judge_variant(ctx, *_ort_session(ctx, precision))
+        judged = _judged(ctx, *_ort_session(ctx, precision))
         assert sorted(judged["outputs"]) == ["parts:0", "parts:1", "parts:2"]
         assert all(o["drift_rel_l2"] < budget for o in judged["outputs"].values()), (precision, judged["outputs"])
 
@@ -155,10 +158,8 @@ def test_keras2_savedmodel_with_optimizer_slots_loads_by_v1_signatures(tmp_path,
     assert ctx.prepared["reference"].endswith("(SavedModel signature 'serving_default', v1 signature loader)")
     assert ctx.prepared["native"]["loader"] == "v1 signature loader"
     assert ctx.prepared["conversion"][0]["from"].endswith("v1 signature loader")
-    from optbench.run.judge import judge_variant
-
     v, session, items = _ort_session(ctx)
-    judged = judge_variant(ctx, v, session, items)  # the ONNX frozen from the v1 session agrees with TensorFlow
+    judged = _judged(ctx, v, session, items)  # the ONNX frozen from the v1 session agrees with TensorFlow
     assert judged["outputs"]["scores"]["drift_rel_l2"] < 1e-5
 
 

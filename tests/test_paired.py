@@ -53,6 +53,14 @@ def test_a_ten_percent_effect_under_twenty_percent_run_to_run_noise_is_slower_pa
     assert faster.word == "faster"
 
 
+def test_identical_sides_are_same_at_ratio_one_and_a_planted_slowdown_is_slower():
+    """What the bootstrap comparison of two sample sets checked, on the paired verdict that replaced it."""
+    same = decide_paired(_retime({"baseline": 1.0, "candidate": 1.0}, lambda i: 1.0, within=0.0), 0.05)
+    assert same.word == "same" and same.ratio == 1.0 and same.interval == (1.0, 1.0), same.reason
+    slow = decide_paired(_retime({"baseline": 1.0, "candidate": 1.3}, lambda i: 1.0, within=0.01), 0.05)
+    assert slow.word == "slower" and slow.ratio == pytest.approx(1.3, rel=0.02) and slow.interval[0] > 1.2
+
+
 def test_pairs_that_disagree_are_inconclusive_and_say_why():
     v = decide_paired(_retime({"baseline": 1.0, "candidate": 1.0}, lambda i: 1.0, within=0.15, seed=4), 0.05)
     assert v.word == "inconclusive" and "the pairs disagree" in v.reason

@@ -49,6 +49,26 @@ def test_a_custom_hook_metric_is_kept_as_written():
     assert as_warning({"code": "busy", "message": "m"}) == {"code": "busy", "message": "m"}
 
 
+def test_a_mistyped_column_or_a_wrong_type_fails_where_the_row_is_built():
+    from pydantic import ValidationError
+
+    from optbench.row import Accuracy, Timing
+
+    with pytest.raises(ValidationError, match="latncy_ms_p50"):
+        Timing(latncy_ms_p50=1.0)  # a typo is refused, not written as an extra column
+    row = Row()
+    with pytest.raises(ValidationError, match="peak_rss"):
+        row.memory.peak_rss = 1
+    with pytest.raises(ValidationError, match="iterations"):
+        row.timing.iterations = "many"
+    row.accuracy = Accuracy(drift_rel_l2=0.01, outputs={"y": {"drift_rel_l2": 0.01}})
+    row.timing.build_s = 0.5
+    row.memory.gpu_peak_bytes = None  # a None given on purpose is a column given
+    assert row.given() == {"drift_rel_l2": 0.01, "outputs": {"y": {"drift_rel_l2": 0.01}}, "build_s": 0.5,
+                           "gpu_peak_bytes": None}
+    assert set(normalize(row.given())) == set(STORE_COLUMNS)
+
+
 def test_constraints_accept_former_column_names():
     from optbench.report.decide import parse_constraint
 
@@ -74,6 +94,24 @@ def test_every_reference_run_loads_with_integer_columns_and_says_what_it_lacks()
             assert note is None
         for row in final_rows(run).values():
             assert set(STORE_COLUMNS) <= set(row)
+
+
+def test_a_schema_1_run_directory_imports_into_the_history_and_reads_back_typed(tmp_path):
+    pytest.importorskip("sqlalchemy")
+    from optbench.history.store import History
+    from optbench.history.trends import series
+
+    old = REFERENCE / "h100-host-cpu-2cores" / "quickstart"  # written before the row was typed
+    want = final_rows(old)
+    h = History(f"sqlite:///{tmp_path / 'history.sqlite'}")
+    got = h.import_run(old)
+    assert got.rows == len(want) and not got.skipped
+    points = h.points("quickstart")
+    assert sorted(points) == sorted(want)
+    for vid, ps in points.items():
+        assert set(STORE_COLUMNS) <= set(ps[0].row)
+        assert ps[0].row["latency_ms_p50"] == want[vid]["latency_ms_p50"]
+    assert any(s.points and s.points[0]["value"] is not None for s in series(h, "quickstart", "*", "p50"))
 
 
 def test_rows_validate_against_the_row_json_schema():

@@ -9,8 +9,6 @@ The ``.pte`` is kept in the artifact cache, keyed by the module, the point, the 
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from optbench.backends.base import Artifact, Backend, Session, Target, artifact_cache, register
+from optbench.digest import feeds_digest, module_digest
 
 
 class EtOptions(BaseModel):
@@ -100,8 +99,8 @@ class ExecuTorch(Backend):
         names = [i.name for i in artifact.inputs]
         sample = artifact.sample
         cache = artifact_cache(artifact)
-        key = cache.key("executorch", [_module_digest(artifact.module), target.precision, target.batch_size,
-                                       target.dims, self.options.model_dump(), _calibration_digest(artifact),
+        key = cache.key("executorch", [module_digest(artifact.module), target.precision, target.batch_size,
+                                       target.dims, self.options.model_dump(), feeds_digest(artifact.calibration or [])[:16],
                                        _version("executorch"), _version("torch")])
         path, _ = cache.get_or_build(key, "model.pte", lambda folder: self._lower(artifact, target, names, folder))
         facts = json.loads((path.parent / "facts.json").read_text())
@@ -164,21 +163,3 @@ class ExecuTorch(Backend):
         return torch.export.export(converted, args), {"calibration_items": used}
 
 
-def _module_digest(module) -> str:
-    """The module's weights and structure (its repr), hashed: variants of one model share a program per point."""
-    import torch
-
-    h = hashlib.sha256(repr(module).encode())
-    buf = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, buf)
-    h.update(buf.getvalue())
-    return h.hexdigest()[:16]
-
-
-def _calibration_digest(artifact: Artifact) -> str:
-    h = hashlib.sha256()
-    for feeds in artifact.calibration or []:
-        for k in sorted(feeds):
-            h.update(k.encode())
-            h.update(np.ascontiguousarray(feeds[k]).tobytes())
-    return h.hexdigest()[:16]

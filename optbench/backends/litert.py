@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from optbench.backends.base import Artifact, Backend, Session, Target, artifact_cache, register
+from optbench.digest import feeds_digest, module_digest
 
 
 class LiteRtOptions(BaseModel):
@@ -112,13 +113,12 @@ class LiteRt(Backend):
     def build(self, artifact: Artifact, target: Target) -> Session:
         from ai_edge_litert.interpreter import Interpreter
 
-        from optbench.backends.executorch import _calibration_digest, _module_digest
         from optbench.backends.onnxruntime import default_threads
 
         names = [i.name for i in artifact.inputs]
         cache = artifact_cache(artifact)
-        key = cache.key("litert", [_module_digest(artifact.module), target.precision, target.batch_size, target.dims,
-                                   self.options.model_dump(), _calibration_digest(artifact) if target.precision == "int8"
+        key = cache.key("litert", [module_digest(artifact.module), target.precision, target.batch_size, target.dims,
+                                   self.options.model_dump(), feeds_digest(artifact.calibration or [])[:16] if target.precision == "int8"
                                    else "", _version("litert-torch"), _version("ai-edge-litert")])
         path, _ = cache.get_or_build(key, "model.tflite", lambda folder: self._convert(artifact, target, names, folder))
         facts = json.loads((path.parent / "facts.json").read_text())

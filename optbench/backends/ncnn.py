@@ -118,7 +118,7 @@ class Ncnn(Backend):
         import ncnn
 
         from optbench.backends.onnxruntime import default_threads
-        from optbench.paths import file_digest
+        from optbench.digest import file_digest
 
         axes = {i.name: (i.shape.index("batch") if "batch" in i.shape else None) for i in artifact.inputs}
         if any(a is None for a in axes.values()):

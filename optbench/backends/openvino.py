@@ -203,27 +203,20 @@ class OpenVINO(Backend):
 
     def _int8_ir(self, cache, artifact: Artifact, target: Target) -> Path:
         """NNCF PTQ of the fp32 ONNX as OpenVINO IR, cached by the file, the calibration data and the recipe."""
-        import hashlib
-
         import nncf
 
         ov = _ov()
         batches = single_items(artifact.calibration or [], artifact.inputs or [])
         if not batches:
             raise RuntimeError("OpenVINO int8 needs calibration batches; the spec's data has no calibration split")
-        digest = hashlib.sha256()
-        for feeds in batches:
-            for k in sorted(feeds):
-                digest.update(k.encode())
-                digest.update(np.ascontiguousarray(feeds[k]).tobytes())
-        from optbench.paths import file_digest
+        from optbench.digest import feeds_digest, file_digest
 
         recipe = {"preset": self.options.preset, "fast_bias_correction": self.options.fast_bias_correction,
                   "items": sum(len(next(iter(f.values()))) for f in batches)}
         native = artifact.native
         source = Path(native.path) if native is not None else Path(artifact.onnx_path)
         weights = file_digest(source.with_suffix(".bin")) if native is not None else ""
-        key = cache.key("openvino-int8", [file_digest(source), weights, digest.hexdigest(), recipe, ov.__version__,
+        key = cache.key("openvino-int8", [file_digest(source), weights, feeds_digest(batches), recipe, ov.__version__,
                                            nncf.__version__])
         renamed = _feeds_as(native)
 

@@ -23,6 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from optbench.backends.base import Artifact, Backend, Session, Target, artifact_cache, register
+from optbench.digest import file_digest
 
 
 class TrtOptions(BaseModel):
@@ -221,7 +222,7 @@ class TensorRT(Backend):
                           installed_major())
         cache = artifact_cache(artifact)
         key = cache.key("trt-engine", [str(artifact.onnx_path), asdict(plan), flavour, trt.__version__,
-                                        _file_digest(artifact.onnx_path)])
+                                        file_digest(Path(artifact.onnx_path))])
         path, cached = cache.get_or_build(key, "model.engine", lambda d: _build_engine(trt, artifact, plan, d))
         return TrtSession(trt, path.read_bytes(), plan, artifact.inputs)
 
@@ -234,18 +235,12 @@ class TensorRT(Backend):
                           installed_major())
         cache = artifact_cache(artifact)
         key = cache.key("trt-engine", [str(artifact.onnx_path), asdict(plan), flavour, trt.__version__,
-                                        _file_digest(artifact.onnx_path)])
+                                        file_digest(Path(artifact.onnx_path))])
         path, _ = cache.get_or_build(key, "model.engine", lambda d: _build_engine(trt, artifact, plan, d))
         network = json.loads((path.parent / "network.json").read_text()) if (path.parent / "network.json").exists() else {}
         facts = {"builder": f"{flavour} {trt.__version__}", "build_plan": asdict(plan), "network": network,
                  "engine_inspector": inspect_engine(trt, path.read_bytes())}
         return {"bytes": path.stat().st_size, "facts": {"tensorrt": facts}}
-
-
-def _file_digest(path: Path) -> str:
-    from optbench.paths import file_digest
-
-    return file_digest(Path(path))
 
 
 def _logger(trt):

@@ -98,7 +98,7 @@ class Tvm(Backend):
     def build(self, artifact: Artifact, target: Target) -> Session:
         import onnx
 
-        from optbench.paths import file_digest
+        from optbench.digest import file_digest
 
         tvm = _tvm()
         model = onnx.load(str(artifact.onnx_path), load_external_data=False)

@@ -11,7 +11,6 @@ import numpy as np
 METRICS = {"p50": "latency", "p99": "latency_ms_p99", "throughput": "throughput_items_s",
            "memory": "peak_rss_bytes", "gpu_memory": "gpu_peak_bytes", "drift": "drift_rel_l2",
            "accuracy": "task_accuracy"}
-LOWER_IS_BETTER = {"latency", "latency_ms_p99", "peak_rss_bytes", "gpu_peak_bytes", "drift_rel_l2"}
 
 
 def value_of(row: dict, column: str) -> float | None:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from optbench.history.changes import Step, change_points, split_comparable
-from optbench.history.metrics import LOWER_IS_BETTER, METRICS, column_of, value_of  # noqa: F401 (here too)
+from optbench.history.metrics import METRICS, column_of, value_of  # noqa: F401 (here too)
 
 
 @dataclass

@@ -132,6 +132,13 @@ class Exclusive:
             except OSError:
                 pass
 
+    def close(self) -> None:
+        """Leave the room and every lock this object holds (a process that ends leaves them too): for a variant run
+        inside a longer-lived process."""
+        self.room.close()
+        self.building = False
+        self._holding.unlink(missing_ok=True)
+
     def build(self) -> None:
         """Enter the room shared (after the turnstile, so a waiting timing window goes first); once per process."""
         if self.building:

@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from optbench.digest import file_digest, tree_digest
 from optbench.errors import SpecError
 from optbench.models.base import LoadedModel, NativeModel, model_source
 from optbench.models.sources import _ident
-from optbench.paths import file_digest, resolve_model_file, tree_digest
+from optbench.paths import resolve_model_file
 
 
 def _path(spec, spec_dir: Path) -> Path:

@@ -7,9 +7,10 @@ import inspect
 import json
 from pathlib import Path
 
+from optbench.digest import file_digest
 from optbench.errors import SpecError
 from optbench.models.base import LoadedModel, model_source
-from optbench.paths import call_entrypoint, file_digest, import_entrypoint, resolve_path
+from optbench.paths import call_entrypoint, import_entrypoint, resolve_path
 
 
 def _ident(spec, *parts: str) -> str:

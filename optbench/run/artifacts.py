@@ -174,7 +174,7 @@ def _tspec(ctx: Context, v: Variant) -> Any:
 
 
 def _file_key(path: Path) -> str:
-    from optbench.paths import file_digest
+    from optbench.digest import file_digest
 
     return file_digest(path)
 

@@ -39,7 +39,7 @@ def conversion_chain(ctx: Context, v: Variant, backend: Any, outputs: dict, onnx
     if onnx_fp32 is not None:
         done = ctx.prepared.get("conversion") or ([_export_step(export)] if export is not None else [])
         if done:
-            from optbench.paths import file_digest
+            from optbench.digest import file_digest
 
             out = _stage(ctx, v, ["onnx", file_digest(onnx_fp32)],
                          lambda: reference_backend("onnx").reference_infer(onnx_fp32), by_name=True)

@@ -10,12 +10,6 @@ from optbench.plan import Variant
 from optbench.run.context import Context, load_reference
 
 
-def judge_variant(ctx: Context, v: Variant, session: Any, items: Any) -> dict:
-    """Every output of the variant on the eval items against the reference's: per output and part, the worst
-    of them in the flat columns (see :func:`optbench.measure.drift.judge_outputs`)."""
-    return judge_outputs_of(ctx, v, variant_outputs(ctx, v, session, items))
-
-
 def judge_outputs_of(ctx: Context, v: Variant, outputs: dict) -> dict:
     """The variant's outputs (item-major, as :func:`variant_outputs` gives them) judged against the reference's."""
     refs = load_reference(ctx.run_dir, v.dims)

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from optbench.cache import ArtifactCache
-from optbench.paths import call_entrypoint, file_digest, import_entrypoint, resolve_path
+from optbench.digest import file_digest
+from optbench.paths import call_entrypoint, import_entrypoint, resolve_path
 
 
 def weights_digest(module: Any) -> str:

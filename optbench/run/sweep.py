@@ -21,7 +21,7 @@ from optbench.errors import Interrupted, OptbenchError, RunDirError, SpecError
 from optbench.plan import Variant, plan
 from optbench.row import SCHEMA_VERSION, normalize, warning
 from optbench.run.progress import Progress
-from optbench.run.supervise import crash_reason, run_job, spawn, tail, worker_preload
+from optbench.run.supervise import crash_reason, spawn, tail, worker_preload
 from optbench.spec.models import Spec
 from optbench.store import append_row, final_rows, repair_tail, write_csv
 
@@ -40,7 +40,7 @@ class RunOptions:
     mode: str = "run"  # run: build, judge, time; build: build the artifacts only (rows with status "built")
     jobs: int = 1  # variants in flight at once (builds overlap; timing windows stay exclusive)
     gpus: list[str] | None = None  # the GPUs CUDA variants spread over (local executor); None: every visible one
-    executor: str = "local"  # local | ray
+    executor: str = "local"  # local | ray | inline (see optbench.run.launchers)
     address: str | None = None  # a Ray cluster's address; None: a local Ray instance started and stopped here
     lock: Any = None  # the run directory's lock, held while the run lasts
     max_variants: int = MAX_VARIANTS  # more planned variants than this: refused before anything runs
@@ -284,11 +284,7 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
 
     def record(v: Variant, row: dict) -> None:
         read = (prepared or {}).get("interpretation")
-        if read and read.get("warnings") and row.get("status") not in ("skipped", None):
-            row = {**row, "warnings": list(row.get("warnings") or []) +
-                   [warning("interpretation", w) for w in read["warnings"]]}
-        if read and read.get("stateful") and row.get("status") not in ("skipped", None):
-            row = {**row, "warnings": list(row.get("warnings") or []) + [warning("stateful", read["stateful"])]}
+        row = _with_reading_warnings(row, read)
         # the row, built here from its parts: the run's, the variant's, what its processes measured, the reference's
         full = normalize({**base, **_variant_cols(v, spec), **row, **opts.annotate.get(v.id, {}),
                           "interpretation": read,
@@ -324,17 +320,11 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
                 os.environ.setdefault("OPTBENCH_GPUS", ",".join(gpus))
             needs_onnx = any(_takes_onnx(v, spec) for v in to_run)
             prepared = _reused_preparation(opts, needs_onnx) or _prepare(spec, opts, cache, needs_onnx=needs_onnx)
-            if opts.executor == "ray":
-                from optbench.run.executors import run_ray
+            from optbench.run.launchers import Jobs, launcher
 
-                env["cluster"] = run_ray(to_run, job_of, record, lambda v: progress.show(v.id), opts.address, log_of)
-            else:
-                from optbench.run.executors import run_local
-
-                env["cluster"] = {"executor": "local", "jobs": opts.jobs, "gpus": gpus}
-                run_local(to_run, lambda v, gpu=None: run_job({**job_of(v), "gpu": gpu}, spec.measure, log_of(v),
-                                                              lambda text, vid=v.id: progress.note(vid, text)),
-                          record, opts.jobs, lambda v: progress.show(v.id), gpus)
+            jobs = Jobs(job_of, log_of, spec.measure, record, lambda v: progress.show(v.id),
+                        lambda v, text: progress.note(v.id, text))
+            env["cluster"] = launcher(opts.executor, opts.jobs, gpus, opts.address).launch(to_run, jobs)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -346,6 +336,17 @@ def _sweep(spec: Spec, opts: RunOptions, variants: list[Variant], done: dict[str
     if todo or not (opts.run_dir / "results.csv").exists():
         write_csv(opts.run_dir)
     return opts.run_dir
+
+
+def _with_reading_warnings(row: dict, read: dict | None) -> dict:
+    """A variant's row with what the model's reading warned of (contradictions, a stateful reference), unless the
+    variant did not run."""
+    if not read or row.get("status") in ("skipped", None):
+        return row
+    more = [warning("interpretation", w) for w in read.get("warnings") or []]
+    if read.get("stateful"):
+        more.append(warning("stateful", read["stateful"]))
+    return {**row, "warnings": list(row.get("warnings") or []) + more} if more else row
 
 
 def _record_contention(run_dir: Path, env: dict, seen: dict) -> None:

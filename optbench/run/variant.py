@@ -1,5 +1,6 @@
 """Build, judge and time one variant (inside its worker process): artifact → backend session → accuracy →
-timing window → its row."""
+timing window → its row, built from the row's typed parts (:mod:`optbench.row`) as each is measured: a column no
+part declares, or a value of the wrong type, fails here rather than becoming a silent extra column."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from optbench.measure.memory import (
     restart_peak_rss,
 )
 from optbench.plan import Variant, points
-from optbench.row import warning
+from optbench.row import Accuracy, ArtifactFacts, Failure, Identity, Row, Serving, Timing, warning
 from optbench.run.artifacts import fp32_onnx, module_bytes, onnx_artifact, transformed_module
 from optbench.run.chain import conversion_chain
 from optbench.run.context import Context, dims_key
@@ -34,7 +35,8 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
     with status ``built``, build time and bytes). ``recorded``: the ONNX file a row of the run recorded as its
     artifact, timed as it is (re-timing, :mod:`optbench.run.retime`): nothing is exported or converted again.
     ``rebuilt``: the torch module built again from the run's kept entrypoint copy (re-timing a torch row,
-    :mod:`optbench.run.kept`)."""
+    :mod:`optbench.run.kept`). The row holds the columns measured here, flat (:meth:`optbench.row.Row.given`); the
+    sweep adds the rest."""
     v = Variant(**vdict)
     idle_rss = current_rss_bytes()  # the worker before this variant loads anything of its own
     excl = ctx.excl
@@ -48,12 +50,14 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
     read = ctx.prepared.get("interpretation") or {}
     if str(read.get("batch", "")).startswith("fixed") and v.batch_size != int(read["batch"].split()[1]):
         # the model showed a fixed batch only when run (a graph that declares a dynamic one, a torch reshape)
-        return {"status": "skipped", "settings": dict(v.settings),
-                "error": f"the model's batch is {read['batch']}, seen when it was read: {read.get('batch_evidence')}"}
+        error = f"the model's batch is {read['batch']}, seen when it was read: {read.get('batch_evidence')}"
+        return Row(identity=Identity(status="skipped"), artifact=ArtifactFacts(settings=dict(v.settings)),
+                   failure=Failure(error=error)).given()
     cls = get_backend(v.backend_name)
     backend = cls(cls.Options.model_validate(v.options))
     target = v.target
-    row: dict[str, Any] = {"settings": dict(v.settings)}
+    row = Row(artifact=ArtifactFacts(settings=dict(v.settings)))
+    facts_of = row.artifact
     if v.transform != "none":
         ctx.stage("transform")
     rebuild = ctx.spec.model.kind.module is not None and recorded is None and not rebuilt
@@ -63,56 +67,59 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
         from optbench.run.kept import rebuilt_module
 
         module = with_reset(rebuilt_module(ctx.prepared, ctx.cache), ctx.spec.model, ctx.spec_dir)
-    row.update({k: facts.pop(k) for k in ("params", "sparsity") if k in facts})
-    row["settings"].update(facts)
-    if module is not None and "params" not in row:
-        row["params"] = count_params(module)
+    for k in ("params", "sparsity"):
+        if k in facts:
+            setattr(facts_of, k, facts.pop(k))
+    facts_of.settings.update(facts)
+    if module is not None and facts_of.params is None:
+        facts_of.params = count_params(module)
     artifact, items, built = _artifact(ctx, v, cls, backend, module, row, recorded)
     if build_only:
         ctx.stage("build")
-        info, row["build_s"] = timed(lambda: backend.build_only(artifact, target))
-        _record_built(row, cls.consumes, info.get("bytes"), info.get("facts"))
-        row["status"] = "built"
-        return row
+        info, row.timing.build_s = timed(lambda: backend.build_only(artifact, target))
+        _record_built(facts_of, cls.consumes, info.get("bytes"), info.get("facts"))
+        row.identity.status = "built"
+        return row.given()
     # the artifact is ready: what its export and int8 calibration allocated may stay resident in this process (ONNX
     # Runtime's calibration keeps ~500 MiB for a small CNN), so the variant's delta counts from here
     ready_rss = restart_peak_rss()
     if target.device.startswith("cuda"):
         from optbench.measure.gpu import gpu_index
 
-        row["gpu"] = gpu_index(target.device)  # physical: CUDA_VISIBLE_DEVICES maps it (an executor's choice)
+        row.identity.gpu = gpu_index(target.device)  # physical: CUDA_VISIBLE_DEVICES maps it (an executor's choice)
     monitor = gpu_monitor(target.device)
     try:
         _build_and_measure(ctx, v, backend, artifact, items, row, monitor, excl, rounds, timing_only, built)
     finally:
         if monitor is not None:
             monitor.stop()
+    memory = row.memory
     if monitor is not None:
         gpu = monitor.summary()
-        row["settings"]["gpu_state"] = gpu["states"]
-        row["gpu_process_peak_bytes"] = gpu["process_peak_bytes"]
+        facts_of.settings["gpu_state"] = gpu["states"]
+        memory.gpu_process_peak_bytes = gpu["process_peak_bytes"]
         if gpu.get("note"):
-            row["settings"]["gpu_memory_note"] = gpu["note"]
-        if row.get("gpu_peak_bytes") is None and gpu["process_peak_bytes"] is not None:
-            row["gpu_peak_bytes"] = gpu["process_peak_bytes"]
-            row["settings"]["gpu_memory"] = "NVML per-process peak (polled every 10 ms; includes the CUDA context)"
-        row["warnings"] = list(row.get("warnings") or []) + monitor.warnings()
+            facts_of.settings["gpu_memory_note"] = gpu["note"]
+        if memory.gpu_peak_bytes is None and gpu["process_peak_bytes"] is not None:
+            memory.gpu_peak_bytes = gpu["process_peak_bytes"]
+            facts_of.settings["gpu_memory"] = "NVML per-process peak (polled every 10 ms; includes the CUDA context)"
+        row.warnings += monitor.warnings()
     elif target.device == "cuda":
-        row["settings"]["gpu_memory_note"] = f"no NVML readings: {GpuMonitor.why}"
-    row["peak_rss_bytes"] = peak_rss_bytes()
-    row["idle_rss_bytes"] = idle_rss
+        facts_of.settings["gpu_memory_note"] = f"no NVML readings: {GpuMonitor.why}"
+    memory.peak_rss_bytes = peak_rss_bytes()
+    memory.idle_rss_bytes = idle_rss
     since = peak_rss_since_restart() if ready_rss else None
     if since is not None:
-        row["rss_delta_bytes"] = max(0, since - ready_rss)
-        row["settings"]["host_memory"] = (f"host RSS delta: the peak above the {ready_rss / 2**20:.0f} MiB resident "
-                                          "once the artifact was ready (session, accuracy, timing, serving; not the "
-                                          "export or int8 calibration)")
+        memory.rss_delta_bytes = max(0, since - ready_rss)
+        facts_of.settings["host_memory"] = (f"host RSS delta: the peak above the {ready_rss / 2**20:.0f} MiB resident "
+                                            "once the artifact was ready (session, accuracy, timing, serving; not "
+                                            "the export or int8 calibration)")
     else:
-        row["rss_delta_bytes"] = max(0, row["peak_rss_bytes"] - idle_rss) if idle_rss else None
-        row["settings"]["host_memory"] = ("host RSS delta: the process's peak above its idle size (the export and "
-                                          "int8 calibration included: this system cannot restart the peak)")
-    row["status"] = "ok"
-    return row
+        memory.rss_delta_bytes = max(0, memory.peak_rss_bytes - idle_rss) if idle_rss else None
+        facts_of.settings["host_memory"] = ("host RSS delta: the process's peak above its idle size (the export and "
+                                            "int8 calibration included: this system cannot restart the peak)")
+    row.identity.status = "ok"
+    return row.given()
 
 
 def open_session(ctx: Context, vdict: dict, recorded: str | None = None) -> tuple[Any, Variant, Any, dict]:
@@ -123,53 +130,54 @@ def open_session(ctx: Context, vdict: dict, recorded: str | None = None) -> tupl
     v = Variant(**vdict)
     cls = get_backend(v.backend_name)
     backend = cls(cls.Options.model_validate(v.options))
-    row: dict[str, Any] = {"settings": dict(v.settings)}
+    row = Row(artifact=ArtifactFacts(settings=dict(v.settings)))
     rebuild = ctx.spec.model.kind.module is not None and (recorded is None or cls.consumes == "torch")
     module, _ = transformed_module(ctx, v) if rebuild else (None, {})
     if cls.consumes == "torch" or ctx.prepared.get("native") is not None:
         recorded = None
     artifact, items, _ = _artifact(ctx, v, cls, backend, module, row, recorded)
     ctx.stage("build")
-    session, row["build_s"] = timed(lambda: backend.build(artifact, v.target))
-    _record_built(row, cls.consumes, getattr(session, "artifact_bytes", None), getattr(session, "facts", None))
-    return session, v, items, row
+    session, row.timing.build_s = timed(lambda: backend.build(artifact, v.target))
+    _record_built(row.artifact, cls.consumes, getattr(session, "artifact_bytes", None), getattr(session, "facts", None))
+    return session, v, items, row.given()
 
 
-def _artifact(ctx: Context, v: Variant, cls: Any, backend: Any, module: Any, row: dict,
+def _artifact(ctx: Context, v: Variant, cls: Any, backend: Any, module: Any, row: Row,
               recorded: str | None) -> tuple[Artifact, Any, dict]:
     """What the backend builds the variant from (the model file as given, the torch module, or its ONNX file:
     exported, or the ``recorded`` one as it is), its eval items at the variant's point and what was built on the
     way; the artifact's facts go into ``row``."""
     target = v.target
+    facts_of = row.artifact
     native = ctx.prepared.get("native")
     built: dict[str, Any] = {"onnx_fp32": None, "export": None, "module": module}
     if native is not None and native["framework"] in cls.runs:  # the model file as given, by its own framework
         from optbench.models.base import NativeModel
 
         artifact = Artifact(native=NativeModel.from_dict(native), inputs=ctx.spec.inputs)
-        row["model_bytes"] = path_bytes(Path(native["path"]))
-        row["artifact"] = native["path"]
+        facts_of.model_bytes = path_bytes(Path(native["path"]))
+        facts_of.artifact = native["path"]
     elif cls.consumes == "torch":
         artifact = Artifact(module=module, inputs=ctx.spec.inputs)
-        row["model_bytes"] = module_bytes(module)
+        facts_of.model_bytes = module_bytes(module)
     else:
         precision = cls.onnx_precision(target, backend.options)
         ctx.stage("export" if precision == "fp32" else f"export ({precision})")
         (path, info), export_s = timed(lambda: onnx_artifact(ctx, v, module, precision) if recorded is None
                                        else (ctx.cache.verify(Path(recorded)), {}))
-        row["warnings"] = list((info.get("int8_graph") or {}).pop("warnings", []))
-        row["settings"].update(info)
-        row["export_s"] = export_s
-        row["model_bytes"] = path_bytes(path)
-        row["artifact"] = str(path)  # the ONNX file this variant's backend consumed (in the artifact cache)
+        row.warnings = list((info.get("int8_graph") or {}).pop("warnings", []))
+        facts_of.settings.update(info)
+        row.timing.export_s = export_s
+        facts_of.model_bytes = path_bytes(path)
+        facts_of.artifact = str(path)  # the ONNX file this variant's backend consumed (in the artifact cache)
         artifact = Artifact(onnx_path=path, inputs=ctx.spec.inputs)
         if recorded is None:
             built.update(onnx_fp32=fp32_onnx(ctx, v, module)[0], export=info if module is not None else None)
     items = ctx.splits.eval.at_shape(ctx.spec.inputs, v.dims)
     artifact.sample = next(items.batches(v.batch_size))[0]
-    row["fed_shapes"] = {k: list(np.shape(x)) for k, x in artifact.sample.items()}  # what this variant is fed
+    row.identity.fed_shapes = {k: list(np.shape(x)) for k, x in artifact.sample.items()}  # what this variant is fed
     if items.fitted:
-        row["settings"]["data_fit"] = items.fitted
+        facts_of.settings["data_fit"] = items.fitted
     artifact.cache_dir = ctx.cache.root
     artifact.cache = ctx.cache
     artifact.points = points(ctx.spec)
@@ -182,14 +190,14 @@ def _artifact(ctx: Context, v: Variant, cls: Any, backend: Any, module: Any, row
     return artifact, items, built
 
 
-def _record_built(row: dict, consumes: str, nbytes: int | None, facts: dict | None) -> None:
+def _record_built(facts_of: ArtifactFacts, consumes: str, nbytes: int | None, facts: dict | None) -> None:
     """What the backend built: its bytes replace the ONNX file's where it runs something else (an engine, an IR;
     the ONNX bytes are kept in the settings), and what it can say about it (layers, precisions)."""
     if nbytes:
         if consumes != "torch":
-            row["settings"]["onnx_bytes"] = row.get("model_bytes")
-        row["model_bytes"] = nbytes
-    row["settings"].update(facts or {})
+            facts_of.settings["onnx_bytes"] = facts_of.model_bytes
+        facts_of.model_bytes = nbytes
+    facts_of.settings.update(facts or {})
 
 
 def gpu_monitor(device: str) -> GpuMonitor | None:
@@ -202,22 +210,29 @@ def gpu_monitor(device: str) -> GpuMonitor | None:
     return monitor.start() if monitor is not None else None
 
 
-def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifact, items: Any, row: dict,
+def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifact, items: Any, row: Row,
                        monitor: GpuMonitor | None, excl: Any, rounds: int | None = None,
                        timing_only: bool = False, built: dict | None = None) -> None:
     ctx.stage("build")
-    session, row["build_s"] = timed(lambda: backend.build(artifact, v.target))
-    _record_built(row, type(backend).consumes, getattr(session, "artifact_bytes", None), getattr(session, "facts", None))
+    session, row.timing.build_s = timed(lambda: backend.build(artifact, v.target))
+    settings = row.artifact.settings
+    _record_built(row.artifact, type(backend).consumes, getattr(session, "artifact_bytes", None),
+                  getattr(session, "facts", None))
     try:
         if not timing_only:  # a variant's further timing processes leave accuracy to its first
             ctx.stage("accuracy")
             outputs = variant_outputs(ctx, v, session, items)
-            row.update(judge_outputs_of(ctx, v, outputs))
+            judged = judge_outputs_of(ctx, v, outputs)
             built = built or {}
-            row["conversion"] = conversion_chain(ctx, v, type(backend), outputs, built.get("onnx_fp32"),
-                                                 built.get("export"), built.get("module"))
+            conversion = conversion_chain(ctx, v, type(backend), outputs, built.get("onnx_fp32"), built.get("export"),
+                                          built.get("module"))
+            row.accuracy = Accuracy(**{k: x for k, x in judged.items() if k in Accuracy.model_fields},
+                                    conversion=conversion)
+            # what no part declares: a custom task hook's own metrics, the raw outputs' drift under a postprocess
+            # hook (raw_drift_*), kept as their own columns
+            row.extra.update({k: x for k, x in judged.items() if k not in Accuracy.model_fields})
         if ctx.spec.measure.mode == "judge":
-            row["settings"]["timing"] = "not timed (measure.mode: judge): accuracy only"
+            settings["timing"] = "not timed (measure.mode: judge): accuracy only"
             return
         if monitor is not None:
             monitor.pause()  # no polling thread while latency is sampled
@@ -226,41 +241,41 @@ def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifac
             ctx.stage("timing")
             opened = clock.wall()  # wall clock: windows of processes on one node compare
             m, dev, timing = measure_rounds(session, artifact.sample, v.batch_size, ctx.spec.measure, count=rounds)
-            row["timing_window"] = [opened, clock.wall()]
-        row["lock_wait_s"] = round(excl.waited_s, 3)
-        if excl.timing_core is not None:
-            row["timing_core"] = excl.timing_core
-        row["overlapped_windows"] = list(excl.overlaps)  # other GPUs' windows beside this one (their rounds judged)
-        row.update(rounds=timing["rounds"], contention=timing["contention"], busy=timing["busy"],
-                   probe_us_rounds=[r["probe_us"] for r in timing["rounds"]])
+            window = [opened, clock.wall()]
         if timing["busy"]:
-            row["warnings"] = list(row.get("warnings") or []) + [warning("busy", "machine busy during timing: " +
-                                                                         timing["busy"])]
+            row.warnings.append(warning("busy", "machine busy during timing: " + timing["busy"]))
         if monitor is not None:
             monitor.state("after_timing")
             monitor.resume()
-        row.update(m.summary())
+        gpu_times: dict[str, Any] = {}
         if dev is not None:
-            row.update({k: val for k, val in dev.summary("gpu_ms").items()}, gpu_samples_ms=list(dev.samples_ms))
-            row["settings"]["timing"] = "latency_ms_*: host clock around call + synchronize; gpu_ms_*: CUDA events"
-        row.update(throughput_items_s=m.throughput, iterations=len(m.samples_ms), samples_ms=list(m.samples_ms),
-                   warnings=list(row.get("warnings") or []) + list(m.warnings))
+            gpu_times = {**dev.summary("gpu_ms"), "gpu_samples_ms": list(dev.samples_ms)}
+            settings["timing"] = "latency_ms_*: host clock around call + synchronize; gpu_ms_*: CUDA events"
+        # the timing part, whole: what the window measured and how it was taken (overlapped_windows: other GPUs'
+        # windows beside this one, their rounds judged); build and export times were set before
+        row.timing = Timing(**row.timing.columns(), **m.summary(), **gpu_times, throughput_items_s=m.throughput,
+                            iterations=len(m.samples_ms), samples_ms=list(m.samples_ms), rounds=timing["rounds"],
+                            contention=timing["contention"], busy=timing["busy"],
+                            probe_us_rounds=[r["probe_us"] for r in timing["rounds"]], timing_window=window,
+                            lock_wait_s=round(excl.waited_s, 3), overlapped_windows=list(excl.overlaps),
+                            **({"timing_core": excl.timing_core} if excl.timing_core is not None else {}))
+        row.warnings += list(m.warnings)
         if ctx.spec.serving is not None and not timing_only:  # latency under load, on the same session
             from optbench.measure.serving import serve_variant
 
             ctx.stage("serving")
             with excl.timing(v.target.device):
-                if (served := serve_variant(ctx, v, session, items, row)) is not None:
+                if (served := serve_variant(ctx, v, session, items, row.given())) is not None:
                     from optbench.measure.serving.figures import headline
 
-                    row["serving"] = served
-                    row.update(headline(served))  # the figures budgets and constraints read
+                    # with the figures budgets and constraints read
+                    row.serving = Serving(serving=served, **headline(served))
         peak = session_peak(session)
         if peak is not None:
-            row["gpu_peak_bytes"] = peak
-            row["settings"]["gpu_memory"] = "torch allocator peak (torch.cuda.max_memory_allocated)"
+            row.memory.gpu_peak_bytes = peak
+            settings["gpu_memory"] = "torch allocator peak (torch.cuda.max_memory_allocated)"
         else:
-            row["gpu_peak_bytes"] = None
+            row.memory.gpu_peak_bytes = None
     finally:
         session.close()
 

@@ -43,24 +43,45 @@ def main(argv: list[str], excl: Exclusive | None = None) -> int:
     locks (a variant's process takes them at its start; without, the variant takes them itself)."""
     job = json.loads(Path(argv[0]).read_text())
     out = Path(job["out"])
+    result, status = run(job, excl)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, default=str))
+    tmp.replace(out)
+    return status
+
+
+def run(job: dict, excl: Exclusive | None = None) -> tuple[dict, int]:
+    """A job's result and the exit status its process ends with: any failure becomes a reported one."""
     stage = Stage("prepare" if job["mode"] == "prepare" else "start")
     try:
         if job["mode"] == "deploy":  # a deploy step's serving candidates of one variant
             from optbench.deploy.measure import run_deploy_job
 
-            result = run_deploy_job(job, stage, excl)
-        else:
-            result = prepare(job) if job["mode"] == "prepare" else run_variant(job, stage, excl)
-        status = 0
+            return run_deploy_job(job, stage, excl), 0
+        return (prepare(job) if job["mode"] == "prepare" else run_variant(job, stage, excl)), 0
     except Exception as e:  # the worker's whole job is to turn any failure into a reported one
         message = e.format() if isinstance(e, OptbenchError) else f"{e.__class__.__name__}: {e}"
-        result = {"status": "failed", "error": message.strip()[:2000], "failed_stage": stage.now,
-                  "user_error": isinstance(e, OptbenchError), "traceback": traceback.format_exc()[-4000:]}
-        status = 3
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, default=str))
-    tmp.replace(out)
-    return status
+        return {"status": "failed", "error": message.strip()[:2000], "failed_stage": stage.now,
+                "user_error": isinstance(e, OptbenchError), "traceback": traceback.format_exc()[-4000:]}, 3
+
+
+def run_inline(job: dict) -> dict:
+    """A variant's job in this process (the inline launcher): its row as the worker process would return it, read
+    as the supervisor reads it (no time limit, no memory cap; the traceback goes to the job's log)."""
+    import optbench.measure.clock as clock
+
+    t0 = clock.monotonic()
+    excl = Exclusive(label=f"optbench run {Path(job['run_dir']).name}, {job['variant'].get('id')} (inline)")
+    try:
+        result, _ = run(job, excl)
+    finally:
+        excl.close()
+    if tb := result.pop("traceback", None):
+        log = Path(job["run_dir"]) / "logs" / f"{job['variant']['id']}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(tb)
+    result.pop("user_error", None)
+    return {**result, "wall_s": round(clock.monotonic() - t0, 3)}
 
 
 def _vm_size_bytes() -> int:

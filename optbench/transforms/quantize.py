@@ -160,7 +160,7 @@ def _static(ctx: Any, pre: Path, dst: Path, variant: Any, s: Any, excluded: list
 
     # the activation ranges depend on the graph, the items and the method, not on the nodes left in float or the
     # quantization format: variants that differ only there (a search's fallbacks) calibrate once
-    from optbench.paths import file_digest
+    from optbench.digest import file_digest
 
     key = ctx.cache.key("calibration", [file_digest(pre), s.method, s.op_types, calibration_digest(items, s.samples),
                                         reader.size, CALIBRATION_RECIPE])

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-HEADLINE = ("serving_peak_qps", "energy_j_per_item", "soak_rss_mb_per_min", "soak_p99_drift")
-
 
 def headline(serving: Any) -> dict[str, float | None]:
     """serving_peak_qps: the peak search's QPS at the p99 bound; energy_j_per_item: the worst LoadGen run's J per
