@@ -87,8 +87,8 @@ def test_onnxruntime_cuda_rows_carry_nvml_memory_and_skip_int8(tmp_path, cache_d
 
 
 def _resnet_session(backend: str, tmp_path, **options):
-    """A ResNet-18 (10 classes, 64x64) session on CUDA through optbench's backend ``backend``: torch in fp16,
-    channels_last; ONNX Runtime on the fp32 ONNX file optbench exports."""
+    """A ResNet-18 (10 classes, 64x64) session on CUDA through optbench's backend ``backend``: torch and
+    torch-compile in fp16, channels_last; ONNX Runtime on the fp32 ONNX file optbench exports."""
     import numpy as np
     import torch
     import torchvision
@@ -101,7 +101,7 @@ def _resnet_session(backend: str, tmp_path, **options):
     torch.manual_seed(0)
     net = torchvision.models.resnet18(num_classes=10).eval()
     cls = get_backend(backend)
-    if backend == "torch":
+    if backend in ("torch", "torch-compile"):
         return cls(cls.Options(device="cuda", channels_last=True, **options)).build(
             Artifact(module=net), Target("fp16", "cuda", 1, {}, "none", None, "torch"))
     inputs = [InputSpec(name="image", shape=["batch", 3, 64, 64])]
@@ -112,11 +112,13 @@ def _resnet_session(backend: str, tmp_path, **options):
         Target("fp32", "cuda", 1, {}, "none", None, "onnx"))
 
 
-@pytest.mark.parametrize("backend,graphs", [("torch", False), ("torch", True), ("onnxruntime", False)],
-                         ids=["torch", "torch-cuda-graphs", "onnxruntime"])
+@pytest.mark.parametrize("backend,graphs", [("torch", False), ("torch", True), ("onnxruntime", False),
+                                            pytest.param("torch-compile", True, marks=pytest.mark.slow)],
+                         ids=["torch", "torch-cuda-graphs", "onnxruntime", "torch-compile-cuda-graphs"])
 def test_cuda_lanes_answer_as_their_session_does(tmp_path, backend, graphs):
     """Two lanes on their own streams, the pool staged on the GPU, batches of 1, 4 and 8 (padded): every answer
-    equals the session's own call on that item."""
+    equals the session's own call on that item, and nothing compiles while they serve (torch-compile: frozen
+    weights; the lanes' warm-up compiles the batch-1 graph and one dynamic-batch graph, and captures each size)."""
     import numpy as np
 
     from optbench.measure.serving.batcher import Batcher, Policy, stage
@@ -126,7 +128,7 @@ def test_cuda_lanes_answer_as_their_session_does(tmp_path, backend, graphs):
 
         if why := cuda_provider_reason():
             pytest.skip(why)
-    session = _resnet_session(backend, tmp_path)
+    session = _resnet_session(backend, tmp_path, **({"freezing": True} if backend == "torch-compile" else {}))
     rng = np.random.default_rng(0)
     xs = [{"image": rng.random((1, 3, 64, 64), dtype=np.float32)} for _ in range(16)]
     name = next(iter(session.infer(xs[0])))
