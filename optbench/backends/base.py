@@ -182,6 +182,9 @@ class Backend(ABC):
     # "module" (the torch module its session runs, leaf modules hooked; see :meth:`explain_build`), None: it cannot
     # (a program or a file of another framework, whose intermediate tensors optbench does not read)
     explained: ClassVar[str | None] = None
+    # the Triton Inference Server platform that serves this backend's artifact as it was measured (a
+    # ``config.pbtxt``'s ``platform``), None: no Triton backend runs what this backend ran
+    triton_platform: ClassVar[str | None] = None
 
     def explain_build(self, artifact: Artifact, target: Target) -> Session:
         """The session whose torch module `optbench explain` hooks: the one the variant ran, by default."""

@@ -224,6 +224,7 @@ class OnnxRuntime(Backend):
     extra = None
     consumes = "onnx"
     explained = "onnx"
+    triton_platform = "onnxruntime_onnx"
     # not onnxsim: importing it imports torch wherever torch is installed (its optional PPQ hook); the export that
     # simplifies a graph imports it where it runs
     preload = ("onnxruntime", "onnx", "onnxruntime.quantization", "sympy", "optbench.backends.onnxruntime")

@@ -65,18 +65,30 @@ def triton_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "model"
 
 
+def triton_platform(row: dict) -> str | None:
+    """The Triton platform that serves the row's artifact as it was measured (its backend's ``triton_platform``)."""
+    from optbench.backends import get_backend
+    from optbench.errors import SpecError
+
+    try:
+        return get_backend(str(row.get("backend_name"))).triton_platform
+    except SpecError:  # a backend this installation does not know
+        return None
+
+
 def triton_unavailable(row: dict) -> str | None:
     """Why the answer's variant gets no Triton configuration (None: it does)."""
-    if row.get("backend_name") != "onnxruntime":
-        return (f"its backend is {row.get('backend_name')}, not ONNX Runtime: Triton's ONNX Runtime backend would "
-                f"not serve what was measured")
+    if triton_platform(row) is None:
+        return (f"its backend is {row.get('backend_name')}: no Triton backend serves what was measured (Triton's "
+                f"ONNX Runtime backend serves ONNX Runtime variants)")
     art = row.get("artifact")
     if not isinstance(art, str) or not art.endswith(".onnx") or not Path(art).exists():
         return f"its ONNX file is not there ({art})"
     return None
 
 
-def triton_config(name: str, onnx_path: Path, winner: dict, device: str, batch_axes: dict | None = None) -> str:
+def triton_config(name: str, onnx_path: Path, winner: dict, device: str, batch_axes: dict | None = None,
+                  platform: str = "onnxruntime_onnx") -> str:
     """``config.pbtxt`` for Triton's ONNX Runtime backend: the model's inputs and outputs without their batch
     dimension (Triton's max_batch_size > 0 adds it in front), the instance group, and dynamic batching."""
     import onnx
@@ -98,7 +110,7 @@ def triton_config(name: str, onnx_path: Path, winner: dict, device: str, batch_a
         return out
 
     kind = "KIND_GPU" if device.startswith("cuda") else "KIND_CPU"
-    lines = [f'name: "{name}"', 'platform: "onnxruntime_onnx"', f"max_batch_size: {winner['max_batch'] if batched else 0}",
+    lines = [f'name: "{name}"', f'platform: "{platform}"', f"max_batch_size: {winner['max_batch'] if batched else 0}",
              "input [\n" + ",\n".join(tensors(list(model.graph.input))) + "\n]",
              "output [\n" + ",\n".join(tensors(list(model.graph.output))) + "\n]",
              f"instance_group [\n  {{\n    count: {winner['instances']}\n    kind: {kind}\n  }}\n]"]

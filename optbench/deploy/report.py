@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from optbench.deploy.fragment import fragment_text, triton_config, triton_name, triton_unavailable
+from optbench.deploy.fragment import fragment_text, triton_config, triton_name, triton_platform, triton_unavailable
 from optbench.deploy.row import CandidateRow
 
 
@@ -29,7 +29,7 @@ def write_outputs(d: Any, rows: list[CandidateRow]) -> None:
             folder = run_dir / "triton" / name
             (folder / "1").mkdir(parents=True, exist_ok=True)
             (folder / "config.pbtxt").write_text(triton_config(name, Path(acc["artifact"]), w, acc.get("device") or
-                                                               "cpu"))
+                                                               "cpu", platform=triton_platform(acc)))
             a["triton"] = {"config": str(folder / "config.pbtxt"), "model_file": acc["artifact"],
                            "place_model_at": str(folder / "1" / "model.onnx")}
         else:

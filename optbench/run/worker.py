@@ -50,14 +50,23 @@ def main(argv: list[str], excl: Exclusive | None = None) -> int:
     return status
 
 
+def _entry(name: str):
+    """``package.module:function`` named by the job: the worker runs jobs of packages that build on ``run``
+    (``run`` imports none of them)."""
+    import importlib
+
+    module, _, function = name.partition(":")
+    if not module.startswith("optbench."):
+        raise ValueError(f"a worker job's entry must be an optbench function, not {name!r}")
+    return getattr(importlib.import_module(module), function)
+
+
 def run(job: dict, excl: Exclusive | None = None) -> tuple[dict, int]:
     """A job's result and the exit status its process ends with: any failure becomes a reported one."""
     stage = Stage("prepare" if job["mode"] == "prepare" else "start")
     try:
-        if job["mode"] == "deploy":  # a deploy step's serving candidates of one variant
-            from optbench.deploy.measure import run_deploy_job
-
-            return run_deploy_job(job, stage, excl), 0
+        if job["mode"] == "call":  # a job of a package built on this one (``optbench deploy``'s serving candidates)
+            return _entry(job["entry"])(job, stage, excl), 0
         return (prepare(job) if job["mode"] == "prepare" else run_variant(job, stage, excl)), 0
     except Exception as e:  # the worker's whole job is to turn any failure into a reported one
         message = e.format() if isinstance(e, OptbenchError) else f"{e.__class__.__name__}: {e}"
