@@ -1,9 +1,16 @@
+import importlib.util
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
+
+# triton (torch.compile's and torch.export's) loaded into a process that has loaded TensorFlow crashes it; several
+# tests import TensorFlow themselves (to write .tflite and SavedModel files) and an xdist worker runs many tests, so
+# triton is loaded first, as optbench.frameworks.tensorflow() does (0.2 s)
+if importlib.util.find_spec("triton") is not None:
+    import triton  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 # the suite never writes to the user's run history; tests of the history name their own databases
