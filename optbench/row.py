@@ -199,7 +199,8 @@ class Accuracy(Part):
     conversion: list | None = col(
         "Every step from the reference to what the backend ran ({step, tool, version, opset, ..., drift_rel_l2}: "
         "e.g. 'tensorflow → onnx' by tf2onnx, 'onnx → onnxruntime fp16'), each with the drift it added against the "
-        "step before it (worst float output's rel. L2); [] where the variant is the reference's own computation.",
+        "step before it (worst float output's rel. L2); the step that made the fp32 ONNX names it ('onnx': its "
+        "path); [] where the variant is the reference's own computation.",
         since=4)
 
 

@@ -4,6 +4,7 @@ every converted artifact's row carries its conversion chain and the drift each s
 changes the result fails naming the step; what the spec must choose is one line and exit 2."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -222,3 +223,38 @@ def test_framework_files_are_found_inside_installed_packages(tmp_path, monkeypat
     assert main(["plan", str(write_spec(tmp_path, text.replace("INNER", "no/such")))]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no file or folder 'no/such' in package 'shipsmodels'" in err[0], err
+
+
+@pytest.mark.slow  # optbench run in a process of its own (the package must be on its path from the start), ~30 s
+def test_a_torchscript_file_in_a_package_is_recorded_as_the_file_and_its_onnx_step_names_its_onnx(tmp_path):
+    """'package:NAME/file.pt': prepare.json's model_path is the file found in the package (it was the spec's folder
+    joined with the 'package:' text); the 'torch → onnx' step names the fp32 ONNX it made, so the step can be
+    checked by running that file."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from tests.conftest import ROOT
+
+    pkg = tmp_path / "site" / "tinyts_models"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    model = fw.torchscript_file(pkg / "digits.pt")
+    spec = write_spec(tmp_path, TORCH_FILE.format(name="pkg", source="torchscript", path="package:tinyts_models/digits.pt")
+                      .replace("onnxruntime, {name: torch-compile, device: cpu}", "onnxruntime") + "measure: {mode: judge}\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(ROOT)])}
+    proc = subprocess.run([sys.executable, "-m", "optbench", "run", str(spec), "--run-dir", str(tmp_path / "run"),
+                           "--quiet", "--no-report"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    prepared = json.loads((tmp_path / "run" / "work" / "prepare.json").read_text())
+    assert Path(prepared["model_path"]) == model
+    row = next(json.loads(x) for x in (tmp_path / "run" / "results.jsonl").read_text().splitlines()
+               if json.loads(x)["backend"] == "onnxruntime")
+    step = row["conversion"][0]
+    assert step["step"] == "torch → onnx" and Path(step["onnx"]).is_file()
+    sess = ort.InferenceSession(step["onnx"], providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] and sess.run(None, {sess.get_inputs()[0].name: np.zeros(
+        (4, 1, 8, 8), np.float32)})[0].shape[0] == 4

@@ -56,9 +56,10 @@ def _torch_model(spec: Spec, spec_dir: Path, loaded, cache: ArtifactCache, split
     from optbench.models.reset import with_reset
 
     if loaded.from_file:
-        from optbench.paths import resolve_path
+        from optbench.paths import resolve_model_file
 
-        path, info["model_format"] = resolve_path(spec.model.path, spec_dir / "spec.yaml"), "file"
+        # the file itself, a 'package:NAME/...' path found in its package as the loader found it
+        path, info["model_format"] = resolve_model_file(spec.model.path, spec_dir / "spec.yaml"), "file"
     else:
         # a torchvision architecture is rebuilt from its name: its cached weights are a plain state dict, loaded
         # with weights_only=True; other modules (user code) are full pickles, guarded by the cache's ledger
