@@ -11,7 +11,8 @@ metric definitions (drift, tasks, the reading's views and hooks, feeding items a
 corpus's own, read from ``corpus/xcheck.py``.
 
 Read from the run directory: ``spec.yaml``, ``reference.json``, ``results.jsonl``, ``work/data.npz`` and
-``work/prepare.json`` (where the fp32 ONNX of the conversion step lies); from the key: ``reading.py``
+``work/prepare.json`` (where the fp32 ONNX of a TensorFlow or TFLite source's conversion lies; a torch source's
+export step names its file in the row); from the key: ``reading.py``
 (``OUTPUTS`` in the model's output order; ``RESET``: a method called before every call of a stateful module).
 
 Checked, for every ok row: each output's drift and task metrics against a reference recomputed here (drift to 1e-5
@@ -285,7 +286,7 @@ def main(argv: list[str]) -> int:
     reference = native(spec, model_path, reading)
     onnx_fp32 = Path(prepared["model_path"]) if str(prepared.get("model_path", "")).endswith(".onnx") else None
     refs: dict[str, dict] = {}
-    onnx_refs: dict[str, dict] = {}
+    onnx_refs: dict[tuple[str, str], dict] = {}
     ok_rows = [r for r in rows if r.get("status") == "ok"]
     for row in rows:
         if row.get("status") != "ok":
@@ -328,13 +329,15 @@ def main(argv: list[str]) -> int:
         prev = refs[key]
         for i, step in enumerate(row.get("conversion") or []):
             if step.get("step", "").endswith("→ onnx") and i < len(row["conversion"]) - 1:
-                if onnx_fp32 is None:
-                    problems.append(f"{vid}: step '{step['step']}' but the run's prepare.json names no fp32 ONNX")
+                # the fp32 ONNX: the file the step names (a torch source's export), else the run's prepared one
+                made = Path(step["onnx"]) if step.get("onnx") else onnx_fp32
+                if made is None:
+                    problems.append(f"{vid}: step '{step['step']}' names no ONNX file, nor does prepare.json")
                     break
-                if key not in onnx_refs:
-                    onnx_refs[key] = run_items(OnnxModel(onnx_fp32, None), base.Feeder(spec, data, dims), ref_batch,
-                                               axes)[0]
-                after = onnx_refs[key]
+                if (key, str(made)) not in onnx_refs:
+                    onnx_refs[(key, str(made))] = run_items(OnnxModel(made, None), base.Feeder(spec, data, dims),
+                                                            ref_batch, axes)[0]
+                after = onnx_refs[(key, str(made))]
             else:
                 after = outs
             value = step_drift(after, prev)

