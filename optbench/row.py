@@ -226,7 +226,9 @@ class ArtifactFacts(Part):
                                   "torch).", "bytes")
     params: int | None = col("Parameters of the (transformed) model.", "count")
     sparsity: float | None = col("Share of zero weights after pruning.", "ratio")
-    artifact: str | None = col("The ONNX file the backend consumed (in the artifact cache).", since=2)
+    artifact: str | None = col("The model file the backend ran: the ONNX file it consumed (in the artifact cache), "
+                               "the model file as given, or a file it made of its own (OpenVINO's int8 IR; "
+                               "settings.built_from names the file it was made from).", since=2)
     settings: dict | None = col("How the variant was realised, per backend and step (precision mode, providers, "
                                 "engine facts, int8 graph facts, calibration, memory cap, ...).")
 

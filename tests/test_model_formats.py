@@ -168,6 +168,29 @@ def test_openvino_ir_runs_on_openvino_only(tmp_path, cache_dir):
     assert main(["check", str(tmp_path / "run")]) == 0
 
 
+def test_an_int8_row_of_an_ir_names_the_int8_ir_it_built_and_ran(tmp_path, cache_dir):
+    """OpenVINO int8 of an IR source is NNCF's quantization of it, saved as a new IR in the artifact cache: the row's
+    artifact is that IR (the source .xml was recorded, so a check or a re-timing ran the fp32 file), and its bytes
+    are the row's model_bytes; the file it was made from is kept in the settings."""
+    pytest.importorskip("nncf", reason="the 'openvino' extra (nncf) is not installed")
+    import openvino as ov
+
+    path = fw.openvino_ir(tmp_path / "digits.xml")
+    text = TORCH_FILE.format(name="ir8", source="openvino", path=path).replace(
+        "[{name: torch, device: cpu}, onnxruntime, {name: torch-compile, device: cpu}]", "[openvino]").replace(
+        "precision: [fp32]", "precision: [fp32, int8]") + "measure: {mode: judge}\n"
+    spec = write_spec(tmp_path, text)
+    code = main(["run", str(spec), "--run-dir", str(tmp_path / "run"), "--quiet", "--no-report"])
+    rows = {r["precision"]: r for r in map(json.loads, (tmp_path / "run" / "results.jsonl").read_text().splitlines())}
+    assert code == 0 and rows["int8"]["status"] == "ok", rows["int8"]["error"]
+    assert rows["fp32"]["artifact"] == str(path)  # the IR as given
+    int8 = Path(rows["int8"]["artifact"])
+    assert int8 != path and int8.suffix == ".xml" and rows["int8"]["settings"]["built_from"] == str(path)
+    ops = [op.get_type_name() for op in ov.Core().read_model(str(int8)).get_ops()]
+    assert "FakeQuantize" in ops  # the quantized IR, not the fp32 one
+    assert rows["int8"]["model_bytes"] == int8.stat().st_size + int8.with_suffix(".bin").stat().st_size
+
+
 @pytest.mark.slow
 def test_keras_applications_mobilenet(tmp_path, cache_dir, keras_files):
     path = fw.mobilenet(tmp_path / "mobilenet")
