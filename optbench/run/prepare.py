@@ -131,10 +131,12 @@ def save_interpretation(run_dir: Path, interp) -> None:
 
 
 def reference_batch(spec: Spec, interp) -> int:
-    """The batch the reference runs at: the model's fixed batch, 1 without a batch axis, else REF_BATCH."""
+    """The batch the reference runs at: the model's fixed batch, 1 without a batch axis, else REF_BATCH, or the eval
+    split's size where it is smaller (a batch padded beyond the items computes repeats of them for nothing: 64 items
+    for 8)."""
     if interp.fixed_batch is not None:
         return interp.fixed_batch
-    return REF_BATCH if interp.batch == "dynamic" else 1
+    return min(REF_BATCH, spec.data.eval) if interp.batch == "dynamic" else 1
 
 
 def _reference_pass(spec: Spec, spec_dir: Path, splits: Splits, infer, info: dict, work: Path) -> dict:
