@@ -11,7 +11,8 @@ metric definitions (drift, tasks, the reading's views and hooks, feeding items a
 corpus's own, read from ``corpus/xcheck.py``.
 
 Read from the run directory: ``spec.yaml``, ``reference.json``, ``results.jsonl``, ``work/data.npz`` and
-``work/prepare.json`` (where the fp32 ONNX of the conversion step lies); from the key: ``reading.py``
+``work/prepare.json`` (where the fp32 ONNX of a TensorFlow or TFLite source's conversion lies; a torch source's
+export step names its file in the row); from the key: ``reading.py``
 (``OUTPUTS`` in the model's output order; ``RESET``: a method called before every call of a stateful module).
 
 Checked, for every ok row: each output's drift and task metrics against a reference recomputed here (drift to 1e-5
@@ -246,14 +247,21 @@ def step_drift(out: dict[str, np.ndarray], prev: dict[str, np.ndarray]) -> float
     return worst
 
 
-def artifact_model(row: dict, spec: dict, reading: Any, model_path: Path):
+def artifact_model(row: dict, spec: dict, reading: Any, model_path: Path, loaded: dict):
     """What the row's backend ran, run here: the native file by its framework, an ONNX file by onnxruntime. A row
-    without an artifact ran the model file itself (torch runs a TorchScript module as loaded)."""
+    without an artifact ran the model file itself (torch runs a TorchScript module as loaded). Rows that ran the same
+    file the same way (batch 1 and 4 of one artifact) share one loaded model: ``loaded``, by file and settings."""
     path = Path(row["artifact"]) if row.get("artifact") else model_path
     if path.suffix == ".onnx":
-        return OnnxModel(path, row.get("settings") or {})
+        settings = row.get("settings") or {}
+        key = (str(path), f"{settings.get('graph_optimization', 'all')} {settings.get('threads')}")  # what session() reads
+        if key not in loaded:
+            loaded[key] = OnnxModel(path, settings)
+        return loaded[key]
     hint = {"fp16": "f16", "bf16": "bf16"}.get(row["precision"], "f32")
-    return native(spec, path, reading, hint)
+    if (str(path), hint) not in loaded:
+        loaded[(str(path), hint)] = native(spec, path, reading, hint)
+    return loaded[(str(path), hint)]
 
 
 def main(argv: list[str]) -> int:
@@ -282,10 +290,11 @@ def main(argv: list[str]) -> int:
                       "ok" if same else "DIFFERS"))
 
     ref_batch = int(ref_info["reference_batch"])
-    reference = native(spec, model_path, reading)
+    loaded: dict[tuple[str, str], Any] = {}
+    reference = loaded[(str(model_path), "f32")] = native(spec, model_path, reading)
     onnx_fp32 = Path(prepared["model_path"]) if str(prepared.get("model_path", "")).endswith(".onnx") else None
     refs: dict[str, dict] = {}
-    onnx_refs: dict[str, dict] = {}
+    onnx_refs: dict[tuple[str, str], dict] = {}
     ok_rows = [r for r in rows if r.get("status") == "ok"]
     for row in rows:
         if row.get("status") != "ok":
@@ -295,7 +304,7 @@ def main(argv: list[str]) -> int:
         key = json.dumps(dims, sort_keys=True)
         if key not in refs:
             refs[key] = run_items(reference, base.Feeder(spec, data, dims), ref_batch, axes)[0]
-        outs, fed = run_items(artifact_model(row, spec, reading, model_path), base.Feeder(spec, data, dims),
+        outs, fed = run_items(artifact_model(row, spec, reading, model_path, loaded), base.Feeder(spec, data, dims),
                               int(row["batch_size"]), axes)
         if fed != row.get("fed_shapes"):
             problems.append(f"{vid}: fed {fed}, optbench's row says {row.get('fed_shapes')}")
@@ -328,13 +337,15 @@ def main(argv: list[str]) -> int:
         prev = refs[key]
         for i, step in enumerate(row.get("conversion") or []):
             if step.get("step", "").endswith("→ onnx") and i < len(row["conversion"]) - 1:
-                if onnx_fp32 is None:
-                    problems.append(f"{vid}: step '{step['step']}' but the run's prepare.json names no fp32 ONNX")
+                # the fp32 ONNX: the file the step names (a torch source's export), else the run's prepared one
+                made = Path(step["onnx"]) if step.get("onnx") else onnx_fp32
+                if made is None:
+                    problems.append(f"{vid}: step '{step['step']}' names no ONNX file, nor does prepare.json")
                     break
-                if key not in onnx_refs:
-                    onnx_refs[key] = run_items(OnnxModel(onnx_fp32, None), base.Feeder(spec, data, dims), ref_batch,
-                                               axes)[0]
-                after = onnx_refs[key]
+                if (key, str(made)) not in onnx_refs:
+                    onnx_refs[(key, str(made))] = run_items(OnnxModel(made, None), base.Feeder(spec, data, dims),
+                                                            ref_batch, axes)[0]
+                after = onnx_refs[(key, str(made))]
             else:
                 after = outs
             value = step_drift(after, prev)

@@ -199,7 +199,8 @@ class Accuracy(Part):
     conversion: list | None = col(
         "Every step from the reference to what the backend ran ({step, tool, version, opset, ..., drift_rel_l2}: "
         "e.g. 'tensorflow → onnx' by tf2onnx, 'onnx → onnxruntime fp16'), each with the drift it added against the "
-        "step before it (worst float output's rel. L2); [] where the variant is the reference's own computation.",
+        "step before it (worst float output's rel. L2); the step that made the fp32 ONNX names it ('onnx': its "
+        "path); [] where the variant is the reference's own computation.",
         since=4)
 
 
@@ -225,7 +226,9 @@ class ArtifactFacts(Part):
                                   "torch).", "bytes")
     params: int | None = col("Parameters of the (transformed) model.", "count")
     sparsity: float | None = col("Share of zero weights after pruning.", "ratio")
-    artifact: str | None = col("The ONNX file the backend consumed (in the artifact cache).", since=2)
+    artifact: str | None = col("The model file the backend ran: the ONNX file it consumed (in the artifact cache), "
+                               "the model file as given, or a file it made of its own (OpenVINO's int8 IR; "
+                               "settings.built_from names the file it was made from).", since=2)
     settings: dict | None = col("How the variant was realised, per backend and step (precision mode, providers, "
                                 "engine facts, int8 graph facts, calibration, memory cap, ...).")
 

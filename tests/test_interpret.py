@@ -35,6 +35,7 @@ backends: [{{name: torch, device: cpu}}, onnxruntime]
     assert out["seen"] == {"7": [12, 7, 11], "11": [12, 11, 11]}
     ref = json.loads((run / "reference.json").read_text())
     assert ref["output_shapes"]["output"] == [12, 11]  # every time step of each item, not a slice
+    assert ref["reference_batch"] == 10  # the 10 eval items in one batch, not padded with repeats to 64
     rows = _rows(run)
     assert all(r["status"] == "ok" for r in rows.values()), [r.get("error") for r in rows.values()]
     ort = [r for r in rows.values() if r["backend"] == "onnxruntime"]

@@ -4,6 +4,7 @@ every converted artifact's row carries its conversion chain and the drift each s
 changes the result fails naming the step; what the spec must choose is one line and exit 2."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -167,6 +168,29 @@ def test_openvino_ir_runs_on_openvino_only(tmp_path, cache_dir):
     assert main(["check", str(tmp_path / "run")]) == 0
 
 
+def test_an_int8_row_of_an_ir_names_the_int8_ir_it_built_and_ran(tmp_path, cache_dir):
+    """OpenVINO int8 of an IR source is NNCF's quantization of it, saved as a new IR in the artifact cache: the row's
+    artifact is that IR (the source .xml was recorded, so a check or a re-timing ran the fp32 file), and its bytes
+    are the row's model_bytes; the file it was made from is kept in the settings."""
+    pytest.importorskip("nncf", reason="the 'openvino' extra (nncf) is not installed")
+    import openvino as ov
+
+    path = fw.openvino_ir(tmp_path / "digits.xml")
+    text = TORCH_FILE.format(name="ir8", source="openvino", path=path).replace(
+        "[{name: torch, device: cpu}, onnxruntime, {name: torch-compile, device: cpu}]", "[openvino]").replace(
+        "precision: [fp32]", "precision: [fp32, int8]") + "measure: {mode: judge}\n"
+    spec = write_spec(tmp_path, text)
+    code = main(["run", str(spec), "--run-dir", str(tmp_path / "run"), "--quiet", "--no-report"])
+    rows = {r["precision"]: r for r in map(json.loads, (tmp_path / "run" / "results.jsonl").read_text().splitlines())}
+    assert code == 0 and rows["int8"]["status"] == "ok", rows["int8"]["error"]
+    assert rows["fp32"]["artifact"] == str(path)  # the IR as given
+    int8 = Path(rows["int8"]["artifact"])
+    assert int8 != path and int8.suffix == ".xml" and rows["int8"]["settings"]["built_from"] == str(path)
+    ops = [op.get_type_name() for op in ov.Core().read_model(str(int8)).get_ops()]
+    assert "FakeQuantize" in ops  # the quantized IR, not the fp32 one
+    assert rows["int8"]["model_bytes"] == int8.stat().st_size + int8.with_suffix(".bin").stat().st_size
+
+
 @pytest.mark.slow
 def test_keras_applications_mobilenet(tmp_path, cache_dir, keras_files):
     path = fw.mobilenet(tmp_path / "mobilenet")
@@ -222,3 +246,38 @@ def test_framework_files_are_found_inside_installed_packages(tmp_path, monkeypat
     assert main(["plan", str(write_spec(tmp_path, text.replace("INNER", "no/such")))]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no file or folder 'no/such' in package 'shipsmodels'" in err[0], err
+
+
+@pytest.mark.slow  # optbench run in a process of its own (the package must be on its path from the start), ~30 s
+def test_a_torchscript_file_in_a_package_is_recorded_as_the_file_and_its_onnx_step_names_its_onnx(tmp_path):
+    """'package:NAME/file.pt': prepare.json's model_path is the file found in the package (it was the spec's folder
+    joined with the 'package:' text); the 'torch → onnx' step names the fp32 ONNX it made, so the step can be
+    checked by running that file."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from tests.conftest import ROOT
+
+    pkg = tmp_path / "site" / "tinyts_models"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    model = fw.torchscript_file(pkg / "digits.pt")
+    spec = write_spec(tmp_path, TORCH_FILE.format(name="pkg", source="torchscript", path="package:tinyts_models/digits.pt")
+                      .replace("onnxruntime, {name: torch-compile, device: cpu}", "onnxruntime") + "measure: {mode: judge}\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(ROOT)])}
+    proc = subprocess.run([sys.executable, "-m", "optbench", "run", str(spec), "--run-dir", str(tmp_path / "run"),
+                           "--quiet", "--no-report"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    prepared = json.loads((tmp_path / "run" / "work" / "prepare.json").read_text())
+    assert Path(prepared["model_path"]) == model
+    row = next(json.loads(x) for x in (tmp_path / "run" / "results.jsonl").read_text().splitlines()
+               if json.loads(x)["backend"] == "onnxruntime")
+    step = row["conversion"][0]
+    assert step["step"] == "torch → onnx" and Path(step["onnx"]).is_file()
+    sess = ort.InferenceSession(step["onnx"], providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] and sess.run(None, {sess.get_inputs()[0].name: np.zeros(
+        (4, 1, 8, 8), np.float32)})[0].shape[0] == 4

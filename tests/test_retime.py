@@ -214,3 +214,16 @@ def test_compare_and_check_re_time_both_artifacts_alternately(two_runs, tmp_path
         assert len(r.pairs) == 6 and "re-timed in" in r.message
         assert (r.verdict == "slower" and r.interval[0] > 1 and "paired (interval" in r.message) or \
             (r.verdict == "inconclusive" and "machine busy during the re-timing" in r.message)
+
+
+def test_a_row_that_ran_a_file_its_backend_made_is_re_timed_from_the_file_it_was_made_from(tmp_path):
+    """OpenVINO int8 of an ONNX file: the row's artifact is the int8 IR it ran, which the backend makes again from
+    the ONNX it consumed; re-timing (and deploy) hand the backend that ONNX, never the IR as if it were one."""
+    from optbench.run.retime import _recorded
+
+    onnx, ir = tmp_path / "model.onnx", tmp_path / "int8" / "model.xml"
+    ir.parent.mkdir()
+    onnx.write_bytes(b"onnx")
+    ir.write_text("<net/>")
+    assert _recorded({"artifact": str(ir), "settings": {"built_from": str(onnx)}}) == onnx
+    assert _recorded({"artifact": str(onnx), "settings": {}}) == onnx

@@ -67,6 +67,8 @@ class Session(ABC):
     # whether the outputs of :meth:`to_numpy` carry the model's own names (ONNX, OpenVINO, TFLite, TensorFlow): they
     # are then paired with the reference's by name; a torch module's tuple has none and is read by position
     names_outputs: ClassVar[bool] = True
+    # the model file the backend made of its own and runs (OpenVINO's int8 IR), where it is not the file it was given
+    built_path: str | None = None
 
     @abstractmethod
     def prepare(self, feeds: dict[str, np.ndarray]) -> Any: ...
@@ -309,7 +311,8 @@ class Backend(ABC):
         build needs no runtime (engine builders on a machine without the GPU) override this."""
         session = self.build(artifact, target)
         try:
-            return {"bytes": getattr(session, "artifact_bytes", None), "facts": getattr(session, "facts", None) or {}}
+            return {"bytes": getattr(session, "artifact_bytes", None), "facts": getattr(session, "facts", None) or {},
+                    "path": getattr(session, "built_path", None)}
         finally:
             session.close()
 

@@ -199,6 +199,8 @@ class OpenVINO(Backend):
                                      "version": ov.__version__}
         session = OvSession(compiled, names, size, _feeds_as(native))
         session.facts = facts
+        if target.precision == "int8":
+            session.built_path = str(path)  # the int8 IR it made and runs, not the file it was made from
         return session
 
     def _int8_ir(self, cache, artifact: Artifact, target: Target) -> Path:

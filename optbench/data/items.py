@@ -76,9 +76,12 @@ class Items:
             yield self.layout(idx), real
 
     def layout(self, idx: np.ndarray) -> dict[str, np.ndarray]:
-        """The items ``idx`` as model inputs, in call order: batch axis moved in place, constants added."""
+        """The items ``idx`` as model inputs, in call order: batch axis moved in place, constants added. Arrays are
+        C-contiguous whatever the data source returned (a transposed view keeps its memory order through indexing):
+        the variants read the items back from data.npz, C-contiguous, and a torch module fed a view gets a strided
+        (channels-last) tensor whose convolutions run other kernels, a difference the reference must not have."""
         if self.feed is None:
-            return {k: v[idx] for k, v in self.inputs.items()}
+            return {k: np.ascontiguousarray(v[idx]) for k, v in self.inputs.items()}
         out = {}
         for f in self.feed:
             if f.const is not None:
@@ -86,7 +89,7 @@ class Items:
             elif f.batch_axis is None:  # an input without a batch dim: one item's array (batch size 1); a scalar
                 out[f.name] = np.asarray(self.inputs[f.name][idx[0]])  # input stays a 0-d array, not a numpy scalar
             else:
-                out[f.name] = np.moveaxis(self.inputs[f.name][idx], 0, f.batch_axis)
+                out[f.name] = np.ascontiguousarray(np.moveaxis(self.inputs[f.name][idx], 0, f.batch_axis))
         return out
 
     def at_shape(self, inputs: list[InputSpec], dims: dict[str, int]) -> Items:

@@ -106,6 +106,9 @@ def readable(run_dir: Path, row: dict) -> str:
         return "module"
     elif as_given:
         what = f"it ran the {native.get('framework')} model file as given ({Path(artifact).name})"
+    elif (row.get("settings") or {}).get("built_from"):
+        what = (f"its {row.get('precision')} model ({Path(artifact).name}) is made by {cls.name} itself from "
+                f"{Path(row['settings']['built_from']).name}")
     elif cls.consumes == "torch":
         what = f"it ran a program {cls.name} makes from the torch module"
     else:

@@ -43,7 +43,8 @@ def conversion_chain(ctx: Context, v: Variant, backend: Any, outputs: dict, onnx
 
             out = _stage(ctx, v, ["onnx", file_digest(onnx_fp32)],
                          lambda: reference_backend("onnx").reference_infer(onnx_fp32), by_name=True)
-            steps += [*done[:-1], {**done[-1], **_added(out, prev)}]  # the ONNX's outputs measure the last
+            # the ONNX's outputs measure the last step, which names the file it made (for a check of that step)
+            steps += [*done[:-1], {**done[-1], "onnx": str(onnx_fp32), **_added(out, prev)}]
             prev = out
         stage = "onnx"
     is_reference = not steps and backend.reference_for == framework and v.precision == "fp32" and v.device == "cpu"

@@ -56,9 +56,10 @@ def _torch_model(spec: Spec, spec_dir: Path, loaded, cache: ArtifactCache, split
     from optbench.models.reset import with_reset
 
     if loaded.from_file:
-        from optbench.paths import resolve_path
+        from optbench.paths import resolve_model_file
 
-        path, info["model_format"] = resolve_path(spec.model.path, spec_dir / "spec.yaml"), "file"
+        # the file itself, a 'package:NAME/...' path found in its package as the loader found it
+        path, info["model_format"] = resolve_model_file(spec.model.path, spec_dir / "spec.yaml"), "file"
     else:
         # a torchvision architecture is rebuilt from its name: its cached weights are a plain state dict, loaded
         # with weights_only=True; other modules (user code) are full pickles, guarded by the cache's ledger
@@ -130,10 +131,12 @@ def save_interpretation(run_dir: Path, interp) -> None:
 
 
 def reference_batch(spec: Spec, interp) -> int:
-    """The batch the reference runs at: the model's fixed batch, 1 without a batch axis, else REF_BATCH."""
+    """The batch the reference runs at: the model's fixed batch, 1 without a batch axis, else REF_BATCH, or the eval
+    split's size where it is smaller (a batch padded beyond the items computes repeats of them for nothing: 64 items
+    for 8)."""
     if interp.fixed_batch is not None:
         return interp.fixed_batch
-    return REF_BATCH if interp.batch == "dynamic" else 1
+    return min(REF_BATCH, spec.data.eval) if interp.batch == "dynamic" else 1
 
 
 def _reference_pass(spec: Spec, spec_dir: Path, splits: Splits, infer, info: dict, work: Path) -> dict:

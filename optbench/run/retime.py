@@ -81,8 +81,10 @@ def locate(run_dir: Path, row: dict) -> Side | str:
 
 
 def _recorded(row: dict) -> Path | str:
-    """The file a row's backend consumed (an ONNX file, a model file as given), or why there is none."""
-    artifact = row.get("artifact")
+    """The file a row's backend consumed (an ONNX file, a model file as given), or why there is none. A row whose
+    backend ran a file it made of its own (OpenVINO's int8 IR) is re-timed from the file that one was made from
+    (``settings.built_from``): the backend makes it again, from its cache, as the run did."""
+    artifact = (row.get("settings") or {}).get("built_from") or row.get("artifact")
     if not isinstance(artifact, str) or not artifact:
         return "its row records no artifact file (the run was made before rows recorded one)"
     path = Path(artifact)

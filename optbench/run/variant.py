@@ -77,7 +77,7 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
     if build_only:
         ctx.stage("build")
         info, row.timing.build_s = timed(lambda: backend.build_only(artifact, target))
-        _record_built(facts_of, cls.consumes, info.get("bytes"), info.get("facts"))
+        _record_built(facts_of, cls.consumes, info.get("bytes"), info.get("facts"), info.get("path"))
         row.identity.status = "built"
         return row.given()
     # the artifact is ready: what its export and int8 calibration allocated may stay resident in this process (ONNX
@@ -138,7 +138,8 @@ def open_session(ctx: Context, vdict: dict, recorded: str | None = None) -> tupl
     artifact, items, _ = _artifact(ctx, v, cls, backend, module, row, recorded)
     ctx.stage("build")
     session, row.timing.build_s = timed(lambda: backend.build(artifact, v.target))
-    _record_built(row.artifact, cls.consumes, getattr(session, "artifact_bytes", None), getattr(session, "facts", None))
+    _record_built(row.artifact, cls.consumes, getattr(session, "artifact_bytes", None), getattr(session, "facts", None),
+                  session.built_path)
     return session, v, items, row.given()
 
 
@@ -190,14 +191,19 @@ def _artifact(ctx: Context, v: Variant, cls: Any, backend: Any, module: Any, row
     return artifact, items, built
 
 
-def _record_built(facts_of: ArtifactFacts, consumes: str, nbytes: int | None, facts: dict | None) -> None:
+def _record_built(facts_of: ArtifactFacts, consumes: str, nbytes: int | None, facts: dict | None,
+                  path: str | None = None) -> None:
     """What the backend built: its bytes replace the ONNX file's where it runs something else (an engine, an IR;
-    the ONNX bytes are kept in the settings), and what it can say about it (layers, precisions)."""
+    the ONNX bytes are kept in the settings), and what it can say about it (layers, precisions). A model file it
+    made of its own (OpenVINO's int8 IR) becomes the row's artifact, the file it was made from kept as built_from."""
     if nbytes:
         if consumes != "torch":
             facts_of.settings["onnx_bytes"] = facts_of.model_bytes
         facts_of.model_bytes = nbytes
     facts_of.settings.update(facts or {})
+    if path:
+        facts_of.settings["built_from"] = facts_of.artifact
+        facts_of.artifact = path
 
 
 def gpu_monitor(device: str) -> GpuMonitor | None:
@@ -217,7 +223,7 @@ def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifac
     session, row.timing.build_s = timed(lambda: backend.build(artifact, v.target))
     settings = row.artifact.settings
     _record_built(row.artifact, type(backend).consumes, getattr(session, "artifact_bytes", None),
-                  getattr(session, "facts", None))
+                  getattr(session, "facts", None), session.built_path)
     try:
         if not timing_only:  # a variant's further timing processes leave accuracy to its first
             ctx.stage("accuracy")
