@@ -16,6 +16,7 @@ import ast
 import glob
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -93,20 +94,29 @@ def _rows(run_dir: Path) -> dict[str, dict]:
     return rows
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def runs(tmp_path_factory):
-    """Each key run once for the module: {key: run directory}, or the failure's text."""
-    done: dict[str, Path | str] = {}
+    """Each key run once for the whole test session, in whichever pytest-xdist worker asks first (the others wait on
+    the key's file lock, then read its run): {key: run directory}, or the failure's text. Not module-scoped, so
+    the keys' tests spread over the workers instead of queueing on one."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "corpus2-runs"
+    shared.mkdir(exist_ok=True)
 
     def run(key: str) -> Path:
-        if key not in done:
-            run_dir = tmp_path_factory.mktemp(key) / "run"
-            proc = _optbench("run", str(CORPUS / key / "spec.yaml"), "--run-dir", str(run_dir))
-            done[key] = run_dir if proc.returncode == 0 else \
-                f"optbench run corpus2/{key} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        if isinstance(done[key], str):
-            pytest.fail(done[key])
-        return done[key]
+        run_dir, failed = shared / key / "run", shared / f"{key}.failed"
+        with FileLock(str(shared / f"{key}.lock")):
+            if not run_dir.exists() and not failed.exists():
+                run_dir.parent.mkdir(exist_ok=True)
+                proc = _optbench("run", str(CORPUS / key / "spec.yaml"), "--run-dir", str(run_dir), "--no-explain")
+                if proc.returncode != 0:
+                    failed.write_text(f"optbench run corpus2/{key} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n"
+                                      f"{proc.stderr[-3000:]}")
+        if failed.exists():
+            pytest.fail(failed.read_text())
+        return run_dir
     return run
 
 
