@@ -36,8 +36,10 @@ def _sweep(tmp_path, executor: str) -> dict[str, dict]:
 
 
 def _measured(row: dict) -> dict:
-    # the process's memory cap; whether the artifact was found in the cache (the second sweep finds the first's)
-    settings = {k: v for k, v in (row["settings"] or {}).items() if k != "memory_cap" and not k.endswith("_cached")}
+    # the process's memory cap and the resident size its memory delta counts from; whether the artifact was found
+    # in the cache (the second sweep finds the first's)
+    settings = {k: v for k, v in (row["settings"] or {}).items()
+                if k not in ("memory_cap", "host_memory") and not k.endswith("_cached")}
     return {k: v for k, v in row.items() if k not in PROCESS_COLUMNS} | {"settings": settings}
 
 
