@@ -62,6 +62,9 @@ def _shared_fixture(item) -> str | None:
 # fixtures that time real load and whose tests assert on what they timed (achieved QPS near its target, a p99
 # under its bound): their tests are `serial`, run apart from pytest-xdist's workers (see docs/contributing.md's test command)
 SERIAL_FIXTURES = {"served"}
+# fixtures that build a real sweep or a set of framework files (a minute or more on two cores): their tests are
+# `slow`, out of the quick `-m "not slow"` loop (the whole suite runs them)
+SLOW_FIXTURES = {"small_run", "keras_files", "two_runs"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks this adds
@@ -71,6 +74,8 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if SERIAL_FIXTURES & set(getattr(item, "fixturenames", ())) or "gpu" in item.keywords:
             item.add_marker(pytest.mark.serial)
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) and "slow" not in item.keywords:
+            item.add_marker(pytest.mark.slow)
         if (group := _shared_fixture(item)) is not None and not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(group))
         if "gpu" in item.keywords and not _has_cuda():

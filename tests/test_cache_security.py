@@ -54,6 +54,7 @@ def test_ledgers_are_per_cache_and_private(tmp_path, ledger):
     assert (ledger.stat().st_mode & 0o077) == 0
 
 
+@pytest.mark.slow  # 20-70 s on two cores
 def test_a_torchvision_model_is_cached_as_plain_weights(tmp_path, cache_dir):
     """Its architecture is rebuilt from the name; the cache holds a state dict that torch.load reads with
     weights_only=True (no pickled code), and the variants match the reference."""

@@ -111,6 +111,7 @@ def test_a_dead_process_releases_its_locks(tmp_path):
     assert done.wait(5)
 
 
+@pytest.mark.slow  # 20-70 s on two cores
 def test_jobs_two_runs_every_variant_with_exclusive_timing(tmp_path, cache_dir):
     spec = write_spec(tmp_path, SPEC)
     run = tmp_path / "jobs2"

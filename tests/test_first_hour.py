@@ -268,6 +268,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow  # 20-70 s on two cores
 def test_an_onnx_only_sweep_forks_its_workers_from_a_server_without_torch(tmp_path):
     script = tmp_path / "forked.py"
     script.write_text(_FORKED)

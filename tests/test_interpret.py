@@ -16,6 +16,7 @@ def _rows(run_dir):
     return {r["variant_id"]: r for r in map(json.loads, (run_dir / "results.jsonl").read_text().splitlines())}
 
 
+@pytest.mark.slow  # 20-70 s on two cores
 def test_time_major_torch_output_is_read_on_axis_1_and_exported_so(tmp_path, cache_dir, capsys):
     """A (T, B, C) output: every time step compared, the export's dynamic batch on axis 1 (axis 0 before)."""
     spec = write_spec(tmp_path, f"""\

@@ -43,6 +43,7 @@ def _measured(row: dict) -> dict:
     return {k: v for k, v in row.items() if k not in PROCESS_COLUMNS} | {"settings": settings}
 
 
+@pytest.mark.slow  # 20-70 s on two cores
 def test_one_sweep_gives_the_same_rows_inline_and_in_worker_processes(tmp_path):
     inline = _sweep(tmp_path, "inline")
     local = _sweep(tmp_path, "local")

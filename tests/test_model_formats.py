@@ -48,6 +48,7 @@ def _steps(row: dict) -> list[str]:
     return [s["step"] for s in row["conversion"]]
 
 
+@pytest.mark.slow  # 20-70 s on two cores
 @pytest.mark.parametrize("source, make", [("torchscript", fw.torchscript_file), ("exported", fw.exported_file)])
 def test_torch_files_run_with_torch_as_the_reference(tmp_path, cache_dir, source, make):
     path = make(tmp_path / ("digits.pt" if source == "torchscript" else "digits.pt2"))

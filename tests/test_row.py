@@ -114,6 +114,7 @@ def test_a_schema_1_run_directory_imports_into_the_history_and_reads_back_typed(
     assert any(s.points and s.points[0]["value"] is not None for s in series(h, "quickstart", "*", "p50"))
 
 
+@pytest.mark.slow  # 20-70 s on two cores
 def test_rows_validate_against_the_row_json_schema():
     jsonschema = pytest.importorskip("jsonschema")
     schema = json_schema()

@@ -44,6 +44,7 @@ def _need(name: str) -> None:
         pytest.skip(why)
 
 
+@pytest.mark.slow  # 20-70 s on two cores
 def test_openvino_fp32_and_nncf_int8(tmp_path, cache_dir):
     _need("openvino")
     run = tmp_path / "run"
@@ -145,6 +146,7 @@ def test_tvm_compiles_for_this_cpu_at_fp32_and_mixed_fp16(tmp_path, cache_dir):
         assert fp16["settings"]["tvm"]["float16_mentions"] > 0 == fp32["settings"]["tvm"]["float16_mentions"]
 
 
+@pytest.mark.slow  # 20-70 s on two cores
 def test_ncnn_from_pnnx_at_fp32_and_fp16_storage(tmp_path, cache_dir):
     _need("ncnn")
     run = tmp_path / "run"

@@ -137,6 +137,7 @@ def built_model(cache_dir, *markers: str):
     return built[0]
 
 
+@pytest.mark.slow  # 20-70 s on two cores
 def test_int8_op_types_quantize_only_the_chosen_ops(tmp_path, cache_dir):
     """op_types quantizes the chosen ops and leaves the rest in fp32 (what transformers need for their
     outlier-heavy ops); an op type the mode's quantizer does not handle is an error, not a silent fp32 model."""
