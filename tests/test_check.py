@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from optbench.check import _passing, check_run, parse_overrides
+from optbench.check import check_run, parse_overrides, passing_setting
 from optbench.cli import main
 from optbench.errors import OptbenchError
 from optbench.testing import assert_budgets, to_pytest_benchmark
@@ -183,5 +183,5 @@ def test_pytest_helpers(small_run, tmp_path):
 
 
 def test_passing_suggestion_is_round_and_passes():
-    assert _passing(0.962, "min") == "0.96"
-    assert _passing(0.0123, "max") == "0.013"
+    assert passing_setting(0.962, "min") == "0.96"
+    assert passing_setting(0.0123, "max") == "0.013"
