@@ -18,7 +18,7 @@ from optbench.row import INTEGER, SCHEMA_VERSION, normalize  # noqa: F401 (SCHEM
 
 RESULTS = "results.jsonl"
 FINAL_STATUSES = ("ok", "built", "failed", "timeout", "skipped")
-# every column of a row, in the order of its parts (see optbench/row.py, where each is documented)
+# every column of a row, in the order of its parts (see optbench/row/parts.py, where each is documented)
 COLUMNS = [c.name for c in ROW_COLUMNS]
 
 

@@ -41,7 +41,7 @@ TASK_COLUMNS = [("serving_peak_qps", "peak QPS at p99 bound"), ("energy_j_per_it
                 ("ctc_exact_rate", "exact strings"), ("ctc_cer", "CER"), ("ctc_label_exact_rate", "exact vs labels"),
                 ("embedding_cosine", "emb. cosine"), ("retrieval_agreement", "retrieval agree"),
                 ("dense_iou", "map IoU"), ("worst_output", "worst output")]
-NOISE_FLAGS = ("unstable", "busy")  # warning codes (optbench/row.py) that put a ⚠ on the latency
+NOISE_FLAGS = ("unstable", "busy")  # warning codes (optbench/row/warning_codes.py) that put a ⚠ on the latency
 
 
 def verdict_column(df, failing: dict[str, list[str]], width: int) -> list[str]:

@@ -1,19 +1,11 @@
-"""The result row: one per variant, typed, in parts (identity, timing, memory, accuracy, artifact, failure,
-warnings), with the unit and meaning of every column on its field.
-
-A row is written flat (``results.jsonl``, one JSON object per line, every column present, ``null`` where the
-variant has no value: one missing-value convention) and read back through :meth:`Row.from_dict`, which also
-reads rows of older schema versions: columns renamed since are renamed, warnings written as text get a code, and
-:meth:`Row.lacks` says which columns the older schema did not record. ``store.COLUMNS``, the JSON schema of a row
-(``optbench schema --row``) and the column reference in ``docs/columns.md`` are generated from the fields here.
+"""The row's typed parts (identity, timing, memory, accuracy, serving, artifact, failure, search), with the unit
+and meaning of every column on its field. The code that measures a part builds it.
 
 Adding a column: a field in the part it belongs to, with ``col(doc, unit=..., since=SCHEMA_VERSION)``.
 """
 
 from __future__ import annotations
 
-import typing
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,7 +38,7 @@ class Part(BaseModel):
 class Identity(Part):
     """Which variant this is, of which run, on which machine."""
 
-    schema_version: int | None = col("The row's schema version (see optbench/row.py).")
+    schema_version: int | None = col("The row's schema version (see optbench/row/parts.py).")
     variant_id: str | None = col("Stable id: the axes' values and a hash of the settings that differ from their "
                                  "defaults.")
     model: str | None = col("The model as the spec names it (torchvision name, entrypoint, file name, folder).")
@@ -251,222 +243,5 @@ class Search(Part):
     fallbacks: dict | None = col("Node groups moved off int8: {precision: [group]} (fp16, fp32); {}: none.", since=5)
 
 
-# warning codes: what each means (rows written before schema 3 held text; the prefix table maps it)
-WARNING_CODES = {
-    "unstable": "the round medians spread more than measure.spread_warn: the latency is not stable",
-    "noisy": "the samples' CV inside the Tukey fences exceeds measure.cv_warn",
-    "busy": "the machine was busy while timing (other processes, steal, throttling)",
-    "gpu_clocks": "the GPU's clocks were held down (power, thermal) during the variant",
-    "gpu_shared": "other processes used the GPU during the variant",
-    "int8_graph": "what the int8 graph really holds differs from what was asked",
-    "calibration": "the int8 calibration data is not the model's real inputs",
-    "int8_size": "the int8 file is not smaller than the fp32 one",
-    "interpretation": "how the model was read carries a contradiction (graph vs run)",
-    "timing_process": "a further timing process of the variant was lost",
-    "stateful": "the reference answers the same items differently when run twice (stateful: accept): drift includes "
-                "the state it carries between calls",
-    "other": "a warning of an older row that no code describes",
-}
-_LEGACY_PREFIXES = [("unstable", "unstable"), ("noisy", "noisy"), ("machine busy", "busy"),
-                    ("GPU clocks", "gpu_clocks"), ("other processes were on the GPU", "gpu_shared"),
-                    ("ops holding weights", "int8_graph"), ("the int8 graph", "int8_graph"),
-                    ("per_channel was asked", "int8_graph"), ("calibrated on random", "calibration"),
-                    ("the int8 file", "int8_size"), ("timing process", "timing_process")]
-
-
-def warning(code: str, message: str) -> dict[str, str]:
-    """A row's warning: a code from :data:`WARNING_CODES` and its message."""
-    if code not in WARNING_CODES:
-        raise ValueError(f"unknown warning code {code!r}")
-    return {"code": code, "message": message}
-
-
-def as_warning(w: Any) -> dict[str, str]:
-    """A warning as written by any schema version: typed, or text (given the code its prefix says)."""
-    if isinstance(w, dict) and "code" in w:
-        return {"code": str(w["code"]), "message": str(w.get("message", ""))}
-    text = str(w)
-    for prefix, code in _LEGACY_PREFIXES:
-        if text.startswith(prefix):
-            return {"code": code, "message": text}
-    return {"code": "interpretation" if text.startswith("output '") else "other", "message": text}
-
-
-def codes(row: dict) -> list[str]:
-    """The codes of a row's warnings (any schema version)."""
-    return [as_warning(w)["code"] for w in row.get("warnings") or []]
-
-
 PARTS: dict[str, type[Part]] = {"identity": Identity, "timing": Timing, "memory": Memory, "accuracy": Accuracy,
                           "serving": Serving, "artifact": ArtifactFacts, "failure": Failure, "search": Search}
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    part: str
-    type: str
-    unit: str | None
-    doc: str
-    old: tuple[str, ...]
-    since: int
-
-
-def _type_name(annotation: Any) -> str:
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    base = args[0] if args else annotation
-    return {int: "integer", float: "number", str: "string", bool: "boolean", list: "array", dict: "object"}.get(
-        typing.get_origin(base) or base, "any")
-
-
-def _columns() -> list[Column]:
-    out = []
-    for part, cls in PARTS.items():
-        for name, f in cls.model_fields.items():
-            m = f.json_schema_extra
-            out.append(Column(name, part, _type_name(f.annotation), m["unit"], f.description, tuple(m["old"]),
-                              m["since"]))
-    out.append(Column("warnings", "warnings", "array", None, "Typed warnings: [{code, message}] (codes in "
-                      "optbench/row.py WARNING_CODES).", (), 1))
-    return out
-
-
-COLUMNS: list[Column] = _columns()
-BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
-RENAMED: dict[str, str] = {old: c.name for c in COLUMNS for old in c.old}
-INTEGER = frozenset(c.name for c in COLUMNS if c.type == "integer")
-
-
-def current_name(name: str) -> str:
-    """A column's name today (budgets, constraints and old runs may use the name it had before)."""
-    return RENAMED.get(name, name)
-
-
-@dataclass
-class Row:
-    identity: Identity = field(default_factory=Identity)
-    timing: Timing = field(default_factory=Timing)
-    memory: Memory = field(default_factory=Memory)
-    accuracy: Accuracy = field(default_factory=Accuracy)
-    serving: Serving = field(default_factory=Serving)
-    artifact: ArtifactFacts = field(default_factory=ArtifactFacts)
-    failure: Failure = field(default_factory=Failure)
-    search: Search = field(default_factory=Search)
-    warnings: list[dict[str, str]] = field(default_factory=list)
-    # columns no part declares, kept as written: a custom task hook's own metrics
-    extra: dict[str, Any] = field(default_factory=dict)
-    # the columns the row was read with (today's names), for :meth:`lacks`
-    present: set[str] = field(default_factory=set, repr=False, compare=False)
-
-    def get(self, name: str, default: Any = None) -> Any:
-        name = current_name(name)
-        if name == "warnings":
-            return self.warnings
-        if name in BY_NAME:
-            value = getattr(getattr(self, BY_NAME[name].part), name)
-            return default if value is None else value
-        return self.extra.get(name, default)
-
-    def warn(self, code: str, message: str) -> None:
-        self.warnings.append(warning(code, message))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The flat row: every column (null where missing), then the extra ones."""
-        from optbench.json_copy import plain_fields
-        out: dict[str, Any] = {}
-        for part in PARTS:
-            out.update(plain_fields(getattr(self, part)))  # asdict's copies, fast for long sample lists
-        out["warnings"] = list(self.warnings)
-        out.update(self.extra)
-        return out
-
-    def given(self) -> dict[str, Any]:
-        """The columns given to this row's parts, its warnings and extra columns, flat: what a worker measured (the
-        sweep adds the identity columns and normalizes, see :func:`normalize`)."""
-        out: dict[str, Any] = {}
-        for part in PARTS:
-            out.update(getattr(self, part).columns())
-        if self.warnings:
-            out["warnings"] = list(self.warnings)
-        out.update(self.extra)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Row:
-        """A row of any schema version (renamed columns renamed, text warnings given codes), as written: values are
-        not validated again, so rows of older writers still load; a column no part declares goes to ``extra``."""
-        row = cls()
-        values: dict[str, dict[str, Any]] = {part: {} for part in PARTS}
-        for name, value in data.items():
-            if name == "cached":  # listed once, never written
-                continue
-            name = current_name(name)
-            row.present.add(name)
-            if name == "warnings":
-                row.warnings = [as_warning(w) for w in value or []]
-            elif name in BY_NAME:
-                values[BY_NAME[name].part][name] = _coerce(name, value)
-            else:
-                row.extra[name] = value
-        for part, given in values.items():
-            setattr(row, part, PARTS[part].model_construct(**given))
-        if row.identity.schema_version is None:
-            row.identity.schema_version = 1
-        return row
-
-    def lacks(self) -> list[str]:
-        """Columns the schema version this row was written with did not record."""
-        v = self.identity.schema_version or 1
-        return [c.name for c in COLUMNS if c.since > v and c.name not in self.present]
-
-
-def _coerce(name: str, value: Any) -> Any:
-    """Integer columns hold integers (a float 3.0 from an older writer, numpy integers); bools stay bools."""
-    if name in INTEGER and value is not None and not isinstance(value, bool):
-        try:
-            as_int = int(value)
-        except (TypeError, ValueError):
-            return value
-        return as_int if as_int == value else value
-    return value
-
-
-def normalize(data: dict[str, Any]) -> dict[str, Any]:
-    """A row of any schema version as today's flat dict."""
-    return Row.from_dict(data).to_dict()
-
-
-def json_schema() -> dict[str, Any]:
-    """The JSON schema of a flat row (``optbench schema --row``)."""
-    props: dict[str, Any] = {}
-    for c in COLUMNS:
-        t = c.type
-        if c.name == "warnings":
-            props[c.name] = {"type": "array", "description": c.doc, "items": {
-                "type": "object", "required": ["code", "message"],
-                "properties": {"code": {"enum": sorted(WARNING_CODES)}, "message": {"type": "string"}}}}
-            continue
-        props[c.name] = {"description": c.doc + (f" Unit: {c.unit}." if c.unit else ""),
-                         **({"type": [t, "null"]} if t != "any" else {})}
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "optbench result row",
-            "description": f"One variant's row in results.jsonl, schema version {SCHEMA_VERSION}.", "type": "object",
-            "required": [c.name for c in COLUMNS], "properties": props, "additionalProperties": True}
-
-
-def reference_doc() -> str:
-    """The column reference (docs/columns.md), generated from the fields."""
-    lines = ["# Result row columns", "",
-             f"Generated from `optbench/row.py` (schema version {SCHEMA_VERSION}); `optbench schema --row` prints the "
-             "JSON schema. Every row holds every column, `null` where the variant has no value. Former names are "
-             "still read from older runs and accepted in budgets and constraints.", ""]
-    for part, cls in PARTS.items():
-        lines += [f"## {part}", "", (cls.__doc__ or "").strip(), "", "| column | type | unit | meaning | former names |",
-                  "| --- | --- | --- | --- | --- |"]
-        for c in COLUMNS:
-            if c.part == part:
-                lines.append(f"| `{c.name}` | {c.type} | {c.unit or ''} | {c.doc} | "
-                             f"{', '.join(f'`{o}`' for o in c.old)} |")
-        lines.append("")
-    lines += ["## warnings", "", "| code | meaning |", "| --- | --- |"]
-    lines += [f"| `{k}` | {v} |" for k, v in WARNING_CODES.items()]
-    return "\n".join(lines) + "\n"
