@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from optbench.measure.exclusive import Exclusive
+from optbench.run.node_locks import Exclusive
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "experiments" / "models" / "digits.onnx"
@@ -79,7 +79,7 @@ def test_the_ship_line_says_why_the_fastest_was_passed_over():
 def test_the_run_table_carries_the_verdict_and_folds_the_skipped():
     import pandas as pd
 
-    from optbench.cli import _run_table
+    from optbench.commands.run import _run_table
 
     skipped = [{"variant_id": f"torch.int8.{t}.bs1", "status": "skipped", "error": "torch runs no int8"}
                for t in ("none", "pruned")] + \

@@ -87,6 +87,7 @@ def test_a_spec_that_needs_torch_names_the_extra(no_torch):
 def test_a_torch_import_anywhere_is_one_line_naming_the_extra(monkeypatch, capsys):
     """The net under the spec check: a command that reaches torch where it is not installed says which extra."""
     import optbench.cli as cli
+    import optbench.commands.env as env_command
 
     def needs_torch(args):
         import torch  # noqa: F401  (blocked below)
@@ -96,7 +97,7 @@ def test_a_torch_import_anywhere_is_one_line_naming_the_extra(monkeypatch, capsy
             if name.partition(".")[0] == "torch":
                 raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
-    monkeypatch.setattr(cli, "cmd_env", needs_torch)
+    monkeypatch.setattr(env_command, "cmd_env", needs_torch)
     monkeypatch.delitem(sys.modules, "torch", raising=False)
     monkeypatch.setattr(sys, "meta_path", [NoTorch(), *sys.meta_path])
     assert cli.main(["env"]) == 2

@@ -444,7 +444,8 @@ def test_the_run_prints_its_serving_figures(served):
     """`optbench run` with a serving: section prints each LoadGen run's QPS and p99, and the peak at the bound."""
     import pandas as pd
 
-    from optbench.cli import _fmt, _serving_table
+    from optbench.commands.output import cell
+    from optbench.commands.run import _serving_table
 
     text = _serving_table(pd.DataFrame([{"variant_id": "onnxruntime.fp32.none.bs1", "status": "ok",
                                          "serving": served}, {"variant_id": "x", "status": "ok", "serving": None}]))
@@ -453,11 +454,11 @@ def test_the_run_prints_its_serving_figures(served):
     assert lines[1].split() == ["variant_id", "batching", "scenario", "target_qps", "achieved_qps", "p50_ms",
                                 "p99_ms", "validity"]
     for r in served["runs"]:
-        cells = [r["batching"], r["scenario"], _fmt(r["target_qps"]), _fmt(r["achieved_qps"]), _fmt(r["p50_ms"]),
-                 _fmt(r["p99_ms"]), r["validity"]]
+        cells = [r["batching"], r["scenario"], cell(r["target_qps"]), cell(r["achieved_qps"]), cell(r["p50_ms"]),
+                 cell(r["p99_ms"]), r["validity"]]
         assert ["onnxruntime.fp32.none.bs1"] + cells in [x.split() for x in lines[3:]], (cells, text)
     peaks = [x.split() for x in lines if "peak at bound" in x]
-    assert [(p[1], p[5]) for p in peaks] == [(p["batching"], _fmt(p["qps"])) for p in served["peak"]], text
+    assert [(p[1], p[5]) for p in peaks] == [(p["batching"], cell(p["qps"])) for p in served["peak"]], text
     assert _serving_table(pd.DataFrame([{"variant_id": "x", "status": "ok"}])) == ""
 
 

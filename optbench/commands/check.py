@@ -9,6 +9,7 @@ from pathlib import Path
 
 from optbench.check import Result, check_run, parse_overrides
 from optbench.check.junit import write_junit
+from optbench.commands.output import progress
 from optbench.errors import OptbenchError
 from optbench.spec.defaults import config_defaults
 
@@ -67,12 +68,6 @@ def retime_mode(args) -> str:
         raise OptbenchError(f"--pairs takes {MIN_PAIRS} to {MAX_PAIRS} pairs (fewer cannot reach a 95 % interval), "
                             f"found {args.pairs}")
     return "always" if args.retime else "off" if args.no_retime else "inconclusive"
-
-
-def progress(text: str) -> None:
-    import sys
-
-    print(text, file=sys.stderr, flush=True)
 
 
 def add_retime_options(c) -> None:

@@ -23,7 +23,7 @@ def cmd_report(args) -> int:
         run["constraints"] = list(args.constraint or [])
         sys.stdout.write((render_md if args.format == "md" else render_csv)(run))
         return 0
-    from optbench.commands.check import progress
+    from optbench.commands.output import progress
 
     print(write_report(Path(args.run_dir), Path(args.output) if args.output else None, args.format,
                        args.constraint or [], explain=not args.no_explain, say=progress))
@@ -34,7 +34,8 @@ FORMATS = {".html": "html", ".htm": "html", ".md": "md", ".csv": "csv", ".txt": 
 
 
 def cmd_compare(args) -> int:
-    from optbench.commands.check import progress, retime_mode
+    from optbench.commands.check import retime_mode
+    from optbench.commands.output import progress
     from optbench.report.compare import compare_runs, render
 
     effect = getattr(args, "min_effect", None)
