@@ -106,7 +106,7 @@ def test_a_planted_pickle_in_a_pt2_never_runs(tmp_path, torch_files, capsys):
 
 def test_a_clean_pt2_still_loads_with_weights_only(torch_files):
     from optbench.models import load_model
-    from optbench.spec.sources import ExportedModel
+    from optbench.spec.model_files import ExportedModel
 
     model = ExportedModel(source="exported", path=str(torch_files["clean_pt2"]))
     assert load_model(model, Path("/")).module is not None
@@ -114,7 +114,7 @@ def test_a_clean_pt2_still_loads_with_weights_only(torch_files):
 
 def test_torchscript_that_reads_files_is_refused_unless_trusted(tmp_path, torch_files):
     from optbench.models import load_model
-    from optbench.spec.sources import TorchScriptModel
+    from optbench.spec.model_files import TorchScriptModel
 
     hostile = TorchScriptModel(source="torchscript", path=str(torch_files["reads_ts"]))
     with pytest.raises(SpecError) as e:
@@ -170,7 +170,7 @@ def test_a_saved_model_that_reads_and_writes_files_is_refused_before_it_runs(tmp
 
 def test_trust_lets_the_owner_load_it_and_ordinary_graphs_pass(tf_files):
     from optbench.models import load_model
-    from optbench.spec.sources import TensorflowModel
+    from optbench.spec.model_files import TensorflowModel
 
     with pytest.raises(SpecError, match="ReadFile"):
         load_model(TensorflowModel(source="tensorflow", path=str(tf_files["frozen"])), Path("/"))

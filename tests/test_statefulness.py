@@ -83,7 +83,7 @@ def test_a_python_module_resets_through_a_hook(tmp_path):
 
 def test_a_reset_the_module_lacks_is_a_spec_error_naming_what_it_has(scripted):
     from optbench.models.reset import with_reset
-    from optbench.spec.sources import TorchScriptModel
+    from optbench.spec.model_files import TorchScriptModel
 
     module = __import__("torch").jit.load(str(scripted))
     with pytest.raises(SpecError, match="no method 'reset_all'") as e:

@@ -114,7 +114,7 @@ def test_a_damaged_openvino_ir_says_why_in_full(tmp_path):
     pytest.importorskip("openvino", reason="the 'openvino' extra is not installed")
     from optbench.errors import SpecError
     from optbench.models import load_model
-    from optbench.spec.sources import OpenvinoModel
+    from optbench.spec.model_files import OpenvinoModel
     from tests.models import frameworks as fw
 
     xml = fw.openvino_ir(tmp_path / "m.xml")

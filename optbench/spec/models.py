@@ -23,6 +23,15 @@ from optbench.spec.base import (  # noqa: F401 (the spec's types, here too)
     reset_field,
 )
 from optbench.spec.defaults import config_defaults
+from optbench.spec.model_files import (  # noqa: F401 (the spec's model sources, here too)
+    ONNX,
+    TORCH,
+    ExportedModel,
+    OpenvinoModel,
+    TensorflowModel,
+    TfliteModel,
+    TorchScriptModel,
+)
 from optbench.spec.outputs import (  # noqa: F401 (the spec's output models, here too)
     Budgets,
     ClassificationTask,
@@ -37,15 +46,6 @@ from optbench.spec.outputs import (  # noqa: F401 (the spec's output models, her
 from optbench.spec.quant import Fp16Settings, Int8Settings  # noqa: F401 (the spec's precision settings, here too)
 from optbench.spec.search import SearchSettings
 from optbench.spec.serving import ServingSpec
-from optbench.spec.sources import (  # noqa: F401 (the spec's model sources, here too)
-    ONNX,
-    TORCH,
-    ExportedModel,
-    OpenvinoModel,
-    TensorflowModel,
-    TfliteModel,
-    TorchScriptModel,
-)
 
 
 # ---------------------------------------------------------------- model sources
