@@ -41,7 +41,7 @@ def _until_waiting(note: Path, limit_s: float = 30.0) -> None:
 
 
 def _hold(root, mode, started, release, out, who=""):
-    from optbench.measure.exclusive import Exclusive
+    from optbench.run.node_locks import Exclusive
 
     e = Exclusive(Path(root), wait_file=Path(root) / f"{who}waiting")  # says what it waits for while it waits
     e.build()
@@ -90,7 +90,7 @@ def test_a_cpu_timing_window_waits_for_builds_and_keeps_new_ones_out(tmp_path):
 
 
 def test_a_dead_process_releases_its_locks(tmp_path):
-    from optbench.measure.exclusive import Exclusive
+    from optbench.run.node_locks import Exclusive
 
     ctx = mp.get_context("spawn")
     q, started, release = ctx.Queue(), ctx.Event(), ctx.Event()
@@ -228,16 +228,16 @@ def test_a_node_killed_mid_sweep_costs_only_its_variant(tmp_path, cache_dir):
 
 
 def test_gpu_timing_windows_get_a_core_of_their_own_where_cpus_are_spare(monkeypatch):
-    from optbench.measure import exclusive
+    from optbench.run import node_locks
 
-    monkeypatch.setattr(exclusive.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(node_locks.os, "cpu_count", lambda: 16)
     monkeypatch.setenv("OPTBENCH_GPUS", "0,1")
-    assert exclusive.reserved_cores() == {"0": 15, "1": 14}
-    monkeypatch.setattr(exclusive.os, "cpu_count", lambda: 2)  # a 2-core VM sets nothing aside
-    assert exclusive.reserved_cores() == {}
+    assert node_locks.reserved_cores() == {"0": 15, "1": 14}
+    monkeypatch.setattr(node_locks.os, "cpu_count", lambda: 2)  # a 2-core VM sets nothing aside
+    assert node_locks.reserved_cores() == {}
     monkeypatch.delenv("OPTBENCH_GPUS")
-    monkeypatch.setattr(exclusive.os, "cpu_count", lambda: 16)
-    assert exclusive.reserved_cores() == {}  # no GPU in use: no reserve
+    monkeypatch.setattr(node_locks.os, "cpu_count", lambda: 16)
+    assert node_locks.reserved_cores() == {}  # no GPU in use: no reserve
 
 
 def test_cuda_variants_spread_over_the_gpus_two_in_flight_per_gpu():

@@ -83,7 +83,7 @@ def test_outputs_are_read_only_on_the_axis_the_model_showed():
 # ---------------------------------------------------------------- node locks
 def _hold_timing(lock_dir: str, ready, release) -> None:
     os.environ["OPTBENCH_LOCK_DIR"] = lock_dir
-    from optbench.measure.exclusive import Exclusive
+    from optbench.run.node_locks import Exclusive
 
     ex = Exclusive(label="holder run, variant v1")
     ex.build()
@@ -94,7 +94,7 @@ def _hold_timing(lock_dir: str, ready, release) -> None:
 
 def test_a_waiting_process_sees_who_holds_the_window_and_a_dead_holder_is_cleared(tmp_path, monkeypatch):
     monkeypatch.setenv("OPTBENCH_LOCK_DIR", str(tmp_path))
-    from optbench.measure.exclusive import Exclusive
+    from optbench.run.node_locks import Exclusive
 
     ctx = mp.get_context("spawn")
     ready, release = ctx.Event(), ctx.Event()
@@ -130,7 +130,7 @@ def test_a_worker_job_that_fails_writes_a_failed_row_naming_its_stage(tmp_path):
 
 def test_a_gpu_window_names_the_windows_on_other_gpus_that_overlapped_it(tmp_path, monkeypatch):
     monkeypatch.setenv("OPTBENCH_LOCK_DIR", str(tmp_path))
-    from optbench.measure.exclusive import Exclusive
+    from optbench.run.node_locks import Exclusive
 
     other = 999999
     (tmp_path / "windows.jsonl").write_text("\n".join(json.dumps(w) for w in [

@@ -143,9 +143,9 @@ def run_deploy_job(job: dict, stage: Any, excl: Any = None) -> dict:
     ``out_dir``, ``step`` and ``phase``)."""
     from optbench.cache import ArtifactCache
     from optbench.data import feeds_of
-    from optbench.measure.exclusive import Exclusive
     from optbench.measure.serving.run import serving_inputs
     from optbench.run.context import Context, load_splits_file
+    from optbench.run.node_locks import Exclusive
     from optbench.run.variant import open_session
     from optbench.specfile.load import validate
 

@@ -54,7 +54,7 @@ class Context:
     prepared: dict
 
     stage: Stage = field(default_factory=lambda: Stage())
-    excl: Any = None  # the process's node locks (optbench.measure.exclusive.Exclusive)
+    excl: Any = None  # the process's node locks (optbench.run.node_locks.Exclusive)
 
     @property
     def work(self) -> Path:

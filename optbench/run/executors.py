@@ -1,6 +1,6 @@
 """Where a sweep's variants run: ``local`` (worker processes on this machine, ``--jobs N`` at a time) or ``ray``
 (Ray over a cluster's nodes and GPUs). Either way each variant runs in a fresh worker process with the spec's time
-limit and memory cap, timing windows stay exclusive (:mod:`optbench.measure.exclusive`, per node), and only the
+limit and memory cap, timing windows stay exclusive (:mod:`optbench.run.node_locks`, per node), and only the
 driver appends rows to ``results.jsonl``: rows come back to it as variants finish.
 
 Ray: a pool of warm runners (Ray actors) does the work. A runner imports optbench once and starts its forkserver

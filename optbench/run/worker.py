@@ -17,8 +17,8 @@ from pathlib import Path
 from optbench.cache import ArtifactCache
 from optbench.data import feeds_of
 from optbench.errors import OptbenchError
-from optbench.measure.exclusive import Exclusive
 from optbench.run.context import Context, Stage, load_splits_file
+from optbench.run.node_locks import Exclusive
 from optbench.run.prepare import prepare
 from optbench.run.variant import measure_variant
 from optbench.specfile.load import validate
