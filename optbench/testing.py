@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-import optbench.measure.clock as clock
+import optbench.clock as clock
 from optbench.check import check_run
 
 

@@ -1,5 +1,6 @@
 """The package's shape, as the house rules state it: one-way imports between modules and between packages
-(counting imports inside functions), no backend named outside optbench/backends/, clocks read only in optbench/measure/."""
+(counting imports inside functions), no backend named outside optbench/backends/, clocks read only in optbench/measure/
+and optbench/clock.py (deadlines and stamps for everyone else)."""
 
 import ast
 import sys
@@ -173,11 +174,11 @@ def _clock_reads(rel: Path, source: str) -> list[str]:
     return found
 
 
-def test_only_measure_reads_clocks():
+def test_only_measure_and_the_clock_module_read_clocks():
     found = []
     for p in PKG.rglob("*.py"):
         rel = p.relative_to(PKG)
-        if rel.parts[0] == "measure":
+        if rel.parts[0] == "measure" or rel == Path("clock.py"):
             continue
         found += _clock_reads(rel, p.read_text())
     assert found == []

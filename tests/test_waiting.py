@@ -79,7 +79,7 @@ def test_waiting_for_another_runs_timing_window_does_not_count_against_the_time_
     """A 20 s limit and a worker that waits 30 s for another run's window, then works 9 s more: not timed out
     (the wait does not count), the wait reported as it began and ended. The worker writing its waiting note while
     it waits on a real lock is the test above; this one is the supervisor's accounting, on a fake clock."""
-    import optbench.measure.clock as clock_module
+    import optbench.clock as clock_module
     from optbench.run import supervise
 
     clock = _FakeClock()
@@ -95,7 +95,7 @@ def test_waiting_for_another_runs_timing_window_does_not_count_against_the_time_
 
 def test_a_worker_past_its_limit_without_waiting_times_out(tmp_path, monkeypatch):
     """The same worker without the wait's discount (no waiting note): past 20 s it is timed out."""
-    import optbench.measure.clock as clock_module
+    import optbench.clock as clock_module
     from optbench.run import supervise
 
     clock = _FakeClock()

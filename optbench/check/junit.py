@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import optbench.measure.clock as clock
+import optbench.clock as clock
 from optbench.check.results import Report
 
 

@@ -8,7 +8,7 @@ import argparse
 import math
 from pathlib import Path
 
-import optbench.measure.clock as clock
+import optbench.clock as clock
 
 
 def _number(text: str | None, flag: str, *, integer: bool = False, low: float = 0.0, inclusive: bool = False,

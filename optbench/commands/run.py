@@ -8,7 +8,7 @@ import json
 from contextlib import contextmanager
 from pathlib import Path
 
-import optbench.measure.clock as clock
+import optbench.clock as clock
 from optbench.commands.output import cell, progress, table
 from optbench.errors import OptbenchError
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import optbench.measure.clock as clock
+import optbench.clock as clock
 
 
 def cmd_tune(args: argparse.Namespace) -> int:

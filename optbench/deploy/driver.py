@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import optbench.measure.clock as clock
+import optbench.clock as clock
 from optbench.deploy import answer as ans
 from optbench.deploy.row import CANDIDATES, CandidateRow, append, read
 from optbench.deploy.space import Config, Grid, prepared_sizes

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import optbench.measure.clock as clock
+import optbench.clock as clock
 from optbench.deploy.row import CANDIDATES, CandidateRow, append
 from optbench.deploy.space import Config
 from optbench.deploy.strategy import Outcome, blocked_by

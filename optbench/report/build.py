@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-import optbench.measure.clock as clock
+import optbench.clock as clock
 from optbench.backends import backend_name_of, get_backend, reference_backend_of
 from optbench.check import budget_for, check_accuracy, noise_floor
 from optbench.errors import RunDirError

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import io
 
-import optbench.measure.clock as clock
+import optbench.clock as clock
 from optbench.history.trends import series
 from optbench.report.write import html
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import optbench.measure.clock as clock
+import optbench.clock as clock
 
 OnRow = Callable[[Any, dict], None]
 RunOne = Callable[[Any], dict]

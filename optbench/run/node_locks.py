@@ -22,7 +22,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import optbench.measure.clock as clock
+import optbench.clock as clock
 
 ENV = "OPTBENCH_LOCK_DIR"
 

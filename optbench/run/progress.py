@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-import optbench.measure.clock as clock
+import optbench.clock as clock
 
 
 class Progress:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-import optbench.measure.clock as clock
+import optbench.clock as clock
 from optbench.measure.paired import PAIRS, Pair, decide_paired, level, pairs_of, schedule
 from optbench.measure.verdict import LatencyVerdict
 from optbench.spec.models import Spec

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import optbench.measure.clock as clock
+import optbench.clock as clock
 from optbench.row import warning
 
 

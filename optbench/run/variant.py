@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-import optbench.measure.clock as clock
+import optbench.clock as clock
 from optbench.backends import Artifact, get_backend
 from optbench.measure import measure_rounds, timed
 from optbench.measure.gpu import GpuMonitor

@@ -77,7 +77,7 @@ def run(job: dict, excl: Exclusive | None = None) -> tuple[dict, int]:
 def run_inline(job: dict) -> dict:
     """A variant's job in this process (the inline launcher): its row as the worker process would return it, read
     as the supervisor reads it (no time limit, no memory cap; the traceback goes to the job's log)."""
-    import optbench.measure.clock as clock
+    import optbench.clock as clock
 
     t0 = clock.monotonic()
     excl = Exclusive(label=f"optbench run {Path(job['run_dir']).name}, {job['variant'].get('id')} (inline)")
@@ -139,7 +139,7 @@ def _die_with_driver(driver: int, job_dir: Path) -> None:
 
 def child_main(job_path: str, log_path: str, memory_limit_mb: int | None) -> None:
     """Entry of a job's process: stdout/stderr to the job's log, an address-space cap, then the job."""
-    import optbench.measure.clock as clock
+    import optbench.clock as clock
 
     started_file(Path(job_path)).write_text(repr(clock.wall()))  # the executor's fixed cost ends here
     os.setpgid(0, 0)  # its own process group: a timeout ends whatever the job started, too

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import optbench.measure.clock as clock
+import optbench.clock as clock
 from optbench.errors import Interrupted, OptbenchError, RunDirError
 from optbench.spec.models import Spec
 from optbench.tune import answer as ans

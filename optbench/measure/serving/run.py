@@ -65,7 +65,7 @@ def serving_inputs(ctx: Any, session: Any, items: Any, count: int) -> tuple[list
 def serving_budget_s(ctx: Any) -> float:
     """Seconds the serving may take in this worker: what measure.timeout_s leaves (waits on node locks do not count,
     as the supervisor does not count them), less a margin to write the row."""
-    import optbench.measure.clock as clock
+    import optbench.clock as clock
 
     timeout = float(ctx.spec.measure.timeout_s)
     age = clock.process_age_s()

@@ -1,5 +1,6 @@
-"""The clocks every part of optbench reads (only ``measure/`` reads clocks): a monotonic clock for deadlines,
-durations and ETAs, the wall clock for stamps that compare across processes and machines."""
+"""The clocks every part of optbench reads outside ``measure/`` (nothing else reads a clock): a monotonic clock
+for deadlines, durations and ETAs, the wall clock for stamps that compare across processes and machines. Timing
+itself is measurement and lives in ``measure/``."""
 
 from __future__ import annotations
 
