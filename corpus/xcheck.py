@@ -544,11 +544,17 @@ def main(argv: list[str]) -> int:
     if not ok_rows:
         problems.append("no row of status ok to check")
 
+    return verdict(lines, problems, f"{len(ok_rows)} ok rows of {len(rows)} checked against {model.name} at "
+                                    f"reference batch {ref_batch}")
+
+
+def verdict(lines: list[tuple], problems: list[str], checked: str) -> int:
+    """Print the table of every value compared, what was checked, and each disagreement: exit 1 on any, else 0."""
     head = ("variant", "output", "metric", "optbench", "xcheck", "")
     width = [max(len(str(x[i])) for x in [head, *lines]) for i in range(len(head))]
     for line in [head, *lines]:
         print("  ".join(str(x).ljust(w) for x, w in zip(line, width)).rstrip())
-    print(f"\n{len(ok_rows)} ok rows of {len(rows)} checked against {model.name} at reference batch {ref_batch}")
+    print(f"\n{checked}")
     if problems:
         print(f"{len(problems)} disagreement(s):")
         for p in problems:

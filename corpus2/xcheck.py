@@ -38,7 +38,8 @@ DRIFT_REL, DRIFT_ABS, TASK_ABS = 1e-5, 1e-7, 1e-12
 
 
 def _base() -> Any:
-    """The ONNX corpus's checker, for its metric definitions (it imports onnxruntime only to run sessions)."""
+    """The ONNX corpus's checker, for its metric definitions and its verdict table (it imports onnxruntime only to
+    run sessions)."""
     path = HERE.parent / "corpus" / "xcheck.py"
     spec = importlib.util.spec_from_file_location("corpus_xcheck", path)
     module = importlib.util.module_from_spec(spec)
@@ -359,18 +360,8 @@ def main(argv: list[str]) -> int:
     if not ok_rows:
         problems.append("no row of status ok to check")
 
-    head = ("variant", "output", "metric", "optbench", "xcheck", "")
-    width = [max(len(str(x[i])) for x in [head, *lines]) for i in range(len(head))]
-    for line in [head, *lines]:
-        print("  ".join(str(x).ljust(w) for x, w in zip(line, width)).rstrip())
-    print(f"\n{len(ok_rows)} ok rows of {len(rows)} checked against {model_path.name} at reference batch {ref_batch}")
-    if problems:
-        print(f"{len(problems)} disagreement(s):")
-        for p in problems:
-            print("  " + p)
-        return 1
-    print("xcheck: every value agrees")
-    return 0
+    return base.verdict(lines, problems, f"{len(ok_rows)} ok rows of {len(rows)} checked against {model_path.name} "
+                                         f"at reference batch {ref_batch}")
 
 
 if __name__ == "__main__":
