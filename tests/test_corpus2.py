@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from test_corpus import _rows
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus2"
@@ -83,15 +84,6 @@ def _optbench(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
 def _xcheck(key: str, run_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(CORPUS / "xcheck.py"), str(run_dir), str(CORPUS / key)], cwd=ROOT,
                           capture_output=True, text=True, timeout=900)
-
-
-def _rows(run_dir: Path) -> dict[str, dict]:
-    rows = {}
-    for line in (run_dir / "results.jsonl").read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            rows[row["variant_id"]] = row
-    return rows
 
 
 @pytest.fixture
