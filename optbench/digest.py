@@ -1,5 +1,5 @@
 """SHA-256 digests of what keys a cache entry or names a model: a file's bytes, a folder's files, calibration
-arrays, a torch module's structure and weights."""
+arrays, a torch module's structure and weights, a torch module's weights alone."""
 
 from __future__ import annotations
 
@@ -52,4 +52,19 @@ def module_digest(module: Any) -> str:
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, buf)
     h.update(buf.getvalue())
+    return h.hexdigest()[:16]
+
+
+def weights_digest(module: Any) -> str:
+    """A digest of a torch module's state: every entry's name, dtype, shape and bytes, in name order."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        if not isinstance(t, torch.Tensor):  # packed parameters and extra state: their repr
+            h.update(f"{name}:{t!r}".encode())
+            continue
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        flat = t.detach().cpu().contiguous().reshape(-1)
+        h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
     return h.hexdigest()[:16]

@@ -84,7 +84,8 @@ def test_a_side_that_cannot_be_re_timed_keeps_the_verdict_and_says_why(two_runs,
 
 def test_a_torch_row_is_rebuilt_from_the_runs_kept_copy_of_its_entrypoint(two_runs, tmp_path):
     from optbench.cache import ArtifactCache
-    from optbench.run.kept import rebuilt_module, weights_digest
+    from optbench.digest import weights_digest
+    from optbench.run.kept import rebuilt_module
 
     base, cand = two_runs
     side = locate(cand, _row(cand, "torch"))

@@ -18,30 +18,14 @@ again), other model sources, and variants that transform the module (prune, dist
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import shutil
 from pathlib import Path
 from typing import Any
 
 from optbench.cache import ArtifactCache
-from optbench.digest import file_digest
+from optbench.digest import file_digest, weights_digest
 from optbench.paths import call_entrypoint, import_entrypoint, resolve_path
-
-
-def weights_digest(module: Any) -> str:
-    """A digest of a torch module's state: every entry's name, dtype, shape and bytes, in name order."""
-    import torch
-
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        if not isinstance(t, torch.Tensor):  # packed parameters and extra state: their repr
-            h.update(f"{name}:{t!r}".encode())
-            continue
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        flat = t.detach().cpu().contiguous().reshape(-1)
-        h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
-    return h.hexdigest()[:16]
 
 
 def keep_entrypoint(model_spec: Any, spec_dir: Path, cache: ArtifactCache, module: Any, seed: int) -> dict:
