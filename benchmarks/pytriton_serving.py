@@ -131,23 +131,22 @@ def peak_search(a: argparse.Namespace, work: Path, offline: float) -> tuple[dict
 
     lo, hi = 0.0, None
     rate = 0.7 * offline
-    while hi is None and len(probes) < a.probes:
+    while hi is None and len(probes) < a.probes:  # up from 0.7 of offline while the rates pass
         if probe(rate):
             lo, rate = rate, rate * 1.15
         else:
             hi = rate
-    if hi is None:
-        hi = rate
-    while lo > 0 and hi - lo > a.tolerance * lo and len(probes) < a.probes:
+    while lo == 0.0 and hi is not None and len(probes) < a.probes:  # the first failed: halve until one passes
+        if probe(hi / 2):
+            lo = hi / 2
+        else:
+            hi = hi / 2
+    while lo > 0 and hi is not None and hi - lo > a.tolerance * lo and len(probes) < a.probes:  # then bisect
         mid = (lo + hi) / 2
         if probe(mid):
             lo = mid
         else:
             hi = mid
-    if lo == 0.0:
-        while len(probes) < a.probes and not probe(rate := rate / 2):
-            pass
-        lo = rate if probes[-1]["passed"] else 0.0
     best = max((p for p in probes if p["passed"]), key=lambda p: p["target_qps"], default=None)
     return best, probes
 
@@ -185,7 +184,15 @@ def main() -> None:
     probe = np.asarray(lanes[0].run(np.zeros(1, dtype=np.int64))[output])
     config = TritonConfig(http_port=a.http_port, grpc_port=a.grpc_port, metrics_port=a.http_port + 2, log_verbose=0)
     result: dict = {"variant": {k: v for k, v in vars(a).items() if k != "out"}, "sizes": sizes}
-    with Triton(config=config) as triton, tempfile.TemporaryDirectory() as tmp:
+    security: dict = {}
+    try:  # PyTriton >= 0.7 guards the statistics endpoint perf_analyzer reads with a token: this server listens on
+        # the loopback for the benchmark only, so nothing is restricted
+        from pytriton.triton import TritonSecurityConfig
+
+        security["security_config"] = TritonSecurityConfig(restricted_endpoints=[])
+    except ImportError:
+        pass
+    with Triton(config=config, **security) as triton, tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "data.json").write_text(json.dumps({"data": [{"index": [i]} for i in range(a.samples)]}))
         triton.bind(model_name="variant", infer_func=[infer_function(lane, sizes, output) for lane in lanes],

@@ -148,6 +148,9 @@ def test_cuda_lanes_answer_as_their_session_does(tmp_path, backend, graphs):
         for _ in range(48):
             assert done.acquire(timeout=60)
         assert engine.stalls() == []
+        if backend == "onnxruntime":  # one session per batch size: the CUDA EP re-plans a session whose shape changes
+            for lane in engine.lanes:
+                assert sorted(lane.sessions) == [1, 4, 8] and len({id(s) for s in lane.sessions.values()}) == 3
     finally:
         engine.close()
     for i, g in enumerate(got):
