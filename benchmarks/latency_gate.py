@@ -18,7 +18,8 @@ in all 10 pairs.
 ``--paired``: paired re-timing (``check --baseline --retime``): every latency verdict decided by timing both runs'
 rows again alternately, in fresh worker processes (the ONNX Runtime rows from their cached files, the torch rows
 rebuilt from the copy of the model file each run kept), at optbench's default ``measure`` settings and the default
-8 pairs, on the ``--defaults`` spec (torch and ONNX Runtime, batch 1 and 16). Each work level's runs read their own
+8 pairs, on the ``--defaults`` spec at batch 1 (a torch row and an ONNX Runtime row per run: each check re-times
+both, 2 x 8 worker processes a row). Each work level's runs read their own
 copy of the model file (WORK fixed in it), under one spec text, so the variant ids agree. Protocol and targets:
 
 - 5 same-code runs, the 20 ordered pairs: every verdict "same" (no inconclusive, no faster/slower);
@@ -31,8 +32,8 @@ copy of the model file (WORK fixed in it), under one spec text, so the variant i
 The JSON (``--out``; by default ``latency-gate-paired.json`` in the runs' folder) holds every check's verdicts and
 seconds, the machine and the settings. On the 2-core reference VM:
 ``python benchmarks/latency_gate.py --paired --out results/reference/cpu-2core-vm/latency-gate-paired.json``
-(about 3 hours: 42 checks of 4 variants x 16 worker processes). ``--paired --smoke`` runs the same steps at the
-smallest settings (2 baselines, one candidate per work level, 6 pairs, short timing windows, batch 1): a check of
+(about 100 minutes: 42 checks of 2 variants x 16 worker processes). ``--paired --smoke`` runs the same steps at
+the smallest settings (2 baselines, one candidate per work level, 6 pairs, short timing windows): a check of
 the machinery in minutes, whose numbers are no result.
 
 It prints the counts, the verdicts that missed, and a table last; exits 0 when every target is met.
@@ -220,8 +221,9 @@ def paired_gate(args) -> int:
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="optbench-gate-paired-"))
     root.mkdir(parents=True, exist_ok=True)
     text = DEFAULTS_SPEC.replace('"%s"' % (ROOT / "benchmarks/models/gate_model.py:build"), '"gate_model.py:build"')
+    text = text.replace("batch_size: [1, 16]", "batch_size: [1]")  # two variants a check: torch and onnxruntime
     if args.smoke:
-        text = text.replace("batch_size: [1, 16]", "batch_size: [1]") + SMOKE_MEASURE
+        text += SMOKE_MEASURE
     source = (ROOT / "benchmarks/models/gate_model.py").read_text()
     assert source.count("\nWORK = None") == 1
     counts = {"base": 2, "more": 1, "twice": 1} if args.smoke else {"base": 5, "more": 2, "twice": 2}
