@@ -64,7 +64,7 @@ def _shared_fixture(item) -> str | None:
 SERIAL_FIXTURES = {"served"}
 # fixtures that build a real sweep or a set of framework files (a minute or more on two cores): their tests are
 # `slow`, out of the quick `-m "not slow"` loop (the whole suite runs them)
-SLOW_FIXTURES = {"small_run", "keras_files", "two_runs"}
+SLOW_FIXTURES = {"small_run", "keras_files", "two_runs", "tiny_run"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks this adds

@@ -46,6 +46,7 @@ def mlp(path):
     return path
 
 
+@pytest.mark.slow  # over 9 s on the 2-core VM: out of the quick loop
 @pytest.mark.serial
 def test_deploy_answer_meets_the_bound_when_served_at_half_its_capacity(tmp_path):
     # the bound leaves room for the tens of ms a busy 2-core machine deschedules a lane (seen here: 31 ms batches of

@@ -103,6 +103,7 @@ def test_paths_that_cannot_be_written_are_one_line(tmp_path, small_run, capsys):
     assert "--min-effect takes a fraction" in _one_line(capsys)
 
 
+@pytest.mark.slow  # over 9 s on the 2-core VM: out of the quick loop
 def test_a_timeout_ends_the_workers_children(tmp_path, cache_dir):
     spec = write_spec(tmp_path, SPEC.replace("tests/models/faulty.py:build_plain", "tests/models/spawner.py:build")
                       .replace("batch_size: [1]", "batch_size: [3]")
@@ -144,6 +145,7 @@ def test_compare_warns_about_runs_of_different_specs(tmp_path, small_run, capsys
     assert "warning: the two runs come from different specs" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # over 9 s on the 2-core VM: out of the quick loop
 def test_ctrl_c_keeps_the_rows_and_exits_130(tmp_path, cache_dir):
     import signal
     import sys
@@ -166,6 +168,7 @@ def test_ctrl_c_keeps_the_rows_and_exits_130(tmp_path, cache_dir):
     assert (run / "results.jsonl").read_text().count("\n") >= 1
 
 
+@pytest.mark.slow  # over 9 s on the 2-core VM: out of the quick loop
 def test_an_empty_text_file_is_one_line(tmp_path, cache_dir, capsys):
     (tmp_path / "empty.txt").write_text("\n\n")
     spec = write_spec(tmp_path, f"""\

@@ -65,6 +65,7 @@ def build(train=None, seed=0):
 """
 
 
+@pytest.mark.slow  # over 9 s on the 2-core VM: out of the quick loop
 def test_a_killed_driver_leaves_no_process_lock_or_folder_behind(tmp_path):
     (tmp_path / "hang.py").write_text(HANG)
     (tmp_path / "spec.yaml").write_text("""\

@@ -2,10 +2,13 @@
 
 import json
 
+import pytest
+
 from optbench.cli import main
 from tests.conftest import TINY, write_spec
 
 
+@pytest.mark.slow  # over 9 s on the 2-core VM: out of the quick loop
 def test_judge_mode_judges_like_a_full_run_and_times_nothing(tmp_path, cache_dir, capsys):
     judged = TINY.replace("rounds: 1, processes: 1}", "rounds: 3, processes: 3, mode: judge}")
     assert "mode: judge" in judged

@@ -169,6 +169,7 @@ def test_openvino_ir_runs_on_openvino_only(tmp_path, cache_dir):
     assert main(["check", str(tmp_path / "run")]) == 0
 
 
+@pytest.mark.slow  # over 9 s on the 2-core VM: out of the quick loop
 def test_an_int8_row_of_an_ir_names_the_int8_ir_it_built_and_ran(tmp_path, cache_dir):
     """OpenVINO int8 of an IR source is NNCF's quantization of it, saved as a new IR in the artifact cache: the row's
     artifact is that IR (the source .xml was recorded, so a check or a re-timing ran the fp32 file), and its bytes

@@ -38,6 +38,7 @@ def _paddle_run(tmp_path, name="run", seed=0):
     return optbench.load_results(run).set_index("precision", append=True), run
 
 
+@pytest.mark.slow  # over 9 s on the 2-core VM: out of the quick loop
 def test_constant_weights_are_normalised_and_the_graph_is_read(tmp_path, cache_dir):
     df, run = _paddle_run(tmp_path)
     assert (df.status == "ok").all(), df[["status", "error"]].to_string()
@@ -61,6 +62,7 @@ def test_constant_weights_are_normalised_and_the_graph_is_read(tmp_path, cache_d
     assert ref["reference"].startswith("onnxruntime fp32 cpu")
 
 
+@pytest.mark.slow  # over 9 s on the 2-core VM: out of the quick loop
 def test_new_calibration_data_at_the_same_path_rebuilds_int8(tmp_path, cache_dir):
     df, _ = _paddle_run(tmp_path, "first")
     first = {r["variant_id"]: r["settings"] for r in df.reset_index().to_dict("records") if "int8-minmax" in r["variant_id"]}
@@ -149,6 +151,7 @@ measure: {{warmup_s: 0.0, min_iters: 3, min_duration_s: 0.0}}
     assert bad.error.str.contains("the reference failed at shape {'w': 5}").all()
 
 
+@pytest.mark.slow  # over 9 s on the 2-core VM: out of the quick loop
 def test_nan_outputs_fail_in_one_line_and_the_report_is_written(tmp_path, cache_dir, capsys):
     spec = write_spec(tmp_path, """\
 name: nan

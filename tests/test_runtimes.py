@@ -98,6 +98,7 @@ def test_executorch_xnnpack_fp32_and_pt2e_int8(tmp_path, cache_dir):
     assert all(by[("int8", b)]["task_accuracy"] > 0.8 for b in (1, 8))
 
 
+@pytest.mark.slow  # over 9 s on the 2-core VM: out of the quick loop
 @pytest.mark.tensorrt
 def test_build_writes_tensorrt_engines_with_a_dynamic_batch_profile(tmp_path, cache_dir, capsys):
     """`optbench build` with the tensorrt backend: real fp32 and fp16 engines (TensorRT-RTX compiles ahead of time

@@ -76,6 +76,7 @@ def test_unavailable_reasons():
     assert unavailable(lambda: (Fake, "tensorrt"), lambda: (9, 0)) is None
 
 
+@pytest.mark.slow  # over 9 s on the 2-core VM: out of the quick loop
 def test_env_and_plan_say_why(tmp_path, capsys):
     from optbench.cli import main
     from tests.conftest import write_spec

@@ -9,11 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # over 9 s on the 2-core VM: out of the quick loop
 def test_progress_says_what_a_variant_waits_for(tmp_path):
     locks = tmp_path / "locks"
     locks.mkdir()
