@@ -96,3 +96,32 @@ def test_entrypoint_failures_are_one_line_errors(tmp_path, capsys, cache_dir):
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in lines[0]
         assert not (run / "results.jsonl").exists()
+
+
+PLAIN_CAPPED = """\
+name: capped
+model: {source: python, entrypoint: "tests/models/faulty.py:build_plain"}
+inputs: [{name: x, shape: [batch, 4]}]
+data: {source: synthetic, calibration: 8, eval: 8}
+variants: {batch_size: [1]}
+backends: [{name: torch, device: cpu}]
+measure: {warmup_s: 0.0, min_iters: 5, min_duration_s: 0.0, memory_limit_mb: 2048}
+"""
+
+
+@pytest.mark.slow  # a fresh interpreter and a torch sweep
+def test_the_memory_cap_counts_from_the_jobs_libraries_whatever_the_forkserver_preloaded(tmp_path):
+    # a process whose first sweep imported no torch keeps that forkserver: a later torch job under an address-space
+    # cap must load torch before the cap, never fail to map it
+    spec, run = write_spec(tmp_path, PLAIN_CAPPED), tmp_path / "run"
+    script = ("import sys\n"
+              "from optbench.run.supervise import warm_forkserver\n"
+              "warm_forkserver(['optbench.run.worker'])\n"
+              "from optbench.cli import main\n"
+              f"sys.exit(main(['run', {str(spec)!r}, '--run-dir', {str(run)!r}, '--quiet', '--no-report']))\n")
+    env = {**os.environ, "OPTBENCH_HISTORY": "off"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = optbench.load_results(run).iloc[0]
+    assert row.status == "ok", row.error
+    assert row.latency_ms_p50 > 0

@@ -167,8 +167,16 @@ def child_main(job_path: str, log_path: str, memory_limit_mb: int | None) -> Non
         if command == "run":
             excl.build()
     if memory_limit_mb:
+        import importlib
         import resource
 
+        # the forkserver of this process preloaded the first sweep's list, which may lack this job's libraries
+        # (an ONNX-only sweep ran first): they load before the cap, so the cap counts what the job allocates
+        for name in job.get("preload") or ():
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass  # the job imports it again and its row says why it cannot
         cap = _vm_size_bytes() + memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     code = main([job_path], excl)
