@@ -109,6 +109,8 @@ class Lane(ABC):
     batch, already padded to a size the session runs, and returns every output on the host. A lane is made, warmed
     and run on one thread of its own, so thread-bound state (a CUDA stream, CUDA graph trees) stays on it."""
 
+    own_process = False  # True: the lane runs in a process of its own, whose compile count is its own
+
     @abstractmethod
     def run(self, index: np.ndarray) -> dict[str, np.ndarray]: ...
 

@@ -6,7 +6,6 @@ Each candidate's row is appended as soon as it is measured; an out-of-memory can
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 from pathlib import Path
@@ -78,8 +77,9 @@ def serving_spec(c: Config, base: dict, p99_ms: float) -> Any:
 
 
 def measure_config(c: Config, session: Any, inputs: tuple, device: str, base: dict, p99_ms: float, log_root: Path,
-                   base_memory: int, budget_s: float) -> CandidateRow:
-    """Candidate ``c`` served and its peak searched; its row (an error is the row's reason, never raised)."""
+                   base_memory: int, budget_s: float, lanes_from: Any = None) -> CandidateRow:
+    """Candidate ``c`` served and its peak searched; its row (an error is the row's reason, never raised).
+    ``lanes_from``: how a lane's process opens the session (``serving.lane_processes``)."""
     from optbench.measure.serving.run import serve_within
 
     samples, in_axes, out_axes, fixed, rename = inputs
@@ -91,7 +91,7 @@ def measure_config(c: Config, session: Any, inputs: tuple, device: str, base: di
     try:
         with poll:
             out = serve_within(budget_s, session, samples, in_axes, out_axes, spec, log_root / c.key.replace("|", "_"),
-                               device, fixed, {}, rename)
+                               device, fixed, {}, rename, lanes_from=lanes_from)
     except Exception as e:  # an engine that cannot be made (a lane out of memory): a data point, not a crash
         text = f"{type(e).__name__}: {e}".strip()[:600]
         row.status, row.reason = ("oom" if out_of_memory(text) else "failed"), text
@@ -141,22 +141,14 @@ def run_deploy_job(job: dict, stage: Any, excl: Any = None) -> dict:
     """The worker's side of a deploy step for one variant (``job``: the run's spec and variant as a run's variant
     job, plus ``configs``, ``known`` outcomes of the variant's earlier candidates, ``serving`` settings, ``p99_ms``,
     ``out_dir``, ``step`` and ``phase``)."""
-    from optbench.cache import ArtifactCache
-    from optbench.data import feeds_of
     from optbench.measure.serving.run import serving_inputs
-    from optbench.run.context import Context, load_splits_file
+    from optbench.run.context import Context
     from optbench.run.node_locks import Exclusive
-    from optbench.run.variant import open_session
-    from optbench.specfile.load import validate
+    from optbench.run.variant import lane_source, open_session
 
-    run_dir, out_dir = Path(job["run_dir"]), Path(job["out_dir"])
-    spec = validate(job["spec"], {}, str(run_dir / "spec.yaml"))
-    splits = load_splits_file(run_dir / "work" / "data.npz")
-    for items in (splits.train, splits.calibration, splits.eval):
-        items.feed = feeds_of(spec.inputs)
-    ctx = Context(spec, Path(job["spec_dir"]), run_dir, ArtifactCache(Path(job["cache_dir"])), splits,
-                  json.loads((run_dir / "work" / "prepare.json").read_text()), stage,
-                  excl or Exclusive(label=f"optbench deploy {out_dir.name}, {job['variant'].get('id')}"))
+    out_dir = Path(job["out_dir"])
+    ctx = Context.of_job(job, stage, excl or Exclusive(label=f"optbench deploy {out_dir.name}, "
+                                                            f"{job['variant'].get('id')}"))
     ctx.excl.build()
     stage("load")
     session, v, items, _facts = open_session(ctx, job["variant"], job.get("recorded"))
@@ -178,7 +170,8 @@ def run_deploy_job(job: dict, stage: Any, excl: Any = None) -> dict:
                                           f"fit ({seen[d].status}), and this one is no smaller")
                 else:
                     row = measure_config(c, session, inputs, device, base, p99, out_dir / "serving", start,
-                                         budget_s(base, int(base.get("peak_probes", 10))))
+                                         budget_s(base, int(base.get("peak_probes", 10))),
+                                         lane_source(ctx, v, job.get("recorded")))
                     limit = job.get("memory_limit_bytes")
                     if row.status == "measured" and limit and row.memory_bytes and row.memory_bytes > limit:
                         row.status = "over-memory"

@@ -60,6 +60,24 @@ class Context:
     def work(self) -> Path:
         return self.run_dir / "work"
 
+    @classmethod
+    def of_job(cls, job: dict, stage: Stage | None = None, excl: Any = None) -> Context:
+        """The context of a run's variant job (its ``spec``, ``spec_dir``, ``run_dir`` and ``cache_dir``), read
+        again from the run's ``work`` folder in another process: the splits and the preparation facts as the
+        run wrote them."""
+        import json
+
+        from optbench.data import feeds_of
+        from optbench.specfile.load import validate
+
+        run_dir = Path(job["run_dir"])
+        spec = validate(job["spec"], {}, str(run_dir / "spec.yaml"))
+        splits = load_splits_file(run_dir / "work" / "data.npz")
+        for items in (splits.train, splits.calibration, splits.eval):
+            items.feed = feeds_of(spec.inputs)
+        return cls(spec, Path(job["spec_dir"]), run_dir, ArtifactCache(Path(job["cache_dir"])), splits,
+                   json.loads((run_dir / "work" / "prepare.json").read_text()), stage or Stage(), excl)
+
     def sample_batch(self, wanted: int) -> int:
         """The batch of a check or export sample: ``wanted``, or the batch the model fixes (1 without a batch axis)."""
         read = str((self.prepared.get("interpretation") or {}).get("batch", "dynamic"))

@@ -143,6 +143,17 @@ def open_session(ctx: Context, vdict: dict, recorded: str | None = None) -> tupl
     return session, v, items, row.given()
 
 
+def lane_source(ctx: Any, v: Any, recorded: str | None = None) -> Any:
+    """What a lane's process (:mod:`optbench.run.lane_process`) needs to open variant ``v`` of the run of ``ctx``
+    again, as :func:`open_session` opens it (it takes no node locks: the serving process holds the timing window
+    while its lanes start)."""
+    from optbench.measure.serving.process_lane import LaneSource
+
+    job = {"spec": ctx.spec.model_dump(mode="json"), "spec_dir": str(ctx.spec_dir), "run_dir": str(ctx.run_dir),
+           "cache_dir": str(ctx.cache.root), "variant": v.to_dict(), "recorded": recorded}
+    return LaneSource("optbench.run.lane_process", job)
+
+
 def _artifact(ctx: Context, v: Variant, cls: Any, backend: Any, module: Any, row: Row,
               recorded: str | None) -> tuple[Artifact, Any, dict]:
     """What the backend builds the variant from (the model file as given, the torch module, or its ONNX file:
@@ -271,7 +282,10 @@ def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifac
 
             ctx.stage("serving")
             with excl.timing(v.target.device):
-                if (served := serve_variant(ctx, v, session, items, row.given())) is not None:
+                lanes_from = None
+                if ctx.spec.serving.lane_processes:
+                    lanes_from = lane_source(ctx, v)
+                if (served := serve_variant(ctx, v, session, items, row.given(), lanes_from)) is not None:
                     from optbench.measure.serving.figures import headline
 
                     # with the figures budgets and constraints read

@@ -61,6 +61,13 @@ class ServingSpec(_Strict):
                                                    "Runtime), a thread of its own on the CPU; backends without "
                                                    "lanes of their own run every lane through one session, one "
                                                    "call at a time.")
+    lane_processes: bool = Field(False, description="Each lane in a process of its own, which opens the variant's "
+                                                    "session again from the run's files (its own weights and CUDA "
+                                                    "context) and runs it; the serving process hands it each "
+                                                    "batch's indices over a socket. Lanes on threads share one "
+                                                    "interpreter: an eager model, which launches its kernels from "
+                                                    "Python, gains little from a second one (Triton's Python backend "
+                                                    "runs each instance in a process for this reason).")
     cuda_graphs: bool = Field(False, description="torch on CUDA: each lane captures one CUDA graph per batch size "
                                                  "while it warms and replays it while serving (one launch per "
                                                  "batch). Other backends refuse it: ONNX Runtime has its own "

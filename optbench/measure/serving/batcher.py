@@ -226,8 +226,15 @@ class Batcher:
                 "warm_ms": [{str(s): round(ms, 4) for s, ms in sorted(w.items())} for w in self.warm_ms]}
 
     def _compiles(self) -> int | None:
-        lane = self.lanes[0] if self.lanes else None
-        return lane.compiles() if lane is not None else None
+        """Graphs compiled so far: one process's count where the lanes share it, the sum of the lanes' processes'
+        where each lane has one (``own_process``)."""
+        lanes = [lane for lane in self.lanes if lane is not None]
+        if not lanes:
+            return None
+        if not getattr(lanes[0], "own_process", False):
+            return lanes[0].compiles()
+        counts = [lane.compiles() for lane in lanes]
+        return None if any(c is None for c in counts) else sum(counts)
 
     def close(self) -> None:
         """Run what is pending, then stop the lanes and release them."""

@@ -27,9 +27,10 @@ from optbench.measure.serving.peak import find_peak
 from optbench.measure.serving.soak import nvml_process_bytes, soak
 
 
-def serve_variant(ctx: Any, v: Any, session: Any, items: Any, row: dict) -> dict | None:
+def serve_variant(ctx: Any, v: Any, session: Any, items: Any, row: dict, lanes_from: Any = None) -> dict | None:
     """The serving dict of variant ``v`` (None when the spec's serving.variants do not select it); a failure is
-    the dict's ``error``, so the variant's other figures stay."""
+    the dict's ``error``, so the variant's other figures stay. ``lanes_from``: how a lane's process opens the
+    session (:class:`~.process_lane.LaneSource`), for ``serving.lane_processes``."""
     spec = ctx.spec.serving
     if spec is None or not any(fnmatch.fnmatch(v.id, p) for p in spec.variants):
         return None
@@ -38,7 +39,7 @@ def serve_variant(ctx: Any, v: Any, session: Any, items: Any, row: dict) -> dict
         hints = {"latency_ms": row.get("latency_ms_p50"), "items_s": row.get("throughput_items_s")}
         log_root = Path(ctx.run_dir) / "serving" / v.id
         return serve_within(serving_budget_s(ctx), session, samples, in_axes, out_axes, spec, log_root,
-                            v.target.device, fixed, hints, rename)
+                            v.target.device, fixed, hints, rename, lanes_from=lanes_from)
     except Exception as e:  # the row keeps its single-stream figures; check fails the variant on this
         return {"error": f"{type(e).__name__}: {e}"}
 
@@ -137,12 +138,16 @@ def engines_for(call: Any, sample: dict, in_axes: dict, out_axes: dict, spec: An
 
 
 def serve(session: Any, samples: list[dict], in_axes: dict, out_axes: dict, spec: Any, log_root: Path, device: str,
-          fixed: int | None = None, hints: dict | None = None, rename: Any = None, out: dict | None = None) -> dict:
+          fixed: int | None = None, hints: dict | None = None, rename: Any = None, out: dict | None = None,
+          lanes_from: Any = None) -> dict:
     """Every serving scenario of ``spec`` (a :class:`~optbench.spec.serving.ServingSpec`) on ``session``, whose
     outputs ``rename`` (if given) names as the model does; ``out``: the dict to fill as each part finishes (what
-    :func:`serve_within` keeps when its deadline passes)."""
+    :func:`serve_within` keeps when its deadline passes); ``lanes_from``: how a lane's process opens the session
+    again (:class:`~.process_lane.LaneSource`), which ``serving.lane_processes`` needs."""
     hints = hints or {}
     rename = rename or (lambda outputs: outputs)
+    if spec.lane_processes and lanes_from is None:
+        raise ValueError("serving.lane_processes: this caller cannot say how another process opens the session")
     loadgen_needed = [s for s in spec.scenarios if s != "soak"] or spec.peak
     if loadgen_needed and (why := loadgen_unavailable()):
         raise RuntimeError(why)
@@ -161,17 +166,23 @@ def serve(session: Any, samples: list[dict], in_axes: dict, out_axes: dict, spec
     sys.setswitchinterval(spec.switch_interval_ms / 1000.0)
     try:
         serve_engines(session, pool, in_axes, out_axes, spec, engines, len(samples), log_root, device, meter, hints,
-                      rename, out)
+                      rename, out, lanes_from)
     finally:
         sys.setswitchinterval(before)
     return out
 
 
 def serve_engines(session: Any, pool: dict, in_axes: dict, out_axes: dict, spec: Any, engines: list, samples: int,
-                  log_root: Path, device: str, meter: Any, hints: dict, rename: Any, out: dict) -> None:
+                  log_root: Path, device: str, meter: Any, hints: dict, rename: Any, out: dict,
+                  lanes_from: Any = None) -> None:
     """Each engine's scenarios, then the soak, into ``out``."""
 
     def engine_of(policy: Policy) -> Batcher:
+        if spec.lane_processes:
+            from optbench.measure.serving.process_lane import ProcessLane
+
+            return Batcher(lambda i: ProcessLane(lanes_from, i, samples, spec.cuda_graphs), out_axes, policy,
+                           spec.instances, rename)
         return Batcher(lambda _i: session.lane(pool, in_axes, spec.cuda_graphs), out_axes, policy, spec.instances,
                        rename)
 
