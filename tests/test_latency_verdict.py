@@ -114,3 +114,42 @@ def test_a_slowdown_the_machine_speed_cannot_explain_is_still_slower():
     assert v.word == "slower", v.reason
     close = Rounds([1.5, 1.51, 1.52], probes=[5.2, 5.2, 5.3])  # +50 % beside a +30 % machine: could be the machine
     assert decide(close, base).word == "inconclusive"
+
+
+class _Turns:
+    def __init__(self, log):
+        self.log = log
+
+    def start(self):
+        self.log.append("start")
+
+    def before(self):
+        self.log.append("before")
+
+    def after(self):
+        self.log.append("after")
+
+    def end(self):
+        self.log.append("end")
+
+
+def test_rounds_that_take_turns_wait_before_each_round_and_judge_the_load_over_their_own_rounds():
+    clock, log = FakeClock(), []
+    session = FakeSession(clock, [0.001])
+    _, _, timing = measure_rounds(session, {}, 1, _settings(), clock=clock, pause=lambda s: log.append("pause"),
+                                  probe=lambda: None, speed_probe=lambda: 4.0, turns=_Turns(log))
+    assert log == ["start", "before", "after", "pause", "before", "after", "pause", "before", "after", "end"]
+    assert timing["busy"] is None
+
+
+def test_pooled_windows_weigh_each_reading_by_its_window():
+    from optbench.measure.contention import pooled
+
+    # the other process of a pair ran between these windows: only the windows themselves count
+    got = pooled([{"window_s": 0.4, "cpus": 2, "other_cpus": 0.1, "steal": 0.0},
+                  {"window_s": 0.2, "cpus": 2, "other_cpus": 1.9, "steal": 0.03, "throttled": 0.5}])
+    assert got["window_s"] == pytest.approx(0.6) and got["windows"] == 2
+    assert got["other_cpus"] == pytest.approx((0.04 + 0.38) / 0.6, abs=1e-3)
+    assert got["steal"] == pytest.approx(0.01) and got["throttled"] == pytest.approx(0.5)
+    assert busy_reason(got) == "other processes used 0.70 of 2 CPUs; cgroup throttled 50% of the window"
+    assert pooled([]) == {}

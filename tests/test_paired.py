@@ -1,25 +1,31 @@
-"""The paired latency verdict on synthetic timings (seeded, no real timing): re-timed processes of both sides in
-ABBA order against the verdict on two runs' own rounds."""
+"""The paired latency verdict on synthetic timings (seeded, no real timing): pairs of re-timing processes whose
+rounds take turns in ABBA order, against the verdict on two runs' own rounds."""
 
 import numpy as np
 import pytest
 
-from optbench.measure.paired import MIN_PAIRS, Pair, decide_paired, level, pairs_of, rank_interval, schedule
+from optbench.measure.paired import MIN_PAIRS, Pair, decide_paired, level, rank_interval, schedule
 from optbench.measure.verdict import verdict_for
 
 
-def _retime(cost: dict[str, float], speed, pairs: int = 8, within: float = 0.01, seed: int = 0):
-    """Pairs of a simulated re-timing: process i of the schedule runs at machine speed ``speed(i)`` (a factor on
-    latency), its five rounds at ``cost[side]`` ms times that factor, with ``within`` relative noise and one slowed
-    round (interference only adds time)."""
+def _retime(cost: dict[str, float], speed, pairs: int = 8, within: float = 0.01, seed: int = 0, order=None,
+            slowed: bool = True):
+    """Pairs of a simulated re-timing: each pair's two processes take turns, five rounds each, in ABBA order (or
+    ``order(k)``); round ``t`` of the whole re-timing (10 per pair) runs at machine speed ``speed(t)`` (a factor on
+    latency), at ``cost[side]`` ms times that factor, with ``within`` relative noise and one slowed round per
+    process (interference only adds time) where ``slowed``."""
     rng = np.random.default_rng(seed)
-    order = schedule(pairs, rng)
-    levels = []
-    for i, side in enumerate(order):
-        rounds = cost[side] * speed(i) * (1 + rng.normal(0, within, 5))
-        rounds[rng.integers(5)] *= 1.4
-        levels.append(level(list(rounds)))
-    return pairs_of(order, levels, [None] * len(order))
+    out = []
+    for k in range(pairs):
+        sides = order(k) if order else schedule(5, rng)
+        rounds: dict[str, list[float]] = {"baseline": [], "candidate": []}
+        for j, side in enumerate(sides):
+            rounds[side].append(cost[side] * speed(10 * k + j) * (1 + rng.normal(0, within)))
+        for side in rounds:
+            if slowed:
+                rounds[side][rng.integers(5)] *= 1.4
+        out.append(Pair(level(rounds["baseline"]), level(rounds["candidate"]), sides[0]))
+    return out
 
 
 def _row(ms: float, probe_us: float, rng) -> dict:
@@ -33,8 +39,8 @@ def test_a_machine_slowdown_between_runs_is_inconclusive_unpaired_and_same_paire
     # no real change: the machine ran 30 % slower while the candidate's run was timed (its speed probe saw it)
     unpaired = verdict_for(_row(1.3, 4.6, rng), _row(1.0, 3.5, rng), 0.05)
     assert unpaired.word == "inconclusive"
-    # re-timed alternately, the machine still moving (a ramp from 1.0 to 1.3, then a step back): pairs cancel it
-    speed = lambda i: 1.0 + 0.3 * min(i, 10) / 10 - (0.2 if i >= 12 else 0.0)  # noqa: E731
+    # re-timed in turns, the machine still moving (a ramp from 1.0 to 1.3, then a step back): pairs cancel it
+    speed = lambda t: 1.0 + 0.3 * min(t, 50) / 50 - (0.2 if t >= 60 else 0.0)  # noqa: E731
     paired = decide_paired(_retime({"baseline": 1.0, "candidate": 1.0}, speed), 0.05)
     assert paired.word == "same", paired.reason
     low, high = paired.interval
@@ -43,14 +49,36 @@ def test_a_machine_slowdown_between_runs_is_inconclusive_unpaired_and_same_paire
 
 def test_a_ten_percent_effect_under_twenty_percent_run_to_run_noise_is_slower_paired():
     rng = np.random.default_rng(2)
-    shifts = np.exp(rng.normal(0, 0.2, 16))  # the machine's speed moves 20 % from one block of processes to the next
+    shifts = np.exp(rng.normal(0, 0.2, 80))  # the machine's speed moves 20 % from one pair of rounds to the next
     cost = {"baseline": 1.0, "candidate": 1.1}
-    v = decide_paired(_retime(cost, lambda i: shifts[i // 2], within=0.015, seed=3), 0.05)
+    v = decide_paired(_retime(cost, lambda t: shifts[t // 2], within=0.015, seed=3), 0.05)
     assert v.word == "slower", v.reason
     assert 1.05 < v.ratio < 1.15 and v.interval[0] > 1.0
     assert "Wilcoxon signed-rank p" in v.reason and v.line.startswith("slower: ")
-    faster = decide_paired(_retime({"baseline": 1.1, "candidate": 1.0}, lambda i: shifts[i // 2], within=0.015), 0.05)
+    faster = decide_paired(_retime({"baseline": 1.1, "candidate": 1.0}, lambda t: shifts[t // 2], within=0.015), 0.05)
     assert faster.word == "faster"
+
+
+def test_slow_stretches_of_the_machine_fall_on_both_sides_when_rounds_take_turns():
+    """As a shared 2-core VM does: stretches of 2-6 rounds at 1.3-2.2x, at random. Rounds in turns see them alike
+    (same); one side's process timed whole and then the other's (the order of separate processes) does not."""
+    rng = np.random.default_rng(5)
+    slow = np.ones(80)
+    t = 0
+    while t < 80:
+        t += int(rng.integers(3, 12))
+        n = int(rng.integers(2, 7))
+        slow[t:t + n] = rng.uniform(1.3, 2.2)
+        t += n
+    cost = {"baseline": 1.0, "candidate": 1.0}
+    turns = decide_paired(_retime(cost, lambda t: slow[t], within=0.005, seed=6, slowed=False), 0.05)
+    assert turns.word == "same", turns.reason
+    whole = lambda k: ["baseline"] * 5 + ["candidate"] * 5 if k % 2 else ["candidate"] * 5 + ["baseline"] * 5  # noqa: E731
+    apart = decide_paired(_retime(cost, lambda t: slow[t], within=0.005, seed=6, order=whole, slowed=False), 0.05)
+    assert apart.word == "inconclusive" and apart.interval[0] < 0.95 and apart.interval[1] > 1.05, apart.reason
+    more = decide_paired(_retime({"baseline": 1.0, "candidate": 1.1}, lambda t: slow[t], within=0.005, seed=6,
+                                 slowed=False), 0.05)
+    assert more.word == "slower" and 1.08 < more.ratio < 1.12, more.reason
 
 
 def test_identical_sides_are_same_at_ratio_one_and_a_planted_slowdown_is_slower():
@@ -86,11 +114,11 @@ def test_a_busy_machine_during_the_re_timing_is_inconclusive_never_a_verdict():
 
 
 def test_abba_blocks_cancel_a_drift_that_one_fixed_order_calls_a_change():
-    drift = lambda i: 1.06 ** i  # noqa: E731  the machine slows 6 % with every process, no real change
+    drift = lambda t: 1.06 ** (t % 10)  # noqa: E731  the machine slows 6 % with every round of a pair, no real change
     cost = {"baseline": 1.0, "candidate": 1.0}
-    assert decide_paired(_retime(cost, drift, within=0.002), 0.05).word != "slower"
-    fixed = [Pair(1.06 ** (2 * k), 1.06 ** (2 * k + 1), "baseline") for k in range(8)]  # always baseline first
-    assert decide_paired(fixed, 0.05).word == "slower"
+    assert decide_paired(_retime(cost, drift, within=0.002, slowed=False), 0.05).word == "same"
+    fixed = lambda k: ["baseline", "candidate"] * 5  # noqa: E731  always the baseline's round first
+    assert decide_paired(_retime(cost, drift, within=0.002, order=fixed, slowed=False), 0.05).word == "slower"
 
 
 def test_schedule_is_abba_blocks_in_random_order():

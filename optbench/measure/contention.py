@@ -124,6 +124,22 @@ def between(a: Snapshot, b: Snapshot) -> dict:
     return out
 
 
+def pooled(windows: list[dict]) -> dict:
+    """Several windows' readings (:func:`between`) as one window of their summed length: loads, steal, iowait
+    and throttling weighted by each window's length, the last window's load average and clocks. For a process whose
+    rounds alternate with another process's: the time between its windows is not its own."""
+    windows = [w for w in windows if w.get("window_s")]
+    if not windows:
+        return {}
+    total = sum(w["window_s"] for w in windows)
+    out: dict = {**windows[-1], "window_s": round(total, 4), "windows": len(windows)}
+    for key, digits in (("other_cpus", 3), ("steal", 4), ("iowait", 4), ("throttled", 4)):
+        have = [w for w in windows if w.get(key) is not None]
+        if have:
+            out[key] = round(sum(w[key] * w["window_s"] for w in have) / sum(w["window_s"] for w in have), digits)
+    return out
+
+
 def busy_reason(c: dict) -> str | None:
     """Why a window's machine was busy, with the numbers, or None."""
     reasons = []

@@ -1,11 +1,13 @@
-"""The latency verdict on paired re-timing: both sides timed again, alternately, in the same minutes.
+"""The latency verdict on paired re-timing: both sides timed again, in turns, in the same minutes.
 
 Two runs timed minutes apart differ by what the machine did in between, and on a shared machine that term can be
 larger than the change a gate looks for (see :mod:`optbench.measure.verdict`). Timing the baseline's artifact and the
-candidate's again, alternately (randomized multiple interleaved trials; duet benchmarking), removes it: each *pair*
-is one process of each side run back to back, so a slow period moves both halves of a pair, and their ratio cancels
-it. Pairs come in ABBA blocks (baseline, candidate, candidate, baseline, or the mirror image, drawn at random), so a
-drift that is linear over a block cancels over its two pairs and neither side always runs first.
+candidate's again, alternately (randomized multiple interleaved trials; duet benchmarking), removes it. Each *pair*
+is one fresh process of each side, started together, whose timing rounds take turns (:mod:`optbench.measure.turns`)
+in ABBA blocks of rounds (baseline, candidate, candidate, baseline, or the mirror image, drawn at random per block;
+:func:`schedule`), on one core for a CPU variant: a slow stretch of the machine, seconds long, falls on both sides' rounds alike,
+a drift that is linear over a block cancels over it, and neither side always goes first. Pairs are the independent
+units: what differs from one process to the next (where its memory landed) stays in their spread.
 
 The decision is on the pairs' ratios, in logs (a 2x and a 0.5x are the same distance from no change):
 
@@ -30,17 +32,17 @@ from optbench.measure.verdict import LatencyVerdict, quiet
 
 CONFIDENCE = 0.95
 MIN_PAIRS = 6  # the fewest pairs whose signed-rank interval reaches CONFIDENCE (2 / 2**6 < 0.05)
-PAIRS = 8      # pairs by default: 16 worker processes a variant
+PAIRS = 8      # pairs by default: 16 worker processes a variant, two at a time
 SIDES = ("baseline", "candidate")
 
 
 @dataclass(frozen=True)
 class Pair:
-    """One baseline process and one candidate process, timed back to back; levels in ms."""
+    """One baseline process and one candidate process, their rounds in turns; levels in ms."""
 
     baseline_ms: float
     candidate_ms: float
-    first: str               # the side whose process ran first: baseline | candidate
+    first: str               # the side whose round ran first: baseline | candidate
     busy: str | None = None  # why one of its processes counts as timed on a busy machine
 
     @property
@@ -51,27 +53,19 @@ class Pair:
         return {**asdict(self), "ratio": self.ratio}
 
 
-def schedule(pairs: int, rng: np.random.Generator) -> list[str]:
-    """The order of the 2 x ``pairs`` processes: ABBA or BAAB blocks at random (an odd last pair: AB or BA)."""
+def schedule(rounds: int, rng: np.random.Generator) -> list[str]:
+    """The order of a pair's 2 x ``rounds`` timing rounds: ABBA or BAAB blocks at random (an odd last pair of
+    rounds: AB or BA)."""
     out: list[str] = []
-    while len(out) < 2 * pairs:
+    while len(out) < 2 * rounds:
         first, second = SIDES if rng.random() < 0.5 else SIDES[::-1]
-        out += [first, second, second, first] if 2 * pairs - len(out) >= 4 else [first, second]
+        out += [first, second, second, first] if 2 * rounds - len(out) >= 4 else [first, second]
     return out
 
 
 def level(round_medians: list[float]) -> float:
     """A process's level: the median of its quiet rounds (ms)."""
     return float(np.median(quiet(list(round_medians))))
-
-
-def pairs_of(order: list[str], levels: list[float], busy: list[str | None]) -> list[Pair]:
-    """Consecutive processes of ``order`` as pairs (``levels`` and ``busy`` per process, in that order)."""
-    out = []
-    for i in range(0, len(order) - 1, 2):
-        by_side = {order[i]: levels[i], order[i + 1]: levels[i + 1]}
-        out.append(Pair(by_side["baseline"], by_side["candidate"], order[i], busy[i] or busy[i + 1]))
-    return out
 
 
 def _null_counts(n: int) -> np.ndarray:

@@ -66,7 +66,8 @@ def timed(fn: Callable[[], T], clock: Clock = time.perf_counter) -> tuple[T, flo
 def measure_rounds(session: Any, feeds: dict, batch_size: int, settings: Any, clock: Clock = time.perf_counter,
                    pause: Callable[[float], None] = time.sleep, probe: Callable[[], Any] | None = None,
                    speed_probe: Callable[[], float] | None = None,
-                   count: int | None = None, wall: Callable[[], float] = time.time) -> tuple[Measurement, Measurement | None, dict]:
+                   count: int | None = None, wall: Callable[[], float] = time.time,
+                   turns: Any = None) -> tuple[Measurement, Measurement | None, dict]:
     """``settings.rounds`` timing windows on one built session, each after a pause and a fresh warm-up.
 
     The iterations and seconds a spec asks for are shared among the rounds (so rounds cost no extra timing),
@@ -76,7 +77,9 @@ def measure_rounds(session: Any, feeds: dict, batch_size: int, settings: Any, cl
     ``probe``, and the machine's own speed by ``speed_probe`` (see :mod:`optbench.measure.contention`); both are
     returned beside the rounds: ``{"rounds": [{median_ms, probe_us, ...}], "contention": {...} over all rounds,
     "busy": reason or None}``. ``count`` runs only that many of the rounds (their budgets unchanged): the share of
-    one of ``measure.processes`` worker processes."""
+    one of ``measure.processes`` worker processes. ``turns`` (:class:`optbench.measure.turns.Turns`): this process
+    takes turns with another, round by round (paired re-timing); the machine's load is then read over this
+    process's rounds only, since the other process runs between them."""
     import math
 
     import optbench.measure.contention as contention
@@ -88,16 +91,22 @@ def measure_rounds(session: Any, feeds: dict, batch_size: int, settings: Any, cl
     snap = probe or contention.snapshot
     speed_probe = speed_probe or contention.speed_probe
     host_rounds, dev_rounds, info = [], [], []
+    if turns is not None:
+        turns.start()
     first = snap()
     for i in range(min(n, count) if count else n):
         if i:
             pause(getattr(settings, "round_pause_s", 0.0))
             per_round.warmup_s = min(settings.warmup_s, ROUND_WARMUP_S)  # caches are warm: re-enter steady state
+        if turns is not None:
+            turns.before()
         before, speed = snap(), speed_probe()
         opened = wall()
         host, dev = measure_session(session, feeds, batch_size, per_round, clock)
         closed = wall()
         speed, after = max(speed, speed_probe()), snap()
+        if turns is not None:
+            turns.after()
         c = contention.between(before, after) if before is not None and after is not None else {}
         host_rounds.append(host.samples_ms)
         if dev is not None:
@@ -105,7 +114,11 @@ def measure_rounds(session: Any, feeds: dict, batch_size: int, settings: Any, cl
         info.append({"median_ms": host.percentile(50), "iterations": len(host.samples_ms), "probe_us": speed,
                      "contention": c, "window": [opened, closed]})
     # busy is judged over all rounds together: a window of a few tens of ms is a handful of clock ticks
-    whole = contention.between(first, after) if first is not None and after is not None else {}
+    if turns is not None:
+        turns.end()
+        whole = contention.pooled([r["contention"] for r in info])
+    else:
+        whole = contention.between(first, after) if first is not None and after is not None else {}
     used = {k: getattr(settings, k, None) for k in ("warmup_s", "min_iters", "min_duration_s", "max_iters", "rounds",
                                                      "round_pause_s")}
     spread_warn = getattr(settings, "spread_warn", 0.05)

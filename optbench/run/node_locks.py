@@ -190,6 +190,27 @@ class Exclusive:
         self.building = True
 
 
+class HeldByParent:
+    """The node locks of a worker whose parent holds the node's timing window for it (the two processes of a
+    paired re-timing, which take turns inside one window): it takes no lock and waits on none."""
+
+    waited_s = 0.0
+    timing_core: int | None = None
+
+    def __init__(self, label: str = "") -> None:
+        self.label, self.overlaps, self.building = label, [], False
+
+    def build(self) -> None:
+        pass
+
+    @contextmanager
+    def timing(self, device: str):
+        yield
+
+    def close(self) -> None:
+        pass
+
+
 LEDGER_MAX_BYTES = 1 << 20  # the node's window ledger is cut back to its recent half past this
 
 SPARE_CPUS = 4  # with no more CPUs than this, no core is set aside (a 2-core VM times CPU variants alone anyway)

@@ -19,16 +19,17 @@ and refused unless its weights are the run's. Otherwise the verdict stays the ru
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import optbench.clock as clock
-from optbench.measure.paired import PAIRS, Pair, decide_paired, level, pairs_of, schedule
+from optbench.measure.paired import PAIRS, Pair, decide_paired, level, schedule
 from optbench.measure.verdict import LatencyVerdict
 from optbench.spec.models import Spec
 
@@ -159,31 +160,73 @@ def _job(side: Side, measure: dict, rounds: int) -> dict:
 
 def retime(candidate: Side, baseline: Side, pairs: int, rng: np.random.Generator,
            say: Callable[[str], None] = lambda s: None) -> list[Pair] | str:
-    """The pairs of 2 x ``pairs`` fresh worker processes in ABBA order, both sides at the candidate's ``measure``
-    settings (timed, whatever its mode); or why a process failed."""
+    """``pairs`` pairs of fresh worker processes, one of each side started together and taking turns round by
+    round in ABBA order (:mod:`optbench.measure.turns`), both sides at the candidate's ``measure`` settings (timed,
+    whatever its mode), inside one timing window of the node held here; or why a process failed."""
     from optbench.measure.timing import round_shares
-    from optbench.run.supervise import row_from_worker, spawn
+    from optbench.run.node_locks import Exclusive
     from optbench.spec.models import MeasureSettings
 
     measure = {**(candidate.spec.get("measure") or {}), "mode": "full"}
     settings = MeasureSettings.model_validate(measure)
     rounds = round_shares(settings.rounds, settings.processes)[0]
-    order = schedule(pairs, rng)
-    levels, busy = [], []
-    say(f"re-timing {candidate.variant['id']}: the baseline's and the candidate's artifacts alternately, "
-        f"{len(order)} worker processes")
-    with tempfile.TemporaryDirectory(prefix="optbench-retime-") as tmp:
-        for i, name in enumerate(order):
-            side = candidate if name == "candidate" else baseline
-            log = Path(tmp) / f"{i}.log"
-            result, proc = spawn(_job(side, measure, rounds), settings.timeout_s, settings.memory_limit_mb, log,
-                                 settings.rss_limit_mb)
+    sides = {"candidate": candidate, "baseline": baseline}
+    say(f"re-timing {candidate.variant['id']}: {pairs} pairs of worker processes, the baseline's and the "
+        f"candidate's artifact, {rounds} rounds each, taking turns")
+    out: list[Pair] = []
+    excl = Exclusive(label=f"optbench re-timing {candidate.variant['id']}")
+    try:
+        with tempfile.TemporaryDirectory(prefix="optbench-retime-") as tmp, excl.timing(candidate.variant["device"]):
+            cores = sorted(os.sched_getaffinity(0))
+            for k in range(pairs):
+                order = schedule(rounds, rng)
+                core = cores[k % len(cores)] if not candidate.variant["device"].startswith("cuda") else None
+                got = _pair(sides, measure, rounds, order, settings, Path(tmp) / f"pair-{k}", core)
+                if isinstance(got, str):
+                    return got
+                out.append(got)
+    finally:
+        excl.close()
+    return out
+
+
+def _pair(sides: dict[str, Side], measure: dict, rounds: int, order: list[str], settings: Any,
+          folder: Path, core: int | None = None) -> Pair | str:
+    """One pair: both sides' processes at once, their rounds in ``order``, both timing on ``core`` (a CPU
+    variant's pairs take the cores in turn); the pair, or why a process failed (the other is then told to stop)."""
+    import threading
+
+    from optbench.measure.turns import abort, make_folder
+    from optbench.run.supervise import row_from_worker, spawn
+
+    make_folder(folder)
+    rows: dict[str, dict] = {}
+
+    def one(name: str) -> None:
+        log = folder / f"{name}.log"
+        job = {**_job(sides[name], measure, rounds), "locks": "held by the parent",
+               "turns": {"folder": str(folder), "me": name, "order": order, "core": core}}
+        try:
+            result, proc = spawn(job, settings.timeout_s, settings.memory_limit_mb, log, settings.rss_limit_mb)
             row = row_from_worker(result, proc, settings.timeout_s, log)
-            if row.get("status") != "ok" or not row.get("latency_ms_rounds"):
-                return f"the {name}'s re-timing process {row.get('status')}: {str(row.get('error') or '')[:300]}"
-            levels.append(level(row["latency_ms_rounds"]))
-            busy.append(row.get("busy"))
-    return pairs_of(order, levels, busy)
+        except Exception as e:  # noqa: BLE001  (the pair's failure, said by the caller)
+            row = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+        rows[name] = row
+        if row.get("status") != "ok":
+            abort(folder, f"the {name}'s process {row.get('status')}: {str(row.get('error') or '')[:200]}")
+
+    threads = [threading.Thread(target=one, args=(name,), name=f"optbench-retime-{name}") for name in sides]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name in ("candidate", "baseline"):
+        row = rows[name]
+        if row.get("status") != "ok" or not row.get("latency_ms_rounds"):
+            return f"the {name}'s re-timing process {row.get('status')}: {str(row.get('error') or '')[:300]}"
+    busy = rows["baseline"].get("busy") or rows["candidate"].get("busy")
+    return Pair(level(rows["baseline"]["latency_ms_rounds"]), level(rows["candidate"]["latency_ms_rounds"]),
+                order[0], busy)
 
 
 @dataclass

@@ -30,12 +30,14 @@ from optbench.transforms import count_params
 
 
 def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds: int | None = None,
-                    timing_only: bool = False, recorded: str | None = None, rebuilt: bool = False) -> dict:
+                    timing_only: bool = False, recorded: str | None = None, rebuilt: bool = False,
+                    turns: Any = None) -> dict:
     """Build, judge and time one variant (its row); with ``build_only`` build its artifacts and stop there (a row
     with status ``built``, build time and bytes). ``recorded``: the ONNX file a row of the run recorded as its
     artifact, timed as it is (re-timing, :mod:`optbench.run.retime`): nothing is exported or converted again.
     ``rebuilt``: the torch module built again from the run's kept entrypoint copy (re-timing a torch row,
-    :mod:`optbench.run.kept`). The row holds the columns measured here, flat (:meth:`optbench.row.Row.given`); the
+    :mod:`optbench.run.kept`). ``turns``: this process's timing rounds alternate with another's
+    (:class:`optbench.measure.turns.Turns`, paired re-timing). The row holds the columns measured here, flat (:meth:`optbench.row.Row.given`); the
     sweep adds the rest."""
     v = Variant(**vdict)
     idle_rss = current_rss_bytes()  # the worker before this variant loads anything of its own
@@ -89,7 +91,7 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
         row.identity.gpu = gpu_index(target.device)  # physical: CUDA_VISIBLE_DEVICES maps it (an executor's choice)
     monitor = gpu_monitor(target.device)
     try:
-        _build_and_measure(ctx, v, backend, artifact, items, row, monitor, excl, rounds, timing_only, built)
+        _build_and_measure(ctx, v, backend, artifact, items, row, monitor, excl, rounds, timing_only, built, turns)
     finally:
         if monitor is not None:
             monitor.stop()
@@ -229,7 +231,7 @@ def gpu_monitor(device: str) -> GpuMonitor | None:
 
 def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifact, items: Any, row: Row,
                        monitor: GpuMonitor | None, excl: Any, rounds: int | None = None,
-                       timing_only: bool = False, built: dict | None = None) -> None:
+                       timing_only: bool = False, built: dict | None = None, turns: Any = None) -> None:
     ctx.stage("build")
     session, row.timing.build_s = timed(lambda: backend.build(artifact, v.target))
     settings = row.artifact.settings
@@ -257,7 +259,8 @@ def _build_and_measure(ctx: Context, v: Variant, backend: Any, artifact: Artifac
         with excl.timing(v.target.device):
             ctx.stage("timing")
             opened = clock.wall()  # wall clock: windows of processes on one node compare
-            m, dev, timing = measure_rounds(session, artifact.sample, v.batch_size, ctx.spec.measure, count=rounds)
+            m, dev, timing = measure_rounds(session, artifact.sample, v.batch_size, ctx.spec.measure, count=rounds,
+                                            turns=turns)
             window = [opened, clock.wall()]
         if timing["busy"]:
             row.warnings.append(warning("busy", "machine busy during timing: " + timing["busy"]))

@@ -33,9 +33,18 @@ def run_variant(job: dict, stage: Stage, excl: Exclusive | None = None) -> dict:
     ctx = Context(spec, spec_dir, run_dir, ArtifactCache(Path(job["cache_dir"]), enabled=not job.get("no_cache")),
                   splits, json.loads((run_dir / "work" / "prepare.json").read_text()), stage,
                   excl or Exclusive(label=f"optbench run {run_dir.name}, {job['variant'].get('id')}"))
-    return measure_variant(ctx, job["variant"], build_only=job["mode"] == "build", rounds=job.get("rounds"),
-                           timing_only=bool(job.get("timing_only")), recorded=job.get("recorded"),
-                           rebuilt=bool(job.get("rebuilt")))
+    turns = None
+    if job.get("turns"):  # a paired re-timing's process: its rounds alternate with the other side's
+        from optbench.measure.turns import Turns
+
+        turns = Turns(**job["turns"])
+    try:
+        return measure_variant(ctx, job["variant"], build_only=job["mode"] == "build", rounds=job.get("rounds"),
+                               timing_only=bool(job.get("timing_only")), recorded=job.get("recorded"),
+                               rebuilt=bool(job.get("rebuilt")), turns=turns)
+    finally:
+        if turns is not None:
+            turns.close()
 
 
 def main(argv: list[str], excl: Exclusive | None = None) -> int:
@@ -163,7 +172,12 @@ def child_main(job_path: str, log_path: str, memory_limit_mb: int | None) -> Non
                 f"{(job.get('variant') or {}).get('id', job.get('mode'))}"
         # this process's node locks; taken before it does any work: a timing window elsewhere waits for none. A
         # build times nothing: it takes no lock and waits for no timing window
-        excl = Exclusive(label=label, wait_file=wait_file(Path(log_path)))
+        if job.get("locks") == "held by the parent":  # a paired re-timing's process: the window is its parent's
+            from optbench.run.node_locks import HeldByParent
+
+            excl = HeldByParent(label)
+        else:
+            excl = Exclusive(label=label, wait_file=wait_file(Path(log_path)))
         if command == "run":
             excl.build()
     if memory_limit_mb:
