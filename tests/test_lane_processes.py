@@ -30,8 +30,10 @@ serving:
 
 @pytest.mark.slow  # a run, and two lane processes that import torch and open the variant again
 def test_lanes_in_processes_serve_a_run_and_answer_as_its_session(tmp_path, cache_dir):
+    from optbench.deploy.measure import _rss_with_lanes
+    from optbench.measure.memory import current_rss_bytes
     from optbench.measure.serving.batcher import stage
-    from optbench.measure.serving.process_lane import ProcessLane
+    from optbench.measure.serving.process_lane import ProcessLane, live_pids
     from optbench.measure.serving.run import serving_inputs
     from optbench.plan import plan
     from optbench.run.context import Context
@@ -59,6 +61,9 @@ def test_lanes_in_processes_serve_a_run_and_answer_as_its_session(tmp_path, cach
     session, _v, items, _ = open_session(ctx, v.to_dict())
     lane = ProcessLane(lane_source(ctx, v), 0, samples=16)
     try:
+        # the lane's process counts in the engine's memory (deploy's memory poll) while it serves
+        assert live_pids() == {lane.proc.pid}
+        assert _rss_with_lanes() > current_rss_bytes() + 50 * 2**20  # a Python with torch and the module loaded
         samples, in_axes, _out, _fixed, _rename = serving_inputs(ctx, session, items, 16)
         here = session.lane(stage(samples, in_axes), in_axes)
         for index in ([0], [3, 1, 15, 2], [7, 7]):
@@ -73,4 +78,4 @@ def test_lanes_in_processes_serve_a_run_and_answer_as_its_session(tmp_path, cach
     finally:
         lane.close()
         session.close()
-    assert lane.proc.returncode == 0
+    assert lane.proc.returncode == 0 and live_pids() == set()

@@ -30,16 +30,15 @@ class MemoryPoll:
     CPU, the GPU memory NVML says this process holds on a CUDA device. ``peak`` is the largest reading."""
 
     def __init__(self, device: str, every_s: float = 0.02) -> None:
-        from optbench.measure.memory import current_rss_bytes
         from optbench.measure.serving.soak import nvml_process_bytes
 
-        self.read, self.source = current_rss_bytes, "resident memory of the serving process (VmRSS)"
+        self.read, self.source = _rss_with_lanes, "resident memory of the serving process and its lanes' (VmRSS)"
         if device.startswith("cuda"):
             reader, note = nvml_process_bytes(device)
             if reader is not None:
                 self.read, self.source = (lambda: reader() or 0), "GPU memory NVML reports for the serving process"
             else:
-                self.source = f"resident memory of the serving process (VmRSS); {note}"
+                self.source = f"resident memory of the serving process and its lanes' (VmRSS); {note}"
         self.every_s, self.peak = every_s, 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -62,6 +61,14 @@ class MemoryPoll:
         if self._thread is not None:
             self._thread.join()
         self.peak = max(self.peak, self.now())
+
+
+def _rss_with_lanes() -> int:
+    """Resident memory of this process and of its lane processes (``serving.lane_processes``)."""
+    from optbench.measure.memory import current_rss_bytes, proc_kib_field
+    from optbench.measure.serving.process_lane import live_pids
+
+    return current_rss_bytes() + sum(proc_kib_field(f"/proc/{pid}/status", "VmRSS") or 0 for pid in live_pids())
 
 
 def serving_spec(c: Config, base: dict, p99_ms: float) -> Any:

@@ -30,6 +30,12 @@ import numpy as np
 from optbench.backends.base import Lane
 
 START_TIMEOUT_S = 600.0  # a lane's process builds its session (imports, weights, a compile) within this
+_LIVE: set[int] = set()  # pids of this process's lane processes, while they serve
+
+
+def live_pids() -> set[int]:
+    """The lane processes this process has running: their memory is the served engine's too."""
+    return set(_LIVE)
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class ProcessLane(Lane):
         self.proc = subprocess.Popen([sys.executable, "-c", code, str(theirs.fileno())], pass_fds=(theirs.fileno(),),
                                      env=env, stdin=subprocess.DEVNULL)
         theirs.close()
+        _LIVE.add(self.proc.pid)
         self.conn = Connection(ours.detach())
         self._compiles: int | None = None
         self._describe: dict[str, Any] = {}
@@ -104,6 +111,7 @@ class ProcessLane(Lane):
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        _LIVE.discard(self.proc.pid)
         self.conn.close()
 
 

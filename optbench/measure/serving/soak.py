@@ -101,7 +101,8 @@ def soak(engine: Callable, samples: int, seconds: float, window_s: float = 5.0,
 
 
 def nvml_process_bytes(device: str) -> tuple[Callable[[], int | None] | None, str | None]:
-    """A reader of the GPU memory NVML says this process holds on ``device``, or None and why not."""
+    """A reader of the GPU memory NVML says this process and its lane processes (``serving.lane_processes``) hold on
+    ``device``, or None and why not."""
     if not device.startswith("cuda"):
         return None, "GPU memory not read: the variant runs on the CPU"
     from optbench.measure.gpu import gpu_index, nvml_unavailable_reason
@@ -112,10 +113,11 @@ def nvml_process_bytes(device: str) -> tuple[Callable[[], int | None] | None, st
 
     handle, pid = pynvml.nvmlDeviceGetHandleByIndex(gpu_index(device)), os.getpid()
 
+    from optbench.measure.serving.process_lane import live_pids
+
     def read() -> int | None:
-        for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
-            if p.pid == pid:
-                return int(p.usedGpuMemory or 0)
-        return None
+        ours = {pid} | live_pids()
+        held = [int(p.usedGpuMemory or 0) for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle) if p.pid in ours]
+        return sum(held) if held else None
 
     return read, None
