@@ -5,7 +5,7 @@ larger than the change a gate looks for (see :mod:`optbench.measure.verdict`). T
 candidate's again, alternately (randomized multiple interleaved trials; duet benchmarking), removes it. Each *pair*
 is one fresh process of each side, started together, whose timing rounds take turns (:mod:`optbench.measure.turns`)
 in ABBA blocks of rounds (baseline, candidate, candidate, baseline, or the mirror image, drawn at random per block;
-:func:`schedule`), on one core for a CPU variant: a slow stretch of the machine, seconds long, falls on both sides' rounds alike,
+:func:`schedule`), on one core for a one-thread CPU variant: a slow stretch of the machine, seconds long, falls on both sides' rounds alike,
 a drift that is linear over a block cancels over it, and neither side always goes first. Pairs are the independent
 units: what differs from one process to the next (where its memory landed) stays in their spread.
 

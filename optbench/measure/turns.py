@@ -72,8 +72,12 @@ class Turns:
         """Both sides built and ready: neither times while the other still builds. With ``core``, this process is
         moved onto that core first (both sides of a pair on one core: they never run at once, and a core slower
         than the other, a busy sibling hyperthread on the host, then slows both sides alike)."""
-        if self.core is not None:
-            os.sched_setaffinity(0, {self.core})
+        if self.core is not None:  # every thread of the process (a runtime's pool was started at build)
+            for tid in os.listdir("/proc/self/task"):
+                try:
+                    os.sched_setaffinity(int(tid), {self.core})
+                except OSError:
+                    pass  # a thread that ended meanwhile
         self._send()
         self._receive()
 

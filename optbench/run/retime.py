@@ -180,7 +180,7 @@ def retime(candidate: Side, baseline: Side, pairs: int, rng: np.random.Generator
             cores = sorted(os.sched_getaffinity(0))
             for k in range(pairs):
                 order = schedule(rounds, rng)
-                core = cores[k % len(cores)] if not candidate.variant["device"].startswith("cuda") else None
+                core = cores[k % len(cores)] if _one_thread(candidate) and _one_thread(baseline) else None
                 got = _pair(sides, measure, rounds, order, settings, Path(tmp) / f"pair-{k}", core)
                 if isinstance(got, str):
                     return got
@@ -190,10 +190,16 @@ def retime(candidate: Side, baseline: Side, pairs: int, rng: np.random.Generator
     return out
 
 
+def _one_thread(side: Side) -> bool:
+    """Whether the side is a CPU variant that computes on one thread (its backend's ``threads: 1``): only then are
+    a pair's two processes moved onto one core, which changes nothing of what they time."""
+    return not side.variant["device"].startswith("cuda") and (side.variant.get("options") or {}).get("threads") == 1
+
+
 def _pair(sides: dict[str, Side], measure: dict, rounds: int, order: list[str], settings: Any,
           folder: Path, core: int | None = None) -> Pair | str:
-    """One pair: both sides' processes at once, their rounds in ``order``, both timing on ``core`` (a CPU
-    variant's pairs take the cores in turn); the pair, or why a process failed (the other is then told to stop)."""
+    """One pair: both sides' processes at once, their rounds in ``order``, both timing on ``core`` (one-thread CPU
+    variants' pairs take the cores in turn); the pair, or why a process failed (the other is then told to stop)."""
     import threading
 
     from optbench.measure.turns import abort, make_folder
