@@ -123,6 +123,18 @@ def write_spec(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
     return p
 
 
+# one batch-1 variant of a plain linear torch module on the CPU, timed briefly: for tests of the sweep's machinery
+PLAIN_TORCH = """\
+name: hard
+model: {source: python, entrypoint: "tests/models/faulty.py:build_plain"}
+inputs: [{name: x, shape: [batch, 4]}]
+data: {source: synthetic, calibration: 8, eval: 16}
+variants: {batch_size: [1]}
+backends: [{name: torch, device: cpu}]
+measure: {warmup_s: 0.0, min_iters: 5, min_duration_s: 0.0}
+"""
+
+
 # one fp32 digits variant on ONNX Runtime, timed briefly: for tests of the run machinery around a variant
 TINY = """\
 name: tiny

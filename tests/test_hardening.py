@@ -7,17 +7,9 @@ import pytest
 
 from optbench.cli import main
 from optbench.run.sweep import lock_run_dir
-from tests.conftest import write_spec
+from tests.conftest import PLAIN_TORCH, write_spec
 
-SPEC = """\
-name: hard
-model: {source: python, entrypoint: "tests/models/faulty.py:build_plain"}
-inputs: [{name: x, shape: [batch, 4]}]
-data: {source: synthetic, calibration: 8, eval: 16}
-variants: {batch_size: [1]}
-backends: [{name: torch, device: cpu}]
-measure: {warmup_s: 0.0, min_iters: 5, min_duration_s: 0.0}
-"""
+SPEC = PLAIN_TORCH
 
 
 def _one_line(capsys) -> str:

@@ -11,7 +11,7 @@ import pytest
 
 import optbench
 from optbench.cli import main
-from tests.conftest import write_spec
+from tests.conftest import PLAIN_TORCH, write_spec
 
 FAULTY = """\
 name: faulty
@@ -98,21 +98,14 @@ def test_entrypoint_failures_are_one_line_errors(tmp_path, capsys, cache_dir):
         assert not (run / "results.jsonl").exists()
 
 
-PLAIN_CAPPED = """\
-name: capped
-model: {source: python, entrypoint: "tests/models/faulty.py:build_plain"}
-inputs: [{name: x, shape: [batch, 4]}]
-data: {source: synthetic, calibration: 8, eval: 8}
-variants: {batch_size: [1]}
-backends: [{name: torch, device: cpu}]
-measure: {warmup_s: 0.0, min_iters: 5, min_duration_s: 0.0, memory_limit_mb: 2048}
-"""
+PLAIN_CAPPED = PLAIN_TORCH.replace("min_duration_s: 0.0}", "min_duration_s: 0.0, memory_limit_mb: 2048}")
 
 
 @pytest.mark.slow  # a fresh interpreter and a torch sweep
 def test_the_memory_cap_counts_from_the_jobs_libraries_whatever_the_forkserver_preloaded(tmp_path):
     # a process whose first sweep imported no torch keeps that forkserver: a later torch job under an address-space
     # cap must load torch before the cap, never fail to map it
+    assert "memory_limit_mb: 2048" in PLAIN_CAPPED
     spec, run = write_spec(tmp_path, PLAIN_CAPPED), tmp_path / "run"
     script = ("import sys\n"
               "from optbench.run.supervise import warm_forkserver\n"

@@ -3,6 +3,7 @@ shape, the preparation facts, and the :class:`Context` a variant is built in."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from optbench.cache import ArtifactCache
-from optbench.data import Items, Splits
+from optbench.data import Items, Splits, feeds_of
 from optbench.spec.models import Spec
+from optbench.specfile.load import validate
 
 REF_BATCH = 64
 
@@ -62,20 +64,16 @@ class Context:
 
     @classmethod
     def of_job(cls, job: dict, stage: Stage | None = None, excl: Any = None) -> Context:
-        """The context of a run's variant job (its ``spec``, ``spec_dir``, ``run_dir`` and ``cache_dir``), read
-        again from the run's ``work`` folder in another process: the splits and the preparation facts as the
-        run wrote them."""
-        import json
-
-        from optbench.data import feeds_of
-        from optbench.specfile.load import validate
-
+        """The context of a run's variant job (its ``spec``, ``spec_dir``, ``run_dir``, ``cache_dir`` and
+        ``no_cache``), read again from the run's ``work`` folder in another process: the splits and the preparation
+        facts as the run wrote them."""
         run_dir = Path(job["run_dir"])
         spec = validate(job["spec"], {}, str(run_dir / "spec.yaml"))
         splits = load_splits_file(run_dir / "work" / "data.npz")
         for items in (splits.train, splits.calibration, splits.eval):
             items.feed = feeds_of(spec.inputs)
-        return cls(spec, Path(job["spec_dir"]), run_dir, ArtifactCache(Path(job["cache_dir"])), splits,
+        return cls(spec, Path(job["spec_dir"]), run_dir,
+                   ArtifactCache(Path(job["cache_dir"]), enabled=not job.get("no_cache")), splits,
                    json.loads((run_dir / "work" / "prepare.json").read_text()), stage or Stage(), excl)
 
     def sample_batch(self, wanted: int) -> int:

@@ -177,10 +177,10 @@ def retime(candidate: Side, baseline: Side, pairs: int, rng: np.random.Generator
     excl = Exclusive(label=f"optbench re-timing {candidate.variant['id']}")
     try:
         with tempfile.TemporaryDirectory(prefix="optbench-retime-") as tmp, excl.timing(candidate.variant["device"]):
-            cores = sorted(os.sched_getaffinity(0))
+            cores = sorted(os.sched_getaffinity(0)) if _one_thread(candidate) and _one_thread(baseline) else None
             for k in range(pairs):
                 order = schedule(rounds, rng)
-                core = cores[k % len(cores)] if _one_thread(candidate) and _one_thread(baseline) else None
+                core = cores[k % len(cores)] if cores else None
                 got = _pair(sides, measure, rounds, order, settings, Path(tmp) / f"pair-{k}", core)
                 if isinstance(got, str):
                     return got

@@ -37,8 +37,8 @@ def measure_variant(ctx: Context, vdict: dict, build_only: bool = False, rounds:
     artifact, timed as it is (re-timing, :mod:`optbench.run.retime`): nothing is exported or converted again.
     ``rebuilt``: the torch module built again from the run's kept entrypoint copy (re-timing a torch row,
     :mod:`optbench.run.kept`). ``turns``: this process's timing rounds alternate with another's
-    (:class:`optbench.measure.turns.Turns`, paired re-timing). The row holds the columns measured here, flat (:meth:`optbench.row.Row.given`); the
-    sweep adds the rest."""
+    (:class:`optbench.measure.turns.Turns`, paired re-timing). The row holds the columns measured here, flat
+    (:meth:`optbench.row.Row.given`); the sweep adds the rest."""
     v = Variant(**vdict)
     idle_rss = current_rss_bytes()  # the worker before this variant loads anything of its own
     excl = ctx.excl

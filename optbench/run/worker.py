@@ -14,25 +14,17 @@ import sys
 import traceback
 from pathlib import Path
 
-from optbench.cache import ArtifactCache
-from optbench.data import feeds_of
 from optbench.errors import OptbenchError
-from optbench.run.context import Context, Stage, load_splits_file
+from optbench.run.context import Context, Stage
 from optbench.run.node_locks import Exclusive
 from optbench.run.prepare import prepare
 from optbench.run.variant import measure_variant
-from optbench.specfile.load import validate
 
 
 def run_variant(job: dict, stage: Stage, excl: Exclusive | None = None) -> dict:
-    spec_dir, run_dir = Path(job["spec_dir"]), Path(job["run_dir"])
-    spec = validate(job["spec"], {}, str(run_dir / "spec.yaml"))
-    splits = load_splits_file(run_dir / "work" / "data.npz")
-    for items in (splits.train, splits.calibration, splits.eval):
-        items.feed = feeds_of(spec.inputs)  # batch axes and constants: the model's layout
-    ctx = Context(spec, spec_dir, run_dir, ArtifactCache(Path(job["cache_dir"]), enabled=not job.get("no_cache")),
-                  splits, json.loads((run_dir / "work" / "prepare.json").read_text()), stage,
-                  excl or Exclusive(label=f"optbench run {run_dir.name}, {job['variant'].get('id')}"))
+    ctx = Context.of_job(job, stage, excl)  # the spec is checked first: a user's mistake is said before anything else
+    if ctx.excl is None:
+        ctx.excl = Exclusive(label=f"optbench run {Path(job['run_dir']).name}, {job['variant'].get('id')}")
     turns = None
     if job.get("turns"):  # a paired re-timing's process: its rounds alternate with the other side's
         from optbench.measure.turns import Turns
