@@ -286,6 +286,38 @@ def test_every_lane_serves_a_chunk_that_arrives_at_once():
         engine.close()
 
 
+class Warming(Doubler):
+    """A test lane whose first warm-up call waits (up to ``wait_s``) for the other lane's first warm-up call."""
+
+    def __init__(self, pool, barrier: threading.Barrier, own_process: bool, wait_s: float) -> None:
+        super().__init__(pool)
+        self.barrier, self.own_process, self.wait_s, self.met = barrier, own_process, wait_s, None
+
+    def run(self, index):
+        if self.met is None:
+            try:
+                self.met = self.barrier.wait(timeout=self.wait_s) is not None
+            except threading.BrokenBarrierError:
+                self.met = False
+        return super().run(index)
+
+
+@pytest.mark.parametrize("own_process", [False, True])
+def test_lanes_of_one_process_warm_one_after_another(own_process):
+    """Two threads compiling one torch.compile'd module for a new shape at once fail in dynamo: lanes that share
+    this process warm one at a time (their first warm-up calls never meet), lanes in processes of their own warm
+    side by side (they meet)."""
+    pool = {"x": np.ones((8, 2), np.float32)}
+    barrier = threading.Barrier(2)
+    lanes = [Warming(pool, barrier, own_process, 10.0 if own_process else 0.5) for _ in range(2)]
+    engine = Batcher(lambda i: lanes[i], {"y": 0}, Policy(4, 0.0, (1, 4)), 2)
+    try:
+        assert engine(1)["y"].tolist() == [[2.0, 2.0]]
+    finally:
+        engine.close()
+    assert [lane.met for lane in lanes] == ([True, True] if own_process else [False, False])
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.t = 0.0

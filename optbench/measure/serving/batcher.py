@@ -25,6 +25,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,6 +154,10 @@ class Batcher:
         self.lanes: list[Any] = [None] * instances
         self.warm_ms: list[dict[int, float]] = [{} for _ in range(instances)]
         self._failed: list[BaseException] = []
+        # lanes of one process warm one after another: two threads compiling one torch.compile'd module for the same
+        # new shape at once fail in dynamo ("FX to symbolically trace a dynamo-optimized function"); a lane in a
+        # process of its own warms beside the others
+        self._warming = threading.Lock()
         self._ready = threading.Barrier(instances + 1)
         self._threads = [threading.Thread(target=self._lane_main, args=(i, make_lane), name=f"optbench-lane-{i}",
                                           daemon=True) for i in range(instances)]
@@ -248,14 +253,15 @@ class Batcher:
     def _lane_main(self, i: int, make_lane: Callable[[int], Any]) -> None:
         try:
             lane = self.lanes[i] = make_lane(i)
-            for size in self.policy.formed():
-                index = np.zeros(size, dtype=np.int64)
-                times = []
-                for _ in range(WARM_CALLS):
-                    t0 = self.clock()
-                    lane.run(index)
-                    times.append((self.clock() - t0) * 1000.0)
-                self.warm_ms[i][size] = min(times[1:])
+            with nullcontext() if getattr(lane, "own_process", False) else self._warming:
+                for size in self.policy.formed():
+                    index = np.zeros(size, dtype=np.int64)
+                    times = []
+                    for _ in range(WARM_CALLS):
+                        t0 = self.clock()
+                        lane.run(index)
+                        times.append((self.clock() - t0) * 1000.0)
+                    self.warm_ms[i][size] = min(times[1:])
         except BaseException as e:  # the constructor raises it
             self._failed.append(e)
             self._ready.wait()
