@@ -32,6 +32,19 @@ else:
         os.environ[_name] = str(_SESSION / _sub)
 
 
+def pytest_sessionstart(session):
+    """The worker processes' forkserver started once per test process with torch's and ONNX Runtime's libraries
+    (what most sweeps here run), importing them beside the first tests: a forkserver is started by the first sweep of a process
+    and keeps its imports for the process's life, so one started by an ONNX-only sweep would leave every later
+    torch variant to import torch itself. (Not in pytest-xdist's controller, which runs no test.)"""
+    if os.environ.get("PYTEST_XDIST_WORKER") or not getattr(session.config.option, "numprocesses", None):
+        from optbench.backends import preload_modules
+        from optbench.run.supervise import warm_forkserver
+
+        warm_forkserver(["optbench.run.worker", *preload_modules({"torch", "onnxruntime"}), "optbench.transforms.quantize"],
+                        wait=False)
+
+
 def _has_cuda() -> bool:
     try:
         import torch

@@ -68,6 +68,9 @@ class ExecuTorch(Backend):
     name = "executorch"
     requires = {"executorch": "executorch"}
     imports = ("executorch", "executorch.backends.xnnpack.partition.xnnpack_partitioner", "executorch.runtime")
+    # about 10 s of imports beside torch (the lowering's and the runtime's), once per sweep instead of per variant
+    preload = ("numpy", "torch", "executorch.runtime", "executorch.exir",
+               "executorch.backends.xnnpack.partition.xnnpack_partitioner", "optbench.backends.executorch")
     extra = "executorch"
     consumes = "torch"
     module_kinds = ("eager",)  # lowered through torch.export, which takes eager modules

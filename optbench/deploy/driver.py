@@ -330,7 +330,10 @@ class Deployer:
         cache = side.cache_dir if not isinstance(side, str) else (self.opts.cache_dir or default_cache_dir())
         known = [[c.to_dict(), _outcome(r).__dict__] for r in self.rows.values() for c in [r.config]
                  if c.variant == vid]
+        from optbench.run.supervise import backend_preload
+
         return {"mode": "call", "entry": "optbench.deploy.measure:run_deploy_job", "spec": self.acc_spec.model_dump(mode="json"), "spec_dir": self.spec_dir,
+                "preload": backend_preload({self.variants[vid]["backend_name"]}),
                 "run_dir": str(self.acc_dir.resolve()), "cache_dir": str(cache), "no_cache": False,
                 "variant": self.variants[vid], "recorded": recorded, "configs": [c.to_dict() for c in configs],
                 "known": known, "serving": self.base, "p99_ms": self.opts.p99_ms,

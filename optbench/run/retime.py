@@ -152,7 +152,10 @@ def _elsewhere(env: dict, backend_name: str) -> str | None:
 
 def _job(side: Side, measure: dict, rounds: int) -> dict:
     """A run's further timing process, on the recorded artifact (see :func:`optbench.run.worker.run_variant`)."""
+    from optbench.run.supervise import backend_preload
+
     return {"mode": "variant", "spec": {**side.spec, "measure": measure}, "spec_dir": side.spec_dir,
+            "preload": backend_preload({side.variant["backend_name"]}),
             "run_dir": str(side.run_dir.resolve()), "cache_dir": str(side.cache_dir), "no_cache": False,
             "variant": side.variant, "rounds": rounds, "timing_only": True,
             "recorded": None if side.rebuilt else str(side.artifact), "rebuilt": side.rebuilt}

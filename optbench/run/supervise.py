@@ -19,9 +19,18 @@ from optbench.row import warning
 def worker_preload(spec: Any) -> list[str]:
     """What the forkserver of a sweep of ``spec`` imports once: the libraries of the backends it runs and of the
     one that computes its model's reference (an ONNX model on ONNX Runtime imports no torch; a torch model does)."""
-    from optbench.backends import preload_modules, reference_backend
+    from optbench.backends import reference_backend
 
     names = {b.name for b in spec.backends} | {reference_backend(spec.model.kind.framework).name}
+    return backend_preload(names)
+
+
+def backend_preload(names: set[str]) -> list[str]:
+    """What a forkserver imports once for jobs of the backends ``names`` (registered names); a backend that takes
+    torch modules (torch-compile, ExecuTorch) brings torch's list."""
+    from optbench.backends import get_backend, preload_modules
+
+    names = set(names) | {"torch" for n in names if get_backend(n).consumes == "torch"}
     return ["optbench.run.worker", *preload_modules(names), "optbench.transforms.quantize"]
 
 
@@ -41,8 +50,15 @@ def _context(preload: list[str] | None = None):
     return ctx
 
 
-def warm_forkserver(preload: list[str] | None = None) -> None:
-    """Start the forkserver now and wait for its imports (seconds), so the first job does not pay for them."""
+def warm_forkserver(preload: list[str] | None = None, wait: bool = True) -> None:
+    """Start the forkserver now, so the first job does not pay for its imports; ``wait``: until they are done
+    (seconds), else it imports them beside whatever this process does next (the first job waits for them)."""
+    if not wait:
+        import multiprocessing.forkserver as forkserver
+
+        _context(preload)
+        forkserver.ensure_running()
+        return
     p = _context(preload).Process(target=os.getpid, daemon=True)
     p.start()
     p.join()
