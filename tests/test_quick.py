@@ -83,7 +83,8 @@ def test_spec_less_run_of_a_package_model(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["run", str(_ppocr_rec()), "--precision", "fp32,int8", "--batch", "1,4", "--shapes",
                  "x_dim2=48,p2o_DynamicDimension_1=320", "--set", "measure.rounds=1", "--set",
-                 "measure.min_duration_s=0.05", "--run-dir", str(run), "--no-report"]) == 0
+                 "measure.min_duration_s=0.05", "--set", "data.calibration=8", "--set", "data.eval=8",
+                 "--run-dir", str(run), "--no-report"]) == 0
     out = capsys.readouterr().out
     assert "read as the batch" in out and "random inputs" in out
     rows = [json.loads(x) for x in (run / "results.jsonl").read_text().splitlines() if x.strip()]
