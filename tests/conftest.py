@@ -38,11 +38,9 @@ def pytest_sessionstart(session):
     and keeps its imports for the process's life, so one started by an ONNX-only sweep would leave every later
     torch variant to import torch itself. (Not in pytest-xdist's controller, which runs no test.)"""
     if os.environ.get("PYTEST_XDIST_WORKER") or not getattr(session.config.option, "numprocesses", None):
-        from optbench.backends import preload_modules
-        from optbench.run.supervise import warm_forkserver
+        from optbench.run.supervise import backend_preload, warm_forkserver
 
-        warm_forkserver(["optbench.run.worker", *preload_modules({"torch", "onnxruntime"}), "optbench.transforms.quantize"],
-                        wait=False)
+        warm_forkserver(backend_preload({"torch", "onnxruntime"}), wait=False)
 
 
 def _has_cuda() -> bool:
