@@ -56,6 +56,35 @@ def test_coarse_step_is_every_shape_at_the_middle_delay_smallest_first():
     assert prepared_sizes(24, "pow2") == (1, 2, 4, 8, 16, 24)
 
 
+def test_cuda_graphs_are_an_axis_only_for_variants_whose_lanes_capture_them():
+    grid = Grid(lanes=(2,), max_batch=(1, 32), delays_ms=(2.0,), cuda_graphs=(False, True))
+    got = coarse(["compile", "ort"], grid, captures=frozenset({"compile"}))
+    assert [(c.variant, c.max_batch, c.cuda_graphs) for c in got] == [
+        ("compile", 1, False), ("compile", 1, True), ("compile", 32, False), ("compile", 32, True),
+        ("ort", 1, False), ("ort", 32, False)]
+    on = Config("compile", 2, 32, 2.0, "pow2", True)
+    assert on.key.endswith("|graphs") and on.label().endswith("CUDA graphs") and on.shape != got[2].shape
+    assert "cuda_graphs" not in GRID.to_dict() and grid.to_dict()["cuda_graphs"] == [False, True]
+    # graphs off that did not fit blocks graphs on; graphs on that did not fit says nothing of graphs off
+    assert blocked_by(on, {Config("compile", 2, 32, 2.0): Outcome("oom")}) is not None
+    assert blocked_by(Config("compile", 2, 32, 2.0), {on: Outcome("oom")}) is None
+    r = CandidateRow.of(on, "measured", peak_qps=10.0)
+    assert r.cuda_graphs and r.config == on and CandidateRow.from_dict(r.to_dict()).config == on
+    assert CandidateRow.from_dict({k: v for k, v in r.to_dict().items() if k != "cuda_graphs"}).config.key == \
+        got[2].key   # a row written before the axis existed reads as graphs off
+
+
+def test_the_answers_fragment_says_whether_its_lanes_replay_graphs():
+    from optbench.deploy.fragment import serving_block
+    from optbench.deploy.measure import serving_spec
+
+    w = {"load_qps": 100.0, "instances": 2, "max_batch": 8, "max_delay_ms": 2.0, "sizes": [1, 2, 4, 8]}
+    assert serving_block({**w, "cuda_graphs": True}, {"cuda_graphs": False}, 15.0)["cuda_graphs"] is True
+    assert "cuda_graphs" not in serving_block({**w, "cuda_graphs": False}, {"cuda_graphs": True}, 15.0)
+    assert serving_spec(Config("a", 2, 8, 2.0, "pow2", True), {}, 15.0).cuda_graphs is True
+    assert serving_spec(Config("a", 2, 8, 2.0), {}, 15.0).cuda_graphs is False
+
+
 def test_delay_bisection_finds_the_best_delay_and_dominated_shapes_are_not_refined():
     steps = simulate(search(["a"], GRID, trials=100, tolerance=0.1),
                      lambda c: Outcome("measured", peak_of(c), memory_of(c)))
@@ -223,7 +252,8 @@ BAD = [("--qps", "-5", "--qps takes a finite number above 0"), ("--qps", "many",
        ("--sizes", "odd", "--sizes: 'odd' is not a size rule"), ("--lanes", "1,1", "--lanes: each value once"),
        ("--headroom", "1", "--headroom takes a finite number"), ("--memory-gb", "0", "--memory-gb takes a finite"),
        ("--from-run", "/nonexistent-run", "--from-run /nonexistent-run holds no results.jsonl"),
-       ("--variants", "tensorrt.*", "--variants 'tensorrt.*' selects none of the variants")]
+       ("--variants", "tensorrt.*", "--variants 'tensorrt.*' selects none of the variants"),
+       ("--cuda-graphs", "yes", "--cuda-graphs takes off, on, or off,on")]
 
 
 @pytest.mark.parametrize("flag,value,message", BAD, ids=[b[0] + "=" + b[1] for b in BAD])

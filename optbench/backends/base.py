@@ -189,6 +189,9 @@ class Backend(ABC):
     # the Triton Inference Server platform that serves this backend's artifact as it was measured (a
     # ``config.pbtxt``'s ``platform``), None: no Triton backend runs what this backend ran
     triton_platform: ClassVar[str | None] = None
+    # whether this backend's serving lanes capture and replay a CUDA graph per batch size on a CUDA device
+    # (``serving.cuda_graphs``): the deploy search varies graphs only where they do
+    captures_cuda_graphs: ClassVar[bool] = False
 
     def explain_build(self, artifact: Artifact, target: Target) -> Session:
         """The session whose torch module `optbench explain` hooks: the one the variant ran, by default."""

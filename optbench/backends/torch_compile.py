@@ -35,6 +35,7 @@ def user_inductor_dir() -> Path:
 @register
 class TorchCompile(Backend):
     name = "torch-compile"
+    captures_cuda_graphs = True
     requires = {"torch": "torch"}
     extra = "torch"
     consumes = "torch"

@@ -214,6 +214,7 @@ class TorchLane(Lane):
 @register
 class TorchEager(Backend):
     name = "torch"
+    captures_cuda_graphs = True
     requires = {"torch": "torch", "torchvision": "torchvision"}
     imports = ("torch",)
     extra = "torch"

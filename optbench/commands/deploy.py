@@ -46,6 +46,18 @@ def _numbers(text: str | None, flag: str, integer: bool = False, low: float = 0.
     return values
 
 
+def _graphs(text: str | None) -> tuple[bool, ...] | None:
+    """``--cuda-graphs off,on``: the CUDA graphs settings to search (None: not given)."""
+    from optbench.errors import OptbenchError
+
+    if text is None:
+        return None
+    words = [w.strip() for w in text.split(",")]
+    if not words or any(w not in ("off", "on") for w in words) or len(set(words)) != len(words):
+        raise OptbenchError(f"--cuda-graphs takes off, on, or off,on; found {text!r}")
+    return tuple(sorted(w == "on" for w in words))
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     from optbench.deploy.driver import DeployOptions, delays_within, deploy
     from optbench.deploy.report import answer_lines
@@ -78,8 +90,11 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         serving["peak_probes"] = _number(args.probes, "--probes", integer=True, high=51)
     if args.tolerance is not None:
         serving["peak_tolerance"] = _number(args.tolerance, "--tolerance", high=1.0)
+    graphs = _graphs(args.cuda_graphs)
     spec_path = Path(args.spec)
     spec = load_spec(spec_path, args.set)
+    if graphs is None:  # the spec's own serving.cuda_graphs, where it sets one
+        graphs = (bool(spec.serving is not None and spec.serving.cuda_graphs),)
     if spec.serving is not None and "min_duration_ms" in serving and \
             serving["min_duration_ms"] > spec.serving.max_duration_ms:
         raise OptbenchError(f"--run-ms {serving['min_duration_ms']} is above the spec's serving.max_duration_ms "
@@ -90,7 +105,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         max_devices=_number(args.max_gpus, "--max-gpus", integer=True),
         memory_gb=_number(args.memory_gb, "--memory-gb"),
         headroom=_number(args.headroom, "--headroom", inclusive=True, high=1.0) if args.headroom else 0.2,
-        grid=Grid(tuple(sorted(lanes)), tuple(sorted(batches)), tuple(kept), sizes),
+        grid=Grid(tuple(sorted(lanes)), tuple(sorted(batches)), tuple(kept), sizes, graphs),
         trials=_number(args.trials, "--trials", integer=True) if args.trials else 40,
         time_budget_s=_number(args.time_budget_s, "--time-budget-s"),
         from_run=Path(args.from_run) if args.from_run else None, variants=list(args.variants or ["*"]),
@@ -135,6 +150,10 @@ def add_commands(sub) -> None:
                                                               "(default 0.5,1,2,4,8; those under half the bound)")
     d.add_argument("--sizes", metavar="pow2,ends", help="batch sizes prepared: pow2 (1, 2, 4, ... up to the max "
                                                         "batch; default), ends (1 and the max batch), or both")
+    d.add_argument("--cuda-graphs", metavar="off,on", help="lanes that replay a CUDA graph per batch size "
+                                                           "(serving.cuda_graphs) off, on, or both, where the "
+                                                           "variant's lanes capture graphs (torch and torch.compile "
+                                                           "on CUDA; default: the spec's serving.cuda_graphs)")
     d.add_argument("--variants", action="append", metavar="PATTERN", help="variant ids (fnmatch) to consider, of "
                                                                           "those that pass (repeatable)")
     d.add_argument("--trials", metavar="N", help="candidates measured at most (default 40)")

@@ -103,7 +103,8 @@ def pareto(points: list[tuple[CandidateRow, float]]) -> list[CandidateRow]:
 def described(row: CandidateRow, s: Sizing | None = None) -> dict[str, Any]:
     d = {"key": row.config.key, "label": row.config.label(), "variant_id": row.variant_id, "backend": row.backend,
          "precision": row.precision, "instances": row.instances, "max_batch": row.max_batch,
-         "max_delay_ms": row.max_delay_ms, "sizes": row.sizes, "peak_qps": row.peak_qps,
+         "max_delay_ms": row.max_delay_ms, "sizes": row.sizes, "cuda_graphs": bool(row.cuda_graphs),
+         "peak_qps": row.peak_qps,
          "peak_p99_ms": row.peak_p99_ms, "peak_validity": row.peak_validity, "j_per_item": row.j_per_item,
          "memory_bytes": row.memory_bytes}
     if s is not None:

@@ -27,7 +27,7 @@ ACCURACY = "accuracy"  # the spec's own run, inside the deploy directory
 OURS = (RECORD, CANDIDATES, "deploy.md", "fragment.yaml", "frontier.svg")
 OUR_DIRS = ("serving", "logs", "triton")
 SERVING_KEYS = ("min_duration_ms", "max_duration_ms", "min_query_count", "samples", "peak_tolerance", "peak_probes",
-                "energy", "idle_s", "switch_interval_ms", "cuda_graphs")
+                "energy", "idle_s", "switch_interval_ms")  # serving.cuda_graphs is each candidate's own (Config)
 SERVING_COLUMNS = ("serving_peak_qps", "energy_j_per_item", "soak_rss_mb_per_min", "soak_p99_drift")
 
 
@@ -213,7 +213,8 @@ class Deployer:
         _ = self.acc_spec
         self.rows = read(self.opts.run_dir / CANDIDATES)
         gen = search(passing, self.opts.grid, self.opts.trials, float(self.base.get("peak_tolerance", 0.1)),
-                     energy=self.opts.objective == "energy", given=self._given(passing))
+                     energy=self.opts.objective == "energy", given=self._given(passing),
+                     captures=self._captures(passing))
         msg = next(gen, None)
         try:
             while msg is not None:
@@ -230,21 +231,40 @@ class Deployer:
         self._finish()
         return self.record
 
+    def _captures(self, passing: list[str]) -> frozenset[str]:
+        """The passing variants whose serving lanes capture CUDA graphs (a backend that does, on a CUDA device)."""
+        from optbench.backends import get_backend
+        from optbench.errors import SpecError
+
+        _ = self.acc_spec
+        out = set()
+        for vid in passing:
+            v = self.variants.get(vid) or {}
+            try:
+                captures = get_backend(str(v.get("backend_name"))).captures_cuda_graphs
+            except SpecError:
+                captures = False
+            if captures and str(v.get("device") or "").startswith("cuda"):
+                out.add(vid)
+        return frozenset(out)
+
     def _given(self, passing: list[str]) -> list[Config]:
-        """The spec's own serving configuration (its lanes and dynamic batching) on each passing variant, where the
-        spec's serving section sets either: measured first, the answer is compared with it."""
+        """The spec's own serving configuration (its lanes, dynamic batching and CUDA graphs, graphs where the
+        variant's lanes capture them) on each passing variant, where the spec's serving section sets lanes or
+        batching: measured first, the answer is compared with it."""
         s = self.spec.serving
         if s is None or not ({"instances", "dynamic_batching"} & s.model_fields_set):
             return []
+        captures = self._captures(passing) if s.cuda_graphs else frozenset()
         db = s.dynamic_batching
         if db is None:
-            return [Config(v, s.instances, 1, 0.0) for v in passing]
+            return [Config(v, s.instances, 1, 0.0, "pow2", v in captures) for v in passing]
         rule = "ends" if db.sizes is not None and sorted(db.sizes) == [1, db.max_batch] else "pow2"
         if db.sizes is not None and tuple(sorted(db.sizes)) not in ((1, db.max_batch), prepared_sizes(db.max_batch,
                                                                                                        "pow2")):
             self.record["notes"].append(f"the spec's serving.dynamic_batching.sizes {db.sizes} is measured as the "
                                         f"{rule} rule ({list(prepared_sizes(db.max_batch, rule))})")
-        return [Config(v, s.instances, db.max_batch, db.max_delay_ms if db.max_batch > 1 else 0.0, rule)
+        return [Config(v, s.instances, db.max_batch, db.max_delay_ms if db.max_batch > 1 else 0.0, rule, v in captures)
                 for v in passing]
 
     def _elapsed(self) -> float:

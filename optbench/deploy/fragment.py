@@ -18,11 +18,15 @@ TRITON_TYPES = {1: "TYPE_FP32", 2: "TYPE_UINT8", 3: "TYPE_INT8", 4: "TYPE_UINT16
 
 def serving_block(winner: dict, base: dict, p99_ms: float) -> dict[str, Any]:
     """The ``serving:`` section of the answer: a server run at the load each device carries, and the peak search,
-    on the answer's lanes and batcher, with the LoadGen settings it was searched with."""
+    on the answer's lanes, batcher and CUDA graphs, with the LoadGen settings it was searched with."""
     out: dict[str, Any] = {k: v for k, v in base.items() if k not in ("scenario", "qps", "peak", "concurrency",
                                                                       "dynamic_batching", "instances", "variants")}
     out.update(scenario="server", qps=[round(winner["load_qps"], 3)], p99_ms=p99_ms, peak=True,
                instances=winner["instances"], compare_unbatched=False)
+    if winner.get("cuda_graphs"):
+        out["cuda_graphs"] = True
+    else:
+        out.pop("cuda_graphs", None)
     if winner["max_batch"] > 1:
         out["dynamic_batching"] = {"max_batch": winner["max_batch"], "max_delay_ms": winner["max_delay_ms"],
                                    "sizes": list(winner["sizes"])}

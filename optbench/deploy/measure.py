@@ -72,15 +72,16 @@ def _rss_with_lanes() -> int:
 
 
 def serving_spec(c: Config, base: dict, p99_ms: float) -> Any:
-    """The ``serving:`` section that measures candidate ``c``: the peak search alone, on the engine ``c`` describes,
-    with the LoadGen settings of ``base`` (the spec's serving section and the command line's)."""
+    """The ``serving:`` section that measures candidate ``c``: the peak search alone, on the engine ``c`` describes
+    (its lanes, batcher and CUDA graphs), with the LoadGen settings of ``base`` (the spec's serving section and the
+    command line's)."""
     from optbench.spec.serving import ServingSpec
 
     batching = None if c.max_batch == 1 else {"max_batch": c.max_batch, "max_delay_ms": c.max_delay_ms,
                                               "sizes": list(c.batch_sizes())}
     return ServingSpec.model_validate({**base, "scenario": "server", "qps": [], "p99_ms": p99_ms, "peak": True,
                                        "dynamic_batching": batching, "compare_unbatched": False,
-                                       "instances": c.instances, "concurrency": []})
+                                       "instances": c.instances, "concurrency": [], "cuda_graphs": c.cuda_graphs})
 
 
 def measure_config(c: Config, session: Any, inputs: tuple, device: str, base: dict, p99_ms: float, log_root: Path,

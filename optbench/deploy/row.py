@@ -30,6 +30,7 @@ class CandidateRow:
     max_delay_ms: float
     sizes_rule: str
     status: str
+    cuda_graphs: bool = False            # its lanes replayed a CUDA graph per prepared size
     backend: str | None = None           # the spec's label of the variant's backend
     backend_name: str | None = None
     precision: str | None = None
@@ -54,7 +55,8 @@ class CandidateRow:
 
     @property
     def config(self) -> Config:
-        return Config(self.variant_id, self.instances, self.max_batch, self.max_delay_ms, self.sizes_rule)
+        return Config(self.variant_id, self.instances, self.max_batch, self.max_delay_ms, self.sizes_rule,
+                      bool(self.cuda_graphs))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,7 +68,7 @@ class CandidateRow:
 
     @classmethod
     def of(cls, c: Config, status: str, **values: Any) -> CandidateRow:
-        return cls(c.variant, c.instances, c.max_batch, c.max_delay_ms, c.sizes, status, **values)
+        return cls(c.variant, c.instances, c.max_batch, c.max_delay_ms, c.sizes, status, c.cuda_graphs, **values)
 
 
 def append(path: Path, row: CandidateRow) -> None:

@@ -3,8 +3,8 @@ search replays what it recorded and goes on where it stopped.
 
 0. **given**: the spec's own serving configuration on each passing variant, where it sets one (what the answer
    is compared with).
-1. **coarse**: every passing variant × lanes × max batch × size rule, at the middle queue delay of the grid (no
-   delay without batching), smallest first.
+1. **coarse**: every passing variant × lanes × max batch × size rule × CUDA graphs (on only where the variant's
+   lanes capture graphs), at the middle queue delay of the grid (no delay without batching), smallest first.
 2. **prune**: a configuration another beats on peak QPS by more than the peak search's own tolerance while using
    no more memory (and, for the energy objective, no more energy per item) is dominated: it is not measured
    further. A configuration is not measured at all where a smaller one of its variant (no more lanes, no larger
@@ -48,7 +48,7 @@ def blocked_by(c: Config, seen: Outcomes) -> Config | None:
     would not fit either. None where nothing says so."""
     for d, o in seen.items():
         if o.status in NO_FIT and d != c and d.variant == c.variant and d.sizes == c.sizes and \
-                d.instances <= c.instances and d.max_batch <= c.max_batch:
+                d.instances <= c.instances and d.max_batch <= c.max_batch and d.cuda_graphs <= c.cuda_graphs:
             return d
     return None
 
@@ -72,10 +72,11 @@ def dominated(c: Config, seen: Outcomes, tolerance: float, energy: bool = False)
 
 
 def search(variants: list[str], grid: Grid, trials: int, tolerance: float, energy: bool = False,
-           given: list[Config] = ()) -> Search:
+           given: list[Config] = (), captures: frozenset[str] = frozenset()) -> Search:
     """The steps; the caller sends each step's outcomes back (a candidate blocked by :func:`blocked_by` comes back
     ``skipped`` and costs no trial). ``given``: configurations measured first whatever the grid (the spec's own
-    ``serving:`` settings, what the answer is compared with); they take part in the pruning as any other."""
+    ``serving:`` settings, what the answer is compared with); they take part in the pruning as any other.
+    ``captures``: the variants whose lanes can capture CUDA graphs (:func:`optbench.deploy.space.coarse`)."""
     seen: Outcomes = {}
     budget = [trials]
 
@@ -89,7 +90,7 @@ def search(variants: list[str], grid: Grid, trials: int, tolerance: float, energ
 
     if given:
         yield from run("given", list(dict.fromkeys(given)))
-    yield from run("coarse", coarse(variants, grid))
+    yield from run("coarse", coarse(variants, grid, captures))
     delays = sorted(grid.delays_ms)
     if len(delays) < 2:
         return
