@@ -4,7 +4,8 @@ rounds take turns in ABBA order, against the verdict on two runs' own rounds."""
 import numpy as np
 import pytest
 
-from optbench.measure.paired import MIN_PAIRS, Pair, decide_paired, level, rank_interval, schedule
+from optbench.measure.paired import (MIN_PAIRS, Pair, batches, decide_paired, level, open_verdict, rank_interval,
+                                     schedule, settle)
 from optbench.measure.verdict import verdict_for
 
 
@@ -139,3 +140,51 @@ def test_rank_interval_is_the_exact_signed_rank_interval():
     _, _, _, reached8 = rank_interval(np.linspace(0, 1, 8))
     assert reached8 == pytest.approx(1 - 2 * 5 / 256)  # P(T <= 3) = 5/256 for n = 8
     assert rank_interval(np.array([0.1, 0.2, 0.3, 0.4, 0.5])) is None  # five values cannot reach 95 %
+
+
+def _processes(ratio: float, spread: float, seed: int):
+    """``more(n, done)`` of :func:`settle` on simulated pairs whose every process lands at its own level (a
+    ``spread`` relative term per process, as where its memory landed moves a process's latency as a whole; rounds
+    add 1 %); the candidate costs ``ratio`` times the baseline. Also the pairs' count so far."""
+    rng = np.random.default_rng(seed)
+    ran = [0]
+
+    def more(n: int, done: int):
+        assert done == ran[0]
+        ran[0] += n
+        out = []
+        for _ in range(n):
+            b, c = (1 + rng.normal(0, spread, 2)) * (1.0, ratio)
+            out.append(Pair(level(list(b * (1 + rng.normal(0, 0.01, 5)))),
+                            level(list(c * (1 + rng.normal(0, 0.01, 5)))), "baseline"))
+        return out
+    return more, ran
+
+
+def test_a_re_timing_takes_more_pairs_only_while_its_verdict_is_open():
+    assert batches(24) == [8, 8, 8] and batches(6) == [6] and batches(20) == [8, 8, 4]
+    # same code, processes spread 4 %: eight pairs often leave the interval wider than +-5 %; more settle "same"
+    counts = []
+    for seed in range(5):
+        more, ran = _processes(1.0, 0.04, seed)
+        first = decide_paired(more(8, 0), 0.05)
+        more, ran = _processes(1.0, 0.04, seed)
+        said = []
+        v = settle(more, 24, 0.05, said.append)
+        assert v.word == "same", (seed, v.reason)
+        assert ran[0] == len(v.pairs) and (ran[0] == 8) == (not open_verdict(first))
+        assert len(said) == ran[0] // 8 - 1 and all("more pairs" in x for x in said)
+        counts.append(ran[0])
+    assert min(counts) == 8 and max(counts) > 8   # some settle at the first look, some need the second
+    # a 10 % change under the same spread is slower, and a clear one stops at the first look
+    for seed in range(5):
+        more, ran = _processes(1.10, 0.04, seed)
+        assert settle(more, 24, 0.05).word == "slower", seed
+    more, ran = _processes(2.0, 0.04, 0)
+    assert settle(more, 24, 0.05).word == "slower" and ran[0] == 8
+    # a busy machine is never given more pairs: inconclusive at once, with the reason
+    busy = [Pair(1.0, 1.5, "baseline", busy="other processes used 1.9 of 2 CPUs")] * 8
+    v = settle(lambda n, done: busy[:n], 24, 0.05)
+    assert v.word == "inconclusive" and v.interval is None and len(v.pairs) == 8 and "machine busy" in v.reason
+    assert settle(lambda n, done: "the candidate's re-timing process failed", 24) == \
+        "the candidate's re-timing process failed"

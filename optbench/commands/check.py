@@ -77,8 +77,9 @@ def add_retime_options(c) -> None:
                                                          "alternately, each in a fresh worker process (by default "
                                                          "only inconclusive verdicts are re-timed)")
     c.add_argument("--no-retime", action="store_true", help="never re-time: verdicts on the runs' own rounds only")
-    c.add_argument("--pairs", type=int, metavar="N", help="pairs of worker processes a re-timing runs (default 8: "
-                                                          "16 processes a variant)")
+    c.add_argument("--pairs", type=int, metavar="N", help="pairs of worker processes a re-timing runs at most "
+                                                          "(default 24): 8 first, then 8 more at a time while the "
+                                                          "verdict is still open")
 
 
 def cmd_check(args) -> int:

@@ -18,12 +18,20 @@ The decision is on the pairs' ratios, in logs (a 2x and a 0.5x are the same dist
 - the whole interval within +-effect: same; the interval excludes no change and the estimate is beyond the effect:
   slower or faster; otherwise inconclusive, saying which it missed.
 
+A re-timing looks more than once: PAIRS pairs first, then MORE_PAIRS more while the verdict is open (inconclusive on
+an interval: :func:`open_verdict`), up to the most it may run (MOST_PAIRS by default), each look deciding on every
+pair so far. A quiet machine and a clear change stop at the first look; a same-code comparison whose pairs spread
+a few percent takes more pairs to put its interval inside +-effect. Each look is tested at CONFIDENCE, so three
+looks raise the chance of a verdict on no real change a little above 1 - CONFIDENCE; the interval must also clear
+the effect, which a same-code comparison rarely does.
+
 Each process's level is the median of its quiet rounds (:func:`optbench.measure.verdict.quiet`), as for a run's.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -31,8 +39,10 @@ import numpy as np
 from optbench.measure.verdict import LatencyVerdict, quiet
 
 CONFIDENCE = 0.95
-MIN_PAIRS = 6  # the fewest pairs whose signed-rank interval reaches CONFIDENCE (2 / 2**6 < 0.05)
-PAIRS = 8      # pairs by default: 16 worker processes a variant, two at a time
+MIN_PAIRS = 6    # the fewest pairs whose signed-rank interval reaches CONFIDENCE (2 / 2**6 < 0.05)
+PAIRS = 8        # pairs a re-timing starts with: 16 worker processes a variant
+MORE_PAIRS = 8   # pairs added each time the verdict on those so far is still open
+MOST_PAIRS = 24  # pairs at most, by default (--pairs)
 SIDES = ("baseline", "candidate")
 
 
@@ -125,6 +135,41 @@ def decide_paired(pairs: list[Pair], effect: float = 0.05, confidence: float = C
     else:
         why = f"a change, but not one beyond the effect {effect:.0%} with confidence"
     return LatencyVerdict("inconclusive", reason=f"{why} ({numbers})", **out)
+
+
+def open_verdict(v: LatencyVerdict) -> bool:
+    """Whether more pairs could settle ``v``: inconclusive on an interval (the pairs disagree, or a change not yet
+    beyond the effect with confidence); never where the machine was busy or too few pairs were quiet."""
+    return v.word == "inconclusive" and v.interval is not None
+
+
+def batches(most: int) -> list[int]:
+    """The pairs of each look of a re-timing of at most ``most`` pairs: PAIRS first, then MORE_PAIRS at a time while
+    the verdict stays open (the last look takes what is left)."""
+    out = [min(PAIRS, most)]
+    while sum(out) < most:
+        out.append(min(MORE_PAIRS, most - sum(out)))
+    return out
+
+
+def settle(more: Callable[[int, int], list[Pair] | str], most: int, effect: float = 0.05,
+           say: Callable[[str], None] = lambda s: None) -> LatencyVerdict | str:
+    """The verdict of a re-timing that looks more than once: ``more(n, done)`` times ``n`` further pairs (``done``
+    ran before) and returns them, or why it could not; each look decides on every pair so far, and the next look
+    is taken only while the verdict is open and fewer than ``most`` pairs ran (:func:`batches`)."""
+    got: list[Pair] = []
+    v = None
+    for n in batches(most):
+        new = more(n, len(got))
+        if isinstance(new, str):
+            return new
+        got += new
+        v = decide_paired(got, effect)
+        if not open_verdict(v):
+            break
+        if len(got) < most:
+            say(f"  {len(got)} pairs leave it open ({v.reason.split(' (')[0]}): more pairs")
+    return v
 
 
 def _median_ratio(pairs: list[Pair]) -> float | None:

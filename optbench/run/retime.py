@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import optbench.clock as clock
-from optbench.measure.paired import PAIRS, Pair, decide_paired, level, schedule
+from optbench.measure.paired import MOST_PAIRS, Pair, level, schedule, settle
 from optbench.measure.verdict import LatencyVerdict
 from optbench.spec.models import Spec
 
@@ -162,10 +162,13 @@ def _job(side: Side, measure: dict, rounds: int) -> dict:
 
 
 def retime(candidate: Side, baseline: Side, pairs: int, rng: np.random.Generator,
-           say: Callable[[str], None] = lambda s: None) -> list[Pair] | str:
+           say: Callable[[str], None] = lambda s: None, start: int = 0) -> list[Pair] | str:
     """``pairs`` pairs of fresh worker processes, one of each side started together and taking turns round by
     round in ABBA order (:mod:`optbench.measure.turns`), both sides at the candidate's ``measure`` settings (timed,
-    whatever its mode), inside one timing window of the node held here; or why a process failed."""
+    whatever its mode), inside one timing window of the node held here; or why a process failed. One-thread CPU
+    variants' pairs run side by side, one pair on each core this process may use (both processes of a pair on its
+    core, taking turns, so each core runs one timing process at a time); other variants' pairs one after another.
+    ``start``: the number of pairs an earlier look of the same re-timing ran (names their folders)."""
     from optbench.measure.timing import round_shares
     from optbench.run.node_locks import Exclusive
     from optbench.spec.models import MeasureSettings
@@ -174,23 +177,39 @@ def retime(candidate: Side, baseline: Side, pairs: int, rng: np.random.Generator
     settings = MeasureSettings.model_validate(measure)
     rounds = round_shares(settings.rounds, settings.processes)[0]
     sides = {"candidate": candidate, "baseline": baseline}
+    cores = sorted(os.sched_getaffinity(0)) if _one_thread(candidate) and _one_thread(baseline) else None
+    width = len(cores) if cores else 1
     say(f"re-timing {candidate.variant['id']}: {pairs} pairs of worker processes, the baseline's and the "
-        f"candidate's artifact, {rounds} rounds each, taking turns")
-    out: list[Pair] = []
+        f"candidate's artifact, {rounds} rounds each, taking turns" +
+        (f", {width} pairs at a time (one a core)" if width > 1 else ""))
+    orders = [schedule(rounds, rng) for _ in range(pairs)]  # drawn in pair order, whatever runs side by side
+    out: list[Pair | str | None] = [None] * pairs
     excl = Exclusive(label=f"optbench re-timing {candidate.variant['id']}")
     try:
         with tempfile.TemporaryDirectory(prefix="optbench-retime-") as tmp, excl.timing(candidate.variant["device"]):
-            cores = sorted(os.sched_getaffinity(0)) if _one_thread(candidate) and _one_thread(baseline) else None
-            for k in range(pairs):
-                order = schedule(rounds, rng)
-                core = cores[k % len(cores)] if cores else None
-                got = _pair(sides, measure, rounds, order, settings, Path(tmp) / f"pair-{k}", core)
-                if isinstance(got, str):
-                    return got
-                out.append(got)
+            for first in range(0, pairs, width):
+                wave = range(first, min(pairs, first + width))
+
+                def one(k: int) -> None:
+                    core = cores[k % len(cores)] if cores else None
+                    out[k] = _pair(sides, measure, rounds, orders[k], settings, Path(tmp) / f"pair-{start + k}", core)
+
+                if len(wave) == 1:
+                    one(wave[0])
+                else:
+                    import threading
+
+                    threads = [threading.Thread(target=one, args=(k,), name=f"optbench-retime-pair-{k}") for k in wave]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                failed = next((o for o in out[first:first + width] if isinstance(o, str)), None)
+                if failed is not None:
+                    return failed
     finally:
         excl.close()
-    return out
+    return [o for o in out if isinstance(o, Pair)]
 
 
 def _one_thread(side: Side) -> bool:
@@ -248,7 +267,7 @@ class Retimer:
     baseline_dir: Path
     effect: float
     always: bool = False
-    pairs: int = PAIRS
+    pairs: int = MOST_PAIRS  # the most pairs a re-timing runs (see :func:`batches`)
     seed: int | None = None
     say: Callable[[str], None] = lambda s: None
 
@@ -273,10 +292,11 @@ class Retimer:
             sides.append(side)
         candidate, baseline = sides
         t0 = clock.monotonic()
-        got = retime(candidate, baseline, self.pairs, np.random.default_rng(self.seed), self.say)
-        if isinstance(got, str):
-            return got
-        v = decide_paired(got, self.effect)
+        rng = np.random.default_rng(self.seed)
+        v = settle(lambda n, done: retime(candidate, baseline, n, rng, self.say, start=done), self.pairs,
+                   self.effect, self.say)
+        if isinstance(v, str):
+            return v
         note = f"; re-timed in {clock.since(t0):.0f} s"
         if (baseline.spec.get("measure") or {}) != (candidate.spec.get("measure") or {}):
             note += ", both sides at the candidate's measure settings"
@@ -311,7 +331,7 @@ def history_baseline(history: History, run_dir: Path, row: dict) -> tuple[Path, 
     return why
 
 
-def against_history(history: History, run_dir: Path, row: dict, verdict: LatencyVerdict, effect: float, pairs: int = PAIRS,
+def against_history(history: History, run_dir: Path, row: dict, verdict: LatencyVerdict, effect: float, pairs: int = MOST_PAIRS,
                     say: Callable[[str], None] = lambda s: None) -> LatencyVerdict:
     """The history gate's verdict settled by paired re-timing against the latest comparable run that can still be
     re-timed (see :func:`history_baseline`); the verdict as it was, saying why, where none can."""
