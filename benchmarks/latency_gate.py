@@ -18,8 +18,8 @@ in all 10 pairs.
 ``--paired``: paired re-timing (``check --baseline --retime``): every latency verdict decided by timing both runs'
 rows again alternately, in fresh worker processes (the ONNX Runtime rows from their cached files, the torch rows
 rebuilt from the copy of the model file each run kept), at optbench's default ``measure`` settings and the default
-8 pairs, on the ``--defaults`` spec at batch 1 (a torch row and an ONNX Runtime row per run: each check re-times
-both, 2 x 8 worker processes a row). Each work level's runs read their own
+pairs (8, then 8 more while the verdict is open, up to 24), on the ``--defaults`` spec at batch 1 (a torch row and
+an ONNX Runtime row per run: each check re-times both, 2 x 8 to 2 x 24 worker processes a row). Each work level's runs read their own
 copy of the model file (WORK fixed in it), under one spec text, so the variant ids agree. Protocol and targets:
 
 - 5 same-code runs, the 20 ordered pairs: every verdict "same" (no inconclusive, no faster/slower);
@@ -32,7 +32,7 @@ copy of the model file (WORK fixed in it), under one spec text, so the variant i
 The JSON (``--out``; by default ``latency-gate-paired.json`` in the runs' folder) holds every check's verdicts and
 seconds, the machine and the settings. On the 2-core reference VM:
 ``python benchmarks/latency_gate.py --paired --out results/reference/cpu-2core-vm/latency-gate-paired.json``
-(about 100 minutes: 42 checks of 2 variants x 16 worker processes). ``--paired --smoke`` runs the same steps at
+(42 checks of 2 variants; the JSON counts the pairs each verdict took). ``--paired --smoke`` runs the same steps at
 the smallest settings (2 baselines, one candidate per work level, 6 pairs, short timing windows): a check of
 the machinery in minutes, whose numbers are no result.
 
@@ -216,6 +216,19 @@ def defaults_gate(args) -> int:
 SMOKE_MEASURE = "measure: {warmup_s: 0.05, min_iters: 10, min_duration_s: 0.1, rounds: 3}\n"
 
 
+def _pairs_used(checks: list[dict]) -> dict[str, int]:
+    """How many verdicts of the re-timed checks took each number of pairs (read from the verdicts' reasons)."""
+    import re
+
+    out: dict[str, int] = {}
+    for c in checks:
+        for w in c["verdicts"].values():
+            m = re.search(r"; (\d+) pairs", w)
+            key = m.group(1) if m else "none"
+            out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items()))
+
+
 def paired_gate(args) -> int:
     """The done-when protocol of paired re-timing (see the module's docstring); ``args.smoke``: its smallest form."""
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="optbench-gate-paired-"))
@@ -238,7 +251,7 @@ def paired_gate(args) -> int:
         runs[name] = [folder / f"{name}{i}" for i in range(counts[name])]
         for d in runs[name]:
             times[d.name] = run(folder / "gate.yaml", d, work, root / "cache")
-    pairs = 6 if args.smoke else None  # None: optbench's default (8)
+    pairs = 6 if args.smoke else None  # None: optbench's default (8, then 8 more while open, up to 24)
     checks: list[dict] = []
 
     def paired(kind: str, candidate: Path, baseline: Path) -> tuple[int, dict[str, str]]:
@@ -276,7 +289,8 @@ def paired_gate(args) -> int:
     from optbench.env import cpu_model
 
     result = {"smoke": args.smoke, "machine": {"cpu": cpu_model(), "cpus": os.cpu_count()},
-              "settings": {"spec": text, "pairs": pairs or "default (8)"},
+              "settings": {"spec": text, "pairs": pairs or "default (8, then 8 more while open, up to 24)"},
+              "pairs_per_verdict": _pairs_used(checks),
               "same_pairs": same_pairs, "same_of": n_same, "more_10pct_pairs_slower": slower["more"], "more_of": n_more,
               "twice_pairs_slower": slower["twice"], "twice_of": n_twice, "busy_checks_all_inconclusive": busy_ok,
               "busy_checks": len(loaded), "check_seconds": {"min": min(seconds), "median": sorted(seconds)[len(seconds) // 2],
