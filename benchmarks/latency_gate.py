@@ -223,7 +223,7 @@ def _pairs_used(checks: list[dict]) -> dict[str, int]:
     out: dict[str, int] = {}
     for c in checks:
         for w in c["verdicts"].values():
-            m = re.search(r"; (\d+) pairs", w)
+            m = re.search(r"; (\d+) pairs", w) or re.search(r"\d+ of (\d+) pairs", w)
             key = m.group(1) if m else "none"
             out[key] = out.get(key, 0) + 1
     return dict(sorted(out.items()))
