@@ -186,3 +186,39 @@ def small_run(tmp_path_factory, cache_dir):
     run_dir = tmp / "run"
     assert main(["run", str(spec), "--run-dir", str(run_dir), "--quiet"]) == 0
     return run_dir
+
+
+def judged_run(spec: Path | str, run_dir: Path, *sets: str, quiet: bool = True) -> Path:
+    """``optbench run`` of a spec judged but not timed (``measure.mode: judge``, no explanation), in this process:
+    its worker processes come from the forkserver the session started once. ``sets``: further ``--set`` lines."""
+    from optbench.cli import main
+
+    args = ["run", str(spec), "--run-dir", str(run_dir), *(["--quiet"] if quiet else []), "--set", "measure.mode=judge",
+            *[a for s in sets for a in ("--set", s)], "--no-explain"]
+    code = main(args)
+    assert code == 0, f"optbench {' '.join(args)} exited {code} (its output is in the test's captured output)"
+    return run_dir
+
+
+# runs whose rows the tests of two modules judge, each made once per test session by the first test that asks:
+# {name: (spec, --set lines, the xdist group of the tests that read it)}. The PP-OCRv4 recognizer's example
+# (tests/test_examples.py) is also the conformance corpus's key ppocrv4_rec (tests/test_corpus.py, whose xcheck
+# recomputes every row): one run at batch 1 (the example's) and 2 (the corpus's batch read on axis 0), on the
+# example's 32 eval lines, serves both.
+SHARED_RUNS = {
+    "ppocr-rec": ("experiments/ppocr-rec.yaml", ("data.eval=32", "variants.batch_size=[1,2]"), "shared-ppocr-rec"),
+}
+
+
+@pytest.fixture(scope="session")
+def shared_run(tmp_path_factory, cache_dir):
+    """``shared_run(name)``: the run directory of SHARED_RUNS[name], made on first use. Its tests carry the entry's
+    xdist group, so under pytest-xdist they share one worker and so this session."""
+    made: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            spec, sets, _ = SHARED_RUNS[name]
+            made[name] = judged_run(ROOT / spec, tmp_path_factory.mktemp(name) / "run", *sets)
+        return made[name]
+    return get

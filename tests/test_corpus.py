@@ -2,8 +2,10 @@
 
 Every folder ``corpus/<key>/`` with a ``spec.yaml`` is a case: ``optbench run`` on the spec, then
 ``corpus/xcheck.py``, which recomputes every row's drift and task metrics with plain onnxruntime and numpy from the
-key's hand-written ``reading.py`` and must agree with the rows. A key whose ``reading.py`` sets ``SLOW = True``
-(large files, long runs) is marked slow. A key whose package is not installed is skipped with the reason.
+key's hand-written ``reading.py`` and must agree with the rows. A key whose ``reading.py`` sets ``EXAMPLE = NAME``
+has no spec of its own: its run is the shipped example's as the test session shares it with tests/test_examples.py
+(``SHARED_RUNS[NAME]`` in tests/conftest.py), and xcheck recomputes that run's rows. A key whose ``reading.py`` sets
+``SLOW = True`` (large files, long runs) is marked slow. A key whose package is not installed is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -21,12 +23,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import SHARED_RUNS, judged_run
+
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
 
 
 def _keys() -> list[str]:
-    return sorted(p.parent.name for p in CORPUS.glob("*/spec.yaml"))
+    """Folders with a spec, and those whose reading.py names the example that is their run."""
+    folders = {p.parent.name for p in CORPUS.glob("*/reading.py")}
+    return sorted({p.parent.name for p in CORPUS.glob("*/spec.yaml")}
+                  | {k for k in folders if _constant(k, "EXAMPLE", None)})
 
 
 def _constant(key: str, name: str, default):
@@ -45,8 +52,14 @@ def _slow(key: str) -> bool:
     return bool(_constant(key, "SLOW", False))
 
 
+def _spec_path(key: str) -> Path:
+    """The key's spec: its own, or the shared example's it names (``EXAMPLE``)."""
+    example = _constant(key, "EXAMPLE", None)
+    return ROOT / SHARED_RUNS[example][0] if example else CORPUS / key / "spec.yaml"
+
+
 def _package(key: str) -> str | None:
-    path = yaml.safe_load((CORPUS / key / "spec.yaml").read_text())["model"].get("path", "")
+    path = yaml.safe_load(_spec_path(key).read_text())["model"].get("path", "")
     m = re.match(r"package:([^/]+)/", path)
     return m.group(1) if m else None
 
@@ -67,6 +80,8 @@ def _missing(key: str) -> str | None:
 
 def _case(key: str):
     marks = [pytest.mark.slow] if _slow(key) else []
+    if example := _constant(key, "EXAMPLE", None):  # on the worker of the example's tests, which share its run
+        marks.append(pytest.mark.xdist_group(SHARED_RUNS[example][2]))
     return pytest.param(key, marks=marks, id=key)
 
 
@@ -75,16 +90,13 @@ def _optbench(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
-def _run(key: str, run_dir: Path, capsys) -> Path:
+def _run(key: str, run_dir: Path, request) -> Path:
     """``optbench run`` of the key's spec, judged but not timed (nothing here reads a latency), in this process:
-    its worker processes come from the forkserver the session started once."""
-    from optbench.cli import main
-
-    code = main(["run", str(CORPUS / key / "spec.yaml"), "--run-dir", str(run_dir), "--set", "measure.mode=judge",
-                 "--no-explain"])
-    out = capsys.readouterr()
-    assert code == 0, f"optbench run corpus/{key} exited {code}:\n{out.out[-3000:]}\n{out.err[-3000:]}"
-    return run_dir
+    its worker processes come from the forkserver the session started once. A key that names an ``EXAMPLE``: the
+    session's run of that example, made by whichever of its tests asks first."""
+    if example := _constant(key, "EXAMPLE", None):
+        return request.getfixturevalue("shared_run")(example)
+    return judged_run(CORPUS / key / "spec.yaml", run_dir, quiet=False)
 
 
 def _xcheck_here(key: str, run_dir: Path, capsys) -> tuple[int, str]:
@@ -189,10 +201,10 @@ EXPECT = {"captcha_crnn": _expect_captcha_crnn, "ddddocr_det": _expect_ddddocr_d
 
 
 @pytest.mark.parametrize("key", [_case(k) for k in _keys()])
-def test_corpus_model_agrees_with_xcheck(key, tmp_path, cache_dir, capsys):
+def test_corpus_model_agrees_with_xcheck(key, tmp_path, cache_dir, capsys, request):
     if why := _missing(key):
         pytest.skip(why)
-    run_dir = _run(key, tmp_path / "run", capsys)
+    run_dir = _run(key, tmp_path / "run", request)
     rows = _rows(run_dir)
     assert any(r["status"] == "ok" for r in rows.values()), {k: r.get("error") for k, r in rows.items()}
     assert not [k for k, r in rows.items() if r["status"] in ("failed", "timeout")], \

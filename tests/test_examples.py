@@ -10,6 +10,7 @@ import pytest
 
 import optbench
 from optbench.cli import main
+from tests.conftest import SHARED_RUNS, judged_run
 
 pytestmark = pytest.mark.slow  # each example's sweep takes about a minute
 
@@ -23,10 +24,11 @@ def _need(*packages: str) -> None:
 def _run(name: str, tmp_path_factory, *sets: str) -> tuple:
     """``sets``: ``--set`` lines that make the example's eval split smaller where what is asserted does not hang on
     its size (the verdicts of each variant are the same on fewer items; the calibration split is the example's)."""
-    run = tmp_path_factory.mktemp(name) / "run"
     # judged, not timed: every assertion here is about verdicts, none about a latency
-    assert main(["run", f"experiments/{name}.yaml", "--run-dir", str(run), "--quiet", "--set", "measure.mode=judge",
-                 *[a for s in sets for a in ("--set", s)], "--no-explain"]) == 0
+    return _results(judged_run(f"experiments/{name}.yaml", tmp_path_factory.mktemp(name) / "run", *sets))
+
+
+def _results(run) -> tuple:
     df = optbench.load_results(run)
     df["label"] = df.variant_id.str.split(".").str[1]
     return run, df.set_index("variant_id")
@@ -86,11 +88,14 @@ def test_ppocr_det_int8_is_really_int8(det, capsys):
 
 
 @pytest.fixture(scope="module")
-def rec(tmp_path_factory, cache_dir):
+def rec(shared_run):
+    """The example's run as the session shares it with the corpus's key ppocrv4_rec (tests/conftest.py's
+    SHARED_RUNS): the example's 32 eval lines, at batch 1 and 2 (each check below holds at every batch size)."""
     _need("rapidocr_onnxruntime")
-    return _run("ppocr-rec", tmp_path_factory, "data.eval=32")
+    return _results(shared_run("ppocr-rec"))
 
 
+@pytest.mark.xdist_group(SHARED_RUNS["ppocr-rec"][2])
 def test_ppocr_rec_is_judged_by_the_strings_it_reads(rec, capsys):
     run, df = rec
     assert (df.status == "ok").all(), df[["status", "error"]].to_string()

@@ -14,6 +14,10 @@ from pathlib import Path
 import numpy as np
 
 SLOW = True  # about 30-45 s: behind the slow marker (CI runs it)
+# no spec of its own: the run is experiments/ppocr-rec.yaml's (its rendered lines, fp32 / fp16 / static and dynamic
+# int8) at batch 1 and 2, shared with the example's test (tests/conftest.py's SHARED_RUNS); optbench must read the
+# batch on axis 0 of the output and judge it by greedy CTC decode
+EXAMPLE = "ppocr-rec"
 
 MODEL = "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx"
 
