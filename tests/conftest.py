@@ -204,9 +204,12 @@ def judged_run(spec: Path | str, run_dir: Path, *sets: str, quiet: bool = True) 
 # {name: (spec, --set lines, the xdist group of the tests that read it)}. The PP-OCRv4 recognizer's example
 # (tests/test_examples.py) is also the conformance corpus's key ppocrv4_rec (tests/test_corpus.py, whose xcheck
 # recomputes every row): one run at batch 1 (the example's) and 2 (the corpus's batch read on axis 0), on the
-# example's 32 eval lines, serves both.
+# example's 32 eval lines, serves both. The corpus keys captcha_crnn and nudenet_320n, run as their specs say, are
+# cross-checked by tests/test_corpus.py and their int8 rows explained by tests/test_explain_corpus.py.
 SHARED_RUNS = {
     "ppocr-rec": ("experiments/ppocr-rec.yaml", ("data.eval=32", "variants.batch_size=[1,2]"), "shared-ppocr-rec"),
+    "corpus/captcha_crnn": ("corpus/captcha_crnn/spec.yaml", (), "explain-corpus"),
+    "corpus/nudenet_320n": ("corpus/nudenet_320n/spec.yaml", (), "explain-corpus"),
 }
 
 
@@ -219,6 +222,6 @@ def shared_run(tmp_path_factory, cache_dir):
     def get(name: str) -> Path:
         if name not in made:
             spec, sets, _ = SHARED_RUNS[name]
-            made[name] = judged_run(ROOT / spec, tmp_path_factory.mktemp(name) / "run", *sets)
+            made[name] = judged_run(ROOT / spec, tmp_path_factory.mktemp(name.replace("/", "-")) / "run", *sets)
         return made[name]
     return get

@@ -52,6 +52,13 @@ def _slow(key: str) -> bool:
     return bool(_constant(key, "SLOW", False))
 
 
+def _shared(key: str) -> str | None:
+    """The name in SHARED_RUNS of the session's run the key's test reads (another module's tests read it too): the
+    example its reading.py names (``EXAMPLE``), or the key's own run; None: the test makes its own run."""
+    name = _constant(key, "EXAMPLE", None) or f"corpus/{key}"
+    return name if name in SHARED_RUNS else None
+
+
 def _spec_path(key: str) -> Path:
     """The key's spec: its own, or the shared example's it names (``EXAMPLE``)."""
     example = _constant(key, "EXAMPLE", None)
@@ -80,8 +87,8 @@ def _missing(key: str) -> str | None:
 
 def _case(key: str):
     marks = [pytest.mark.slow] if _slow(key) else []
-    if example := _constant(key, "EXAMPLE", None):  # on the worker of the example's tests, which share its run
-        marks.append(pytest.mark.xdist_group(SHARED_RUNS[example][2]))
+    if shared := _shared(key):  # on the worker of the other tests that read its run
+        marks.append(pytest.mark.xdist_group(SHARED_RUNS[shared][2]))
     return pytest.param(key, marks=marks, id=key)
 
 
@@ -92,10 +99,10 @@ def _optbench(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
 
 def _run(key: str, run_dir: Path, request) -> Path:
     """``optbench run`` of the key's spec, judged but not timed (nothing here reads a latency), in this process:
-    its worker processes come from the forkserver the session started once. A key that names an ``EXAMPLE``: the
-    session's run of that example, made by whichever of its tests asks first."""
-    if example := _constant(key, "EXAMPLE", None):
-        return request.getfixturevalue("shared_run")(example)
+    its worker processes come from the forkserver the session started once. A key whose run other tests read too
+    (``_shared``): the session's run, made by whichever of its tests asks first."""
+    if shared := _shared(key):
+        return request.getfixturevalue("shared_run")(shared)
     return judged_run(CORPUS / key / "spec.yaml", run_dir, quiet=False)
 
 

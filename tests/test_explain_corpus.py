@@ -1,7 +1,8 @@
 """``optbench explain`` on the int8 rows of two conformance-corpus models of different families: the captcha CRNN
 (Conv+BatchNorm+Relu blocks, the BatchNorms and Relus folded into the Convs, then two unrolled LSTMs) and nudenet's
-YOLOv8n (Conv+SiLU blocks, only the Convs quantized, a float detection head). Each key is run as its spec says, cut
-to its first static int8 variant at batch 1 and one shape, judged but not timed.
+YOLOv8n (Conv+SiLU blocks, only the Convs quantized, a float detection head). Each key's run is the one
+tests/test_corpus.py cross-checks (run as its spec says, judged but not timed, once per test session:
+SHARED_RUNS in tests/conftest.py); its row here is the first static int8 variant at batch 1 and one shape.
 
 Explain must reproduce the row (its graph-output rel. L2 on the row's eval items within 10 % of the row's, for every
 view), and compare no tensor across a fold: each variant tensor it reads is nearer the fp32 tensor it is compared
@@ -10,20 +11,19 @@ a SiLU), checked here by running both graphs on items of the run."""
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from test_corpus import CORPUS, _missing
+from test_corpus import CORPUS, _missing, _rows
 
-from optbench.cli import main
+from tests.conftest import SHARED_RUNS
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("explain-corpus")]
+# on the worker of the corpus tests of the same keys, which share their runs
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(SHARED_RUNS["corpus/captcha_crnn"][2])]
 
-# the key and what its int8 row is cut to (the first static int8 setting of its spec)
+# the key and its int8 row's batch and shape (the row of the first static int8 setting of its spec)
 CASES = {"captcha_crnn": {"batch_size": [1]},
          "nudenet_320n": {"batch_size": [1], "shapes": [{"height": 320, "width": 320}]}}
 # single-input activations: a tensor on one side of one is never compared with the other side's
@@ -31,25 +31,21 @@ ACTIVATIONS = {"Relu", "Clip", "Sigmoid", "Tanh", "LeakyRelu", "HardSigmoid", "H
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
-def corpus_row(request, tmp_path_factory, cache_dir):
-    """The key's int8 row (one trimmed, judge-only run, shared by the tests of the key) and its explanation."""
+def corpus_row(request, shared_run):
+    """The key's int8 row (of the session's judge-only run of the key, shared by the tests of the key and the
+    corpus's) and its explanation."""
     from optbench.explain.variant import explain_variant
 
     key = request.param
     if why := _missing(key):
         pytest.skip(why)
-    folder = tmp_path_factory.mktemp(key) / key
-    shutil.copytree(CORPUS / key, folder)  # its data.py and charset beside the spec
-    spec = yaml.safe_load((folder / "spec.yaml").read_text())
-    variants = spec["variants"]
-    variants.update(precision=["int8"], int8=[next(i for i in variants["int8"] if i.get("mode") == "static")],
-                    **CASES[key])
-    spec["measure"] = {"mode": "judge"}
-    (folder / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    run = folder.parent / "run"
-    assert main(["run", str(folder / "spec.yaml"), "--run-dir", str(run), "--quiet", "--no-history",
-                 "--no-report"]) == 0
-    (row,) = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines() if line.strip()]
+    run = shared_run(f"corpus/{key}")
+    spec = yaml.safe_load((CORPUS / key / "spec.yaml").read_text())
+    static = next(i for i in spec["variants"]["int8"] if i.get("mode") == "static")
+    shape = CASES[key].get("shapes", [{}])[0]
+    (row,) = [r for r in _rows(run).values()
+              if r["precision"] == "int8" and all((r.get("int8") or {}).get(k) == v for k, v in static.items())
+              and r["batch_size"] in CASES[key]["batch_size"] and (r.get("shape") or {}) == shape]
     assert row["status"] == "ok" and row["precision"] == "int8", row.get("error")
     return key, run, row, explain_variant(run, row["variant_id"], items=4)
 
