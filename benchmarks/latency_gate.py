@@ -81,7 +81,8 @@ def run(spec: Path, out: Path, work: float, cache: Path) -> float:
 
 def verdicts(candidate: Path, baseline: Path, **retime) -> tuple[int, dict[str, str]]:
     report = check_run(candidate, baseline, **retime)
-    return report.exit_code, {r.variant: r.verdict + (f" ({r.message})" if r.verdict != "same" else "")
+    keep = retime.get("retime", "off") != "off"  # a paired "same" keeps its interval and pairs too
+    return report.exit_code, {r.variant: r.verdict + (f" ({r.message})" if r.verdict != "same" or keep else "")
                               for r in report.results if r.verdict}
 
 
