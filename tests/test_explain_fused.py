@@ -107,14 +107,15 @@ def test_a_node_that_selects_values_introduces_nothing(tmp_path):
 
 
 def test_a_node_left_in_float_adds_nothing_to_its_group(tmp_path):
-    """Only the Gemms quantized: the head's float Sigmoid of logits near -8 turns their small relative error into a
-    larger one of the probabilities ("introduced" by a node the variant left in fp32, as nudenet's YOLOv8 head
-    Sigmoid is). Moving its group to higher precision changes nothing there; the group's figure counted it and ranked
-    it above the Gemms whose quantization made the error (tune moved it first)."""
-    fp32 = scores(tmp_path / "scores.onnx")
-    cal = _x((16,), 32, 1) * 3
+    """Only the Gemms quantized: the head's float Sigmoid of logits far below zero (the head's outputs, spread
+    about +-24, shifted by -30) turns the absolute error of its logits — the quantization step of the head's output
+    — into a relative error of the probabilities ("introduced" by a node the variant left in fp32, as nudenet's
+    YOLOv8 head Sigmoid is). Moving its group to higher precision changes nothing there; the group's figure counted
+    it and ranked it above the Gemms whose quantization made the error (tune moved it first)."""
+    fp32 = scores(tmp_path / "scores.onnx", shift=30.0)
+    cal = _x((16,), 32, 1) * 10
     q = qdq(fp32, tmp_path / "scores_q.onnx", [{"x": cal[i:i + 8]} for i in range(0, 32, 8)], op_types=["Gemm"])
-    loc = localize(fp32, q, _batches(_x((16,), 16, 2) * 3))
+    loc = localize(fp32, q, _batches(_x((16,), 16, 2) * 10))
     sigmoid = next(d for d in loc.nodes if d.op_type == "Sigmoid")
     assert not sigmoid.converted and sigmoid.introduced > 0.05 and sigmoid.group == "/head"
     groups = {g: err for g, err, _ in loc.groups(converted_only=True)}

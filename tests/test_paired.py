@@ -4,8 +4,17 @@ rounds take turns in ABBA order, against the verdict on two runs' own rounds."""
 import numpy as np
 import pytest
 
-from optbench.measure.paired import (MIN_PAIRS, Pair, batches, decide_paired, level, open_verdict, rank_interval,
-                                     schedule, settle)
+from optbench.measure.paired import (
+    MIN_PAIRS,
+    Pair,
+    batches,
+    decide_paired,
+    level,
+    open_verdict,
+    rank_interval,
+    schedule,
+    settle,
+)
 from optbench.measure.verdict import verdict_for
 
 

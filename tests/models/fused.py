@@ -148,15 +148,16 @@ def steps(path: Path, seed: int = 0) -> Path:
     return _save(nodes, inits, "steps", {"x": ["batch", 2, 16]}, {"logits": 4}, path)
 
 
-def scores(path: Path, seed: int = 0) -> Path:
-    """x [batch, 16] → /enc MatMul+Add → /head MatMul+Add → /head Sub 8 → /head Sigmoid → probs [batch, 4]: a
-    Sigmoid of logits near -8 turns a small relative error of its logits into a large one of its probabilities."""
+def scores(path: Path, seed: int = 0, shift: float = 8.0) -> Path:
+    """x [batch, 16] → /enc MatMul+Add → /head MatMul+Add → /head Sub ``shift`` → /head Sigmoid → probs [batch, 4]:
+    a Sigmoid of logits far below zero turns a small relative error of its logits into a large one of its
+    probabilities."""
     rng = np.random.default_rng(seed)
     inits = [numpy_helper.from_array(_weights(rng, (16, 16), 16, False), "enc.weight"),
              numpy_helper.from_array((rng.standard_normal(16) * 0.1).astype(np.float32), "enc.bias"),
              numpy_helper.from_array(_weights(rng, (16, 4), 16, False), "head.weight"),
              numpy_helper.from_array((rng.standard_normal(4) * 0.1).astype(np.float32), "head.bias"),
-             numpy_helper.from_array(np.float32(8.0), "head.shift")]
+             numpy_helper.from_array(np.float32(shift), "head.shift")]
     nodes = [helper.make_node("MatMul", ["x", "enc.weight"], ["/enc/MatMul_output_0"], name="/enc/MatMul"),
              helper.make_node("Add", ["/enc/MatMul_output_0", "enc.bias"], ["/enc/Add_output_0"], name="/enc/Add"),
              helper.make_node("MatMul", ["/enc/Add_output_0", "head.weight"], ["/head/MatMul_output_0"],
