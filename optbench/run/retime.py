@@ -22,6 +22,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -183,33 +184,24 @@ def retime(candidate: Side, baseline: Side, pairs: int, rng: np.random.Generator
         f"candidate's artifact, {rounds} rounds each, taking turns" +
         (f", {width} pairs at a time (one a core)" if width > 1 else ""))
     orders = [schedule(rounds, rng) for _ in range(pairs)]  # drawn in pair order, whatever runs side by side
-    out: list[Pair | str | None] = [None] * pairs
+    out: list[Pair] = []
     excl = Exclusive(label=f"optbench re-timing {candidate.variant['id']}")
     try:
-        with tempfile.TemporaryDirectory(prefix="optbench-retime-") as tmp, excl.timing(candidate.variant["device"]):
-            for first in range(0, pairs, width):
-                wave = range(first, min(pairs, first + width))
+        with tempfile.TemporaryDirectory(prefix="optbench-retime-") as tmp, excl.timing(candidate.variant["device"]), \
+                ThreadPoolExecutor(max_workers=width, thread_name_prefix="optbench-retime-pair") as pool:
 
-                def one(k: int) -> None:
-                    core = cores[k % len(cores)] if cores else None
-                    out[k] = _pair(sides, measure, rounds, orders[k], settings, Path(tmp) / f"pair-{start + k}", core)
+            def one(k: int) -> Pair | str:
+                core = cores[k % len(cores)] if cores else None
+                return _pair(sides, measure, rounds, orders[k], settings, Path(tmp) / f"pair-{start + k}", core)
 
-                if len(wave) == 1:
-                    one(wave[0])
-                else:
-                    import threading
-
-                    threads = [threading.Thread(target=one, args=(k,), name=f"optbench-retime-pair-{k}") for k in wave]
-                    for t in threads:
-                        t.start()
-                    for t in threads:
-                        t.join()
-                failed = next((o for o in out[first:first + width] if isinstance(o, str)), None)
-                if failed is not None:
+            for first in range(0, pairs, width):  # a wave: one pair a core, all finished before the next starts
+                got = list(pool.map(one, range(first, min(pairs, first + width))))
+                if (failed := next((o for o in got if isinstance(o, str)), None)) is not None:
                     return failed
+                out += got
     finally:
         excl.close()
-    return [o for o in out if isinstance(o, Pair)]
+    return out
 
 
 def _one_thread(side: Side) -> bool:
