@@ -185,3 +185,36 @@ def test_litert_fp32_fp16_weights_and_full_integer_int8(tmp_path, cache_dir):
         assert "float32" not in int8["settings"]["litert"]["tensor_types"]  # full integer, inputs and outputs too
         assert int8["model_bytes"] < fp16["model_bytes"] < fp32["model_bytes"]
         assert int8["task_accuracy"] > 0.8
+
+
+def _site(root: Path, dist: str, version: str, package: str) -> Path:
+    """A folder on the path holding ``package`` as installed by the distribution ``dist`` (its metadata)."""
+    (root / package).mkdir(parents=True)
+    (root / package / "__init__.py").write_text(f"__version__ = {version!r}\n")
+    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "top_level.txt").write_text(package + "\n")
+    (info / "RECORD").write_text(f"{package}/__init__.py,,\n{info.name}/METADATA,,\n")
+    return root
+
+
+def test_the_runtime_version_is_the_distribution_imported_not_the_first_found(tmp_path, monkeypatch):
+    """A GPU build installed in a folder ahead on the path of the system's CPU build (onnxruntime-gpu ahead of
+    onnxruntime): the version recorded is the one whose package is imported."""
+    import importlib
+
+    from optbench.backends import base
+
+    system = _site(tmp_path / "system", "obtestrt", "1.30.0", "obtestrt")
+    monkeypatch.syspath_prepend(str(system))
+    base._distributions_of.cache_clear()
+    importlib.invalidate_caches()
+    assert base.owning_distribution("obtestrt", "obtestrt") == ("obtestrt", "1.30.0")
+    ahead = _site(tmp_path / "ahead", "obtestrt-gpu", "1.31.1", "obtestrt")
+    monkeypatch.syspath_prepend(str(ahead))
+    base._distributions_of.cache_clear()
+    importlib.invalidate_caches()
+    assert base.owning_distribution("obtestrt.sub", "obtestrt") == ("obtestrt-gpu", "1.31.1")
+    assert base.owning_distribution("obtestrt_absent", "obtestrt") is None
+    base._distributions_of.cache_clear()

@@ -226,6 +226,10 @@ class Backend(ABC):
             if spec is None:
                 missing.append(dist)
                 continue
+            owner = owning_distribution(module, dist)
+            if owner is not None:
+                found[owner[0]] = owner[1]
+                continue
             try:
                 found[dist] = version(dist)
             except PackageNotFoundError:  # another distribution installs the module (onnxruntime-gpu, ...)
@@ -414,6 +418,46 @@ def backend_name_of(row: dict) -> str | None:
 
 def second_opinion_backends() -> set[str]:
     return {n for n, b in all_backends().items() if b.second_opinion}
+
+
+def owning_distribution(module: str, declared: str) -> tuple[str, str] | None:
+    """The distribution (name, version) whose files hold ``module``'s top-level package where the import system
+    finds it: ``declared`` where its files are there (the usual case, no scan), else the other distribution that
+    installs the package there (onnxruntime-gpu in a folder ahead on the path of a system's onnxruntime: the one
+    that would be imported, not the first whose metadata is found). None where no distribution's files hold it
+    (a source tree) or it is not found."""
+    import importlib.util
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    top = module.split(".")[0]
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    origin = None if spec is None else \
+        spec.submodule_search_locations[0] if spec.submodule_search_locations else spec.origin
+    if not origin:
+        return None
+    where, rel = Path(origin).resolve(), top if spec.submodule_search_locations else f"{top}.py"
+    candidates = [declared]
+    for k, name in enumerate(candidates):
+        try:
+            d = distribution(name)
+            if Path(d.locate_file(rel)).resolve() == where:
+                return name if k == 0 else d.metadata["Name"], d.version
+        except (PackageNotFoundError, OSError, ValueError):
+            pass
+        if k == 0:
+            candidates += [d for d in _distributions_of().get(top, []) if d != declared]
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _distributions_of() -> dict[str, list[str]]:
+    """Top-level package -> the distributions that install it (read once per process)."""
+    from importlib.metadata import packages_distributions
+
+    return packages_distributions()
 
 
 def preload_modules(backends: set[str] | None = None) -> list[str]:
