@@ -18,7 +18,7 @@ in all 10 pairs.
 ``--paired``: paired re-timing (``check --baseline --retime``): every latency verdict decided by timing both runs'
 rows again alternately, in fresh worker processes (the ONNX Runtime rows from their cached files, the torch rows
 rebuilt from the copy of the model file each run kept), at optbench's default ``measure`` settings and the default
-pairs (8, then 8 more while the verdict is open, up to 24), on the ``--defaults`` spec at batch 1 (a torch row and
+pairs (8, then 8 more while the verdict is open, up to 32), on the ``--defaults`` spec at batch 1 (a torch row and
 an ONNX Runtime row per run: each check re-times both, 2 x 8 to 2 x 24 worker processes a row). Each work level's runs read their own
 copy of the model file (WORK fixed in it), under one spec text, so the variant ids agree. Protocol and targets:
 
@@ -252,7 +252,7 @@ def paired_gate(args) -> int:
         runs[name] = [folder / f"{name}{i}" for i in range(counts[name])]
         for d in runs[name]:
             times[d.name] = run(folder / "gate.yaml", d, work, root / "cache")
-    pairs = 6 if args.smoke else None  # None: optbench's default (8, then 8 more while open, up to 24)
+    pairs = 6 if args.smoke else None  # None: optbench's default (8, then 8 more while open, up to 32)
     checks: list[dict] = []
 
     def paired(kind: str, candidate: Path, baseline: Path) -> tuple[int, dict[str, str]]:
@@ -290,7 +290,7 @@ def paired_gate(args) -> int:
     from optbench.env import cpu_model
 
     result = {"smoke": args.smoke, "machine": {"cpu": cpu_model(), "cpus": os.cpu_count()},
-              "settings": {"spec": text, "pairs": pairs or "default (8, then 8 more while open, up to 24)"},
+              "settings": {"spec": text, "pairs": pairs or "default (8, then 8 more while open, up to 32)"},
               "pairs_per_verdict": _pairs_used(checks),
               "same_pairs": same_pairs, "same_of": n_same, "more_10pct_pairs_slower": slower["more"], "more_of": n_more,
               "twice_pairs_slower": slower["twice"], "twice_of": n_twice, "busy_checks_all_inconclusive": busy_ok,

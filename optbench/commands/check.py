@@ -78,7 +78,7 @@ def add_retime_options(c) -> None:
                                                          "only inconclusive verdicts are re-timed)")
     c.add_argument("--no-retime", action="store_true", help="never re-time: verdicts on the runs' own rounds only")
     c.add_argument("--pairs", type=int, metavar="N", help="pairs of worker processes a re-timing runs at most "
-                                                          "(default 24): 8 first, then 8 more at a time while the "
+                                                          "(default 32): 8 first, then 8 more at a time while the "
                                                           "verdict is still open")
 
 

@@ -21,7 +21,7 @@ The decision is on the pairs' ratios, in logs (a 2x and a 0.5x are the same dist
 A re-timing looks more than once: PAIRS pairs first, then MORE_PAIRS more while the verdict is open (inconclusive on
 an interval: :func:`open_verdict`), up to the most it may run (MOST_PAIRS by default), each look deciding on every
 pair so far. A quiet machine and a clear change stop at the first look; a same-code comparison whose pairs spread
-a few percent takes more pairs to put its interval inside +-effect. Each look is tested at CONFIDENCE, so three
+a few percent takes more pairs to put its interval inside +-effect. Each look is tested at CONFIDENCE, so four
 looks raise the chance of a verdict on no real change a little above 1 - CONFIDENCE; the interval must also clear
 the effect, which a same-code comparison rarely does.
 
@@ -42,7 +42,7 @@ CONFIDENCE = 0.95
 MIN_PAIRS = 6    # the fewest pairs whose signed-rank interval reaches CONFIDENCE (2 / 2**6 < 0.05)
 PAIRS = 8        # pairs a re-timing starts with: 16 worker processes a variant
 MORE_PAIRS = 8   # pairs added each time the verdict on those so far is still open
-MOST_PAIRS = 24  # pairs at most, by default (--pairs)
+MOST_PAIRS = 32  # pairs at most, by default (--pairs): four looks
 SIDES = ("baseline", "candidate")
 
 
