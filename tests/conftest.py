@@ -15,6 +15,23 @@ if importlib.util.find_spec("triton") is not None:
 ROOT = Path(__file__).resolve().parents[1]
 # the suite never writes to the user's run history; tests of the history name their own databases
 os.environ["OPTBENCH_HISTORY"] = "off"
+
+
+def _pin_worker() -> None:
+    """Under pytest-xdist, each worker on CPUs of its own (2 workers on 2 cores: one core each), before anything
+    starts a thread pool: optbench sizes ONNX Runtime's and torch's pools by the process's affinity, so the workers'
+    pools no longer contend for the same cores (two pools of two spinning threads on two cores), and the processes
+    a worker starts inherit its CPUs. Nothing here is timed (timing tests are `serial`, run without xdist)."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if not worker.startswith("gw") or not count.isdigit() or int(count) < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus, count, index = sorted(os.sched_getaffinity(0)), int(count), int(worker[2:])
+    if len(cpus) < count:
+        return
+    share = len(cpus) // count
+    os.sched_setaffinity(0, cpus[index * share:(index + 1) * share])
+
+
 # one artifact cache, ledger and timing-lock folder per test session (per xdist worker), set before any test
 # imports optbench: no test writes into the user's ~/.cache or ~/.local/state, none waits on another session's
 # timing window, and the cache a test sees does not depend on which test ran first. Tests that need their own
@@ -25,6 +42,7 @@ _MINE = f"{os.getpid()}:"
 if os.environ.get("OPTBENCH_TESTS_SESSION", "").startswith(_MINE):
     _SESSION = Path(os.environ["OPTBENCH_TESTS_SESSION"][len(_MINE):])
 else:
+    _pin_worker()
     _SESSION = Path(tempfile.mkdtemp(prefix="optbench-tests-"))
     os.environ["OPTBENCH_TESTS_SESSION"] = _MINE + str(_SESSION)
     for _name, _sub in (("OPTBENCH_CACHE", "cache"), ("OPTBENCH_LEDGER", "ledger"), ("OPTBENCH_LOCK_DIR", "locks")):
