@@ -185,6 +185,19 @@ def test_ties_on_devices_are_decided_by_qps_then_memory():
     assert a["runner_up"]["why"].startswith("serves 2,000 QPS per device at the bound, 23% less than 2,600")
 
 
+def test_a_runner_up_whose_peak_run_loadgen_called_invalid_says_so():
+    from optbench.deploy.report import answer_lines
+
+    rows = [row(1, 8, 2.0, 2000.0, mem=100), row(2, 8, 2.0, 2600.0, mem=300)]
+    rows[0].peak_validity, rows[1].peak_validity = "INVALID", "VALID"
+    record = {"asked": {"qps": 1000, "headroom": 0.2, "objective": "gpus"}, "settings": {"p99_ms": 15.0},
+              "accuracy": {"passing": ["a"], "verdicts": {"a": []}}, "answer": {**choose(rows, qps=1000), "candidates": 2}}
+    text = "\n".join(answer_lines(record))
+    runner_up = next(line for line in text.splitlines() if line.startswith("runner-up:"))
+    assert "2,000 QPS per device (LoadGen INVALID at that peak)" in runner_up
+    assert "INVALID at that peak" not in text.replace(runner_up, "")   # the answer's own run was VALID
+
+
 def test_memory_bound_max_devices_and_failures_keep_candidates_out_with_their_reason():
     rows = [row(2, 32, 2.0, 5000.0, mem=900), row(1, 8, 2.0, 1000.0, mem=100), row(1, 1, peak=0.0),
             row(2, 8, status="oom", peak=None)]

@@ -132,14 +132,22 @@ def answer_lines(record: dict) -> list[str]:
     if g is not None:
         ratio = f"{g['ratio']:.2f}x its peak" if g.get("ratio") else "it met the bound at no QPS"
         out.append(f"against the spec's own serving configuration ({g['label']}: {_q(g['peak_qps'])} QPS per "
-                   f"device at the bound): {ratio}")
+                   f"device at the bound{_unconfirmed(g)}): {ratio}")
     r = a.get("runner_up")
     if r is not None:
-        out.append(f"runner-up: {r['label']}: {_q(r['peak_qps'])} QPS per device, {r['devices']} device(s); it "
+        out.append(f"runner-up: {r['label']}: {_q(r['peak_qps'])} QPS per device{_unconfirmed(r)}, {r['devices']} "
+                   f"device(s); it "
                    f"lost because it {r['why']}")
     else:
         out.append("runner-up: none (no other eligible configuration)")
     return out
+
+
+def _unconfirmed(d: dict) -> str:
+    """A note where LoadGen did not call the run at a candidate's peak VALID (its p99 met the bound, but, say, too
+    few queries for LoadGen's early-stopping estimate of it): that peak is not a figure to quote as it stands."""
+    v = d.get("peak_validity")
+    return "" if v in (None, "VALID") else f" (LoadGen {v} at that peak)"
 
 
 def markdown(record: dict, rows: list[CandidateRow]) -> str:

@@ -14,16 +14,17 @@ The decision is on the pairs' ratios, in logs (a 2x and a 0.5x are the same dist
 - a pair is left out where one of its processes was timed on a visibly busy machine; more than half of the pairs
   left out, or fewer than MIN_PAIRS left: inconclusive, with the reason;
 - effect = the Hodges-Lehmann estimate (the median of the Walsh averages of the log ratios), its interval the exact
-  Wilcoxon signed-rank interval at CONFIDENCE, the signed-rank test's p-value reported beside;
-- the whole interval within +-effect: same; the interval excludes no change and the estimate is beyond the effect:
-  slower or faster; otherwise inconclusive, saying which it missed.
+  Wilcoxon signed-rank interval (CONFIDENCE reported), the signed-rank test's p-value beside;
+- same: the SAME_CONFIDENCE interval lies within +-effect (an equivalence test: two one-sided tests at 5 %);
+  slower or faster: the CHANGE_CONFIDENCE interval excludes no change and the estimate is beyond the effect (99 %
+  a look: a re-timing looks up to four times, and a false change must stay rarer than 5 % over all of them;
+  with 8 pairs that takes every pair on the same side); otherwise inconclusive, saying which it missed.
 
 A re-timing looks more than once: PAIRS pairs first, then MORE_PAIRS more while the verdict is open (inconclusive on
 an interval: :func:`open_verdict`), up to the most it may run (MOST_PAIRS by default), each look deciding on every
 pair so far. A quiet machine and a clear change stop at the first look; a same-code comparison whose pairs spread
-a few percent takes more pairs to put its interval inside +-effect. Each look is tested at CONFIDENCE, so four
-looks raise the chance of a verdict on no real change a little above 1 - CONFIDENCE; the interval must also clear
-the effect, which a same-code comparison rarely does.
+a few percent takes more pairs to put its interval inside +-effect. A change verdict is tested at CHANGE_CONFIDENCE a look for
+that reason (same-code pairs on a 2-core VM were called 5.2 % "faster" at 8 pairs when tested at 95 %).
 
 Each process's level is the median of its quiet rounds (:func:`optbench.measure.verdict.quiet`), as for a run's.
 """
@@ -38,7 +39,10 @@ import numpy as np
 
 from optbench.measure.verdict import LatencyVerdict, quiet
 
-CONFIDENCE = 0.95
+CONFIDENCE = 0.95           # the interval reported
+SAME_CONFIDENCE = 0.90      # "same" when this interval lies within +-effect: two one-sided tests at 5 % each
+CHANGE_CONFIDENCE = 0.99    # "slower"/"faster" only when this interval excludes no change: 1 % a look, so the
+#                             four looks a re-timing may take stay under 5 % together (Bonferroni)
 MIN_PAIRS = 6    # the fewest pairs whose signed-rank interval reaches CONFIDENCE (2 / 2**6 < 0.05)
 PAIRS = 8        # pairs a re-timing starts with: 16 worker processes a variant
 MORE_PAIRS = 8   # pairs added each time the verdict on those so far is still open
@@ -125,13 +129,20 @@ def decide_paired(pairs: list[Pair], effect: float = 0.05, confidence: float = C
                f"{effect:.0%}; {len(kept)} pairs" + (f" ({busy} left out: busy machine)" if busy else "") +
                f", Wilcoxon signed-rank p {_p_value(logs):.2g}")
     out = dict(ratio=ratio, noise=(high - low) / 2, interval=(low, high), pairs=tuple(pairs))
-    if low >= 1 - effect and high <= 1 + effect:
+    _, same_lo, same_hi, _ = rank_interval(logs, SAME_CONFIDENCE)
+    if math.exp(same_lo) >= 1 - effect and math.exp(same_hi) <= 1 + effect:
         return LatencyVerdict("same", reason=numbers, **out)
-    if (low > 1 and ratio - 1 > effect) or (high < 1 and 1 - ratio > effect):
-        return LatencyVerdict("slower" if ratio > 1 else "faster", reason=numbers, **out)
+    change = rank_interval(logs, CHANGE_CONFIDENCE)  # None: too few pairs to reach it
+    if change is not None and abs(ratio - 1) > effect and (change[1] > 0 or change[2] < 0):
+        c_low, c_high = math.exp(change[1]), math.exp(change[2])
+        return LatencyVerdict("slower" if ratio > 1 else "faster",
+                              reason=f"{numbers}; {change[3]:.0%} interval {c_low - 1:+.1%}..{c_high - 1:+.1%}", **out)
     if low <= 1 <= high:
         why = (f"the pairs disagree: the interval holds both no change and changes beyond {effect:.0%} (more pairs, "
                f"--pairs, or a quieter machine settle it)")
+    elif abs(ratio - 1) > effect:
+        why = (f"a change beyond the effect {effect:.0%}, not yet at {CHANGE_CONFIDENCE:.0%} confidence a look "
+               f"(more pairs settle it)")
     else:
         why = f"a change, but not one beyond the effect {effect:.0%} with confidence"
     return LatencyVerdict("inconclusive", reason=f"{why} ({numbers})", **out)
