@@ -19,7 +19,7 @@ in all 10 pairs.
 rows again alternately, in fresh worker processes (the ONNX Runtime rows from their cached files, the torch rows
 rebuilt from the copy of the model file each run kept), at optbench's default ``measure`` settings and the default
 pairs (8, then 8 more while the verdict is open, up to 32), on the ``--defaults`` spec at batch 1 (a torch row and
-an ONNX Runtime row per run: each check re-times both, 2 x 8 to 2 x 24 worker processes a row). Each work level's runs read their own
+an ONNX Runtime row per run: each check re-times both, 2 x 8 to 2 x 32 worker processes a row). Each work level's runs read their own
 copy of the model file (WORK fixed in it), under one spec text, so the variant ids agree. Protocol and targets:
 
 - 5 same-code runs, the 20 ordered pairs: every verdict "same" (no inconclusive, no faster/slower);

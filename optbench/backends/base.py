@@ -233,9 +233,7 @@ class Backend(ABC):
             try:
                 found[dist] = version(dist)
             except PackageNotFoundError:  # another distribution installs the module (onnxruntime-gpu, ...)
-                from importlib.metadata import packages_distributions
-
-                for other in packages_distributions().get(module, []):
+                for other in _distributions_of().get(module, []):
                     found[other] = version(other)
         if missing and not (cls.requires_any and found):
             how = f" (install the '{cls.extra}' extra)" if cls.extra else ""
@@ -439,16 +437,20 @@ def owning_distribution(module: str, declared: str) -> tuple[str, str] | None:
     if not origin:
         return None
     where, rel = Path(origin).resolve(), top if spec.submodule_search_locations else f"{top}.py"
-    candidates = [declared]
-    for k, name in enumerate(candidates):
+
+    def holding(name: str):
+        """``name``'s distribution where its files hold the package found, else None."""
         try:
             d = distribution(name)
-            if Path(d.locate_file(rel)).resolve() == where:
-                return name if k == 0 else d.metadata["Name"], d.version
+            return d if Path(d.locate_file(rel)).resolve() == where else None
         except (PackageNotFoundError, OSError, ValueError):
-            pass
-        if k == 0:
-            candidates += [d for d in _distributions_of().get(top, []) if d != declared]
+            return None
+
+    if (d := holding(declared)) is not None:
+        return declared, d.version
+    for name in _distributions_of().get(top, []):
+        if name != declared and (d := holding(name)) is not None:
+            return d.metadata["Name"], d.version
     return None
 
 

@@ -136,8 +136,7 @@ def answer_lines(record: dict) -> list[str]:
     r = a.get("runner_up")
     if r is not None:
         out.append(f"runner-up: {r['label']}: {_q(r['peak_qps'])} QPS per device{_unconfirmed(r)}, {r['devices']} "
-                   f"device(s); it "
-                   f"lost because it {r['why']}")
+                   f"device(s); it lost because it {r['why']}")
     else:
         out.append("runner-up: none (no other eligible configuration)")
     return out
