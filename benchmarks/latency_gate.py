@@ -31,7 +31,7 @@ copy of the model file (WORK fixed in it), under one spec text, so the variant i
 
 The JSON (``--out``; by default ``latency-gate-paired.json`` in the runs' folder) holds every check's verdicts and
 seconds, the machine and the settings. On the 2-core reference VM:
-``python benchmarks/latency_gate.py --paired --out results/reference/cpu-2core-vm/latency-gate-paired.json``
+``python benchmarks/latency_gate.py --paired --out results/reference/cpu-2core-vm/latency-gate-paired-decision.json``
 (42 checks of 2 variants; the JSON counts the pairs each verdict took). ``--paired --smoke`` runs the same steps at
 the smallest settings (2 baselines, one candidate per work level, 6 pairs, short timing windows): a check of
 the machinery in minutes, whose numbers are no result.

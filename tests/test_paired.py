@@ -155,6 +155,31 @@ def test_rank_interval_is_the_exact_signed_rank_interval():
     assert rank_interval(np.array([0.1, 0.2, 0.3, 0.4, 0.5])) is None  # five values cannot reach 95 %
 
 
+@pytest.mark.parametrize("n", [6, 8, 13, 16, 24, 32])
+@pytest.mark.parametrize("confidence", [0.90, 0.95, 0.99])
+def test_rank_interval_is_the_set_of_shifts_scipys_exact_signed_rank_test_does_not_reject(n, confidence):
+    """Checked against scipy's exact Wilcoxon signed-rank test, by inversion: a shift just inside the interval is
+    not rejected at 1 - reached, one just outside is, with that p-value."""
+    from scipy.stats import wilcoxon
+
+    x = np.random.default_rng(n).normal(0.02, 0.05, n)
+    got = rank_interval(x, confidence)
+    if got is None:  # too few values for the confidence: scipy's smallest p-value agrees
+        assert 2 / 2**n > 1 - confidence
+        return
+    est, low, high, reached = got
+    assert reached >= confidence and low < est < high
+    walsh = np.sort([(x[i] + x[j]) / 2 for i in range(n) for j in range(i, n)])
+    gap = np.min(np.diff(walsh)) / 4
+    def p(shift: float) -> float:
+        return float(wilcoxon(x - shift, method="exact").pvalue)
+    for end, inward in ((low, +1), (high, -1)):
+        assert p(end + inward * gap) > 1 - confidence  # inside: not rejected
+        outside = p(end - inward * gap)
+        assert outside <= 1 - confidence and outside == pytest.approx(1 - reached)  # outside: rejected, at 1 - reached
+    assert est == pytest.approx(np.median(walsh))
+
+
 def _processes(ratio: float, spread: float, seed: int):
     """``more(n, done)`` of :func:`settle` on simulated pairs whose every process lands at its own level (a
     ``spread`` relative term per process, as where its memory landed moves a process's latency as a whole; rounds
