@@ -187,7 +187,10 @@ def main(argv: list[str] | None = None) -> int:
             "estimate_vs_reference": None if est is None else est / ref["ratio"] - 1, "seconds": round(seconds, 1)})
         print(f"{cand} vs {base}: {res.verdict} (estimate {est}, reference {ref['ratio']:.3f}, want {want})",
               flush=True)
+    from importlib.metadata import version
+
     result = {"machine": {"cpu": cpu_model(), "cpus": os.cpu_count()},
+              "versions": {p: version(p) for p in ("ddddocr", "onnxruntime", "optbench")},
               "material": {k: {"file": str(f), "bytes": f.stat().st_size} for k, f in files.items()},
               "settings": {"spec": SPEC, "min_effect": MIN_EFFECT, "margin": MARGIN,
                            "pairs": "optbench's default (8, then 8 more while open, up to 32)"},
