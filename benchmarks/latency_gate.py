@@ -33,7 +33,7 @@ The JSON (``--out``; by default ``latency-gate-paired.json`` in the runs' folder
 seconds, the machine and the settings. On the 2-core reference VM:
 ``python benchmarks/latency_gate.py --paired --out results/reference/cpu-2core-vm/latency-gate-paired-decision.json``
 (42 checks of 2 variants; the JSON counts the pairs each verdict took). ``--paired --smoke`` runs the same steps at
-the smallest settings (2 baselines, one candidate per work level, 6 pairs, short timing windows): a check of
+the smallest settings (2 baselines, one candidate per work level, 8 pairs (the fewest a change verdict can be reached with), short timing windows): a check of
 the machinery in minutes, whose numbers are no result.
 
 It prints the counts, the verdicts that missed, and a table last; exits 0 when every target is met.
@@ -252,7 +252,7 @@ def paired_gate(args) -> int:
         runs[name] = [folder / f"{name}{i}" for i in range(counts[name])]
         for d in runs[name]:
             times[d.name] = run(folder / "gate.yaml", d, work, root / "cache")
-    pairs = 6 if args.smoke else None  # None: optbench's default (8, then 8 more while open, up to 32)
+    pairs = 8 if args.smoke else None  # None: optbench's default (8, then 8 more while open, up to 32)
     checks: list[dict] = []
 
     def paired(kind: str, candidate: Path, baseline: Path) -> tuple[int, dict[str, str]]:

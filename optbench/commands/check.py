@@ -60,12 +60,13 @@ MAX_PAIRS = 50
 
 def retime_mode(args) -> str:
     """--retime, --no-retime or neither (re-time where a verdict is inconclusive); --pairs checked."""
-    from optbench.measure.paired import MIN_PAIRS
+    from optbench.measure.paired import CHANGE_PAIRS
 
     if args.retime and args.no_retime:
         raise OptbenchError("--retime and --no-retime exclude each other")
-    if args.pairs is not None and not MIN_PAIRS <= args.pairs <= MAX_PAIRS:
-        raise OptbenchError(f"--pairs takes {MIN_PAIRS} to {MAX_PAIRS} pairs (fewer cannot reach a 95 % interval), "
+    if args.pairs is not None and not CHANGE_PAIRS <= args.pairs <= MAX_PAIRS:
+        raise OptbenchError(f"--pairs takes {CHANGE_PAIRS} to {MAX_PAIRS} pairs (fewer cannot reach the 99 % interval a "
+                            f"slower or faster verdict needs), "
                             f"found {args.pairs}")
     return "always" if args.retime else "off" if args.no_retime else "inconclusive"
 

@@ -44,6 +44,8 @@ SAME_CONFIDENCE = 0.90      # "same" when this interval lies within +-effect: tw
 CHANGE_CONFIDENCE = 0.99    # "slower"/"faster" only when this interval excludes no change: 1 % a look, so the
 #                             four looks a re-timing may take stay under 5 % together (Bonferroni)
 MIN_PAIRS = 6    # the fewest pairs whose signed-rank interval reaches CONFIDENCE (2 / 2**6 < 0.05)
+CHANGE_PAIRS = 8  # the fewest pairs whose interval reaches CHANGE_CONFIDENCE (2 / 2**8 < 0.01): a change verdict
+#                  needs at least this many quiet pairs, so a re-timing may run no fewer (--pairs)
 PAIRS = 8        # pairs a re-timing starts with: 16 worker processes a variant
 MORE_PAIRS = 8   # pairs added each time the verdict on those so far is still open
 MOST_PAIRS = 32  # pairs at most, by default (--pairs): four looks
