@@ -252,7 +252,9 @@ def paired_gate(args) -> int:
         runs[name] = [folder / f"{name}{i}" for i in range(counts[name])]
         for d in runs[name]:
             times[d.name] = run(folder / "gate.yaml", d, work, root / "cache")
-    pairs = 8 if args.smoke else None  # None: optbench's default (8, then 8 more while open, up to 32)
+    from optbench.measure.paired import CHANGE_PAIRS
+
+    pairs = CHANGE_PAIRS if args.smoke else None  # None: optbench's default (8, then 8 more while open, up to 32)
     checks: list[dict] = []
 
     def paired(kind: str, candidate: Path, baseline: Path) -> tuple[int, dict[str, str]]:

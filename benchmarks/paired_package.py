@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,12 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", help="keep the run directories here")
     args = ap.parse_args(argv)
     import ddddocr
-    import numpy as np
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from optbench.check import check_run
     from optbench.env import cpu_model
-    from optbench.measure.paired import rank_interval
+    from optbench.measure.paired import decide_paired
 
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="optbench-paired-package-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -177,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         report = check_run(runs[cand], runs[base], retime="always", min_effect=MIN_EFFECT)
         seconds = time.perf_counter() - t0
         (res,) = [r for r in report.results if r.verdict]
-        kept = [p for p in res.pairs if not p.busy]
-        est = float(np.exp(rank_interval(np.log([p.ratio for p in kept]))[0])) if len(kept) >= 6 else None
+        decided = decide_paired(list(res.pairs), MIN_EFFECT)  # the verdict's own estimate (None: too few quiet pairs)
+        est = decided.ratio if decided.interval is not None else None
         want = expected(ref["ratio"])
         comparisons.append({
             "candidate": cand, "baseline": base, "verdict": res.verdict, "message": res.message,
@@ -187,8 +187,6 @@ def main(argv: list[str] | None = None) -> int:
             "estimate_vs_reference": None if est is None else est / ref["ratio"] - 1, "seconds": round(seconds, 1)})
         print(f"{cand} vs {base}: {res.verdict} (estimate {est}, reference {ref['ratio']:.3f}, want {want})",
               flush=True)
-    from importlib.metadata import version
-
     result = {"machine": {"cpu": cpu_model(), "cpus": os.cpu_count()},
               "versions": {p: version(p) for p in ("ddddocr", "onnxruntime", "optbench")},
               "material": {k: {"file": str(f), "bytes": f.stat().st_size} for k, f in files.items()},

@@ -5,6 +5,9 @@ import numpy as np
 import pytest
 
 from optbench.measure.paired import (
+    CHANGE_CONFIDENCE,
+    CHANGE_PAIRS,
+    CONFIDENCE,
     MIN_PAIRS,
     Pair,
     batches,
@@ -159,7 +162,7 @@ def test_rank_interval_is_the_exact_signed_rank_interval():
 @pytest.mark.parametrize("confidence", [0.90, 0.95, 0.99])
 def test_rank_interval_is_the_set_of_shifts_scipys_exact_signed_rank_test_does_not_reject(n, confidence):
     """Checked against scipy's exact Wilcoxon signed-rank test, by inversion: a shift just inside the interval is
-    not rejected at 1 - reached, one just outside is, with that p-value."""
+    not rejected at 1 - confidence, one just outside is, with p-value 1 - reached."""
     from scipy.stats import wilcoxon
 
     x = np.random.default_rng(n).normal(0.02, 0.05, n)
@@ -178,6 +181,13 @@ def test_rank_interval_is_the_set_of_shifts_scipys_exact_signed_rank_test_does_n
         outside = p(end - inward * gap)
         assert outside <= 1 - confidence and outside == pytest.approx(1 - reached)  # outside: rejected, at 1 - reached
     assert est == pytest.approx(np.median(walsh))
+
+
+def test_the_fewest_pairs_of_a_verdict_follow_from_its_confidence():
+    x = np.linspace(0.01, 0.02, 16)  # every pair on one side: the smallest p-value n pairs can give
+    assert (MIN_PAIRS, CHANGE_PAIRS) == (6, 8)
+    for n, confidence in ((MIN_PAIRS, CONFIDENCE), (CHANGE_PAIRS, CHANGE_CONFIDENCE)):
+        assert rank_interval(x[:n], confidence) is not None and rank_interval(x[:n - 1], confidence) is None
 
 
 def _processes(ratio: float, spread: float, seed: int):

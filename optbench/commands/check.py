@@ -66,8 +66,7 @@ def retime_mode(args) -> str:
         raise OptbenchError("--retime and --no-retime exclude each other")
     if args.pairs is not None and not CHANGE_PAIRS <= args.pairs <= MAX_PAIRS:
         raise OptbenchError(f"--pairs takes {CHANGE_PAIRS} to {MAX_PAIRS} pairs (fewer cannot reach the 99 % interval a "
-                            f"slower or faster verdict needs), "
-                            f"found {args.pairs}")
+                            f"slower or faster verdict needs), found {args.pairs}")
     return "always" if args.retime else "off" if args.no_retime else "inconclusive"
 
 

@@ -31,6 +31,7 @@ Each process's level is the median of its quiet rounds (:func:`optbench.measure.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -43,9 +44,17 @@ CONFIDENCE = 0.95           # the interval reported
 SAME_CONFIDENCE = 0.90      # "same" when this interval lies within +-effect: two one-sided tests at 5 % each
 CHANGE_CONFIDENCE = 0.99    # "slower"/"faster" only when this interval excludes no change: 1 % a look, so the
 #                             four looks a re-timing may take stay under 5 % together (Bonferroni)
-MIN_PAIRS = 6    # the fewest pairs whose signed-rank interval reaches CONFIDENCE (2 / 2**6 < 0.05)
-CHANGE_PAIRS = 8  # the fewest pairs whose interval reaches CHANGE_CONFIDENCE (2 / 2**8 < 0.01): a change verdict
-#                  needs at least this many quiet pairs, so a re-timing may run no fewer (--pairs)
+
+
+def fewest_pairs(confidence: float) -> int:
+    """The fewest pairs whose exact signed-rank interval reaches ``confidence``: with every pair on one side the
+    two-sided p-value is 2 / 2**n, its smallest, which must be at most 1 - confidence (as :func:`rank_interval`)."""
+    return next(n for n in itertools.count(1) if 2 / 2**n <= 1 - confidence)
+
+
+MIN_PAIRS = fewest_pairs(CONFIDENCE)            # 6: fewer quiet pairs are no paired verdict at all
+CHANGE_PAIRS = fewest_pairs(CHANGE_CONFIDENCE)  # 8: a change verdict needs this many quiet pairs, so a re-timing may
+#                                                 run no fewer (--pairs)
 PAIRS = 8        # pairs a re-timing starts with: 16 worker processes a variant
 MORE_PAIRS = 8   # pairs added each time the verdict on those so far is still open
 MOST_PAIRS = 32  # pairs at most, by default (--pairs): four looks
